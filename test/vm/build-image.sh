@@ -1,0 +1,116 @@
+#!/bin/bash
+# build-image.sh OUTDIR -- the kernel-suite VM: Debian's own kernel (ESP, XFRM, eBPF) + strongSwan,
+# booted by run-in-vm.sh under qemu TCG. ~25 s (+~30 s to apt-install qemu on a fresh machine).
+#
+# Produces OUTDIR/vmlinuz + OUTDIR/initrd.img (zstd cpio, ~20 MB, 66 MB unpacked) + OUTDIR/kver.
+# The initramfs is the apt-resolved dependency closure of $PKGS, unpacked with dpkg-deb (no maintainer
+# scripts), plus the kernel's net/crypto/9p/virtio modules and an /init that mounts the 9p shares
+# "ctl" and "host0", runs /ctl/cmd.sh and powers off (see run-in-vm.sh).
+# Env: KFLAVOUR (default amd64; cloud-amd64 has NO 9p), PKGS, EXTRA_PKGS (e.g. "nftables iptables").
+set -euo pipefail
+OUT=${1:?usage: build-image.sh OUTDIR}
+KFLAVOUR=${KFLAVOUR:-amd64}
+PKGS=${PKGS:-"dash busybox iproute2 iputils-ping tcpdump kmod strongswan-charon strongswan-swanctl base-passwd libc-bin"}
+PKGS="$PKGS ${EXTRA_PKGS:-}"
+t0=$(date +%s)
+export DEBIAN_FRONTEND=noninteractive
+APT="-o APT::Sandbox::User=root -qq"
+
+# --- host tools (a fresh Debian 12 CI machine lacks qemu, cpio, zstd, kmod) -------------------------
+# (apt-get update every time: a stale list names a kernel ABI the mirror no longer has; ~3 s)
+[ -n "${SKIP_APT_UPDATE:-}" ] || apt-get update -qq
+need=""; for p in qemu-system-x86 cpio zstd kmod; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+[ -z "$need" ] || apt-get install -y -qq --no-install-recommends $need >/dev/null
+t1=$(date +%s)
+
+W=$(mktemp -d /tmp/vmbuild.XXXXXX); trap 'rm -rf "$W"' EXIT
+R=$W/root; mkdir -p "$R" "$W/debs" "$W/k"
+KPKG=$(apt-cache depends "linux-image-$KFLAVOUR" | awk '/Depends: linux-image-/{print $2; exit}')
+KVER=${KPKG#linux-image-}
+# full dependency closure as if nothing were installed (empty dpkg status); drop perl & co
+: > "$W/empty-status"
+apt-get -s -o Dir::State::status="$W/empty-status" install --no-install-recommends $PKGS \
+  | awk '/^Inst /{print $2}' \
+  | grep -Ev '^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|usrmerge|libdb5\.3|libgdbm.*)$' > "$W/pkgs"
+(cd "$W/debs" && apt-get download $APT $(cat "$W/pkgs") "$KPKG")
+t2=$(date +%s)
+
+# --- rootfs: merged /usr like bookworm, unpack every deb ------------------------------------------
+mkdir -p "$R"/usr/{bin,sbin,lib,lib64}; for d in bin sbin lib lib64; do ln -sfn usr/$d "$R/$d"; done
+for f in "$W"/debs/*.deb; do
+  case $f in */linux-image-*) continue;; esac
+  dpkg-deb --fsys-tarfile "$f" | tar -x --keep-directory-symlink -C "$R"
+done
+mkdir -p "$R"/{etc,proc,sys,dev,run,tmp,root,host,ctl,var/tmp}; ln -sfn /run "$R/var/run"
+cp "$R/usr/share/base-passwd/passwd.master" "$R/etc/passwd"; cp "$R/usr/share/base-passwd/group.master" "$R/etc/group"
+echo 'tcpdump:x:104:108::/nonexistent:/usr/sbin/nologin' >> "$R/etc/passwd"; echo 'tcpdump:x:108:' >> "$R/etc/group"
+rm -rf "$R"/usr/share/{doc,man,locale,info,lintian}
+ldconfig -r "$R"
+# busybox applets for whatever the closure lacks (mount, cat, ls, unshare, timeout, ...; coreutils and
+# util-linux are not in the closure). Debian's busybox prefers applets over $PATH only inside busybox sh;
+# /bin/sh here is dash, so iproute2's ip wins over busybox ip.
+mkdir -p "$R/usr/local/bin"
+for a in $("$R/bin/busybox" --list); do
+  found=""; for d in bin sbin usr/bin usr/sbin; do { [ -e "$R/$d/$a" ] || [ -L "$R/$d/$a" ]; } && found=1; done
+  [ -n "$found" ] || ln -sfn /bin/busybox "$R/usr/local/bin/$a"
+done
+
+# --- kernel + modules ------------------------------------------------------------------------------
+dpkg-deb -x "$W"/debs/${KPKG}_*.deb "$W/k"
+KM=$W/k/lib/modules/$KVER/kernel; M=$R/lib/modules/$KVER
+mkdir -p "$M/kernel/fs" "$M/kernel/drivers/net" "$M/kernel/drivers/char/hw_random" "$M/kernel/arch/x86"
+cp -a "$W/k/lib/modules/$KVER"/modules.{builtin,builtin.modinfo,order} "$M/"
+cp -a "$KM"/{net,crypto,lib} "$M/kernel/"                       # xfrm, esp4/6, netfilter, 9pnet, crypto
+rm -rf "$M"/kernel/net/{wireless,mac80211,bluetooth,sunrpc,ceph,tipc,rxrpc,nfc,6lowpan,ieee802154,mac802154,rds,batman-adv,can,atm,ax25,netrom,rose,appletalk,x25,lapb,phonet,qrtr,smc,dsa,mctp,caif,l2tp} \
+       "$R/usr/lib/x86_64-linux-gnu/gconv"                      # smaller initrd = faster unpack under TCG
+cp -a "$KM/arch/x86/crypto" "$M/kernel/arch/x86/"
+for d in 9p netfs fscache; do [ -d "$KM/fs/$d" ] && cp -a "$KM/fs/$d" "$M/kernel/fs/"; done
+cp -a "$KM/drivers/virtio" "$M/kernel/drivers/"
+cp -a "$KM"/drivers/net/*.ko "$M/kernel/drivers/net/"            # veth, dummy, virtio_net, ...
+cp -a "$KM/drivers/char/hw_random/virtio-rng.ko" "$M/kernel/drivers/char/hw_random/" 2>/dev/null || true
+depmod -b "$R" "$KVER"
+[ -f "$M/kernel/fs/9p/9p.ko" ] || echo "WARNING: $KPKG has no 9p module: host shares will not work" >&2
+# loaded at boot (everything else autoloads on demand). drbg = the crypto "stdrng": without it every
+# ESP SA with an IV generator fails: "Kernel was unable to initialize cryptographic operations".
+echo "virtio_pci 9pnet_virtio 9p virtio_net veth dummy xfrm_user af_key esp4 esp6 xfrm4_tunnel xfrm6_tunnel
+ xfrm_interface authenc cbc ctr gcm ccm ghash echainiv seqiv drbg des3_ede sha1 sha256 sha512 aesni_intel" > "$R/etc/vm-modules"
+
+cat > "$R/init" <<'EOF'
+#!/bin/sh
+# PID 1: mount basics, load modules, mount 9p shares, run /ctl/cmd.sh (output -> console + /ctl/log,
+# exit code -> /ctl/rc), power off. Without /ctl/cmd.sh: interactive shell on the console.
+export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin HOME=/root TERM=${TERM:-linux}
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns /run/lock
+busybox hostname vm; ip link set lo up
+modprobe -a $(cat /etc/vm-modules) 2>/dev/null || for m in $(cat /etc/vm-modules); do
+  modprobe "$m" 2>/dev/null || echo "[vm-init] modprobe $m failed"; done
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ctl /ctl; then
+  echo "[vm-init] cannot mount 9p share 'ctl' (kernel without 9p? cloud-amd64 has none): powering off"
+  busybox poweroff -f; fi
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host0 /host 2>/dev/null
+echo "[vm-init] up at $(cut -d' ' -f1 /proc/uptime)s, running command"
+if [ -f /ctl/cmd.sh ]; then
+  cd /host 2>/dev/null || cd /
+  # log to a file, not a pipe: daemons the command leaves running would hold a pipe open forever
+  : > /run/cmd.log; tail -f /run/cmd.log > /dev/console & tailpid=$!
+  /bin/sh /ctl/cmd.sh < /dev/null > /run/cmd.log 2>&1; rc=$?
+  sleep 1.2; kill $tailpid 2>/dev/null   # busybox tail -f polls once a second
+  cp /run/cmd.log /ctl/log; echo "$rc" > /ctl/rc
+  echo "[vm-init] command exited rc=$rc at $(cut -d' ' -f1 /proc/uptime)s"
+else
+  busybox setsid busybox cttyhack /bin/sh -l
+fi
+sync; umount /host /ctl 2>/dev/null
+busybox poweroff -f
+EOF
+chmod 755 "$R/init"
+
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+cp "$W/k/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+(cd "$R" && find . -xdev | cpio -o -H newc --quiet | zstd -q -3 -T0 > "$OUT/initrd.img.tmp") && mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
+echo "$KVER" > "$OUT/kver"; cp "$W/pkgs" "$OUT/packages.txt"
+t3=$(date +%s)
+echo "build-image: $KVER, $(wc -l < "$W/pkgs") packages, rootfs $(du -sh "$R" | cut -f1), initrd $(du -h "$OUT/initrd.img" | cut -f1);" \
+     "host tools $((t1-t0))s, download $((t2-t1))s, assemble $((t3-t2))s, total $((t3-t0))s -> $OUT"
