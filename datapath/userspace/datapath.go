@@ -1,0 +1,260 @@
+// Package userspace is the datapath that does ESP in Go: inner packets travel through a TUN
+// device, ESP goes out as ESP in UDP on the shared conn.Bind (RFC 3948) or as raw IP
+// protocol 50. It carries traffic where the kernel has no ESP (containers, OpenVZ/LXC, or
+// kernels built without INET_ESP).
+//
+// Outbound: TUN → SPD lookup → newest SA of the policy's reqid → seal in place → send.
+// Inbound: Bind / raw socket → queue → SAD lookup by SPI → replay check, ICV, decrypt,
+// window update (datapath/esp) → selector check → batched TUN write.
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/esp"
+)
+
+// Defaults for Options.
+const (
+	DefaultTUNName = "espgw0"
+	// DefaultMTU leaves room for the largest overhead on a 1500-byte path: outer IPv4 (20),
+	// UDP (8), ESP header (8), 16-byte IV, up to 17 bytes padding and trailer, 32-byte ICV
+	// = 101 bytes; at 1400 the padding is at most 8 bytes, so every transform fits.
+	DefaultMTU        = 1400
+	DefaultRouteTable = 220
+	DefaultRulePrio   = 220
+)
+
+// Options configures New.
+type Options struct {
+	// Bind carries ESP in UDP; it may be nil if only raw ESP SAs are installed.
+	Bind    conn.Bind
+	TUNName string // default DefaultTUNName
+	MTU     int    // default DefaultMTU
+	// RawESP opens a raw IP protocol 50 socket for SAs without UDP encapsulation.
+	RawESP bool
+	// RouteTable and RulePriority place the routes into the TUN (policy routing, like
+	// strongSwan's table 220).
+	RouteTable, RulePriority int
+	// LifetimeInterval is how often lifetimes are checked; default 1 s.
+	LifetimeInterval time.Duration
+	// Logger receives errors of the background packet loops; default discards.
+	Logger *slog.Logger
+}
+
+// Datapath implements datapath.Datapath with Go ESP over a TUN device.
+type Datapath struct {
+	opts   Options
+	tun    tun.Device
+	name   string
+	nl     *netlink.Handle
+	link   netlink.Link
+	raw    *net.IPConn
+	events chan datapath.Event
+	drops  dropCounters
+
+	mu       sync.Mutex // serializes writers of state, routes, spis
+	state    atomic.Pointer[tables]
+	routes   routeTable
+	reserved map[uint32]bool // SPIs handed out by AllocSPI, not yet installed
+
+	inQueue chan *packetBuf
+	free    chan *packetBuf
+	bufSize int
+
+	done   chan struct{}
+	closed atomic.Bool
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+var _ datapath.Datapath = (*Datapath)(nil)
+
+// ErrNoSA is returned by Counters for an SA that is not installed.
+var ErrNoSA = errors.New("userspace: no such SA")
+
+// New creates the TUN device, brings it up and starts the packet loops.
+//
+// New must run on an OS thread inside the target network namespace
+// (runtime.LockOSThread + netns.Set): the TUN device, the netlink handle and the raw socket
+// it opens stay in that namespace, whatever thread later uses them.
+func New(opts Options) (_ *Datapath, err error) {
+	if opts.TUNName == "" {
+		opts.TUNName = DefaultTUNName
+	}
+	if opts.MTU == 0 {
+		opts.MTU = DefaultMTU
+	}
+	if opts.MTU < 576 || opts.MTU > 65535-256 {
+		return nil, fmt.Errorf("userspace: MTU %d, expected 576..65279", opts.MTU)
+	}
+	if opts.RouteTable == 0 {
+		opts.RouteTable = DefaultRouteTable
+	}
+	if opts.RulePriority == 0 {
+		opts.RulePriority = DefaultRulePrio
+	}
+	if opts.LifetimeInterval == 0 {
+		opts.LifetimeInterval = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Datapath{
+		opts:     opts,
+		events:   make(chan datapath.Event, 64),
+		reserved: make(map[uint32]bool),
+		done:     make(chan struct{}),
+		bufSize:  bufOffset + opts.MTU + esp.Headroom + esp.Tailroom + 64,
+	}
+	d.state.Store(&tables{in: map[uint32]*inSA{}, out: map[uint32][]*outSA{}})
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.nl, err = netlink.NewHandle(); err != nil {
+		return nil, fmt.Errorf("userspace: netlink: %w", err)
+	}
+	if d.tun, err = tun.CreateTUN(opts.TUNName, opts.MTU); err != nil {
+		return nil, fmt.Errorf("userspace: create TUN %q: %w", opts.TUNName, err)
+	}
+	if d.name, err = d.tun.Name(); err != nil {
+		return nil, fmt.Errorf("userspace: TUN name: %w", err)
+	}
+	if d.link, err = d.nl.LinkByName(d.name); err != nil {
+		return nil, fmt.Errorf("userspace: TUN %q: %w", d.name, err)
+	}
+	if err = d.nl.LinkSetUp(d.link); err != nil {
+		return nil, fmt.Errorf("userspace: set TUN %q up: %w", d.name, err)
+	}
+	if opts.RawESP {
+		if d.raw, err = net.ListenIP("ip4:50", nil); err != nil {
+			return nil, fmt.Errorf("userspace: raw ESP socket: %w", err)
+		}
+		growReceiveBuffer(d.raw)
+	}
+	d.startInbound()
+	d.start(d.drainTUNEvents)
+	d.start(d.outboundLoop)
+	d.start(d.lifetimeLoop)
+	if opts.Bind != nil {
+		opts.Bind.SetESPHandler(d.receiveUDP)
+	}
+	return d, nil
+}
+
+func (d *Datapath) start(f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f()
+	}()
+}
+
+// drainTUNEvents keeps the TUN's event channel from filling; link state is not used.
+func (d *Datapath) drainTUNEvents() {
+	for range d.tun.Events() {
+	}
+}
+
+// Name implements datapath.Datapath.
+func (d *Datapath) Name() string { return "userspace" }
+
+// TUNName reports the name of the TUN device.
+func (d *Datapath) TUNName() string { return d.name }
+
+// Events implements datapath.Datapath. The channel is closed by Close.
+func (d *Datapath) Events() <-chan datapath.Event { return d.events }
+
+// Drops reports how many packets were discarded for reason r.
+func (d *Datapath) Drops(r DropReason) uint64 { return d.drops[r].Load() }
+
+// Close implements datapath.Datapath: it stops the loops and removes the routes, rule and
+// TUN device it created.
+func (d *Datapath) Close() error {
+	var errs []error
+	d.once.Do(func() {
+		d.closed.Store(true)
+		close(d.done)
+		if d.opts.Bind != nil {
+			d.opts.Bind.SetESPHandler(nil)
+		}
+		if d.raw != nil {
+			d.raw.Close()
+		}
+		if d.tun != nil {
+			errs = append(errs, d.tun.Close())
+		}
+		d.wg.Wait()
+		d.mu.Lock()
+		if d.nl != nil {
+			errs = append(errs, d.routes.removeAll(d.nl))
+			d.nl.Close()
+		}
+		d.mu.Unlock()
+		close(d.events)
+	})
+	return errors.Join(errs...)
+}
+
+// emit delivers an expire event, waiting while the control plane is busy.
+func (d *Datapath) emit(ev datapath.Event) {
+	select {
+	case d.events <- ev:
+	case <-d.done:
+	}
+}
+
+// AllocSPI implements datapath.Datapath: a random SPI of at least 256 (RFC 4303 section
+// 2.1 reserves 1-255) that no installed or reserved inbound SA uses.
+func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.state.Load()
+	for range 1000 {
+		spi, err := randomUint32()
+		if err != nil {
+			return 0, fmt.Errorf("userspace: SPI: %w", err)
+		}
+		if spi < 256 || st.in[spi] != nil || d.reserved[spi] {
+			continue
+		}
+		d.reserved[spi] = true
+		return spi, nil
+	}
+	return 0, errors.New("userspace: SPI: no free value found after 1000 tries")
+}
+
+// rawReceiveBuffer absorbs bursts while the worker decrypts. It matters more than for UDP:
+// since Linux 6.x a packet that finds the raw socket full counts as undelivered, and with no
+// kernel ESP the host then answers it with ICMP protocol unreachable.
+const rawReceiveBuffer = 4 << 20
+
+// growReceiveBuffer raises the socket's receive buffer past net.core.rmem_max when allowed
+// (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else as far as rmem_max permits.
+func growReceiveBuffer(c *net.IPConn) {
+	rc, err := c.SyscallConn()
+	if err == nil {
+		rc.Control(func(fd uintptr) {
+			err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rawReceiveBuffer)
+		})
+	}
+	if err != nil {
+		c.SetReadBuffer(rawReceiveBuffer)
+	}
+}

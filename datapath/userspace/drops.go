@@ -1,0 +1,38 @@
+package userspace
+
+import "sync/atomic"
+
+// DropReason tells why the datapath discarded a packet.
+type DropReason uint8
+
+const (
+	DropMalformed  DropReason = iota // not an IP packet, or ESP too short
+	DropUnknownSPI                   // no inbound SA with this SPI
+	DropReplay                       // outside or already seen in the anti-replay window
+	DropAuth                         // ICV mismatch
+	DropTrailer                      // bad padding or next header after decryption
+	DropSelector                     // inner packet outside the SA's traffic selector
+	DropExpired                      // SA past its hard lifetime or out of sequence numbers
+	DropQueueFull                    // inbound queue or buffer pool exhausted
+	DropTooBig                       // packet larger than the datapath buffers
+	DropNoPolicy                     // packet in the TUN matched no policy
+	DropNoSA                         // policy matched, SA not installed (acquire sent)
+	DropSend                         // sending the ESP packet or writing the TUN failed
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	"malformed", "unknown_spi", "replay", "auth", "trailer", "selector", "expired",
+	"queue_full", "too_big", "no_policy", "no_sa", "send",
+}
+
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+type dropCounters [numDropReasons]atomic.Uint64
+
+func (c *dropCounters) inc(r DropReason) { c[r].Add(1) }

@@ -1,0 +1,160 @@
+package userspace
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/espgw/espgw/datapath/esp"
+)
+
+const (
+	// inboundBuffers bounds the packets queued between the receivers and the decrypting
+	// worker; with all in use, new packets are dropped like a full socket buffer would.
+	inboundBuffers = 1024
+	inboundBatch   = 128
+	// tunWriteOffset is the headroom each inner packet keeps for the TUN's virtio header;
+	// the ESP header and IV in front of the inner packet (at least 16 bytes) provide it.
+	tunWriteOffset = 16
+)
+
+// packetBuf holds one received ESP packet (from the SPI) in data[:n].
+type packetBuf struct {
+	data []byte
+	n    int
+}
+
+func (d *Datapath) startInbound() {
+	d.inQueue = make(chan *packetBuf, inboundBuffers)
+	d.free = make(chan *packetBuf, inboundBuffers)
+	for range inboundBuffers {
+		d.free <- &packetBuf{data: make([]byte, d.bufSize)}
+	}
+	d.start(d.inboundWorker)
+	if d.raw != nil {
+		d.start(d.rawReceiveLoop)
+	}
+}
+
+// receiveUDP is the conn.ESPHandler: it copies the packet (the Bind reuses its buffer) and
+// queues it for the worker.
+func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
+	if len(pkt) > d.bufSize {
+		d.drops.inc(DropTooBig)
+		return
+	}
+	select {
+	case b := <-d.free:
+		b.n = copy(b.data, pkt)
+		d.inQueue <- b // cannot block: the queue holds every buffer
+	default:
+		d.drops.inc(DropQueueFull)
+	}
+}
+
+// rawReceiveLoop reads IP protocol 50; net.IPConn strips the outer IPv4 header.
+func (d *Datapath) rawReceiveLoop() {
+	for {
+		var b *packetBuf
+		select {
+		case b = <-d.free:
+		case <-d.done:
+			return
+		}
+		n, _, err := d.raw.ReadFrom(b.data)
+		if err != nil {
+			d.free <- b
+			if d.closed.Load() {
+				return
+			}
+			d.drops.inc(DropMalformed)
+			continue
+		}
+		b.n = n
+		d.inQueue <- b
+	}
+}
+
+// inboundWorker opens queued packets in batches and writes the survivors to the TUN in
+// one call, so the TUN can coalesce TCP segments (GRO).
+func (d *Datapath) inboundWorker() {
+	batch := make([]*packetBuf, 0, inboundBatch)
+	writes := make([][]byte, 0, inboundBatch)
+	for {
+		select {
+		case b := <-d.inQueue:
+			batch = append(batch, b)
+		case <-d.done:
+			return
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case b := <-d.inQueue:
+				batch = append(batch, b)
+			default:
+				break fill
+			}
+		}
+		st := d.state.Load()
+		for _, b := range batch {
+			if inner := d.open(st, b); inner != nil {
+				off := len(b.data) - cap(inner) // inner starts at b.data[off]
+				writes = append(writes, b.data[off-tunWriteOffset:off+len(inner)])
+			}
+		}
+		if len(writes) > 0 {
+			if _, err := d.tun.Write(writes, tunWriteOffset); err != nil && !d.closed.Load() {
+				d.drops.inc(DropSend)
+			}
+		}
+		for i, b := range batch {
+			d.free <- b
+			batch[i] = nil
+		}
+		batch, writes = batch[:0], writes[:0]
+	}
+}
+
+// open verifies and decrypts b in place and returns the inner packet, or nil after
+// counting the reason it was dropped.
+func (d *Datapath) open(st *tables, b *packetBuf) []byte {
+	p, err := esp.Parse(b.data[:b.n])
+	if err != nil {
+		d.drops.inc(DropMalformed)
+		return nil
+	}
+	sa := st.in[p.SPI()]
+	if sa == nil {
+		d.drops.inc(DropUnknownSPI)
+		return nil
+	}
+	inner, err := sa.esp.Open(p)
+	switch {
+	case err == nil:
+	case errors.Is(err, esp.ErrReplay):
+		d.drops.inc(DropReplay)
+		return nil
+	case errors.Is(err, esp.ErrAuth):
+		d.drops.inc(DropAuth)
+		return nil
+	case errors.Is(err, esp.ErrPadding), errors.Is(err, esp.ErrNextHeader):
+		d.drops.inc(DropTrailer)
+		return nil
+	case errors.Is(err, esp.ErrHardLifetime):
+		d.drops.inc(DropExpired)
+		return nil
+	default:
+		d.drops.inc(DropMalformed)
+		return nil
+	}
+	f, ok := parseFlow(inner)
+	if !ok {
+		d.drops.inc(DropMalformed)
+		return nil
+	}
+	if !inboundMatch(&sa.cfg.Selector, &f) {
+		d.drops.inc(DropSelector)
+		return nil
+	}
+	return inner
+}

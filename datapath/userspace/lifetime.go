@@ -1,0 +1,52 @@
+package userspace
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/esp"
+)
+
+// lifetimeLoop checks every SA's lifetime each Options.LifetimeInterval: soft limits raise
+// one EventSoftExpire per SA, hard limits remove the SA and raise EventHardExpire.
+func (d *Datapath) lifetimeLoop() {
+	t := time.NewTicker(d.opts.LifetimeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case now := <-t.C:
+			st := d.state.Load()
+			for _, in := range st.in {
+				d.checkLifetime(now, in.esp, &in.softSent, in.cfg)
+			}
+			for _, l := range st.out {
+				for _, o := range l {
+					d.checkLifetime(now, o.esp, &o.softSent, o.cfg)
+				}
+			}
+		}
+	}
+}
+
+func (d *Datapath) checkLifetime(now time.Time, sa *esp.SA, softSent *atomic.Bool, cfg datapath.SA) {
+	switch sa.Expiry(now) {
+	case esp.Hard:
+		d.mu.Lock()
+		removed := d.removeSA(cfg.Dst, cfg.SPI)
+		d.mu.Unlock()
+		if removed {
+			d.emit(expireEvent(datapath.EventHardExpire, cfg))
+		}
+	case esp.Soft:
+		if softSent.CompareAndSwap(false, true) {
+			d.emit(expireEvent(datapath.EventSoftExpire, cfg))
+		}
+	}
+}
+
+func expireEvent(k datapath.EventKind, cfg datapath.SA) datapath.Event {
+	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID, Selector: cfg.Selector}
+}

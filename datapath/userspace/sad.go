@@ -1,0 +1,127 @@
+package userspace
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/esp"
+)
+
+func randomUint32() (uint32, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(b[:]), nil
+}
+
+// AddSAPair implements datapath.Datapath: both SAs are validated and keyed before either is
+// installed. The outbound SA becomes the one its reqid's policies use (rekey: the old SA
+// stays installed until deleted, so packets in flight on it still open).
+func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
+	now := time.Now()
+	in, err := esp.NewSA(p.In, esp.Inbound, now)
+	if err != nil {
+		return fmt.Errorf("userspace: inbound SA: %w", err)
+	}
+	out, err := esp.NewSA(p.Out, esp.Outbound, now)
+	if err != nil {
+		return fmt.Errorf("userspace: outbound SA: %w", err)
+	}
+	o := &outSA{cfg: p.Out, esp: out}
+	if p.Out.EncapSrcPort != 0 {
+		if d.opts.Bind == nil {
+			return fmt.Errorf("userspace: outbound SA %#08x: UDP encapsulation %d->%d without a Bind", p.Out.SPI, p.Out.EncapSrcPort, p.Out.EncapDstPort)
+		}
+		o.local = netip.AddrPortFrom(p.Out.Src, p.Out.EncapSrcPort)
+		o.remote = netip.AddrPortFrom(p.Out.Dst, p.Out.EncapDstPort)
+	} else {
+		if d.raw == nil {
+			return fmt.Errorf("userspace: outbound SA %#08x: raw ESP to %v needs Options.RawESP", p.Out.SPI, p.Out.Dst)
+		}
+		if !p.Out.Dst.Is4() || !p.Out.Src.Is4() {
+			return fmt.Errorf("userspace: outbound SA %#08x: raw ESP addresses %v->%v, expected IPv4", p.Out.SPI, p.Out.Src, p.Out.Dst)
+		}
+		o.rawDst = &net.IPAddr{IP: p.Out.Dst.AsSlice()}
+		o.rawOOB = pktinfo(p.Out.Src)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.state.Load()
+	if st.in[p.In.SPI] != nil {
+		return fmt.Errorf("userspace: inbound SA SPI %#08x: already installed", p.In.SPI)
+	}
+	if _, _, dup := st.findOut(p.Out.Dst, p.Out.SPI); dup {
+		return fmt.Errorf("userspace: outbound SA %v SPI %#08x: already installed", p.Out.Dst, p.Out.SPI)
+	}
+	st = st.clone()
+	st.in[p.In.SPI] = &inSA{cfg: p.In, esp: in}
+	st.out[p.Out.ReqID] = append(st.out[p.Out.ReqID], o)
+	delete(d.reserved, p.In.SPI)
+	d.state.Store(st)
+	return nil
+}
+
+// pktinfo is an IP_PKTINFO control message that makes a raw socket send from src.
+func pktinfo(src netip.Addr) []byte {
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+	info.Spec_dst = src.As4()
+	return oob
+}
+
+// DeleteSA implements datapath.Datapath.
+func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removeSA(dst, spi)
+	return nil
+}
+
+// removeSA deletes the inbound or outbound SA (dst, spi); d.mu must be held.
+func (d *Datapath) removeSA(dst netip.Addr, spi uint32) bool {
+	st := d.state.Load()
+	if in := st.in[spi]; in != nil && in.cfg.Dst == dst {
+		st = st.clone()
+		delete(st.in, spi)
+		delete(d.reserved, spi)
+		d.state.Store(st)
+		return true
+	}
+	if reqid, i, ok := st.findOut(dst, spi); ok {
+		st = st.clone()
+		st.out[reqid] = slices.Delete(st.out[reqid], i, i+1)
+		if len(st.out[reqid]) == 0 {
+			delete(st.out, reqid)
+		}
+		d.state.Store(st)
+		return true
+	}
+	return false
+}
+
+// Counters implements datapath.Datapath.
+func (d *Datapath) Counters(dst netip.Addr, spi uint32) (datapath.Counters, error) {
+	st := d.state.Load()
+	if in := st.in[spi]; in != nil && in.cfg.Dst == dst {
+		return in.esp.Counters(), nil
+	}
+	if reqid, i, ok := st.findOut(dst, spi); ok {
+		return st.out[reqid][i].esp.Counters(), nil
+	}
+	return datapath.Counters{}, fmt.Errorf("userspace: SA dst %v SPI %#08x: %w", dst, spi, ErrNoSA)
+}
