@@ -1,0 +1,113 @@
+package proposal
+
+import (
+	"fmt"
+	"strings"
+)
+
+// kind is the transform type a keyword selects.
+type kind uint8
+
+const (
+	kindCipher kind = iota + 1
+	kindHash
+	kindGroup
+	kindNoESN
+)
+
+// keyword is one word of the strongSwan proposal syntax.
+type keyword struct {
+	name    string
+	kind    kind
+	enc     Encryption
+	keyBits int
+	hash    Hash
+	group   uint16
+	espOnly bool
+}
+
+// keywords lists every accepted word; the first one for a value is its canonical name.
+var keywords = []keyword{
+	{name: "3des", kind: kindCipher, enc: Enc3DES},
+	{name: "aes128", kind: kindCipher, enc: EncAESCBC, keyBits: 128},
+	{name: "aes192", kind: kindCipher, enc: EncAESCBC, keyBits: 192},
+	{name: "aes256", kind: kindCipher, enc: EncAESCBC, keyBits: 256},
+	{name: "aes", kind: kindCipher, enc: EncAESCBC, keyBits: 128},
+	{name: "aes128gcm16", kind: kindCipher, enc: EncAESGCM16, keyBits: 128, espOnly: true},
+	{name: "aes192gcm16", kind: kindCipher, enc: EncAESGCM16, keyBits: 192, espOnly: true},
+	{name: "aes256gcm16", kind: kindCipher, enc: EncAESGCM16, keyBits: 256, espOnly: true},
+	{name: "aes128gcm128", kind: kindCipher, enc: EncAESGCM16, keyBits: 128, espOnly: true},
+	{name: "aes192gcm128", kind: kindCipher, enc: EncAESGCM16, keyBits: 192, espOnly: true},
+	{name: "aes256gcm128", kind: kindCipher, enc: EncAESGCM16, keyBits: 256, espOnly: true},
+	{name: "aes128gcm", kind: kindCipher, enc: EncAESGCM16, keyBits: 128, espOnly: true},
+	{name: "aes192gcm", kind: kindCipher, enc: EncAESGCM16, keyBits: 192, espOnly: true},
+	{name: "aes256gcm", kind: kindCipher, enc: EncAESGCM16, keyBits: 256, espOnly: true},
+	{name: "md5", kind: kindHash, hash: HashMD5},
+	{name: "sha1", kind: kindHash, hash: HashSHA1},
+	{name: "sha", kind: kindHash, hash: HashSHA1},
+	{name: "sha256", kind: kindHash, hash: HashSHA256},
+	{name: "sha2_256", kind: kindHash, hash: HashSHA256},
+	{name: "sha384", kind: kindHash, hash: HashSHA384},
+	{name: "sha2_384", kind: kindHash, hash: HashSHA384},
+	{name: "sha512", kind: kindHash, hash: HashSHA512},
+	{name: "sha2_512", kind: kindHash, hash: HashSHA512},
+	{name: "modp1024", kind: kindGroup, group: 2},
+	{name: "modp1536", kind: kindGroup, group: 5},
+	{name: "modp2048", kind: kindGroup, group: 14},
+	{name: "modp3072", kind: kindGroup, group: 15},
+	{name: "modp4096", kind: kindGroup, group: 16},
+	{name: "ecp256", kind: kindGroup, group: 19},
+	{name: "ecp384", kind: kindGroup, group: 20},
+	{name: "noesn", kind: kindNoESN, espOnly: true},
+}
+
+// lookup finds the keyword named word; esp selects the ESP vocabulary.
+func lookup(word string, esp bool) (keyword, bool) {
+	for _, k := range keywords {
+		if k.name == word && (esp || !k.espOnly) {
+			return k, true
+		}
+	}
+	return keyword{}, false
+}
+
+// vocabulary lists the keywords of kind k (every kind if k is 0) for error messages.
+func vocabulary(k kind, esp bool) string {
+	var names []string
+	for _, kw := range keywords {
+		if (k == 0 || kw.kind == k) && (esp || !kw.espOnly) {
+			names = append(names, kw.name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// cipherName is the canonical keyword of a cipher: "3des", "aes256", "aes256gcm16".
+func cipherName(e Encryption, keyBits int) string {
+	for _, k := range keywords {
+		if k.kind == kindCipher && k.enc == e && k.keyBits == keyBits {
+			return k.name
+		}
+	}
+	return fmt.Sprintf("%v(%d bits)", e, keyBits)
+}
+
+// groupName is the canonical keyword of a Diffie-Hellman group: "modp2048", "ecp256".
+func groupName(g uint16) string {
+	for _, k := range keywords {
+		if k.kind == kindGroup && k.group == g {
+			return k.name
+		}
+	}
+	return fmt.Sprintf("group%d", g)
+}
+
+// knownGroup reports whether group g has a keyword, i.e. is one this gateway supports.
+func knownGroup(g uint16) bool {
+	for _, k := range keywords {
+		if k.kind == kindGroup && k.group == g {
+			return true
+		}
+	}
+	return false
+}
