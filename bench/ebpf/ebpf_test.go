@@ -78,8 +78,9 @@ func emptyProgram(b *testing.B, typ ebpf.ProgramType, ret int32) *ebpf.Program {
 	return prog
 }
 
-// bench reports the kernel-measured ns per packet. A SYN is restored before every batch so
-// each run parses and rewrites a 1460-byte MSS.
+// bench reports the kernel-measured mean ns per packet as ns/op, over batches of batchRuns runs. The
+// kernel reuses one buffer per batch, so for the matching SYN only the first run rewrites the
+// MSS; the others walk the options and find it already clamped.
 func bench(b *testing.B, prog *ebpf.Program, frame []byte, want uint32) {
 	b.Helper()
 	var total, runs float64
@@ -94,8 +95,7 @@ func bench(b *testing.B, prog *ebpf.Program, frame []byte, want uint32) {
 		total += float64(d.Nanoseconds())
 		runs++
 	}
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(total/runs, "ns/packet")
+	b.ReportMetric(total/runs, "ns/op") // per packet, not per batch
 }
 
 func BenchmarkTC(b *testing.B) {
@@ -106,7 +106,9 @@ func BenchmarkTC(b *testing.B) {
 			pkttest.TCP(40000, 443, flags, opts, make([]byte, payload)))
 	}
 	linuxSYN := append(pkttest.MSS(1460), 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7)
-	b.Run("empty", func(b *testing.B) { bench(b, emptyProgram(b, ebpf.SchedCLS, tcOK), tcp(local, remote, pkttest.SYN, linuxSYN, 0), tcOK) })
+	b.Run("empty", func(b *testing.B) {
+		bench(b, emptyProgram(b, ebpf.SchedCLS, tcOK), tcp(local, remote, pkttest.SYN, linuxSYN, 0), tcOK)
+	})
 	b.Run("matching-SYN", func(b *testing.B) { bench(b, prog, tcp(local, remote, pkttest.SYN, linuxSYN, 0), tcOK) })
 	b.Run("matching-data", func(b *testing.B) { bench(b, prog, tcp(local, remote, pkttest.ACK, nil, 1400), tcOK) })
 	b.Run("non-matching", func(b *testing.B) { bench(b, prog, tcp(local, other, pkttest.ACK, nil, 1400), tcOK) })

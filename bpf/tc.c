@@ -1,0 +1,344 @@
+/* tc programs for the protected side: classify IPv4 packets against the IPsec policy selectors,
+ * count them per policy, per outbound SA and per flow, drop (fail closed) and report traffic of
+ * policies whose SA is down, and clamp the TCP MSS of SYN and SYN-ACK segments. */
+#include "espgw.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Policy flags. */
+#define POLICY_VALID 0x1 /* the slot holds a policy */
+#define POLICY_SA_UP 0x2 /* its outbound SA is installed */
+#define POLICY_PASS 0x4  /* while the SA is down, pass instead of drop */
+
+struct lpm_key {
+	__u32 prefixlen;
+	__u32 addr; /* network order */
+};
+
+struct policy {
+	__u32 id;       /* the control plane's policy id, reported in events and flows */
+	__u32 priority; /* lower wins among overlapping selectors */
+	__u32 sa_out;   /* index of the outbound SA in sa_out_stats; 0 = none */
+	__u32 local;    /* local prefix, network order */
+	__u32 local_mask;
+	__u16 lport;    /* host order; 0 = any */
+	__u16 rport;    /* host order; 0 = any */
+	__u16 mss;      /* clamp TCP MSS to this; 0 = no clamp */
+	__u8 proto;     /* 0 = any */
+	__u8 flags;
+};
+
+struct policy_counters {
+	struct counter out;  /* egress, SA up */
+	struct counter in;   /* ingress (decrypted side) */
+	__u64 sa_down_drops; /* egress packets dropped because the SA is down */
+	__u64 sa_down_passes;
+	__u64 mss_rewrites;
+	__u64 events;
+};
+
+/* struct flow is a 5-tuple as it appears in the packet; ports are zero when absent. */
+struct flow {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct flow_stats {
+	struct counter c;
+	__u32 policy_id;
+	__u32 pad;
+};
+
+/* struct event asks the control plane to negotiate the SA of policy_id (start: on-demand). */
+struct event {
+	__u32 policy_id;
+	struct flow flow;
+};
+
+/* Emits struct event into BTF so bpf2go generates its Go twin. */
+const struct event *unused_event __attribute__((unused));
+
+/* remote_prefixes maps a remote selector prefix to the set of policy slots whose remote prefix
+ * contains it. All prefixes covering one address form a chain, so the longest match yields
+ * every policy whose remote prefix contains the address. The local prefix is then checked per
+ * candidate with a mask: cheaper than a second trie lookup for the few candidates there are. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4 * MAX_POLICIES);
+	__type(key, struct lpm_key);
+	__type(value, __u64); /* bit i = policy slot i */
+} remote_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_POLICIES);
+	__type(key, __u32); /* policy slot */
+	__type(value, struct policy);
+} policies SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_POLICIES);
+	__type(key, __u32); /* policy slot */
+	__type(value, struct policy_counters);
+} policy_stats SEC(".maps");
+
+/* sa_out_stats is indexed rather than keyed by SPI: an array lookup is inlined, a hash lookup
+ * costs a third of the program's time. The loader maps SPIs to indexes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* SA index */
+	__type(value, struct counter);
+} sa_out_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384); /* the loader may resize it */
+	__type(key, struct flow);
+	__type(value, struct flow_stats);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} events SEC(".maps");
+
+/* event_interval_ns is the minimum time between two events of one policy; set at load. */
+volatile const __u64 event_interval_ns = 1000000000;
+
+/* last_event is the time of the last event per slot; races between CPUs only cost an event. */
+__u64 last_event[MAX_POLICIES];
+
+static __always_inline __u32 ctz64(__u64 x)
+{
+	__u32 n = 0;
+
+	if (!(x & 0xffffffff)) { n += 32; x >>= 32; }
+	if (!(x & 0xffff)) { n += 16; x >>= 16; }
+	if (!(x & 0xff)) { n += 8; x >>= 8; }
+	if (!(x & 0xf)) { n += 4; x >>= 4; }
+	if (!(x & 0x3)) { n += 2; x >>= 2; }
+	if (!(x & 0x1)) { n += 1; }
+	return n;
+}
+
+/* classify returns the slot of the best policy matching the packet, or -1. Ports are only
+ * compared when known; a policy with a port never matches a packet without ports. */
+static __always_inline int classify(__u32 local, __u32 remote, __u8 proto, __u16 lport,
+				    __u16 rport, bool ports_known)
+{
+	struct lpm_key key = { .prefixlen = 32, .addr = remote };
+	__u64 *set, cand;
+	__u32 best_prio = ~0U;
+	int best = -1;
+
+	set = bpf_map_lookup_elem(&remote_prefixes, &key);
+	if (!set)
+		return -1;
+	cand = *set;
+
+	for (int n = 0; n < MAX_POLICIES && cand; n++) {
+		__u32 slot = ctz64(cand);
+		struct policy *p;
+
+		cand &= cand - 1;
+		p = bpf_map_lookup_elem(&policies, &slot);
+		if (!p || !(p->flags & POLICY_VALID) || (local & p->local_mask) != p->local)
+			continue;
+		if (p->proto && p->proto != proto)
+			continue;
+		if ((p->lport || p->rport) && !ports_known)
+			continue;
+		if (p->lport && p->lport != lport)
+			continue;
+		if (p->rport && p->rport != rport)
+			continue;
+		if (p->priority < best_prio) {
+			best_prio = p->priority;
+			best = slot;
+		}
+	}
+	return best;
+}
+
+/* clamp_mss lowers the MSS option of a SYN or SYN-ACK at l4off to at most mss and fixes the
+ * checksum; the options must end within the IP packet, which ends at ip_end. It never raises an MSS. The options are walked with a masked offset because the
+ * verifier cannot bound a pointer that grows inside a loop, and the option length is computed
+ * without a branch on NOP so that each iteration leaves one state to verify, not two. */
+static __always_inline bool clamp_mss(struct __sk_buff *skb, __u32 l4off, __u32 ip_end, __u16 mss)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp;
+	__u32 optend, off = sizeof(*tcp);
+
+	l4off &= 0xff; /* at most 14 + 60; bounds the pointer for the verifier */
+	tcp = data + l4off;
+	if ((void *)(tcp + 1) > end || !tcp->syn)
+		return false;
+	optend = tcp->doff * 4;
+	if (optend <= sizeof(*tcp) || l4off + optend > ip_end)
+		return false; /* no options, or they overrun the IP packet */
+
+	for (int i = 0; i < 40; i++) {
+		__u64 nop, len;
+		__u16 old, new;
+		__u8 *opt;
+
+		if (off >= optend)
+			break;
+		opt = (void *)tcp + (off & 0x3f);
+		/* An option needs two bytes, except a NOP; none can follow one ending the packet. */
+		if ((void *)(opt + 2) > end || opt[0] == TCPOPT_EOL)
+			break;
+		nop = ((__u64)(opt[0] ^ TCPOPT_NOP) - 1) >> 63; /* 1 for NOP, else 0 */
+		len = (opt[1] & (nop - 1)) | nop;
+		if (len < 2 - nop)
+			break;
+		if (opt[0] == TCPOPT_MSS) {
+			if (len != TCPOLEN_MSS || off + TCPOLEN_MSS > optend ||
+			    (void *)(opt + 4) > end)
+				break;
+			old = (__u16)opt[2] << 8 | opt[3];
+			if (old <= mss)
+				break;
+			/* Both values as they lie in memory (network order). */
+			old = bpf_htons(old);
+			new = bpf_htons(mss);
+			if (bpf_skb_store_bytes(skb, l4off + off + 2, &new, sizeof(new), 0))
+				break;
+			/* At an odd offset the two bytes straddle two checksum words: swap them. */
+			if (off & 1) {
+				old = __builtin_bswap16(old);
+				new = __builtin_bswap16(new);
+			}
+			bpf_l4_csum_replace(skb, l4off + offsetof(struct tcphdr, check), old, new,
+					    sizeof(new));
+			return true;
+		}
+		off += len;
+	}
+	return false;
+}
+
+static __always_inline void send_event(__u32 slot, __u32 policy_id, struct flow *f,
+				       struct policy_counters *st)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 i = slot & (MAX_POLICIES - 1);
+	struct event ev;
+
+	if (last_event[i] && now - last_event[i] < event_interval_ns)
+		return;
+	last_event[i] = now;
+	ev.policy_id = policy_id;
+	ev.flow = *f;
+	if (!bpf_ringbuf_output(&events, &ev, sizeof(ev), 0) && st)
+		st->events++;
+}
+
+static __always_inline void count_flow(struct flow *f, __u32 policy_id, __u64 len)
+{
+	struct flow_stats *fs = bpf_map_lookup_elem(&flows, f);
+
+	if (fs) {
+		/* Other CPUs' values start zeroed: each CPU records the policy itself. */
+		add_counter(&fs->c, len);
+		fs->policy_id = policy_id;
+		return;
+	}
+	struct flow_stats init = { .c = { .packets = 1, .bytes = len }, .policy_id = policy_id };
+	bpf_map_update_elem(&flows, f, &init, BPF_ANY);
+}
+
+/* handle runs the policy checks on one packet. egress: the packet goes into the tunnel (local
+ * side = source); otherwise it came out of it (local side = destination). l2len is 14 on
+ * Ethernet devices and 0 on L3 devices such as TUN. */
+static __always_inline int handle(struct __sk_buff *skb, const bool egress, const __u32 l2len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct flow f = {};
+	struct ipv4 h;
+	bool ports_known = false;
+	__u32 slot;
+	int best;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	if (!parse_ipv4(data, end, l2len, &h))
+		return TC_ACT_OK;
+	f.saddr = h.ip->saddr;
+	f.daddr = h.ip->daddr;
+	f.proto = h.ip->protocol;
+	if (h.first_frag && (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP)) {
+		__be16 *ports = data + h.l4off;
+
+		if ((void *)(ports + 2) <= end) {
+			f.sport = bpf_ntohs(ports[0]);
+			f.dport = bpf_ntohs(ports[1]);
+			ports_known = true;
+		}
+	}
+
+	if (egress)
+		best = classify(f.saddr, f.daddr, f.proto, f.sport, f.dport, ports_known);
+	else
+		best = classify(f.daddr, f.saddr, f.proto, f.dport, f.sport, ports_known);
+	if (best < 0)
+		return TC_ACT_OK;
+	slot = best;
+
+	struct policy *p = bpf_map_lookup_elem(&policies, &slot);
+	struct policy_counters *st = bpf_map_lookup_elem(&policy_stats, &slot);
+	if (!p || !st)
+		return TC_ACT_OK;
+	__u64 len = skb->len - l2len;
+	__u32 policy_id = p->id;
+	__u16 mss = p->mss;
+
+	if (egress && !(p->flags & POLICY_SA_UP)) {
+		send_event(slot, policy_id, &f, st);
+		if (p->flags & POLICY_PASS) {
+			st->sa_down_passes++;
+			return TC_ACT_OK;
+		}
+		st->sa_down_drops++;
+		return TC_ACT_SHOT;
+	}
+
+	if (egress) {
+		__u32 sa_out = p->sa_out;
+		struct counter *sa = sa_out ? bpf_map_lookup_elem(&sa_out_stats, &sa_out) : NULL;
+
+		add_counter(&st->out, len);
+		if (sa)
+			add_counter(sa, len);
+	} else {
+		add_counter(&st->in, len);
+	}
+	count_flow(&f, policy_id, len);
+
+	if (mss && f.proto == IPPROTO_TCP && !h.fragment && ports_known &&
+	    clamp_mss(skb, h.l4off, h.end, mss))
+		st->mss_rewrites++;
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int espgw_egress_eth(struct __sk_buff *skb) { return handle(skb, true, ETH_HLEN); }
+
+SEC("tc")
+int espgw_ingress_eth(struct __sk_buff *skb) { return handle(skb, false, ETH_HLEN); }
+
+SEC("tc")
+int espgw_egress_l3(struct __sk_buff *skb) { return handle(skb, true, 0); }
+
+SEC("tc")
+int espgw_ingress_l3(struct __sk_buff *skb) { return handle(skb, false, 0); }

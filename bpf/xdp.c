@@ -1,0 +1,120 @@
+/* XDP program for the WAN interface: count inbound ESP per SPI (raw ESP, IP protocol 50, and
+ * ESP in UDP on port 4500, RFC 3948) and drop ESP with an unknown SPI and IKE from addresses
+ * that are not configured peers. It never rewrites a packet. */
+#include "espgw.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+#define IKE_PORT 500
+#define NATT_PORT 4500
+
+/* Indexes of xdp_stats. */
+enum {
+	STAT_UNKNOWN_SPI_DROP,
+	STAT_UNKNOWN_SPI_PASS,
+	STAT_NON_PEER_DROP,
+	STAT_NON_PEER_PASS,
+	STAT_MAX,
+};
+
+/* Filter switches, set by the loader at any time. */
+#define FILTER_UNKNOWN_SPI 0x1
+#define FILTER_NON_PEER 0x2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* inbound SPI, host order */
+	__type(value, struct counter);
+} sa_in_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* peer IPv4 address, network order */
+	__type(value, __u8);
+} peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} xdp_stats SEC(".maps");
+
+/* filters holds FILTER_* bits; volatile because the loader changes it while we run. */
+volatile __u32 filters = FILTER_UNKNOWN_SPI | FILTER_NON_PEER;
+
+static __always_inline int verdict(__u32 filter, __u32 drop_stat)
+{
+	bool drop = filters & filter;
+	__u32 key = drop ? drop_stat : drop_stat + 1;
+	__u64 *n = bpf_map_lookup_elem(&xdp_stats, &key);
+
+	if (n)
+		(*n)++;
+	return drop ? XDP_DROP : XDP_PASS;
+}
+
+static __always_inline int esp(__u32 spi, __u32 len)
+{
+	struct counter *c = bpf_map_lookup_elem(&sa_in_stats, &spi);
+
+	if (c) {
+		add_counter(c, len);
+		return XDP_PASS;
+	}
+	return verdict(FILTER_UNKNOWN_SPI, STAT_UNKNOWN_SPI_DROP);
+}
+
+static __always_inline int ike(__u32 saddr)
+{
+	if (bpf_map_lookup_elem(&peers, &saddr))
+		return XDP_PASS;
+	return verdict(FILTER_NON_PEER, STAT_NON_PEER_DROP);
+}
+
+SEC("xdp")
+int espgw_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv4 h;
+
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	if (!parse_ipv4(data, end, ETH_HLEN, &h) || !h.first_frag)
+		return XDP_PASS;
+
+	if (h.ip->protocol == IPPROTO_ESP) {
+		__be32 *spi = data + h.l4off;
+
+		if ((void *)(spi + 1) > end)
+			return XDP_PASS;
+		return esp(bpf_ntohl(*spi), h.len);
+	}
+	if (h.ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+
+	struct udphdr *udp = data + h.l4off;
+	if ((void *)(udp + 1) > end)
+		return XDP_PASS;
+	if (udp->dest == bpf_htons(IKE_PORT))
+		return ike(h.ip->saddr);
+	if (udp->dest != bpf_htons(NATT_PORT))
+		return XDP_PASS;
+
+	__u8 *payload = (void *)(udp + 1);
+	/* A one-byte 0xff payload is a NAT-keepalive (RFC 3948 section 2.3). */
+	if ((void *)(payload + 1) > end)
+		return XDP_PASS;
+	if (udp->len == bpf_htons(sizeof(*udp) + 1) && payload[0] == 0xff)
+		return ike(h.ip->saddr);
+	if ((void *)(payload + 4) > end)
+		return XDP_PASS;
+	__u32 marker = *(__be32 *)payload;
+	if (marker == 0) /* non-ESP marker: IKE */
+		return ike(h.ip->saddr);
+	return esp(bpf_ntohl(marker), h.len);
+}
