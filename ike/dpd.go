@@ -1,0 +1,96 @@
+package ike
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// dpdState runs RFC 3706 dead peer detection for one IKE SA: every DPDDelay an R-U-THERE
+// goes out; a peer that acknowledges none for DPDTimeout is dead.
+type dpdState struct {
+	timer   *time.Timer
+	seq     uint32
+	lastAck time.Time
+}
+
+func (d *dpdState) stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+}
+
+// ack records an R-U-THERE-ACK; only the sequence number of our latest probe counts.
+// DPD measures real (monotonic) time, not Options.Now.
+func (d *dpdState) ack(data []byte, now time.Time) {
+	if len(data) == 4 && binary.BigEndian.Uint32(data) == d.seq {
+		d.lastAck = now
+	}
+}
+
+// startDPD arms DPD when configured and the peer announced support.
+func (e *Engine) startDPD(sa *ikeSA) {
+	cfg := sa.conn.cfg.IKE
+	if cfg.DPDDelay <= 0 || !sa.peerDPD {
+		return
+	}
+	timeout := cfg.DPDTimeout
+	if timeout <= 0 {
+		timeout = 5 * cfg.DPDDelay
+	}
+	var seq [4]byte
+	if _, err := e.opts.Rand.Read(seq[:]); err == nil {
+		sa.dpd.seq = binary.BigEndian.Uint32(seq[:]) >> 1 // leave room to count up
+	}
+	sa.dpd.lastAck = time.Now()
+	var tick func()
+	tick = func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if sa.state != stateEstablished || e.closed {
+			return
+		}
+		if time.Since(sa.dpd.lastAck) > timeout {
+			e.log.Warn("peer is dead (no R-U-THERE-ACK)", sa.logArgs("timeout", timeout)...)
+			c := sa.conn
+			e.deleteIKESA(sa, false, errDPD)
+			e.restartAlways(c)
+			return
+		}
+		sa.dpd.seq++
+		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
+			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThere, Data: binary.BigEndian.AppendUint32(nil, sa.dpd.seq)})
+		sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+	}
+	sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+}
+
+// armIKELifetime deletes the IKE SA when its lifetime ends. Its child SAs stay installed
+// (they have their own lifetimes) and are adopted by the next IKE SA with the peer.
+func (e *Engine) armIKELifetime(sa *ikeSA) {
+	for _, ch := range e.children {
+		if ch.ike == nil && ch.tunnel.conn == sa.conn {
+			ch.ike = sa
+		}
+	}
+	life := sa.conn.cfg.IKE.Lifetime
+	if life <= 0 {
+		return
+	}
+	sa.expiry = time.AfterFunc(life, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if sa.state != stateEstablished || e.closed {
+			return
+		}
+		for _, ch := range e.children {
+			if ch.ike == sa {
+				ch.ike = nil
+			}
+		}
+		e.log.Info("IKE SA lifetime expired", sa.logArgs("lifetime", life)...)
+		e.deleteIKESA(sa, true, errExpired)
+	})
+}

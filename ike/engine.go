@@ -1,0 +1,299 @@
+// Package ike is espgw's IKEv1 engine (RFC 2409): main and aggressive mode with pre-shared
+// keys, quick mode with PFS, informational exchanges (delete, notify, DPD per RFC 3706) and
+// NAT traversal (RFC 3947), over a conn.Bind. It negotiates; the daemon installs what it
+// negotiated through the Kernel interface.
+//
+// All state lives behind one mutex. Packets are handled on the goroutine running Run; timers
+// and the API methods take the same lock. Kernel and KeyLogger methods are called with the
+// lock held and must not call back into the Engine.
+//
+// The engine initiates from port 500 (conn.IKEPort) and floats to 4500 (conn.NATTPort) when
+// NAT-T is in use; the Bind must listen on both. Failures are returned by Up, logged, and
+// kept in Status().Errors: a pre-shared key mismatch wraps ErrPSKMismatch, identity or
+// proxy-ID mismatches ErrIDMismatch, silence ErrTimeout, and proposal mismatches name both
+// sides' proposals in swanctl syntax.
+//
+// Child SAs outlive the IKE SA they were negotiated under (RFC 2409): when an IKE SA expires
+// they stay installed and the next IKE SA with the peer adopts them; the next quick mode
+// negotiates a new IKE SA first if none is up.
+package ike
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/conn"
+)
+
+// Kernel is the part of the datapath the engine programs. The daemon adapts it onto
+// datapath.Datapath.
+type Kernel interface {
+	// AllocSPI reserves an inbound SPI for an SA from remote to local.
+	AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error)
+	// InstallChildSA installs both directions of sa, or neither.
+	InstallChildSA(ctx context.Context, sa *ChildSA) error
+	// DeleteChildSA removes both directions of sa; unknown SAs are not an error.
+	DeleteChildSA(ctx context.Context, sa *ChildSA) error
+}
+
+// KeyLogger receives key material for Wireshark decryption tables (the daemon's save_keys).
+// A nil KeyLogger disables key export.
+type KeyLogger interface {
+	// IKESA reports the phase-1 encryption key of the IKE SA with that initiator cookie.
+	IKESA(initiatorCookie [8]byte, encKey []byte)
+	// ChildSA reports an installed child SA with its keys.
+	ChildSA(sa *ChildSA)
+}
+
+// Options configures an Engine. Bind and Kernel are required.
+type Options struct {
+	Logger     *slog.Logger // nil = discard
+	Bind       conn.Bind
+	Kernel     Kernel
+	KeyLog     KeyLogger        // nil = no key export
+	Rand       io.Reader        // nil = crypto/rand.Reader
+	Now        func() time.Time // nil = time.Now; used for timestamps, ages and lifetimes
+	Retransmit RetransmitPolicy // zero fields take the defaults of DefaultRetransmit
+}
+
+// TunnelInfo describes a configured tunnel and the reqid the engine assigned to it, so the
+// daemon can install the matching policies.
+type TunnelInfo struct {
+	Connection, Tunnel    string
+	ReqID                 uint32
+	LocalAddr, RemoteAddr netip.Addr
+	LocalTS, RemoteTS     TrafficSelector
+	Start                 config.StartAction
+}
+
+// Engine negotiates IKEv1 SAs. Create it with New, feed it with Configure and Run.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex
+
+	conns     map[string]*connection
+	ikeSAs    map[[8]byte]*ikeSA // by initiator cookie
+	children  map[uint32]*childSA
+	nextReqID uint32
+	halfOpen  int // responder IKE SAs not yet established
+	closed    bool
+	errs      []ConnError
+}
+
+// New returns an Engine; it does nothing until Configure and Run are called.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.Retransmit = opts.Retransmit.withDefaults()
+	return &Engine{
+		opts:     opts,
+		log:      opts.Logger,
+		conns:    make(map[string]*connection),
+		ikeSAs:   make(map[[8]byte]*ikeSA),
+		children: make(map[uint32]*childSA),
+	}
+}
+
+func (e *Engine) now() time.Time { return e.opts.Now() }
+
+// Run receives IKE messages from the Bind until ctx ends or the Bind closes. On return it
+// deletes every child SA through the Kernel and sends Delete notifications, best effort.
+func (e *Engine) Run(ctx context.Context) error {
+	defer e.shutdown()
+	in := e.opts.Bind.IKE()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case pkt, ok := <-in:
+			if !ok {
+				return nil
+			}
+			e.mu.Lock()
+			e.handlePacket(pkt)
+			e.mu.Unlock()
+		}
+	}
+}
+
+func (e *Engine) shutdown() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	for _, sa := range e.ikeSAs {
+		e.deleteIKESA(sa, true, errShutdown)
+	}
+}
+
+// Configure replaces the set of connections atomically: everything is validated before
+// anything changes. Removed or changed connections are torn down (their SAs deleted);
+// tunnels with start: always are brought up.
+func (e *Engine) Configure(conns []config.Connection) error {
+	names := make(map[string]bool, len(conns))
+	for i := range conns {
+		if err := validateConnection(&conns[i]); err != nil {
+			return err
+		}
+		if names[conns[i].Name] {
+			return fmt.Errorf("ike: configure: connection name %q appears twice, want unique names", conns[i].Name)
+		}
+		names[conns[i].Name] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, c := range e.conns {
+		if !names[name] {
+			e.removeConnection(c)
+		}
+	}
+	for i := range conns {
+		cfg := conns[i]
+		if old, ok := e.conns[cfg.Name]; ok {
+			if sameConnection(&old.cfg, &cfg) {
+				continue
+			}
+			e.removeConnection(old)
+		}
+		e.conns[cfg.Name] = e.newConnection(cfg)
+	}
+	for i := range conns {
+		c := e.conns[conns[i].Name]
+		for _, t := range c.tunnels {
+			if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
+				e.startTunnel(t, nil)
+			}
+		}
+	}
+	return nil
+}
+
+// Up negotiates the tunnel (all tunnels of the connection when tunnel is "") and returns
+// when each is established or has failed, with the reason.
+func (e *Engine) Up(ctx context.Context, connName, tunnel string) error {
+	e.mu.Lock()
+	ts, err := e.lookupTunnels(connName, tunnel)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	done := make([]chan error, 0, len(ts))
+	for _, t := range ts {
+		if t.child != nil {
+			continue
+		}
+		ch := make(chan error, 1)
+		done = append(done, ch)
+		e.startTunnel(t, ch)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, ch := range done {
+		select {
+		case err := <-ch:
+			errs = append(errs, err)
+		case <-ctx.Done():
+			return fmt.Errorf("ike: up %s: %w", connName, ctx.Err())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Down deletes the tunnel's child SA (every tunnel and the IKE SA when tunnel is ""),
+// telling the peer with Delete notifications.
+func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ts, err := e.lookupTunnels(connName, tunnel)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		t.manualDown = true
+		if t.child != nil {
+			e.deleteChild(t.child, true)
+		}
+		if t.qm != nil {
+			t.qm.fail(errDown)
+		}
+	}
+	if tunnel == "" {
+		c := e.conns[connName]
+		for _, sa := range e.ikeSAs {
+			if sa.conn == c {
+				e.deleteIKESA(sa, true, errDown)
+			}
+		}
+	}
+	return nil
+}
+
+// Acquire brings up the tunnel with that reqid (a datapath ACQUIRE for start: on-demand).
+func (e *Engine) Acquire(reqID uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.conns {
+		for _, t := range c.tunnels {
+			if t.reqID == reqID && t.child == nil && t.qm == nil {
+				e.startTunnel(t, nil)
+			}
+		}
+	}
+}
+
+// Expire handles a lifetime event for the child SA with that SPI (inbound or outbound).
+// Soft: negotiate a replacement and delete the old SA once it is installed. Hard: delete it,
+// and renegotiate if the tunnel has start: always.
+func (e *Engine) Expire(spi uint32, hard bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := e.findChild(spi)
+	if ch == nil {
+		return
+	}
+	t := ch.tunnel
+	if !hard {
+		// Only the tunnel's newest child SA is rekeyed; an older one just runs out.
+		if t.child == ch && t.qm == nil && !ch.rekeying {
+			ch.rekeying = true
+			e.startTunnel(t, nil)
+		}
+		return
+	}
+	e.deleteChild(ch, true)
+	if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
+		e.startTunnel(t, nil)
+	}
+}
+
+// Tunnels lists every configured tunnel with its reqid, sorted by connection and tunnel name.
+func (e *Engine) Tunnels() []TunnelInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []TunnelInfo
+	for _, c := range e.sortedConns() {
+		for _, t := range c.sortedTunnels() {
+			out = append(out, TunnelInfo{
+				Connection: c.cfg.Name, Tunnel: t.cfg.Name, ReqID: t.reqID,
+				LocalAddr: c.cfg.LocalAddress, RemoteAddr: c.cfg.RemoteAddress,
+				LocalTS: t.localTS(), RemoteTS: t.remoteTS(), Start: t.cfg.Start,
+			})
+		}
+	}
+	return out
+}

@@ -1,0 +1,54 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrPSKMismatch is wrapped by the errors of a phase 1 that failed because the peers do
+// not share the pre-shared key: MM5/MM6 (or AM3/AM2) did not decrypt into a valid message,
+// or its HASH did not verify.
+var ErrPSKMismatch = errors.New("pre-shared key mismatch")
+
+// ErrTimeout is wrapped when the peer stopped answering an exchange.
+var ErrTimeout = errors.New("peer did not answer")
+
+// ErrPeerNotify is wrapped when the peer rejected an exchange with an error notification.
+var ErrPeerNotify = errors.New("peer sent error notification")
+
+// ErrIDMismatch is wrapped when the peer's phase-1 identity or quick-mode proxy IDs do not
+// match the configuration.
+var ErrIDMismatch = errors.New("identity mismatch")
+
+var (
+	errShutdown = errors.New("engine shutting down")
+	errDown     = errors.New("taken down by request")
+	errRemoved  = errors.New("connection removed from configuration")
+	errDeleted  = errors.New("deleted by peer")
+	errDPD      = errors.New("peer declared dead by DPD")
+	errReplaced = errors.New("replaced by a new IKE SA (INITIAL-CONTACT)")
+	errExpired  = errors.New("lifetime expired")
+)
+
+// ConnError is the last failure recorded for a connection, shown by Status.
+type ConnError struct {
+	Connection string
+	Time       time.Time
+	Err        string
+}
+
+// maxConnErrors bounds the error history kept for Status.
+const maxConnErrors = 32
+
+// recordError logs a failed negotiation and keeps it for Status.
+func (e *Engine) recordError(sa *ikeSA, err error) {
+	e.log.Error("negotiation failed", sa.logArgs("err", err)...)
+	e.errs = append(e.errs, ConnError{Connection: sa.conn.cfg.Name, Time: e.now(), Err: err.Error()})
+	if len(e.errs) > maxConnErrors {
+		e.errs = e.errs[len(e.errs)-maxConnErrors:]
+	}
+}
+
+func hexCookie(c [8]byte) string { return fmt.Sprintf("%x", c[:]) }
+func hexSPI(spi uint32) string   { return fmt.Sprintf("%08x", spi) }

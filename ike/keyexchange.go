@@ -1,0 +1,72 @@
+package ike
+
+import (
+	"fmt"
+
+	"github.com/espgw/espgw/ike/dh"
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// ourKENonce creates our DH key and nonce for phase 1 and returns the KE and nonce payloads.
+func (e *Engine) ourKENonce(sa *ikeSA) ([]isakmp.Payload, error) {
+	key, err := e.makeKE(sa.prop.Group)
+	if err != nil {
+		return nil, err
+	}
+	n, err := e.makeNonce()
+	if err != nil {
+		return nil, err
+	}
+	sa.dhKey = key
+	if sa.initiator {
+		sa.gxi, sa.nonceI = key.Public(), n
+	} else {
+		sa.gxr, sa.nonceR = key.Public(), n
+	}
+	return []isakmp.Payload{&isakmp.KeyExchange{Data: key.Public()}, &isakmp.Nonce{Data: n}}, nil
+}
+
+// takeKENonce stores the peer's phase-1 KE and nonce.
+func (sa *ikeSA) takeKENonce(ps []isakmp.Payload) error {
+	ke, _, okKE := findPayload[*isakmp.KeyExchange](ps, nil)
+	n, _, okN := findPayload[*isakmp.Nonce](ps, nil)
+	if !okKE || !okN {
+		return fmt.Errorf("%s message lacks KE or nonce payload", sa.state)
+	}
+	if err := checkKE(sa.prop.Group, ke.Data); err != nil {
+		return err
+	}
+	if sa.initiator {
+		sa.gxr, sa.nonceR = clone(ke.Data), clone(n.Data)
+	} else {
+		sa.gxi, sa.nonceI = clone(ke.Data), clone(n.Data)
+	}
+	return nil
+}
+
+// checkKE verifies that a KE payload has the length of the negotiated group.
+func checkKE(group uint16, pub []byte) error {
+	g, err := dh.ByID(group)
+	if err != nil {
+		return err
+	}
+	if len(pub) != g.PublicLen() {
+		return fmt.Errorf("KE payload length %d, want %d for DH group %d", len(pub), g.PublicLen(), group)
+	}
+	return nil
+}
+
+// computeShared derives g^xy and the phase-1 keys.
+func (sa *ikeSA) computeShared() error {
+	peer := sa.gxr
+	if !sa.initiator {
+		peer = sa.gxi
+	}
+	shared, err := sa.dhKey.SharedSecret(peer)
+	if err != nil {
+		return fmt.Errorf("phase-1 KE: %w", err)
+	}
+	return sa.deriveKeys(shared)
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

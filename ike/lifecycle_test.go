@@ -1,0 +1,339 @@
+package ike
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// dropNth drops the n-th (1-based) IKE message of exchange x a Bind sends and counts all.
+func dropNth(x isakmp.ExchangeType, n int32, sent *atomic.Int32) bindtest.Filter {
+	return func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+		h, err := isakmp.ParseHeader(msg)
+		if !isIKE || err != nil || h.Exchange != x {
+			return true
+		}
+		return sent.Add(1) != n
+	}
+}
+
+func TestRetransmitAndDuplicates(t *testing.T) {
+	tests := []struct {
+		name string
+		x    isakmp.ExchangeType
+		n    int32 // which of B's messages of that exchange is lost
+	}{
+		{"MM2 lost", isakmp.ExchangeIdentityProtection, 1},
+		{"MM4 lost", isakmp.ExchangeIdentityProtection, 2},
+		{"MM6 lost", isakmp.ExchangeIdentityProtection, 3},
+		{"QM2 lost", isakmp.ExchangeQuickMode, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+			var sent atomic.Int32
+			b.bind.SetFilter(dropNth(tt.x, tt.n, &sent))
+			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+			// The responder answered the retransmitted request with its stored reply
+			// instead of processing it again: one child SA, one SPI allocated.
+			normal := map[isakmp.ExchangeType]int32{isakmp.ExchangeIdentityProtection: 3, isakmp.ExchangeQuickMode: 1}[tt.x]
+			if got := sent.Load(); got < normal+1 {
+				t.Errorf("responder sent %d %s messages, want at least %d (one resent)", got, tt.x, normal+1)
+			}
+			if b.k.nextSPI != 0xb0000001 || len(b.k.installed) != 1 {
+				t.Errorf("responder allocated up to SPI %08x and installed %d SAs, want one", b.k.nextSPI, len(b.k.installed))
+			}
+			checkMirrored(t, a.k.active()[0], b.k.active()[0])
+		})
+	}
+}
+
+func TestQM3LostResponderRetransmits(t *testing.T) {
+	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	var sent atomic.Int32
+	a.bind.SetFilter(dropNth(isakmp.ExchangeQuickMode, 2, &sent)) // A's second QM message is QM3
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	waitFor(t, "responder child SA after QM2 retransmission", func() bool { return len(b.k.active()) == 1 })
+	if len(a.k.installed) != 1 {
+		t.Errorf("initiator installed %d SAs, want 1", len(a.k.installed))
+	}
+}
+
+func TestTimeoutDeletesHalfOpen(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 10 * time.Millisecond, MaxTries: 3, Timeout: 200 * time.Millisecond}}
+	a, b := startPair(t, pc)
+	var sent atomic.Int32
+	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return sent.Add(1) < 2 }) // only MM2 gets out
+	err := a.e.Up(upCtx(t), "peer", "")
+	if err == nil {
+		t.Fatal("Up succeeded although the responder went silent")
+	}
+	waitFor(t, "both half-open SAs deleted", func() bool {
+		return len(a.e.Status().IKESAs) == 0 && len(b.e.Status().IKESAs) == 0
+	})
+	b.e.mu.Lock()
+	ho := b.e.halfOpen
+	b.e.mu.Unlock()
+	if ho != 0 {
+		t.Errorf("responder half-open count %d after timeout, want 0", ho)
+	}
+}
+
+func TestDownSendsDelete(t *testing.T) {
+	for _, tunnel := range []string{"t0", ""} {
+		t.Run("tunnel="+tunnel, func(t *testing.T) {
+			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
+			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "responder child SAs", func() bool { return len(b.k.active()) == 2 })
+			if err := a.e.Down(upCtx(t), "peer", tunnel); err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if tunnel == "" {
+				want = 0
+			}
+			waitFor(t, "responder deletes child SAs", func() bool { return len(b.k.active()) == want })
+			if len(a.k.active()) != want {
+				t.Errorf("initiator keeps %d child SAs, want %d", len(a.k.active()), want)
+			}
+			if tunnel == "" {
+				waitFor(t, "responder deletes IKE SA", func() bool { return len(b.e.Status().IKESAs) == 0 })
+			}
+		})
+	}
+}
+
+func TestInitialContact(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
+	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	old := b.k.active()[0]
+	// A crashes: its goodbye never arrives. A new A starts from scratch on the same wire.
+	ba.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	a.stop()
+	ba.SetFilter(nil)
+	a2 := startNode(t, "A2", ba, 0xa1000000, RetransmitPolicy{}, ca)
+	if err := a2.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "old SAs replaced", func() bool {
+		act := b.k.active()
+		return len(act) == 1 && act[0].SPIIn != old.SPIIn && len(b.e.Status().IKESAs) == 1
+	})
+}
+
+func TestResponderLifetime(t *testing.T) {
+	tests := []struct {
+		name       string
+		a, b, want time.Duration
+	}{
+		{"responder shorter", 2 * time.Hour, 30 * time.Minute, 30 * time.Minute},
+		{"initiator shorter", 20 * time.Minute, time.Hour, 20 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+				lifetimeA: tt.a, lifetimeB: tt.b})
+			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+			if got := a.k.active()[0].Lifetime; got != tt.want {
+				t.Errorf("initiator lifetime %v, want %v", got, tt.want)
+			}
+			if got := b.k.active()[0].Lifetime; got != tt.want {
+				t.Errorf("responder lifetime %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExpireRekeys(t *testing.T) {
+	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	old := a.k.active()[0]
+	a.e.Expire(old.SPIIn, false)
+	waitFor(t, "rekeyed on both sides", func() bool {
+		aa, bb := a.k.active(), b.k.active()
+		return len(aa) == 1 && aa[0].SPIIn != old.SPIIn && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
+	})
+	checkMirrored(t, a.k.active()[0], b.k.active()[0])
+	// Hard expiry of a manual tunnel deletes it everywhere without renegotiation.
+	a.e.Expire(a.k.active()[0].SPIOut, true)
+	waitFor(t, "deleted on both sides", func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
+}
+
+func TestConfigure(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start = config.StartAlways
+	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
+	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
+	waitFor(t, "start: always tunnel up", func() bool { return len(b.k.active()) == 1 && len(a.k.active()) == 1 })
+	ti := a.e.Tunnels()
+	if len(ti) != 1 || ti[0].ReqID == 0 || ti[0].LocalTS.Prefix != ca.Tunnels[0].LocalSubnet || ti[0].Start != config.StartAlways {
+		t.Errorf("Tunnels() = %+v", ti)
+	}
+	bad := ca
+	bad.Name = "bad"
+	bad.PSK = nil
+	if err := a.e.Configure([]config.Connection{bad}); err == nil {
+		t.Fatal("Configure accepted a connection without PSK")
+	}
+	if len(a.k.active()) != 1 {
+		t.Fatal("failed Configure changed state")
+	}
+	if err := a.e.Configure(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "removed connection torn down on both sides", func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
+}
+
+func TestDPD(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 20 * time.Millisecond, dpdTimeout: time.Second}
+	a, b := startPair(t, pc)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	// A live peer answers: after several DPD intervals the SAs are still up.
+	var probes atomic.Int32
+	a.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+		if h, err := isakmp.ParseHeader(msg); err == nil && h.Exchange == isakmp.ExchangeInformational {
+			probes.Add(1)
+		}
+		return true
+	})
+	waitFor(t, "several R-U-THERE", func() bool { return probes.Load() >= 5 })
+	if len(a.k.active()) != 1 {
+		t.Fatal("SA lost although the peer answers DPD")
+	}
+	// B goes silent: A declares it dead and removes everything.
+	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	waitFor(t, "dead peer cleared", func() bool { return len(a.k.active()) == 0 && len(a.e.Status().IKESAs) == 0 })
+}
+
+func TestLifetimeRekey(t *testing.T) {
+	// A child SA with a short lifetime is rekeyed by its initiator before it expires.
+	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		lifetimeA: 2 * time.Second, lifetimeB: 2 * time.Second})
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	first := a.k.active()[0].SPIIn
+	waitFor(t, "rekeyed child SA", func() bool {
+		aa, bb := a.k.active(), b.k.active()
+		return len(aa) == 1 && aa[0].SPIIn != first && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
+	})
+}
+
+func TestBothSidesStartAlways(t *testing.T) {
+	// Both peers bring the tunnel up at once: whatever SAs result, each one installed on
+	// one side has its mirror on the other, and at least one pair survives.
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start, cb.Tunnels[0].Start = config.StartAlways, config.StartAlways
+	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
+	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
+	mirrored := func() bool {
+		aa, bb := a.k.active(), b.k.active()
+		if len(aa) == 0 || len(aa) != len(bb) {
+			return false
+		}
+		for _, x := range aa {
+			found := false
+			for _, y := range bb {
+				found = found || x.SPIIn == y.SPIOut && x.SPIOut == y.SPIIn
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	}
+	settled := func(n *node) bool {
+		n.e.mu.Lock()
+		defer n.e.mu.Unlock()
+		for _, sa := range n.e.ikeSAs {
+			if sa.state != stateEstablished || !allDone(sa) {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "settled, mirrored child SAs", func() bool { return settled(a) && settled(b) && mirrored() })
+}
+
+func allDone(sa *ikeSA) bool {
+	for _, qm := range sa.qms {
+		if !qm.done {
+			return false
+		}
+	}
+	return true
+}
+
+func TestHalfOpenLimit(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
+	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
+	a.stop() // A only lends its MM1 as a template
+	a.e.mu.Lock()
+	a.e.startPhase1(a.e.conns["peer"])
+	a.e.mu.Unlock()
+	sent := ba.Sent()
+	mm1 := sent[len(sent)-1].Data
+	for i := range maxHalfOpen + 100 {
+		msg := append([]byte(nil), mm1...)
+		msg[0], msg[1] = byte(i>>8), byte(i)
+		bb.Inject(msg, netip.AddrPortFrom(addrB, 500), netip.AddrPortFrom(addrA, 500))
+	}
+	waitFor(t, "flood processed", func() bool {
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		return b.e.halfOpen == maxHalfOpen
+	})
+	if n := len(b.e.Status().IKESAs); n != maxHalfOpen {
+		t.Errorf("%d IKE SAs after a flood of %d MM1, want the cap %d", n, maxHalfOpen+100, maxHalfOpen)
+	}
+}
+
+func TestAcquire(t *testing.T) {
+	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
+	ti := a.e.Tunnels()
+	if len(ti) != 2 || ti[0].ReqID == ti[1].ReqID {
+		t.Fatalf("Tunnels() = %+v, want two with distinct reqids", ti)
+	}
+	a.e.Acquire(ti[1].ReqID)
+	waitFor(t, "acquired tunnel up on both sides", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+	if got := a.k.active()[0]; got.Tunnel != ti[1].Tunnel || got.ReqID != ti[1].ReqID {
+		t.Errorf("acquire brought up %s (reqid %d), want %s (reqid %d)", got.Tunnel, got.ReqID, ti[1].Tunnel, ti[1].ReqID)
+	}
+}

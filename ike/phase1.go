@@ -1,0 +1,206 @@
+package ike
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/ike/dh"
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// nonceLen is the length of the nonces we send (RFC 2409 5: 8 to 256 bytes).
+const nonceLen = 32
+
+// maxHalfOpen caps responder IKE SAs that are not established yet, against MM1 floods.
+const maxHalfOpen = 512
+
+// startTunnel asks for a child SA for t: at once if an IKE SA is up, else after phase 1.
+// done, if not nil, receives the outcome.
+func (e *Engine) startTunnel(t *tunnel, done chan error) {
+	if done != nil {
+		t.waiters = append(t.waiters, done)
+	}
+	if t.qm != nil {
+		return
+	}
+	c := t.conn
+	if sa := e.establishedSA(c); sa != nil {
+		e.startQuickMode(sa, t)
+		return
+	}
+	for _, w := range c.waiting {
+		if w == t {
+			return
+		}
+	}
+	c.waiting = append(c.waiting, t)
+	if e.negotiatingSA(c) == nil {
+		e.startPhase1(c)
+	}
+}
+
+// newIKESA creates an IKE SA with fresh cookie(s) and registers it.
+func (e *Engine) newIKESA(c *connection, initiator bool, local, remote netip.AddrPort) (*ikeSA, error) {
+	sa := &ikeSA{
+		exchange:   exchange{e: e, local: local, remote: remote},
+		conn:       c,
+		initiator:  initiator,
+		aggressive: c.cfg.IKE.Mode == config.ModeAggressive,
+		created:    e.now(),
+		qms:        make(map[uint32]*quickMode),
+	}
+	own := &sa.rcookie
+	if initiator {
+		own = &sa.icookie
+	}
+	if _, err := io.ReadFull(e.opts.Rand, own[:]); err != nil {
+		return nil, fmt.Errorf("ike: cookie: %w", err)
+	}
+	sa.onGiveUp = func() {
+		err := fmt.Errorf("%w in state %s", ErrTimeout, sa.state)
+		if sa.state == stateMM5Sent {
+			// A responder that cannot decrypt MM5 often stays silent.
+			err = fmt.Errorf("%w (probably %w)", err, ErrPSKMismatch)
+		}
+		e.failPhase1(sa, err)
+	}
+	return sa, nil
+}
+
+// startPhase1 initiates main or aggressive mode with c's peer.
+func (e *Engine) startPhase1(c *connection) {
+	local := netip.AddrPortFrom(c.cfg.LocalAddress, conn.IKEPort)
+	remote := netip.AddrPortFrom(c.cfg.RemoteAddress, conn.IKEPort)
+	sa, err := e.newIKESA(c, true, local, remote)
+	if err == nil {
+		e.ikeSAs[sa.icookie] = sa
+		if sa.aggressive {
+			err = e.sendAM1(sa)
+		} else {
+			err = e.sendMM1(sa)
+		}
+	}
+	if err != nil {
+		e.errs = append(e.errs, ConnError{Connection: c.cfg.Name, Time: e.now(), Err: err.Error()})
+		for _, t := range c.waiting {
+			t.notify(err)
+		}
+		c.waiting = nil
+		if sa != nil {
+			e.deleteIKESA(sa, false, err)
+		}
+		return
+	}
+	e.log.Info("initiating IKE SA", sa.logArgs("mode", c.cfg.IKE.Mode)...)
+}
+
+// failPhase1 ends a negotiation that went wrong: it records err, completes waiting Up calls
+// and deletes the half-open SA.
+func (e *Engine) failPhase1(sa *ikeSA, err error) {
+	if sa.state == stateDeleted {
+		return
+	}
+	e.recordError(sa, err)
+	e.deleteIKESA(sa, false, err)
+}
+
+// sendPhase1Notify tells the peer of a half-open SA why we give up, unencrypted because
+// there may be no shared key (RFC 2408 5: informational exchange without an ISAKMP SA).
+func (e *Engine) sendPhase1Notify(sa *ikeSA, local, remote netip.AddrPort, t isakmp.NotifyType) {
+	spi := append(append([]byte(nil), sa.icookie[:]...), sa.rcookie[:]...)
+	m := isakmp.Message{
+		Header: isakmp.Header{InitiatorCookie: sa.icookie, ResponderCookie: sa.rcookie,
+			Version: isakmp.Version, Exchange: isakmp.ExchangeInformational},
+		Payloads: []isakmp.Payload{&isakmp.Notification{DOI: isakmp.DOIIPsec,
+			ProtocolID: isakmp.ProtoISAKMP, SPI: spi, NotifyType: t}},
+	}
+	if err := e.opts.Bind.SendIKE(m.Marshal(), local, remote); err != nil {
+		e.log.Debug("send failed", sa.logArgs("err", err)...)
+	}
+}
+
+// makeKE creates our DH key for the negotiated group and returns our public value.
+func (e *Engine) makeKE(group uint16) (dh.PrivateKey, error) {
+	g, err := dh.ByID(group)
+	if err != nil {
+		return nil, err
+	}
+	return g.GenerateKey(e.opts.Rand)
+}
+
+// makeNonce returns a fresh nonce.
+func (e *Engine) makeNonce() ([]byte, error) {
+	n := make([]byte, nonceLen)
+	if _, err := io.ReadFull(e.opts.Rand, n); err != nil {
+		return nil, fmt.Errorf("ike: nonce: %w", err)
+	}
+	return n, nil
+}
+
+// hashI is HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b) and hashR is
+// HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b) (RFC 2409 5).
+func (sa *ikeSA) hashI(idiiB []byte) []byte {
+	return sa.keys.prf(sa.keys.SKEYID, sa.gxi, sa.gxr, sa.icookie[:], sa.rcookie[:], sa.saiB, idiiB)
+}
+
+func (sa *ikeSA) hashR(idirB []byte) []byte {
+	return sa.keys.prf(sa.keys.SKEYID, sa.gxr, sa.gxi, sa.rcookie[:], sa.icookie[:], sa.saiB, idirB)
+}
+
+// establish marks phase 1 complete and starts the quick modes that waited for it.
+func (e *Engine) establish(sa *ikeSA) {
+	if !sa.initiator {
+		e.halfOpen--
+	}
+	sa.state = stateEstablished
+	sa.established = e.now()
+	sa.dhKey = nil
+	e.log.Info("IKE SA established", sa.logArgs("proposal", sa.prop.String(), "nat", sa.natDetected(),
+		"initiator", sa.initiator)...)
+	if e.opts.KeyLog != nil {
+		e.opts.KeyLog.IKESA(sa.icookie, sa.keys.encKey)
+	}
+	if sa.initialContact {
+		e.initialContact(sa)
+	}
+	e.startDPD(sa)
+	e.armIKELifetime(sa)
+	waiting := sa.conn.waiting
+	sa.conn.waiting = nil
+	for _, t := range waiting {
+		if t.qm == nil && (t.child == nil || t.child.rekeying) {
+			e.startQuickMode(sa, t)
+		} else {
+			t.notify(nil)
+		}
+	}
+}
+
+// hasOtherSA reports whether another established IKE SA with sa's peer exists (INITIAL-CONTACT
+// is sent only when there is none).
+func (e *Engine) hasOtherSA(sa *ikeSA) bool {
+	for _, o := range e.ikeSAs {
+		if o != sa && o.state == stateEstablished && o.remote.Addr() == sa.remote.Addr() {
+			return true
+		}
+	}
+	return false
+}
+
+// initialContact deletes every other SA with the peer of sa, which announced that it has
+// no state from before (RFC 2407 4.6.3.3).
+func (e *Engine) initialContact(sa *ikeSA) {
+	for _, o := range e.ikeSAs {
+		if o != sa && o.state == stateEstablished && o.remote.Addr() == sa.remote.Addr() {
+			e.deleteIKESA(o, false, errReplaced)
+		}
+	}
+	for _, ch := range e.children {
+		if ch.ike != sa && ch.Remote == sa.remote.Addr() {
+			e.deleteChild(ch, false)
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package ike
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/espgw/espgw/ike/dh"
+	"github.com/espgw/espgw/ike/isakmp"
+	"github.com/espgw/espgw/ike/keymat"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+// Quick mode (RFC 2409 5.5) under an established ISAKMP SA:
+//
+//	QM1  HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr]        -->
+//	QM2         <--  HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, N(RESPONDER-LIFETIME)]
+//	QM3  HDR*, HASH(3)                                      -->
+//
+// HASH(1) = prf(SKEYID_a, M-ID | payloads after HASH(1))
+// HASH(2) = prf(SKEYID_a, M-ID | Ni_b | payloads after HASH(2))
+// HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+
+// quickMode is one quick-mode exchange.
+type quickMode struct {
+	exchange
+	sa        *ikeSA
+	tunnel    *tunnel
+	msgID     uint32
+	initiator bool
+	iv        []byte
+	nonceI    []byte
+	nonceR    []byte
+	dhKey     dh.PrivateKey
+	peerKE    []byte
+	spiIn     uint32
+	spiOut    uint32
+	prop      proposal.ESP
+	life      lifetimes
+	encap     bool
+	done      bool
+}
+
+// lifetimes are the SA life attributes of a child SA; zero means unlimited.
+type lifetimes struct {
+	seconds   time.Duration
+	kilobytes uint64
+}
+
+// defaultChildLifetime applies when neither side states one (RFC 2407 4.5).
+const defaultChildLifetime = 8 * time.Hour
+
+func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMode {
+	qm := &quickMode{
+		exchange: exchange{e: sa.e, local: sa.local, remote: sa.remote},
+		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
+		iv: sa.phase2IV(msgID),
+	}
+	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	sa.qms[msgID] = qm
+	return qm
+}
+
+// fail ends the quick mode with err, recording it when it was ours.
+func (qm *quickMode) fail(err error) {
+	e := qm.sa.e
+	qm.stop()
+	if qm.sa.qms[qm.msgID] == qm {
+		delete(qm.sa.qms, qm.msgID)
+	}
+	if qm.initiator && qm.tunnel.qm == qm {
+		qm.tunnel.qm = nil
+		if !errors.Is(err, errShutdown) && !errors.Is(err, errDown) {
+			e.recordError(qm.sa, fmt.Errorf("tunnel %s: %w", qm.tunnel.cfg.Name, err))
+		}
+		qm.tunnel.notify(err)
+	}
+}
+
+// finish keeps a completed quick mode around to answer retransmissions, then forgets it.
+func (qm *quickMode) finish() {
+	qm.done = true
+	if qm.initiator && qm.tunnel.qm == qm {
+		qm.tunnel.qm = nil
+	}
+	e := qm.sa.e
+	time.AfterFunc(e.opts.Retransmit.Timeout, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if qm.sa.qms[qm.msgID] == qm {
+			delete(qm.sa.qms, qm.msgID)
+		}
+	})
+}
+
+// newMessageID returns a random message ID unused in sa.
+func (e *Engine) newMessageID(sa *ikeSA) (uint32, error) {
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(e.opts.Rand, b[:]); err != nil {
+			return 0, fmt.Errorf("ike: message ID: %w", err)
+		}
+		id := binary.BigEndian.Uint32(b[:])
+		if _, used := sa.qms[id]; id != 0 && !used {
+			return id, nil
+		}
+	}
+}
+
+// startQuickMode negotiates a child SA for t under sa.
+func (e *Engine) startQuickMode(sa *ikeSA, t *tunnel) {
+	if err := e.sendQM1(sa, t); err != nil {
+		e.recordError(sa, fmt.Errorf("tunnel %s: %w", t.cfg.Name, err))
+		t.notify(err)
+	}
+}
+
+func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
+	msgID, err := e.newMessageID(sa)
+	if err != nil {
+		return err
+	}
+	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
+	if err != nil {
+		return fmt.Errorf("allocating SPI: %w", err)
+	}
+	nonce, err := e.makeNonce()
+	if err != nil {
+		return err
+	}
+	qm := sa.newQuickMode(t, msgID, true)
+	t.qm = qm
+	qm.spiIn, qm.nonceI = spi, nonce
+	ps := []isakmp.Payload{espOffer(&t.cfg, spi, sa.encapMode()), &isakmp.Nonce{Data: nonce}}
+	if g := pfsGroup(&t.cfg); g != 0 {
+		if qm.dhKey, err = e.makeKE(g); err != nil {
+			qm.fail(err)
+			return err
+		}
+		ps = append(ps, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
+	}
+	ps = append(ps, proxyID(t.localTS()), proxyID(t.remoteTS()))
+	qm.sendProtected(ps, nil, true)
+	e.log.Info("initiating quick mode", sa.logArgs("tunnel", t.cfg.Name, "msgid", hexSPI(msgID))...)
+	return nil
+}
+
+// sendProtected sends HDR*, HASH, ps with HASH = prf(SKEYID_a, M-ID | prefix | ps).
+func (qm *quickMode) sendProtected(ps []isakmp.Payload, prefix []byte, awaitReply bool) {
+	mid := binary.BigEndian.AppendUint32(nil, qm.msgID)
+	h := qm.sa.hashPayloads(append(mid, prefix...), [][]byte{isakmp.AppendPayloads(nil, ps)})
+	all := append([]isakmp.Payload{&isakmp.Hash{Data: h}}, ps...)
+	msg, iv := qm.sa.seal(qm.sa.header(isakmp.ExchangeQuickMode, qm.msgID), all, qm.iv)
+	qm.iv = iv
+	qm.send(msg, qm.sa.local, qm.sa.remote, awaitReply)
+}
+
+// openProtected decrypts a quick-mode message and verifies its leading HASH payload against
+// prf(SKEYID_a, prefix | the payloads after it). It returns the payloads after HASH.
+func (qm *quickMode) openProtected(in *inbound, prefix []byte) ([]isakmp.Payload, error) {
+	ps, raws, iv, err := qm.sa.open(in.m, in.raw, qm.iv)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 || ps[0].Type() != isakmp.PayloadHash {
+		return nil, fmt.Errorf("quick mode %08x: first payload is not HASH", qm.msgID)
+	}
+	rest := make([][]byte, 0, len(raws)-1)
+	for _, r := range raws[1:] {
+		rest = append(rest, r.Bytes)
+	}
+	if !hmac.Equal(ps[0].(*isakmp.Hash).Data, qm.sa.hashPayloads(prefix, rest)) {
+		return nil, fmt.Errorf("quick mode %08x: HASH does not verify", qm.msgID)
+	}
+	qm.iv = iv
+	qm.accepted(in.raw)
+	return ps[1:], nil
+}
+
+// handleQuickMode processes a quick-mode message under an established IKE SA.
+func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
+	id := in.m.Header.MessageID
+	if sa.state != stateEstablished || id == 0 {
+		return errIgnore
+	}
+	qm := sa.qms[id]
+	switch {
+	case qm == nil:
+		return e.respondQM1(sa, in)
+	case qm.duplicate(in.raw), qm.done:
+		return nil
+	case qm.initiator:
+		return e.handleQM2(qm, in)
+	}
+	return e.handleQM3(qm, in)
+}
+
+func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
+	sa := qm.sa
+	ps, err := qm.openProtected(in, append(binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI...))
+	if err != nil {
+		return err
+	}
+	t := qm.tunnel
+	ch, err := acceptESPChoice(&t.cfg, ps)
+	if err == nil {
+		err = qm.takeNonceKE(ps, ch.prop.Group)
+	}
+	if err == nil {
+		err = checkProxyIDs(ps, t)
+	}
+	if err != nil {
+		qm.fail(err)
+		return nil
+	}
+	qm.spiOut, qm.prop, qm.life, qm.encap = ch.spi, ch.prop, ch.life, ch.encap
+	for _, p := range ps {
+		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyResponderLifetime {
+			qm.life = responderLifetime(qm.life, n.Data)
+		}
+	}
+	h3 := sa.hashPayloads([]byte{0}, [][]byte{binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI, qm.nonceR})
+	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
+	qm.iv = iv
+	qm.send(msg, sa.local, sa.remote, false)
+	return qm.install()
+}
+
+func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
+	mid := binary.BigEndian.AppendUint32(nil, qm.msgID)
+	if _, err := qm.openProtected(in, append(append(append([]byte{0}, mid...), qm.nonceI...), qm.nonceR...)); err != nil {
+		return err
+	}
+	qm.stop()
+	return qm.install()
+}
+
+// takeNonceKE stores the peer's nonce and, with PFS, its KE payload.
+func (qm *quickMode) takeNonceKE(ps []isakmp.Payload, group uint16) error {
+	n, _, ok := findPayload[*isakmp.Nonce](ps, nil)
+	if !ok {
+		return fmt.Errorf("quick mode %08x lacks a nonce payload", qm.msgID)
+	}
+	if qm.initiator {
+		qm.nonceR = clone(n.Data)
+	} else {
+		qm.nonceI = clone(n.Data)
+	}
+	ke, _, hasKE := findPayload[*isakmp.KeyExchange](ps, nil)
+	switch {
+	case group == 0 && hasKE:
+		return fmt.Errorf("quick mode %08x: KE payload without a PFS group in the proposal", qm.msgID)
+	case group != 0 && !hasKE:
+		return fmt.Errorf("quick mode %08x: PFS group %d proposed but no KE payload", qm.msgID, group)
+	case group != 0:
+		if err := checkKE(group, ke.Data); err != nil {
+			return err
+		}
+		qm.peerKE = clone(ke.Data)
+	}
+	return nil
+}
+
+// install derives KEYMAT for both directions (RFC 2409 5.5) and installs the child SA.
+func (qm *quickMode) install() error {
+	sa, e, t := qm.sa, qm.sa.e, qm.tunnel
+	var gxy []byte
+	if qm.dhKey != nil {
+		var err error
+		if gxy, err = qm.dhKey.SharedSecret(qm.peerKE); err != nil {
+			qm.fail(fmt.Errorf("quick mode PFS: %w", err))
+			return nil
+		}
+	}
+	encLen, integLen := qm.prop.EncKeyLen(), qm.prop.IntegKeyLen()
+	keys := func(spi uint32) ([]byte, []byte) {
+		km := keymat.QuickModeKeymat(sa.keys.hash, sa.keys.D, gxy, uint8(isakmp.ProtoESP),
+			binary.BigEndian.AppendUint32(nil, spi), qm.nonceI, qm.nonceR, encLen+integLen)
+		return km[:encLen], km[encLen:]
+	}
+	cs := &ChildSA{
+		Connection: sa.conn.cfg.Name, Tunnel: t.cfg.Name, ReqID: t.reqID,
+		Local: sa.local.Addr(), Remote: sa.remote.Addr(),
+		Proposal: qm.prop, SPIIn: qm.spiIn, SPIOut: qm.spiOut,
+		LocalTS: t.localTS(), RemoteTS: t.remoteTS(),
+		Lifetime: qm.life.seconds, LifeKilobytes: qm.life.kilobytes,
+		Established: e.now(), Initiator: qm.initiator,
+	}
+	if qm.encap {
+		cs.EncapLocalPort, cs.EncapRemotePort = sa.local.Port(), sa.remote.Port()
+	}
+	cs.EncKeyIn, cs.IntegKeyIn = keys(qm.spiIn)
+	cs.EncKeyOut, cs.IntegKeyOut = keys(qm.spiOut)
+	qm.dhKey = nil
+	if err := e.installChild(sa, t, cs); err != nil {
+		qm.fail(fmt.Errorf("installing child SA: %w", err))
+		return nil
+	}
+	qm.finish()
+	t.notify(nil)
+	return nil
+}

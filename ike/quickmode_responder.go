@@ -1,0 +1,140 @@
+package ike
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// respondQM1 answers a peer's quick mode: it authenticates QM1, finds the tunnel whose
+// proxy IDs match exactly, selects an ESP proposal and sends QM2.
+func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
+	msgID := in.m.Header.MessageID
+	mid := binary.BigEndian.AppendUint32(nil, msgID)
+	qm := &quickMode{
+		exchange: exchange{e: e, local: sa.local, remote: sa.remote},
+		sa:       sa, msgID: msgID, iv: sa.phase2IV(msgID),
+	}
+	ps, err := qm.openProtected(in, mid)
+	if err != nil {
+		return err
+	}
+	offer, _, ok := findPayload[*isakmp.SA](ps, nil)
+	if !ok {
+		return fmt.Errorf("quick mode %08x lacks an SA payload", msgID)
+	}
+	t, err := matchTunnel(sa.conn, ps, sa)
+	if err != nil {
+		e.recordError(sa, err)
+		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyInvalidIDInformation, nil)
+		return nil
+	}
+	ch, err := chooseESP(&t.cfg, offer)
+	if err != nil {
+		e.recordError(sa, fmt.Errorf("tunnel %s: %w", t.cfg.Name, err))
+		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyNoProposalChosen, nil)
+		return nil
+	}
+	qm.tunnel = t
+	if err := qm.takeNonceKE(ps, ch.prop.Group); err != nil {
+		return err
+	}
+	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
+	if err != nil {
+		e.recordError(sa, fmt.Errorf("tunnel %s: allocating SPI: %w", t.cfg.Name, err))
+		return nil
+	}
+	if qm.nonceR, err = e.makeNonce(); err != nil {
+		return err
+	}
+	qm.spiIn, qm.spiOut, qm.prop, qm.encap = spi, ch.spi, ch.prop, ch.encap
+	reply := []isakmp.Payload{ch.reply(spi), &isakmp.Nonce{Data: qm.nonceR}}
+	if g := ch.prop.Group; g != 0 {
+		if qm.dhKey, err = e.makeKE(g); err != nil {
+			return err
+		}
+		reply = append(reply, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
+	}
+	for _, p := range ps {
+		if id, ok := p.(*isakmp.Identification); ok {
+			reply = append(reply, id)
+		}
+	}
+	ours := lifetimes{seconds: t.cfg.Lifetime, kilobytes: t.cfg.LifeKilobytes}
+	var notify []isakmp.Attribute
+	qm.life, notify = negotiateLifetime(ch.life, ours)
+	if notify != nil {
+		reply = append(reply, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoESP,
+			SPI: firstSPI(offer), NotifyType: isakmp.NotifyResponderLifetime, Data: isakmp.AppendAttributes(nil, notify)})
+	}
+	sa.qms[msgID] = qm
+	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	qm.sendProtected(reply, qm.nonceI, true)
+	return nil
+}
+
+// firstSPI returns the SPI of the first proposal of an SA payload (for notifications).
+func firstSPI(sa *isakmp.SA) []byte {
+	if len(sa.Proposals) == 0 {
+		return nil
+	}
+	return sa.Proposals[0].SPI
+}
+
+// negotiateLifetime returns the child SA lifetimes as responder: the offer, shortened to
+// ours where ours is shorter, and the RESPONDER-LIFETIME attributes to send when it was
+// shortened (RFC 2407 4.6.3.1). An offer without a time limit means the RFC default.
+func negotiateLifetime(offer, ours lifetimes) (lifetimes, []isakmp.Attribute) {
+	if offer.seconds == 0 {
+		offer.seconds = defaultChildLifetime
+	}
+	got := offer
+	var attrs []isakmp.Attribute
+	if ours.seconds > 0 && ours.seconds < offer.seconds {
+		got.seconds = ours.seconds
+		attrs = append(attrs, isakmp.BasicAttribute(isakmp.IPsecAttrLifeType, isakmp.LifeTypeSeconds),
+			isakmp.LifeAttribute(isakmp.IPsecAttrLifeDuration, uint64(ours.seconds/time.Second)))
+	}
+	if ours.kilobytes > 0 && (offer.kilobytes == 0 || ours.kilobytes < offer.kilobytes) {
+		got.kilobytes = ours.kilobytes
+		attrs = append(attrs, isakmp.BasicAttribute(isakmp.IPsecAttrLifeType, isakmp.LifeTypeKilobytes),
+			isakmp.LifeAttribute(isakmp.IPsecAttrLifeDuration, ours.kilobytes))
+	}
+	return got, attrs
+}
+
+// responderLifetime applies a received RESPONDER-LIFETIME notification to cur. Malformed
+// data leaves cur unchanged.
+func responderLifetime(cur lifetimes, data []byte) lifetimes {
+	attrs, err := isakmp.ParseAttributes(data)
+	if err != nil {
+		return cur
+	}
+	return applyLifeAttributes(cur, attrs)
+}
+
+// applyLifeAttributes reads SA Life Type / SA Life Duration pairs (RFC 2407 4.5).
+func applyLifeAttributes(cur lifetimes, attrs []isakmp.Attribute) lifetimes {
+	var lifeType uint64
+	for _, a := range attrs {
+		v, err := a.Uint()
+		if err != nil {
+			continue
+		}
+		switch a.Type {
+		case isakmp.IPsecAttrLifeType:
+			lifeType = v
+		case isakmp.IPsecAttrLifeDuration:
+			switch lifeType {
+			case isakmp.LifeTypeSeconds:
+				cur.seconds = time.Duration(v) * time.Second
+			case isakmp.LifeTypeKilobytes:
+				cur.kilobytes = v
+			}
+		}
+	}
+	return cur
+}

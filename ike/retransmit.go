@@ -1,0 +1,120 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"net/netip"
+	"time"
+)
+
+// RetransmitPolicy controls how an unanswered message is resent: after Initial, then with
+// the interval doubling, at most MaxTries sends in all, and never past Timeout after the
+// first send. An exchange that exhausts it fails and its half-open state is deleted.
+type RetransmitPolicy struct {
+	Initial  time.Duration
+	MaxTries int
+	Timeout  time.Duration
+}
+
+// DefaultRetransmit sends at 0, 1, 3, 7 and 15 s (intervals doubling from 1 s) and gives up
+// at 28 s, so a failed negotiation is reported within 30 s.
+var DefaultRetransmit = RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 28 * time.Second}
+
+func (p RetransmitPolicy) withDefaults() RetransmitPolicy {
+	if p.Initial <= 0 {
+		p.Initial = DefaultRetransmit.Initial
+	}
+	if p.MaxTries <= 0 {
+		p.MaxTries = DefaultRetransmit.MaxTries
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = DefaultRetransmit.Timeout
+	}
+	return p
+}
+
+// exchange is the transport state every exchange (phase 1, one quick mode) keeps: the last
+// message it sent, for retransmission and for answering a retransmitted request, and a
+// digest of the last message it accepted, to recognise that request.
+type exchange struct {
+	e        *Engine
+	lastOut  []byte
+	local    netip.AddrPort
+	remote   netip.AddrPort
+	lastIn   [sha256.Size]byte
+	haveIn   bool
+	timer    *time.Timer
+	tries    int
+	gen      uint64 // invalidates timers that fired while we held the lock
+	onGiveUp func()
+}
+
+// send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
+func (x *exchange) send(msg []byte, local, remote netip.AddrPort, awaitReply bool) {
+	x.stop()
+	x.lastOut, x.local, x.remote = msg, local, remote
+	x.transmit()
+	if awaitReply {
+		x.tries = 1
+		x.arm(x.e.opts.Retransmit.Initial, x.e.opts.Retransmit.Timeout)
+	}
+}
+
+func (x *exchange) transmit() {
+	if err := x.e.opts.Bind.SendIKE(x.lastOut, x.local, x.remote); err != nil {
+		x.e.log.Debug("send failed", "peer", x.remote, "err", err)
+	}
+}
+
+// arm schedules the next retransmission after d; left is the time remaining before giving up.
+func (x *exchange) arm(d, left time.Duration) {
+	x.gen++
+	gen := x.gen
+	if d > left {
+		d = left
+	}
+	x.timer = time.AfterFunc(d, func() {
+		x.e.mu.Lock()
+		defer x.e.mu.Unlock()
+		if gen != x.gen || x.e.closed {
+			return
+		}
+		left -= d
+		p := x.e.opts.Retransmit
+		if x.tries >= p.MaxTries || left <= 0 {
+			x.stop()
+			if x.onGiveUp != nil {
+				x.onGiveUp()
+			}
+			return
+		}
+		x.tries++
+		x.transmit()
+		x.arm(2*d, left)
+	})
+}
+
+// stop cancels retransmission; the last message stays available for duplicates.
+func (x *exchange) stop() {
+	x.gen++
+	if x.timer != nil {
+		x.timer.Stop()
+		x.timer = nil
+	}
+}
+
+// duplicate reports whether raw repeats the last accepted message; if so it resends our
+// answer to it (RFC 2408 retransmission handling) instead of processing it again.
+func (x *exchange) duplicate(raw []byte) bool {
+	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
+		return false
+	}
+	if x.lastOut != nil {
+		x.transmit()
+	}
+	return true
+}
+
+// accepted records raw as the last message processed.
+func (x *exchange) accepted(raw []byte) {
+	x.lastIn, x.haveIn = sha256.Sum256(raw), true
+}

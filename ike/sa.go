@@ -1,0 +1,313 @@
+package ike
+
+import (
+	"cmp"
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/ike/dh"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+// connection is a configured peer with its tunnels.
+type connection struct {
+	cfg     config.Connection
+	tunnels map[string]*tunnel
+	// waiting tunnels want a child SA as soon as an IKE SA with this peer is established.
+	waiting []*tunnel
+}
+
+// tunnel is a configured child SA; child is the installed one, qm a negotiation in progress.
+type tunnel struct {
+	conn       *connection
+	cfg        config.Tunnel
+	reqID      uint32
+	child      *childSA
+	qm         *quickMode
+	waiters    []chan error
+	manualDown bool
+}
+
+// childSA is an installed child SA and the IKE SA it was negotiated under.
+type childSA struct {
+	ChildSA
+	tunnel     *tunnel
+	ike        *ikeSA
+	rekeying   bool
+	expiry     *time.Timer // hard lifetime
+	softExpiry *time.Timer // rekey at 90 % of the lifetime
+}
+
+// phase1State is where an IKE SA is in main or aggressive mode.
+type phase1State uint8
+
+const (
+	stateMM1Sent phase1State = iota + 1 // initiator, waiting for MM2
+	stateMM3Sent
+	stateMM5Sent
+	stateMM2Sent // responder, waiting for MM3
+	stateMM4Sent
+	stateAM1Sent // aggressive initiator, waiting for AM2
+	stateAM2Sent // aggressive responder, waiting for AM3
+	stateEstablished
+	stateDeleted
+)
+
+var stateNames = map[phase1State]string{
+	stateMM1Sent: "MM1_SENT", stateMM3Sent: "MM3_SENT", stateMM5Sent: "MM5_SENT",
+	stateMM2Sent: "MM2_SENT", stateMM4Sent: "MM4_SENT", stateAM1Sent: "AM1_SENT",
+	stateAM2Sent: "AM2_SENT", stateEstablished: "ESTABLISHED", stateDeleted: "DELETED",
+}
+
+func (s phase1State) String() string { return stateNames[s] }
+
+// ikeSA is one ISAKMP SA, half-open or established.
+type ikeSA struct {
+	exchange
+	conn        *connection
+	initiator   bool
+	aggressive  bool
+	state       phase1State
+	icookie     [8]byte
+	rcookie     [8]byte
+	created     time.Time
+	established time.Time
+
+	prop    proposal.IKE
+	saiB    []byte // SA payload body as the initiator sent it (RFC 2409 SAi_b)
+	dhKey   dh.PrivateKey
+	gxi     []byte
+	gxr     []byte
+	nonceI  []byte
+	nonceR  []byte
+	idB     []byte // our ID payload body (IDii_b or IDir_b)
+	peerIDB []byte // the peer's ID payload body
+
+	keys    *phase1Keys
+	ivChain []byte // IV for the next phase-1 message, then the last phase-1 CBC block
+
+	peerNATT       natTVersion
+	natLocal       bool // we are behind a NAT (or fake one)
+	natRemote      bool // the peer is behind a NAT
+	peerDPD        bool
+	initialContact bool // INITIAL-CONTACT received
+	kePeerLen      int  // aggressive responder: length of the peer's KE in AM1
+
+	qms    map[uint32]*quickMode
+	dpd    dpdState
+	expiry *time.Timer
+}
+
+// natDetected reports whether ESP must be UDP-encapsulated.
+func (sa *ikeSA) natDetected() bool { return sa.natLocal || sa.natRemote }
+
+// logAttrs identifies the SA in log lines.
+func (sa *ikeSA) logArgs(args ...any) []any {
+	return append([]any{"conn", sa.conn.cfg.Name, "peer", sa.remote,
+		"icookie", hexCookie(sa.icookie), "rcookie", hexCookie(sa.rcookie)}, args...)
+}
+
+func (e *Engine) newConnection(cfg config.Connection) *connection {
+	c := &connection{cfg: cfg, tunnels: make(map[string]*tunnel)}
+	for _, tc := range cfg.Tunnels {
+		e.nextReqID++
+		c.tunnels[tc.Name] = &tunnel{conn: c, cfg: tc, reqID: e.nextReqID}
+	}
+	return c
+}
+
+func (e *Engine) sortedConns() []*connection {
+	cs := make([]*connection, 0, len(e.conns))
+	for _, c := range e.conns {
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b *connection) int { return cmp.Compare(a.cfg.Name, b.cfg.Name) })
+	return cs
+}
+
+func (c *connection) sortedTunnels() []*tunnel {
+	ts := make([]*tunnel, 0, len(c.tunnels))
+	for _, t := range c.tunnels {
+		ts = append(ts, t)
+	}
+	slices.SortFunc(ts, func(a, b *tunnel) int { return cmp.Compare(a.cfg.Name, b.cfg.Name) })
+	return ts
+}
+
+func (t *tunnel) localTS() TrafficSelector {
+	return TrafficSelector{Prefix: t.cfg.LocalSubnet, Proto: t.cfg.Protocol, Port: t.cfg.LocalPort}
+}
+
+func (t *tunnel) remoteTS() TrafficSelector {
+	return TrafficSelector{Prefix: t.cfg.RemoteSubnet, Proto: t.cfg.Protocol, Port: t.cfg.RemotePort}
+}
+
+// notify completes every Up waiting for the tunnel.
+func (t *tunnel) notify(err error) {
+	for _, ch := range t.waiters {
+		ch <- err
+	}
+	t.waiters = nil
+}
+
+// removeConnection tears down everything of c and forgets it.
+func (e *Engine) removeConnection(c *connection) {
+	for _, sa := range e.ikeSAs {
+		if sa.conn == c {
+			e.deleteIKESA(sa, true, errRemoved)
+		}
+	}
+	for _, t := range c.tunnels {
+		t.notify(errRemoved)
+	}
+	delete(e.conns, c.cfg.Name)
+}
+
+// findChild returns the child SA with spi as inbound or outbound SPI.
+func (e *Engine) findChild(spi uint32) *childSA {
+	if ch, ok := e.children[spi]; ok {
+		return ch
+	}
+	for _, ch := range e.children {
+		if ch.SPIOut == spi {
+			return ch
+		}
+	}
+	return nil
+}
+
+// establishedSA returns an established IKE SA for c, the newest one.
+func (e *Engine) establishedSA(c *connection) *ikeSA {
+	var best *ikeSA
+	for _, sa := range e.ikeSAs {
+		if sa.conn == c && sa.state == stateEstablished && (best == nil || sa.established.After(best.established)) {
+			best = sa
+		}
+	}
+	return best
+}
+
+// negotiatingSA returns a half-open IKE SA for c.
+func (e *Engine) negotiatingSA(c *connection) *ikeSA {
+	for _, sa := range e.ikeSAs {
+		if sa.conn == c && sa.state != stateEstablished && sa.state != stateDeleted {
+			return sa
+		}
+	}
+	return nil
+}
+
+// installChild hands a negotiated child SA to the kernel and makes it the tunnel's current
+// one; a child SA it replaces (rekey) is deleted afterwards.
+func (e *Engine) installChild(sa *ikeSA, t *tunnel, cs *ChildSA) error {
+	if err := e.opts.Kernel.InstallChildSA(context.Background(), cs); err != nil {
+		return err
+	}
+	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa}
+	e.children[cs.SPIIn] = ch
+	old := t.child
+	t.child = ch
+	t.manualDown = false
+	if e.opts.KeyLog != nil {
+		e.opts.KeyLog.ChildSA(cs)
+	}
+	e.log.Info("child SA established", sa.logArgs("tunnel", t.cfg.Name, "child", cs)...)
+	// A child SA we rekeyed is replaced now. Any other older one (the peer rekeyed, or both
+	// sides initiated at once) stays until the peer deletes it or it expires: deleting it
+	// here could delete both sides' newest SAs in a simultaneous exchange.
+	if old != nil && old.rekeying {
+		e.deleteChild(old, true)
+	}
+	if cs.Lifetime > 0 {
+		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
+		// Only the side that initiated the child rekeys it early, so both sides do not.
+		ch.expiry = time.AfterFunc(cs.Lifetime, func() { e.Expire(cs.SPIIn, true) })
+		if cs.Initiator {
+			ch.softExpiry = time.AfterFunc(cs.Lifetime*9/10, func() { e.Expire(cs.SPIIn, false) })
+		}
+	}
+	return nil
+}
+
+// deleteChild removes a child SA from the kernel and, if tell, sends an ESP Delete.
+func (e *Engine) deleteChild(ch *childSA, tell bool) {
+	if e.children[ch.SPIIn] != ch {
+		return
+	}
+	delete(e.children, ch.SPIIn)
+	for _, t := range []*time.Timer{ch.expiry, ch.softExpiry} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	if ch.tunnel.child == ch {
+		ch.tunnel.child = nil
+	}
+	if err := e.opts.Kernel.DeleteChildSA(context.Background(), &ch.ChildSA); err != nil {
+		e.log.Warn("deleting child SA failed", "conn", ch.Connection, "tunnel", ch.Tunnel, "err", err)
+	}
+	if tell && ch.ike != nil && ch.ike.state == stateEstablished {
+		e.sendDeleteESP(ch.ike, ch.SPIIn)
+	}
+	e.log.Info("child SA deleted", "conn", ch.Connection, "tunnel", ch.Tunnel, "spi_in", hexSPI(ch.SPIIn), "spi_out", hexSPI(ch.SPIOut))
+}
+
+// deleteIKESA removes an IKE SA with its quick modes and child SAs. With tell and an
+// established SA, the peer gets ESP and ISAKMP Deletes. err completes waiting Up calls.
+func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
+	if sa.state == stateDeleted {
+		return
+	}
+	for _, ch := range e.children {
+		if ch.ike == sa {
+			e.deleteChild(ch, tell)
+		}
+	}
+	for _, qm := range sa.qms {
+		qm.fail(err)
+	}
+	if tell && sa.state == stateEstablished {
+		e.sendDeleteISAKMP(sa)
+	}
+	if !sa.initiator && sa.state != stateEstablished {
+		e.halfOpen--
+	}
+	sa.stop()
+	sa.dpd.stop()
+	if sa.expiry != nil {
+		sa.expiry.Stop()
+	}
+	negotiating := sa.state != stateEstablished
+	sa.state = stateDeleted
+	if e.ikeSAs[sa.icookie] == sa {
+		delete(e.ikeSAs, sa.icookie)
+	}
+	// Tunnels waiting for phase 1 fail with it, unless another negotiation is under way.
+	if negotiating && e.negotiatingSA(sa.conn) == nil {
+		for _, t := range sa.conn.waiting {
+			t.notify(err)
+		}
+		sa.conn.waiting = nil
+	}
+	e.log.Info("IKE SA deleted", sa.logArgs("reason", errString(err))...)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// connectionFor returns the connection configured for a packet's addresses.
+func (e *Engine) connectionFor(local, remote netip.Addr) *connection {
+	for _, c := range e.sortedConns() {
+		if c.cfg.RemoteAddress == remote && (!c.cfg.LocalAddress.IsValid() || c.cfg.LocalAddress == local) {
+			return c
+		}
+	}
+	return nil
+}
