@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/espgw/espgw/daemon"
+)
+
+// Client command timeouts: `up` waits for a negotiation, which the daemon bounds at 60 s.
+const (
+	queryTimeout = 10 * time.Second
+	upTimeout    = 65 * time.Second
+)
+
+// client dials the daemon's control socket.
+func (g *globals) client(ctx context.Context) (*daemon.Client, error) {
+	path, err := g.socketPath()
+	if err != nil {
+		return nil, err
+	}
+	return daemon.Dial(ctx, path)
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show IKE SAs, IPsec SAs and tunnel states",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd, st)
+			}
+			return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	return cmd
+}
+
+func newFlowsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "flows",
+		Short: "Show the installed security policies",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			flows, err := c.Flows(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd, flows)
+			}
+			return daemon.RenderFlows(cmd.OutOrStdout(), flows)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func writeJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newUpDownCmd makes `up` or `down`.
+func newUpDownCmd(g *globals, verb string) *cobra.Command {
+	short := map[string]string{
+		"up":   "Negotiate a connection's tunnels (or one tunnel) and wait for the outcome",
+		"down": "Delete a connection's SAs (or one tunnel's), notifying the peer",
+	}[verb]
+	return &cobra.Command{
+		Use:   verb + " NAME[/TUNNEL]",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, tunnel, _ := strings.Cut(args[0], "/")
+			if conn == "" || strings.HasSuffix(args[0], "/") {
+				return fmt.Errorf("%q: want NAME or NAME/TUNNEL", args[0])
+			}
+			timeout := queryTimeout
+			if verb == "up" {
+				timeout = upTimeout
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			if verb == "up" {
+				err = c.Up(ctx, conn, tunnel)
+			} else {
+				err = c.Down(ctx, conn, tunnel)
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", verb, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], verb)
+			return nil
+		},
+	}
+}
+
+func newReloadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Make the daemon re-read its configuration file (as SIGHUP does)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
+			defer cancel()
+			c, err := g.client(ctx)
+			if err != nil {
+				return err
+			}
+			if err := c.Reload(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "configuration reloaded")
+			return nil
+		},
+	}
+}

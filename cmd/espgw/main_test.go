@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets tests run the test binary as espgw (ESPGW_TEST_MAIN=1), e.g. inside a
+// network namespace, without building a second binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("ESPGW_TEST_MAIN") == "1" {
+		os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// espgw runs the command line in-process and returns its exit code and output.
+func espgw(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = execute(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestConfigCheck(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{{
+		name: "good",
+		args: []string{"config", "check", "-c", "testdata/good.yaml"},
+		out:  "configuration OK: 1 connections, 1 tunnels\n",
+	}, {
+		name: "bad: every problem",
+		args: []string{"config", "check", "-c", "testdata/bad.yaml"},
+		code: 1,
+		err: "espgw: testdata/bad.yaml:\n" +
+			"  connections.megatelecom.remote_address: is missing (want an IPv4 address)\n" +
+			"  connections.megatelecom.remote_adress: unknown key (did you mean remote_address?)\n" +
+			"  connections.megatelecom.tunnels.api.local_subnet: \"10.10.1.1/33\" is not an IPv4 prefix (want e.g. 10.10.1.0/24)\n",
+	}, {
+		name: "missing file",
+		args: []string{"config", "check", "-c", "testdata/nonexistent.yaml"},
+		code: 1,
+		err:  "espgw: testdata/nonexistent.yaml:\n  config: open testdata/nonexistent.yaml: no such file or directory\n",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := espgw(tt.args...)
+			if code != tt.code || out != tt.out || errOut != tt.err {
+				t.Errorf("espgw %s = %d\nstdout:\n%s\nstderr:\n%s\nwant %d\nstdout:\n%s\nstderr:\n%s",
+					strings.Join(tt.args, " "), code, out, errOut, tt.code, tt.out, tt.err)
+			}
+			if strings.Contains(out+errOut, "SUPERPASSWORD") {
+				t.Error("the pre-shared key was printed")
+			}
+		})
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "espgw.sock")
+	cfg := filepath.Join(t.TempDir(), "espgw.yaml")
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(good, []byte("/run/espgw/espgw.sock"), []byte(sock), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notRunning := "espgw: cannot reach espgw at " + sock + ": is `espgw run` running?\n"
+	tests := []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"status", "--socket", sock}, notRunning},
+		{[]string{"status", "-c", cfg}, notRunning}, // the socket comes from the configuration
+		{[]string{"reload", "--socket", sock}, notRunning},
+		{[]string{"flows", "--json", "--socket", sock}, notRunning},
+		{[]string{"up", "megatelecom/api", "--socket", sock}, notRunning},
+		{[]string{"down", "megatelecom", "--socket", sock}, notRunning},
+		{[]string{"up", "megatelecom/", "--socket", sock}, "espgw: \"megatelecom/\": want NAME or NAME/TUNNEL\n"},
+		{[]string{"up"}, "espgw: accepts 1 arg(s), received 0\n"},
+		{[]string{"run", "--log-level", "loud"}, "espgw: --log-level \"loud\": want debug, info, warn or error\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := espgw(tt.args...)
+			if code != 1 || out != "" || errOut != tt.err {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1, \"\", %q", code, out, errOut, tt.err)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := espgw("version")
+	if code != 0 || !strings.HasPrefix(out, "espgw ") || !strings.Contains(out, "go1.") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}

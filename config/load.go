@@ -1,0 +1,89 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/viper"
+)
+
+// Defaults of the optional settings.
+const (
+	DefaultControlSocket = "/run/espgw/espgw.sock"
+	DefaultDatapath      = "auto"
+)
+
+// Load reads and validates the YAML configuration file at path. A relative psk_file is
+// resolved against the directory of path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return parse(f, filepath.Dir(path))
+}
+
+// Parse reads and validates a YAML configuration. A relative psk_file is resolved against
+// the working directory. The error joins one FieldError per problem found (see errors.Join),
+// or is a YAML syntax error.
+func Parse(r io.Reader) (*Config, error) {
+	return parse(r, ".")
+}
+
+func parse(r io.Reader, baseDir string) (*Config, error) {
+	// "::" instead of "." so that connection and tunnel names may contain dots.
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(r); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// AllSettings drops null values and empty mappings; Get of a top-level key keeps them.
+	raw := make(map[string]any)
+	for _, k := range v.AllKeys() {
+		top, _, _ := strings.Cut(k, "::")
+		raw[top] = v.Get(top)
+	}
+	d := &decoder{baseDir: baseDir}
+	cfg := d.config(raw)
+	errs := d.errs
+	for _, e := range cfg.check() {
+		if !d.isReported(e.Path) {
+			errs = append(errs, e)
+		}
+	}
+	if err := join(errs); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+var topKeys = []string{"control_socket", "datapath", "save_keys", "metrics", "connections"}
+
+// config decodes the top level and applies the defaults.
+func (d *decoder) config(raw map[string]any) *Config {
+	cfg := &Config{ControlSocket: DefaultControlSocket, Datapath: DefaultDatapath}
+	d.object("", raw, topKeys...)
+	if s, ok := d.str("control_socket", raw["control_socket"], "an absolute path"); ok {
+		cfg.ControlSocket = s
+	}
+	if s, ok := d.str("datapath", raw["datapath"], "auto, xfrm or userspace"); ok {
+		cfg.Datapath = s
+	}
+	if s, ok := d.str("save_keys", raw["save_keys"], "a directory or \"\""); ok {
+		cfg.SaveKeys = s
+	}
+	metrics := d.object("metrics", raw["metrics"], "listen")
+	if s, ok := d.str("metrics.listen", metrics["listen"], "host:port or \"\""); ok {
+		cfg.MetricsListen = s
+	}
+	conns := raw["connections"]
+	for _, name := range d.names("connections", conns, "connection") {
+		c := d.connection(sub("connections", name), name, conns.(map[string]any)[name])
+		cfg.Connections = append(cfg.Connections, c) // names come sorted
+	}
+	return cfg
+}

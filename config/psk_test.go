@@ -1,0 +1,88 @@
+package config
+
+import (
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestLookupPSK(t *testing.T) {
+	peer := netip.MustParseAddr("192.0.2.2")
+	tests := []struct {
+		name, file string
+		want       string // key, if no error
+		err        string
+	}{
+		{"seed", "# Format <REMOTE IP ADDR> <PASSWORD>\n192.0.2.2 SUPERPASSWORD\n", "SUPERPASSWORD", ""},
+		{"tabs, blanks, CRLF, comments", "  # c\n\n192.0.2.9\tx\r\n  192.0.2.2 \t pass word # not a comment \r\n", "pass word # not a comment", ""},
+		{"hex key", "192.0.2.2 0x00ff10\n", "\x00\xff\x10", ""},
+		{"fqdn identifiers skipped", "vpn.example.com k1\n192.0.2.2 k2\n", "k2", ""},
+		{"mapped address matches", "::ffff:192.0.2.2 k\n", "k", ""},
+		{"no line", "192.0.2.3 SECRET\n", "", `no line for 192.0.2.2 (want "192.0.2.2 <key>")`},
+		{"empty file", "", "", `no line for 192.0.2.2 (want "192.0.2.2 <key>")`},
+		{"identifier only", "192.0.2.2\n", "", `line 1: no key after the identifier (want "<address> <key>")`},
+		{"key only", "# x\nSECRETKEY\n", "", `line 2: no key after the identifier (want "<address> <key>")`},
+		{"duplicate", "192.0.2.2 SECRET1\n192.0.2.2 SECRET2\n", "", "line 2: second key for 192.0.2.2 (first on line 1)"},
+		{"bad hex", "192.0.2.2 0xSECRET\n", "", "line 1: key for 192.0.2.2: starts with 0x but is not an even number of hex digits"},
+		{"odd hex", "192.0.2.2 0xabc\n", "", "line 1: key for 192.0.2.2: starts with 0x but is not an even number of hex digits"},
+		{"long line", "192.0.2.2 " + strings.Repeat("S", maxPSKLine) + "\n", "", "a line is longer than 4096 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key, err := LookupPSK(strings.NewReader(tt.file), peer)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("LookupPSK = %q, %v; want error %q", key, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "SECRET") {
+					t.Errorf("error reveals a key: %v", err)
+				}
+				return
+			}
+			if err != nil || string(key) != tt.want {
+				t.Fatalf("LookupPSK = %q, %v; want %q", key, err, tt.want)
+			}
+		})
+	}
+}
+
+// pskErrors are the shapes of every LookupPSK error once the peer and numbers are masked:
+// nothing from the file but line numbers can appear in them.
+var pskErrors = map[string]bool{
+	`line N: no key after the identifier (want "<address> <key>")`:                 true,
+	`line N: second key for PEER (first on line N)`:                                true,
+	`line N: key for PEER: starts with 0x but is not an even number of hex digits`: true,
+	`a line is longer than N bytes`:                                                true,
+	`no line for PEER (want "PEER <key>")`:                                         true,
+}
+
+func FuzzLookupPSK(f *testing.F) {
+	f.Add([]byte("# psk.txt\n192.0.2.2 SUPERPASSWORD\n"), "192.0.2.2")
+	f.Add([]byte("192.0.2.2 0x0011\n10.0.0.1\tk\n"), "10.0.0.1")
+	f.Add([]byte("vpn.example.com key\n::ffff:192.0.2.2 k\r\n"), "192.0.2.2")
+	f.Add([]byte("192.0.2.2\n"), "192.0.2.2")
+	numbers := regexp.MustCompile(`[0-9]+`)
+	f.Fuzz(func(t *testing.T, file []byte, peerText string) {
+		peer, err := netip.ParseAddr(peerText)
+		if err != nil {
+			return
+		}
+		key, err := LookupPSK(strings.NewReader(string(file)), peer)
+		if err != nil {
+			masked := numbers.ReplaceAllString(strings.ReplaceAll(err.Error(), peer.String(), "PEER"), "N")
+			if !pskErrors[masked] {
+				t.Fatalf("unexpected error shape (may leak file content): %q", err)
+			}
+			return
+		}
+		if len(key) == 0 {
+			t.Fatal("LookupPSK returned an empty key without error")
+		}
+		// A second line for the peer must be refused, not shadow the first.
+		dup := string(file) + "\n" + peer.String() + " again\n"
+		if _, err := LookupPSK(strings.NewReader(dup), peer); err == nil {
+			t.Fatal("a second key line for the peer was accepted")
+		}
+	})
+}

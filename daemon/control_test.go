@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// handlerFunc lets a test answer control requests.
+type handlerFunc func(ctx context.Context, req Request) Response
+
+func (f handlerFunc) handle(ctx context.Context, req Request) Response { return f(ctx, req) }
+
+func TestListenControl(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "espgw", "espgw.sock")
+	l, err := listenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket %v, %v: want a socket with mode 0600", fi.Mode(), err)
+	}
+	if _, err := listenControl(path); err == nil || !strings.Contains(err.Error(), "another espgw is running") {
+		t.Errorf("second listen on a live socket = %v, want another espgw is running", err)
+	}
+
+	// A socket left behind by a dead daemon is replaced.
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("stale socket not left for the test: %v", err)
+	}
+	l, err = listenControl(path)
+	if err != nil {
+		t.Fatalf("listen over a stale socket: %v", err)
+	}
+	l.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket not removed by Close: %v", err)
+	}
+
+	// Anything else at the path is left alone.
+	if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenControl(path); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Errorf("listen over a regular file = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious" {
+		t.Error("the regular file was touched")
+	}
+}
+
+func TestDialNotRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "espgw.sock")
+	_, err := Dial(context.Background(), path)
+	var nr *NotRunningError
+	if !errors.As(err, &nr) || err.Error() != "cannot reach espgw at "+path+": is `espgw run` running?" {
+		t.Errorf("Dial(absent) = %v", err)
+	}
+}
+
+// TestControlRoundTrip checks the wire protocol, including a request that is not JSON.
+func TestControlRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "espgw.sock")
+	l, err := listenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		serveControl(ctx, l, handlerFunc(func(ctx context.Context, req Request) Response {
+			switch req.Command {
+			case CmdStatus:
+				return Response{Status: &Status{Datapath: "test", Tunnels: []TunnelState{{Connection: req.Connection}}}}
+			case CmdFlows:
+				return Response{Flows: []Flow{{Connection: "c", Tunnel: "t", ReqID: 7}}}
+			}
+			return Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
+		}), slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil || st.Datapath != "test" {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+	if fl, err := c.Flows(ctx); err != nil || len(fl) != 1 || fl[0].ReqID != 7 {
+		t.Errorf("Flows = %+v, %v", fl, err)
+	}
+	if err := c.Up(ctx, "mega", "api"); err == nil || err.Error() != "failed: up mega/api" {
+		t.Errorf("Up = %v, want the daemon's error", err)
+	}
+
+	raw, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	io.WriteString(raw, "status please\n")
+	var resp Response
+	if err := json.NewDecoder(raw).Decode(&resp); err != nil || !strings.HasPrefix(resp.Error, "bad request: ") {
+		t.Errorf("answer to garbage = %+v, %v; want a bad request error", resp, err)
+	}
+}

@@ -1,0 +1,180 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+// kernel adapts ike.Kernel onto a datapath.Datapath and remembers the child SAs it
+// installed, for status and counters.
+type kernel struct {
+	dp datapath.Datapath
+
+	mu        sync.Mutex
+	tunnels   map[tunnelKey]config.Tunnel // the running configuration, for the replay window
+	installed map[uint32]installedSA      // by inbound SPI
+}
+
+type tunnelKey struct{ conn, tunnel string }
+
+// installedSA is what status and metrics need of an installed child SA: no keys.
+type installedSA struct {
+	conn, tunnel                    string
+	local, remote                   netip.Addr
+	spiIn, spiOut                   uint32
+	proposal                        proposal.ESP
+	encapLocalPort, encapRemotePort uint16
+}
+
+var _ ike.Kernel = (*kernel)(nil)
+
+func newKernel(dp datapath.Datapath) *kernel {
+	return &kernel{dp: dp, installed: make(map[uint32]installedSA)}
+}
+
+// configure makes cfg's tunnel settings the ones later SAs are installed with.
+func (k *kernel) configure(cfg *config.Config) {
+	m := make(map[tunnelKey]config.Tunnel)
+	for _, c := range cfg.Connections {
+		for _, t := range c.Tunnels {
+			m[tunnelKey{c.Name, t.Name}] = t
+		}
+	}
+	k.mu.Lock()
+	k.tunnels = m
+	k.mu.Unlock()
+}
+
+func (k *kernel) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error) {
+	return k.dp.AllocSPI(ctx, local, remote)
+}
+
+func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
+	k.mu.Lock()
+	t, ok := k.tunnels[tunnelKey{sa.Connection, sa.Tunnel}]
+	k.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("install child SA: tunnel %s/%s is not configured", sa.Connection, sa.Tunnel)
+	}
+	pair, err := saPair(sa, t.ReplayWindow)
+	if err != nil {
+		return fmt.Errorf("install child SA %s/%s: %w", sa.Connection, sa.Tunnel, err)
+	}
+	if err := k.dp.AddSAPair(ctx, pair); err != nil {
+		return fmt.Errorf("install child SA %s/%s: %w", sa.Connection, sa.Tunnel, err)
+	}
+	k.mu.Lock()
+	k.installed[sa.SPIIn] = installedSA{
+		conn: sa.Connection, tunnel: sa.Tunnel, local: sa.Local, remote: sa.Remote,
+		spiIn: sa.SPIIn, spiOut: sa.SPIOut, proposal: sa.Proposal,
+		encapLocalPort: sa.EncapLocalPort, encapRemotePort: sa.EncapRemotePort,
+	}
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *kernel) DeleteChildSA(ctx context.Context, sa *ike.ChildSA) error {
+	k.mu.Lock()
+	delete(k.installed, sa.SPIIn)
+	k.mu.Unlock()
+	return errors.Join(
+		k.dp.DeleteSA(ctx, sa.Local, sa.SPIIn),
+		k.dp.DeleteSA(ctx, sa.Remote, sa.SPIOut),
+	)
+}
+
+// childSA returns the installed child SA with that inbound SPI.
+func (k *kernel) childSA(spiIn uint32) (installedSA, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sa, ok := k.installed[spiIn]
+	return sa, ok
+}
+
+// softLifetime is when an SA asks for its replacement: at 90% of the hard limit when we
+// initiated it and at 95% when the peer did, so that two espgw peers do not both start
+// the rekey at the same moment.
+func softLifetime[T time.Duration | uint64](hard T, initiator bool) T {
+	if initiator {
+		return hard / 10 * 9
+	}
+	return hard / 20 * 19
+}
+
+// saPair translates a negotiated child SA into the datapath's inbound and outbound SAs.
+func saPair(sa *ike.ChildSA, replayWindow uint32) (datapath.SAPair, error) {
+	enc, integ, err := transform(sa.Proposal)
+	if err != nil {
+		return datapath.SAPair{}, err
+	}
+	hardBytes := sa.LifeKilobytes * 1024
+	life := datapath.Lifetime{
+		Hard: sa.Lifetime, Soft: softLifetime(sa.Lifetime, sa.Initiator),
+		HardBytes: hardBytes, SoftBytes: softLifetime(hardBytes, sa.Initiator),
+	}
+	sel := selector(sa.LocalTS, sa.RemoteTS)
+	in := datapath.SA{
+		SPI: sa.SPIIn, Src: sa.Remote, Dst: sa.Local,
+		EncapSrcPort: sa.EncapRemotePort, EncapDstPort: sa.EncapLocalPort,
+		Enc: enc, EncKey: sa.EncKeyIn, Integ: integ, IntegKey: sa.IntegKeyIn,
+		ReplayWindow: replayWindow, Lifetime: life, ReqID: sa.ReqID, Selector: sel,
+	}
+	out := datapath.SA{
+		SPI: sa.SPIOut, Src: sa.Local, Dst: sa.Remote,
+		EncapSrcPort: sa.EncapLocalPort, EncapDstPort: sa.EncapRemotePort,
+		Enc: enc, EncKey: sa.EncKeyOut, Integ: integ, IntegKey: sa.IntegKeyOut,
+		Lifetime: life, ReqID: sa.ReqID, Selector: sel,
+	}
+	return datapath.SAPair{In: in, Out: out}, nil
+}
+
+// selector is the policy selector of a pair of quick-mode proxy IDs, from our side.
+func selector(local, remote ike.TrafficSelector) datapath.Selector {
+	return datapath.Selector{
+		Local: local.Prefix, Remote: remote.Prefix, Proto: local.Proto,
+		LocalPort: local.Port, RemotePort: remote.Port,
+	}
+}
+
+// transform maps a negotiated ESP proposal onto the datapath's algorithms.
+func transform(p proposal.ESP) (datapath.Encryption, datapath.Integrity, error) {
+	var enc datapath.Encryption
+	switch p.Encryption {
+	case proposal.Enc3DES:
+		enc = datapath.Enc3DESCBC
+	case proposal.EncAESCBC:
+		enc = datapath.EncAESCBC
+	case proposal.EncAESGCM16:
+		enc = datapath.EncAESGCM16
+	default:
+		return 0, 0, fmt.Errorf("ESP encryption %v: no datapath transform (want 3des, aes-cbc or aes-gcm16)", p.Encryption)
+	}
+	var integ datapath.Integrity
+	switch p.Integrity {
+	case proposal.HashNone:
+		integ = datapath.IntegNone
+	case proposal.HashSHA1:
+		integ = datapath.IntegHMACSHA1_96
+	case proposal.HashSHA256:
+		integ = datapath.IntegHMACSHA256_128
+	case proposal.HashSHA384:
+		integ = datapath.IntegHMACSHA384_192
+	case proposal.HashSHA512:
+		integ = datapath.IntegHMACSHA512_256
+	default:
+		return 0, 0, fmt.Errorf("ESP integrity %v: no datapath transform (want sha1, sha256, sha384 or sha512)", p.Integrity)
+	}
+	if (enc == datapath.EncAESGCM16) != (integ == datapath.IntegNone) {
+		return 0, 0, fmt.Errorf("ESP %v with integrity %v: want integrity only without AES-GCM", p.Encryption, p.Integrity)
+	}
+	return enc, integ, nil
+}

@@ -1,0 +1,155 @@
+package daemon
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+func mustESP(t *testing.T, s string) proposal.ESP {
+	t.Helper()
+	ps, err := proposal.ParseESP(s)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("ParseESP(%q) = %v, %v", s, ps, err)
+	}
+	return ps[0]
+}
+
+// seq returns n bytes counting up from start.
+func seq(start byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = start + byte(i)
+	}
+	return b
+}
+
+func testChildSA(t *testing.T, prop string) *ike.ChildSA {
+	p := mustESP(t, prop)
+	sa := &ike.ChildSA{
+		Connection: "mega", Tunnel: "api",
+		Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"),
+		Proposal: p, SPIIn: 0x825eed49, SPIOut: 0x0000c0de,
+		EncKeyIn: seq(0x10, p.EncKeyLen()), EncKeyOut: seq(0x40, p.EncKeyLen()),
+	}
+	if n := p.IntegKeyLen(); n > 0 {
+		sa.IntegKeyIn, sa.IntegKeyOut = seq(0xa0, n), seq(0xc0, n)
+	}
+	return sa
+}
+
+func TestESPSALines(t *testing.T) {
+	tests := []struct {
+		prop    string
+		in, out string
+	}{{
+		prop: "3des-sha1",
+		in:   `"IPv4","192.0.2.2","192.0.2.1","0x825eed49","TripleDES-CBC [RFC2451]","0x101112131415161718191a1b1c1d1e1f2021222324252627","HMAC-SHA-1-96 [RFC2404]","0xa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3"`,
+		out:  `"IPv4","192.0.2.1","192.0.2.2","0x0000c0de","TripleDES-CBC [RFC2451]","0x404142434445464748494a4b4c4d4e4f5051525354555657","HMAC-SHA-1-96 [RFC2404]","0xc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3"`,
+	}, {
+		prop: "aes128-sha256-modp2048",
+		in:   `"IPv4","192.0.2.2","192.0.2.1","0x825eed49","AES-CBC [RFC3602]","0x101112131415161718191a1b1c1d1e1f","HMAC-SHA-256-128 [RFC4868]","0xa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"`,
+		out:  `"IPv4","192.0.2.1","192.0.2.2","0x0000c0de","AES-CBC [RFC3602]","0x404142434445464748494a4b4c4d4e4f","HMAC-SHA-256-128 [RFC4868]","0xc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"`,
+	}, {
+		prop: "aes256-sha384",
+		in:   `"IPv4","192.0.2.2","192.0.2.1","0x825eed49","AES-CBC [RFC3602]","0x101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f","HMAC-SHA-384-192 [RFC4868]","0xa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"`,
+		out:  `"IPv4","192.0.2.1","192.0.2.2","0x0000c0de","AES-CBC [RFC3602]","0x404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f","HMAC-SHA-384-192 [RFC4868]","0xc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"`,
+	}, {
+		prop: "aes192-sha512",
+		in:   `"IPv4","192.0.2.2","192.0.2.1","0x825eed49","AES-CBC [RFC3602]","0x101112131415161718191a1b1c1d1e1f2021222324252627","HMAC-SHA-512-256 [RFC4868]","0xa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"`,
+		out:  `"IPv4","192.0.2.1","192.0.2.2","0x0000c0de","AES-CBC [RFC3602]","0x404142434445464748494a4b4c4d4e4f5051525354555657","HMAC-SHA-512-256 [RFC4868]","0xc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"`,
+	}, {
+		// GCM: the key is the AES key followed by the 4-byte salt; no integrity.
+		prop: "aes256gcm16-modp2048",
+		in:   `"IPv4","192.0.2.2","192.0.2.1","0x825eed49","AES-GCM with 16 octet ICV [RFC4106]","0x101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30313233","NULL",""`,
+		out:  `"IPv4","192.0.2.1","192.0.2.2","0x0000c0de","AES-GCM with 16 octet ICV [RFC4106]","0x404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f60616263","NULL",""`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.prop, func(t *testing.T) {
+			in, out := ESPSALines(testChildSA(t, tt.prop))
+			if in != tt.in || out != tt.out {
+				t.Errorf("ESPSALines =\n%s\n%s\nwant\n%s\n%s", in, out, tt.in, tt.out)
+			}
+		})
+	}
+}
+
+func TestIKEv1Line(t *testing.T) {
+	got := IKEv1Line([8]byte{0x35, 0x6a, 0x7e, 0x11, 0x11, 0x1a, 0x93, 0xf0}, seq(0, 24))
+	if want := "356a7e11111a93f0,000102030405060708090a0b0c0d0e0f1011121314151617"; got != want {
+		t.Errorf("IKEv1Line = %s, want %s", got, want)
+	}
+}
+
+func TestKeyLogFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Keys of an earlier run stay: old captures need them.
+	old := `"IPv4","192.0.2.2","192.0.2.1","0x00000101","AES-CBC [RFC3602]","0x00","HMAC-SHA-1-96 [RFC2404]","0x00"`
+	if err := os.WriteFile(filepath.Join(dir, ESPSAFile), []byte(old+"\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	kl, err := NewKeyLog(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "save_keys is on: ESP and IKE keys are written to "+dir) {
+		t.Errorf("no loud warning at start, log:\n%s", logs.String())
+	}
+	sa := testChildSA(t, "3des-sha1-modp1024")
+	kl.ChildSA(sa)
+	kl.ChildSA(sa) // reported twice, written once
+	in, out := ESPSALines(sa)
+	if got, want := fileLines(t, filepath.Join(dir, ESPSAFile)), []string{old, in, out}; !slices.Equal(got, want) {
+		t.Errorf("esp_sa =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The IKE table keeps the newest maxKeyLines entries.
+	var want []string
+	for i := range maxKeyLines + 5 {
+		cookie := [8]byte{byte(i >> 8), byte(i)}
+		kl.IKESA(cookie, seq(byte(i), 24))
+		want = append(want, IKEv1Line(cookie, seq(byte(i), 24)))
+	}
+	if got := fileLines(t, filepath.Join(dir, IKEv1File)); !slices.Equal(got, want[5:]) {
+		t.Errorf("ikev1 table has %d lines, first %q; want the last %d", len(got), got[0], maxKeyLines)
+	}
+
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name := e.Name(); name != ESPSAFile && name != IKEv1File {
+			t.Errorf("stray file %s (a temporary file not renamed?)", name)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", e.Name(), fi.Mode().Perm())
+		}
+	}
+}
+
+// fileLines returns the lines of a file.
+func fileLines(t *testing.T, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}

@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/ike"
+)
+
+// Policy priorities. Selectors of different tunnels never overlap (config rejects that),
+// so one priority would do, except while a tunnel's policy is replaced (its reqid changed
+// on reload): the new one goes in beside the old one at the other priority before the old
+// one goes, so that the tunnel's traffic is never without a policy and never leaves in
+// clear. The kernel prefers the lower value, so the old policy rules until it is removed.
+const (
+	policyPriority    = 1000
+	policyPriorityAlt = 1001
+)
+
+// policyFor is the SPD entry that steers a tunnel's traffic into its SAs.
+func policyFor(t ike.TunnelInfo) datapath.Policy {
+	return datapath.Policy{
+		Selector:    selector(t.LocalTS, t.RemoteTS),
+		TunnelLocal: t.LocalAddr, TunnelRemote: t.RemoteAddr,
+		ReqID: t.ReqID, Priority: policyPriority,
+	}
+}
+
+// syncPolicies makes the installed policies those of the engine's tunnels, adding the new
+// ones before removing the stale ones. Caller holds no lock.
+func (d *daemon) syncPolicies(ctx context.Context) error {
+	tunnels := d.engine.Tunnels()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := make(map[datapath.Policy]ike.TunnelInfo)
+	for _, t := range tunnels {
+		p := policyFor(t)
+		if _, have := d.policies[p]; !have {
+			for q := range d.policies {
+				if q.Selector == p.Selector && q.Priority == p.Priority {
+					p.Priority = policyPriorityAlt
+				}
+			}
+		}
+		want[p] = t
+	}
+	var errs []error
+	failed := make(map[datapath.Selector]bool) // keep their old policies: fail closed
+	for p, t := range want {
+		if _, have := d.policies[p]; have {
+			d.policies[p] = t // the start action may have changed
+			continue
+		}
+		if err := d.dp.AddPolicy(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("install policy of %s/%s (%v <-> %v): %w",
+				t.Connection, t.Tunnel, t.LocalTS, t.RemoteTS, err))
+			failed[p.Selector] = true
+			continue
+		}
+		d.policies[p] = t
+		d.log.Info("policy installed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID,
+			"local", t.LocalTS, "remote", t.RemoteTS, "start", t.Start)
+	}
+	for p, t := range d.policies {
+		if _, keep := want[p]; keep || failed[p.Selector] {
+			continue
+		}
+		if err := d.dp.DeletePolicy(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("remove policy of %s/%s: %w", t.Connection, t.Tunnel, err))
+			continue
+		}
+		delete(d.policies, p)
+		d.log.Info("policy removed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID)
+	}
+	return errors.Join(errs...)
+}
+
+// removePolicies removes every policy installed, at shutdown.
+func (d *daemon) removePolicies() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p, t := range d.policies {
+		if err := d.dp.DeletePolicy(context.Background(), p); err != nil {
+			d.log.Error("cannot remove policy", "conn", t.Connection, "tunnel", t.Tunnel, "err", err)
+			continue
+		}
+		delete(d.policies, p)
+	}
+}
+
+// tunnelByReqID finds an installed tunnel by reqid. Caller holds d.mu.
+func (d *daemon) tunnelByReqID(reqID uint32) (ike.TunnelInfo, bool) {
+	for _, t := range d.policies {
+		if t.ReqID == reqID {
+			return t, true
+		}
+	}
+	return ike.TunnelInfo{}, false
+}

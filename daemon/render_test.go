@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"bytes"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+var renderNow = time.Date(2018, 10, 2, 10, 39, 21, 0, time.UTC)
+
+// seedStatus is the seed article's tunnel, up, plus a second connection failing.
+var seedStatus = &Status{
+	Datapath: "xfrm",
+	IKESAs: []IKESA{{
+		Connection: "megatelecom", Local: netip.MustParseAddrPort("192.0.2.1:500"), Peer: netip.MustParseAddrPort("192.0.2.2:500"),
+		InitiatorCookie: "356a7e11111a93f0", ResponderCookie: "367111530375c065", State: "ESTABLISHED",
+		Initiator: true, Mode: "main", Algorithms: "3des-sha1-modp1024",
+		Established: renderNow.Add(-4597 * time.Second), AgeSeconds: 4597,
+	}, {
+		Connection: "partner", Local: netip.MustParseAddrPort("192.0.2.1:4500"), Peer: netip.MustParseAddrPort("203.0.113.9:4500"),
+		InitiatorCookie: "0102030405060708", ResponderCookie: "0000000000000000", State: "MM3_SENT",
+		Initiator: true, Mode: "aggressive", AgeSeconds: 3, NATT: true,
+	}},
+	IPsecSAs: []IPsecSA{{
+		Connection: "megatelecom", Tunnel: "api", ReqID: 1, SPIIn: "800a8fc7", SPIOut: "02b804f8",
+		Algorithms: "esp 3des-sha1 pfs modp1024", Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"),
+		LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24",
+		BytesIn: 84, BytesOut: 168, PacketsIn: 1, PacketsOut: 2,
+		Established: renderNow.Add(-4597 * time.Second), LifetimeSeconds: 28800, RemainingSeconds: 24203,
+	}, {
+		Connection: "megatelecom", Tunnel: "web", ReqID: 2, SPIIn: "c0ffee01", SPIOut: "0badf00d",
+		Algorithms: "esp aes256gcm16", Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"),
+		LocalSelector: "10.10.1.0/24[6/443]", RemoteSelector: "10.20.0.0/24",
+		LifetimeSeconds: 3600, RemainingSeconds: 12, EncapLocalPort: 4500, EncapRemotePort: 4500,
+		CountersError: "no such SA",
+	}},
+	Tunnels: []TunnelState{
+		{Connection: "megatelecom", Tunnel: "api", State: TunnelUp, Start: "on-demand", LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24"},
+		{Connection: "megatelecom", Tunnel: "web", State: TunnelUp, Start: "always", LocalSelector: "10.10.1.0/24[6/443]", RemoteSelector: "10.20.0.0/24"},
+		{Connection: "partner", Tunnel: "db", State: TunnelConnecting, Start: "manual", LocalSelector: "10.10.2.0/24", RemoteSelector: "10.40.0.0/16",
+			LastError: "pre-shared key mismatch: MM5 from 203.0.113.9:4500 does not decrypt", LastErrorTime: renderNow.Add(-95 * time.Second)},
+	},
+}
+
+func TestRenderStatus(t *testing.T) {
+	var b bytes.Buffer
+	if err := RenderStatus(&b, seedStatus, renderNow); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status.golden", b.Bytes())
+}
+
+func TestRenderStatusEmpty(t *testing.T) {
+	var b bytes.Buffer
+	if err := RenderStatus(&b, &Status{Datapath: "userspace"}, renderNow); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status-empty.golden", b.Bytes())
+}
+
+func TestRenderFlows(t *testing.T) {
+	flows := []Flow{
+		{Connection: "megatelecom", Tunnel: "api", ReqID: 1, LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24",
+			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2")},
+		{Connection: "partner", Tunnel: "db", ReqID: 17, LocalSelector: "10.10.2.0/24[17/53]", RemoteSelector: "10.40.0.0/16",
+			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("203.0.113.9")},
+	}
+	var b bytes.Buffer
+	if err := RenderFlows(&b, flows); err != nil {
+		t.Fatal(err)
+	}
+	if err := RenderFlows(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "flows.golden", b.Bytes())
+}

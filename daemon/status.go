@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+// status assembles the engine's SAs, the datapath's counters and the tunnels' states.
+func (d *daemon) status() *Status {
+	st := d.engine.Status()
+	tunnels := d.engine.Tunnels()
+	now := time.Now()
+	out := &Status{Datapath: d.dp.Name(), IKESAs: []IKESA{}, IPsecSAs: []IPsecSA{}, Tunnels: []TunnelState{}}
+	up := make(map[tunnelKey]bool)
+	negotiating := make(map[string]bool) // connections with a phase 1 in progress
+	for _, s := range st.IKESAs {
+		out.IKESAs = append(out.IKESAs, ikeSA(s))
+		if s.Established.IsZero() {
+			negotiating[s.Connection] = true
+		}
+		for _, c := range s.ChildSAs {
+			out.IPsecSAs = append(out.IPsecSAs, d.ipsecSA(s, c, now))
+			up[tunnelKey{s.Connection, c.Tunnel}] = true
+		}
+	}
+	lastErr := make(map[string]ike.ConnError)
+	for _, e := range st.Errors { // oldest first: the last one wins
+		lastErr[e.Connection] = e
+	}
+	d.mu.Lock()
+	upping := make(map[tunnelKey]bool, len(d.upping))
+	for k := range d.upping {
+		upping[k] = true
+	}
+	d.mu.Unlock()
+	for _, t := range tunnels {
+		k := tunnelKey{t.Connection, t.Tunnel}
+		ts := TunnelState{
+			Connection: t.Connection, Tunnel: t.Tunnel, Start: string(t.Start), State: TunnelDown,
+			LocalSelector: t.LocalTS.String(), RemoteSelector: t.RemoteTS.String(),
+		}
+		switch {
+		case up[k]:
+			ts.State = TunnelUp
+		case upping[k] || negotiating[t.Connection]:
+			ts.State = TunnelConnecting
+		}
+		if e, ok := lastErr[t.Connection]; ok && ts.State != TunnelUp {
+			ts.LastError, ts.LastErrorTime = e.Err, e.Time
+		}
+		out.Tunnels = append(out.Tunnels, ts)
+	}
+	return out
+}
+
+func ikeSA(s ike.IKESAStatus) IKESA {
+	mode := "main"
+	if s.Aggressive {
+		mode = "aggressive"
+	}
+	return IKESA{
+		Connection: s.Connection, Local: s.Local, Peer: s.Remote,
+		InitiatorCookie: s.InitiatorCookie, ResponderCookie: s.ResponderCookie,
+		State: s.State, Initiator: s.Initiator, Mode: mode, Algorithms: s.Proposal,
+		Established: s.Established, AgeSeconds: int64(s.Age / time.Second), NATT: s.NATDetected,
+	}
+}
+
+func (d *daemon) ipsecSA(s ike.IKESAStatus, c ike.ChildSAStatus, now time.Time) IPsecSA {
+	sa := IPsecSA{
+		Connection: s.Connection, Tunnel: c.Tunnel, ReqID: c.ReqID,
+		SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut),
+		Algorithms: "esp " + c.Proposal,
+		Local:      s.Local.Addr(), Remote: s.Remote.Addr(),
+		LocalSelector: c.LocalTS.String(), RemoteSelector: c.RemoteTS.String(),
+		Established:     c.Established,
+		LifetimeSeconds: int64(c.Lifetime / time.Second),
+	}
+	if rem := c.Established.Add(c.Lifetime).Sub(now); rem > 0 {
+		sa.RemainingSeconds = int64(rem / time.Second)
+	}
+	if child, ok := d.kernel.childSA(c.SPIIn); ok {
+		sa.Algorithms = espAlgorithms(child.proposal)
+		sa.Local, sa.Remote = child.local, child.remote
+		sa.EncapLocalPort, sa.EncapRemotePort = child.encapLocalPort, child.encapRemotePort
+	}
+	in, errIn := d.dp.Counters(sa.Local, c.SPIIn)
+	out, errOut := d.dp.Counters(sa.Remote, c.SPIOut)
+	sa.BytesIn, sa.PacketsIn = in.Bytes, in.Packets
+	sa.BytesOut, sa.PacketsOut = out.Bytes, out.Packets
+	if err := cmp.Or(errIn, errOut); err != nil {
+		sa.CountersError = err.Error()
+	}
+	return sa
+}
+
+// espAlgorithms formats a child SA's transform the way racoon's logs do:
+// "esp 3des-sha1 pfs modp1024", "esp aes256gcm16" (no PFS).
+func espAlgorithms(p proposal.ESP) string {
+	noPFS := p
+	noPFS.Group = 0
+	s := "esp " + noPFS.String()
+	if p.Group != 0 {
+		s += " pfs " + strings.TrimPrefix(p.String(), noPFS.String()+"-")
+	}
+	return s
+}
