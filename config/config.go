@@ -16,6 +16,7 @@ type Config struct {
 	Datapath      string       // "auto", "xfrm" or "userspace"
 	SaveKeys      string       // directory for Wireshark key files; "" = off
 	MetricsListen string       // metrics.listen, "" = off
+	EBPF          EBPF         // the ebpf: section
 	Connections   []Connection // sorted by Name
 }
 

@@ -73,7 +73,7 @@ func TestLoadSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{ControlSocket: "/run/espgw/espgw.sock", Datapath: "auto", Connections: []Connection{seedConn}}
+	want := &Config{ControlSocket: "/run/espgw/espgw.sock", Datapath: "auto", EBPF: DefaultEBPF, Connections: []Connection{seedConn}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(seed) =\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -87,6 +87,8 @@ func TestDefaults(t *testing.T) {
 	}
 	want := &Config{
 		ControlSocket: DefaultControlSocket, Datapath: "auto", SaveKeys: "", MetricsListen: "",
+		EBPF: EBPF{Enabled: true, WhenSADown: SADownDrop, MSSClamp: true, PathMTU: 1500, TopFlows: 10,
+			DropUnknownSPI: true, DropNonPeerIKE: true},
 		Connections: []Connection{{
 			Name: "mega", LocalAddress: addr1, RemoteAddress: addr2,
 			LocalID:  Identity{Kind: IDAddr, Addr: addr1}, // local_address
@@ -184,6 +186,24 @@ func TestParseValid(t *testing.T) {
 			}
 		},
 	}, {
+		name: "ebpf section",
+		yaml: "ebpf:\n  enabled: true\n  wan_interface: eth0\n  when_sa_down: pass\n  mss_clamp: false\n  path_mtu: 9000\n  top_flows: 0\n  xdp: {drop_unknown_spi: false}\n" + base,
+		check: func(t *testing.T, c *Config) {
+			want := EBPF{Enabled: true, WANInterface: "eth0", WhenSADown: SADownPass, PathMTU: 9000,
+				DropUnknownSPI: false, DropNonPeerIKE: true}
+			if c.EBPF != want {
+				t.Errorf("ebpf = %+v, want %+v", c.EBPF, want)
+			}
+		},
+	}, {
+		name: "ebpf off skips the checks of its settings",
+		yaml: "ebpf: {enabled: false, path_mtu: 100}\n" + base,
+		check: func(t *testing.T, c *Config) {
+			if c.EBPF.Enabled || c.EBPF.PathMTU != 100 {
+				t.Errorf("ebpf = %+v", c.EBPF)
+			}
+		},
+	}, {
 		name: "two connections sorted by name",
 		yaml: base + `  alpha:
     local_address: 192.0.2.1
@@ -234,7 +254,7 @@ func TestParseInvalid(t *testing.T) {
 	}, {
 		name: "unknown top-level key without a near match",
 		yaml: "fancy: 1\n" + base,
-		want: []string{"fancy: unknown key (want one of: control_socket, datapath, save_keys, metrics, connections)"},
+		want: []string{"fancy: unknown key (want one of: control_socket, datapath, save_keys, metrics, ebpf, connections)"},
 	}, {
 		name: "prefix length out of range",
 		yaml: edit(t, "10.10.1.1/32", "10.10.1.1/33"),
@@ -389,6 +409,22 @@ func TestParseInvalid(t *testing.T) {
 			"connections.other.tunnels: a list is not a mapping (want names, each with a tunnel)",
 			`metrics: "on" is not a mapping (want keys: listen)`,
 		},
+	}, {
+		name: "ebpf settings",
+		yaml: "ebpf:\n  enabled: yes please\n  wan_interface: \"eth 0\"\n  when_sa_down: allow\n  path_mtu: 576\n  top_flows: 5000\n  xdp: {drop_unknown_spi: 1, drop_nonpeer_ike: true}\n" + base,
+		want: []string{
+			`ebpf.enabled: "yes please" is not a boolean (want true or false)`,
+			"ebpf.path_mtu: 576 is not an MTU from 1280 to 65535 (want e.g. 1500)",
+			"ebpf.top_flows: the number 5000 is not a number of flows from 0 to 1000",
+			`ebpf.wan_interface: "eth 0" is not an interface name (want e.g. eth0, or "" for the route to the first peer)`,
+			`ebpf.when_sa_down: "allow" is not an action (want drop or pass)`,
+			"ebpf.xdp.drop_nonpeer_ike: unknown key (did you mean drop_non_peer_ike?)",
+			"ebpf.xdp.drop_unknown_spi: the number 1 is not a boolean (want true or false)",
+		},
+	}, {
+		name: "ESP integrity md5",
+		yaml: edit(t, "        proposals: [3des-sha1-modp1024]\n", "        proposals: [3des-md5-modp1024]\n"),
+		want: []string{tunnel + "proposals: 3des-md5-modp1024: ESP integrity md5 is not supported by the datapath; use sha1 or sha2"},
 	}, {
 		name: "no connections",
 		yaml: "connections: {}\n",

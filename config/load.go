@@ -61,7 +61,7 @@ func parse(r io.Reader, baseDir string) (*Config, error) {
 	return cfg, nil
 }
 
-var topKeys = []string{"control_socket", "datapath", "save_keys", "metrics", "connections"}
+var topKeys = []string{"control_socket", "datapath", "save_keys", "metrics", "ebpf", "connections"}
 
 // config decodes the top level and applies the defaults.
 func (d *decoder) config(raw map[string]any) *Config {
@@ -80,6 +80,7 @@ func (d *decoder) config(raw map[string]any) *Config {
 	if s, ok := d.str("metrics.listen", metrics["listen"], "host:port or \"\""); ok {
 		cfg.MetricsListen = s
 	}
+	cfg.EBPF = d.ebpf("ebpf", raw["ebpf"])
 	conns := raw["connections"]
 	for _, name := range d.names("connections", conns, "connection") {
 		c := d.connection(sub("connections", name), name, conns.(map[string]any)[name])

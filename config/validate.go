@@ -45,6 +45,7 @@ func (c *Config) check() []*FieldError {
 			v.add("metrics.listen", "%q is not host:port (want e.g. 127.0.0.1:9814, or \"\" for off)", c.MetricsListen)
 		}
 	}
+	v.ebpf("ebpf", &c.EBPF)
 	if len(c.Connections) == 0 {
 		v.add("connections", "none defined (want at least one connection)")
 	}
@@ -173,7 +174,7 @@ func (v *validator) serviceAddress(path string, sa *ServiceAddress, tunnels []Tu
 			v.add(sub(path, "address"), "%v is in no tunnel's local_subnet (want an address the tunnels protect)", sa.Address)
 		}
 	}
-	if n := sa.Interface; n == "" || len(n) > maxIfName || strings.ContainsAny(n, "/: \t") {
+	if n := sa.Interface; !validIfName(n) {
 		v.add(sub(path, "interface"), "%q is not an interface name (want e.g. eth1)", n)
 	}
 }
@@ -191,6 +192,12 @@ func (v *validator) tunnel(path string, t *Tunnel) {
 		v.add(sub(path, "proposals"), "is missing (want e.g. [aes256-sha256-modp2048])")
 	}
 	oneGroup(v, sub(path, "proposals"), "quick mode", t.Proposals, func(p proposal.ESP) uint16 { return p.Group })
+	for _, p := range t.Proposals {
+		if p.Integrity == proposal.HashMD5 {
+			v.add(sub(path, "proposals"), "%v: ESP integrity md5 is not supported by the datapath; use sha1 or sha2", p)
+			break
+		}
+	}
 	if t.Lifetime <= 0 {
 		v.add(sub(path, "lifetime"), "%v is not positive (want e.g. 8h)", t.Lifetime)
 	}
@@ -202,6 +209,11 @@ func (v *validator) tunnel(path string, t *Tunnel) {
 	default:
 		v.add(sub(path, "start"), "%q is not a start action (want on-demand, always or manual)", t.Start)
 	}
+}
+
+// validIfName reports whether n can name a network interface.
+func validIfName(n string) bool {
+	return n != "" && len(n) <= maxIfName && !strings.ContainsAny(n, "/: \t")
 }
 
 // checkSubnet accepts an IPv4 prefix without host bits.

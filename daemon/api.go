@@ -14,7 +14,7 @@ const (
 	CmdUp     = "up"     // negotiate Connection (every tunnel, or Tunnel); waits for the outcome
 	CmdDown   = "down"   // delete Connection's SAs (every tunnel and the IKE SA, or Tunnel)
 	CmdReload = "reload" // re-read the configuration file, as SIGHUP does
-	CmdFlows  = "flows"  // Response.Flows
+	CmdFlows  = "flows"  // Response.Flows: the Limit top flows and the installed policies
 )
 
 // Request is one control request.
@@ -22,14 +22,15 @@ type Request struct {
 	Command    string `json:"command"`
 	Connection string `json:"connection,omitempty"`
 	Tunnel     string `json:"tunnel,omitempty"`
+	Limit      int    `json:"limit,omitempty"` // flows: how many top flows; 0 = ebpf.top_flows
 }
 
 // Response answers a Request. Error is set when the command failed; it may span lines
 // (one per configuration problem on reload).
 type Response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
-	Flows  []Flow  `json:"flows,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	Status *Status     `json:"status,omitempty"`
+	Flows  *FlowReport `json:"flows,omitempty"`
 }
 
 // Status is what `espgw status` shows.
@@ -38,6 +39,19 @@ type Status struct {
 	IKESAs   []IKESA       `json:"ike_sas"`
 	IPsecSAs []IPsecSA     `json:"ipsec_sas"`
 	Tunnels  []TunnelState `json:"tunnels"`
+	EBPF     EBPFStatus    `json:"ebpf"`
+}
+
+// EBPFStatus tells whether the eBPF programs run, where, and what the XDP filter counted.
+type EBPFStatus struct {
+	Loaded           bool     `json:"loaded"`
+	Reason           string   `json:"reason,omitempty"`   // why they are not loaded
+	Attached         []string `json:"attached,omitempty"` // "tc egress espgw0", "xdp eth0"
+	UnknownSPIDrops  uint64   `json:"unknown_spi_drops"`  // inbound ESP with an SPI we did not negotiate
+	UnknownSPIPasses uint64   `json:"unknown_spi_passes"` // the same, let through (filter off)
+	NonPeerDrops     uint64   `json:"non_peer_drops"`     // IKE from an address that is no remote_address
+	NonPeerPasses    uint64   `json:"non_peer_passes"`
+	CountersError    string   `json:"counters_error,omitempty"`
 }
 
 // IKESA is one phase-1 SA.
@@ -97,6 +111,45 @@ type TunnelState struct {
 	RemoteSelector string    `json:"remote_selector"`
 	LastError      string    `json:"last_error,omitempty"` // e.g. "pre-shared key mismatch"
 	LastErrorTime  time.Time `json:"last_error_time,omitzero"`
+	// Policy is what the eBPF classifier counted for the tunnel; nil without eBPF.
+	Policy *PolicyCounters `json:"policy,omitempty"`
+}
+
+// PolicyCounters are the eBPF classifier's counters of one tunnel's policy. Out counts
+// traffic into the tunnel while its SA is up, In the traffic that came out of it.
+type PolicyCounters struct {
+	PacketsOut   uint64 `json:"packets_out"`
+	BytesOut     uint64 `json:"bytes_out"`
+	PacketsIn    uint64 `json:"packets_in"`
+	BytesIn      uint64 `json:"bytes_in"`
+	SADownDrops  uint64 `json:"sa_down_drops"`  // dropped while the SA was not up (fail closed)
+	SADownPasses uint64 `json:"sa_down_passes"` // passed on while the SA was not up (when_sa_down: pass)
+	MSSRewrites  uint64 `json:"mss_rewrites"`   // SYN and SYN-ACK segments whose MSS was lowered
+	Events       uint64 `json:"events"`         // interesting-traffic events that asked for negotiation
+	MSS          uint16 `json:"mss,omitempty"`  // the clamp in force; 0 = none
+}
+
+// FlowReport is what `espgw flows` shows: the top talkers through the tunnels, as the eBPF
+// classifier counted them, and the installed policies.
+type FlowReport struct {
+	TopFlows []TopFlow `json:"top_flows"`
+	EBPFOff  string    `json:"ebpf_off,omitempty"` // why there are no top flows
+	Policies []Flow    `json:"policies"`
+}
+
+// TopFlow is the traffic of one 5-tuple through a tunnel, in one direction: outbound flows
+// have the local side as source, inbound ones as destination.
+type TopFlow struct {
+	Connection string     `json:"connection"` // "" if the tunnel is gone
+	Tunnel     string     `json:"tunnel"`
+	ReqID      uint32     `json:"reqid"`
+	Src        netip.Addr `json:"src"`
+	Dst        netip.Addr `json:"dst"`
+	Proto      uint8      `json:"proto"`
+	SrcPort    uint16     `json:"src_port"`
+	DstPort    uint16     `json:"dst_port"`
+	Packets    uint64     `json:"packets"`
+	Bytes      uint64     `json:"bytes"`
 }
 
 // Flow is one installed security policy: traffic matching the selectors goes through the

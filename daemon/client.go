@@ -95,11 +95,15 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return resp.Status, nil
 }
 
-// Flows returns the installed policies.
-func (c *Client) Flows(ctx context.Context) ([]Flow, error) {
-	resp, err := c.Do(ctx, Request{Command: CmdFlows})
+// Flows returns the limit top flows (0: the daemon's ebpf.top_flows) and the installed
+// policies.
+func (c *Client) Flows(ctx context.Context, limit int) (*FlowReport, error) {
+	resp, err := c.Do(ctx, Request{Command: CmdFlows, Limit: limit})
 	if err != nil {
 		return nil, err
+	}
+	if resp.Flows == nil {
+		return nil, fmt.Errorf("control socket %s: flows answer without flows", c.path)
 	}
 	return resp.Flows, nil
 }

@@ -14,7 +14,7 @@ func (d *daemon) handle(ctx context.Context, req Request) Response {
 	case CmdStatus:
 		return Response{Status: d.status()}
 	case CmdFlows:
-		return Response{Flows: d.flows()}
+		return Response{Flows: d.flowReport(req.Limit)}
 	case CmdUp:
 		err = d.up(ctx, req.Connection, req.Tunnel)
 	case CmdDown:
@@ -98,6 +98,29 @@ func (d *daemon) cfgTunnels() []tunnelKey {
 		}
 	}
 	return ks
+}
+
+// flowReport lists the limit top flows (0: ebpf.top_flows) and the installed policies.
+func (d *daemon) flowReport(limit int) *FlowReport {
+	r := &FlowReport{TopFlows: []TopFlow{}, Policies: d.flows()}
+	if d.ebpf == nil {
+		r.EBPFOff = d.ebpfOff
+		return r
+	}
+	if limit <= 0 {
+		d.mu.Lock()
+		limit = d.cfg.EBPF.TopFlows
+		d.mu.Unlock()
+	}
+	fs, err := d.ebpf.topFlows(limit)
+	if err != nil {
+		r.EBPFOff = err.Error()
+		return r
+	}
+	if fs != nil {
+		r.TopFlows = fs
+	}
+	return r
 }
 
 // flows lists the installed policies, sorted by connection and tunnel.

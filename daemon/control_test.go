@@ -83,7 +83,8 @@ func TestControlRoundTrip(t *testing.T) {
 			case CmdStatus:
 				return Response{Status: &Status{Datapath: "test", Tunnels: []TunnelState{{Connection: req.Connection}}}}
 			case CmdFlows:
-				return Response{Flows: []Flow{{Connection: "c", Tunnel: "t", ReqID: 7}}}
+				return Response{Flows: &FlowReport{Policies: []Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
+					TopFlows: []TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
 			}
 			return Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
 		}), slog.New(slog.DiscardHandler))
@@ -99,7 +100,8 @@ func TestControlRoundTrip(t *testing.T) {
 	if err != nil || st.Datapath != "test" {
 		t.Errorf("Status = %+v, %v", st, err)
 	}
-	if fl, err := c.Flows(ctx); err != nil || len(fl) != 1 || fl[0].ReqID != 7 {
+	if fl, err := c.Flows(ctx, 3); err != nil || len(fl.Policies) != 1 || fl.Policies[0].ReqID != 7 ||
+		len(fl.TopFlows) != 1 || fl.TopFlows[0].Packets != 3 {
 		t.Errorf("Flows = %+v, %v", fl, err)
 	}
 	if err := c.Up(ctx, "mega", "api"); err == nil || err.Error() != "failed: up mega/api" {

@@ -18,6 +18,8 @@ import (
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/loader"
+	"github.com/espgw/espgw/metrics"
 )
 
 // Datapath kinds.
@@ -46,6 +48,9 @@ type Options struct {
 	// Listen opens the IKE and NAT-T sockets on addrs; kernelESPInUDP asks for kernel
 	// decapsulation of ESP-in-UDP (xfrm). nil opens conn.Listen on ports 500 and 4500.
 	Listen func(addrs []netip.Addr, kernelESPInUDP bool) (conn.Bind, error)
+	// OpenLoader loads the eBPF programs (loader.Open); the daemon attaches them in the
+	// current network namespace. nil runs without eBPF, as when they cannot load.
+	OpenLoader func(opts loader.Options) (*loader.Loader, error)
 	// Ready, if set, is called once the control socket accepts requests and the tunnels'
 	// policies are installed.
 	Ready func()
@@ -65,6 +70,9 @@ type daemon struct {
 	dp     datapath.Datapath
 	kernel *kernel
 	engine *ike.Engine
+	ebpf   *ebpfProgs // nil: no eBPF programs, for the reason in ebpfOff
+	// ebpfOff says why there are no eBPF programs.
+	ebpfOff string
 
 	reloadMu sync.Mutex // serializes reloads
 	mu       sync.Mutex // guards what follows; never held while calling the engine
@@ -117,7 +125,25 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 			err = errors.Join(err, fmt.Errorf("close %s datapath: %w", d.dp.Name(), cerr))
 		}
 	}()
-	d.kernel = newKernel(d.dp)
+	// The eBPF programs go in before any policy, so no tunnel's traffic passes the guard
+	// unseen, and come out after the policies at shutdown.
+	var off offError
+	var ebpfErr error
+	if d.ebpf, ebpfErr = d.openEBPF(cfg); errors.As(ebpfErr, &off) {
+		d.ebpfOff = ebpfErr.Error()
+		d.log.Info("eBPF programs off", "reason", ebpfErr)
+	} else if ebpfErr != nil {
+		d.ebpfOff = ebpfErr.Error()
+		d.log.Warn("eBPF programs not loaded: running without the fail-closed guard, MSS clamp, XDP filter and flow counters", "reason", ebpfErr)
+	} else {
+		defer func() {
+			if cerr := d.ebpf.close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("detach eBPF programs: %w", cerr))
+			}
+		}()
+		d.log.Info("eBPF programs attached", "at", d.ebpf.attached)
+	}
+	d.kernel = newKernel(d.dp, d.ebpf)
 	d.kernel.configure(cfg)
 	d.engine = ike.New(ike.Options{Logger: d.log, Bind: bind, Kernel: d.kernel, KeyLog: keyLog})
 
@@ -133,6 +159,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	engineErr := make(chan error, 1)
 	wg.Go(func() { engineErr <- d.engine.Run(engineCtx) })
 	wg.Go(func() { d.forwardEvents(engineCtx) })
+	if d.ebpf != nil {
+		wg.Go(func() { d.forwardEBPFEvents(engineCtx) })
+	}
 	if err := d.engine.Configure(cfg.Connections); err != nil {
 		return fmt.Errorf("configure IKE engine: %w", err)
 	}
@@ -143,7 +172,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe() // before the engine stops: requests in progress end first
 	if cfg.MetricsListen != "" {
-		waitMetrics, err := startMetrics(serveCtx, cfg.MetricsListen, d.kernel, d.log)
+		var src metrics.EBPFSource // an interface holding a nil *ebpfProgs would not be nil
+		if d.ebpf != nil {
+			src = d.ebpf
+		}
+		waitMetrics, err := startMetrics(serveCtx, cfg.MetricsListen, d.kernel, src, cfg.EBPF.TopFlows, d.log)
 		if err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/loader"
 )
 
 // peerYAML is one end of the seed's tunnel, from the side of local.
@@ -61,36 +62,40 @@ func (l *lockedBuffer) String() string {
 type testDaemon struct {
 	dir, cfgFile, sock string
 	dp                 *fakeDatapath
+	logs               *lockedBuffer
 	client             *Client
 	stop               func() error // cancels Run and returns its error
 }
 
 // startDaemon runs the configuration yaml, to which it adds control_socket and save_keys
 // in a temporary directory, and waits until it is ready.
-func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *fakeDatapath) *testDaemon {
+// Options may be changed by mods.
+func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *fakeDatapath, mods ...func(*Options)) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &testDaemon{dir: dir, cfgFile: filepath.Join(dir, "espgw.yaml"), sock: filepath.Join(dir, "run", "espgw.sock"), dp: dp}
+	var logs lockedBuffer
+	d := &testDaemon{dir: dir, cfgFile: filepath.Join(dir, "espgw.yaml"), sock: filepath.Join(dir, "run", "espgw.sock"), dp: dp, logs: &logs}
 	d.writeConfig(t, yaml)
 	cfg, err := config.Load(d.cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		done <- Run(ctx, cfg, Options{
-			Logger:        slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			ConfigPath:    d.cfgFile,
-			ControlSocket: d.sock, // as --socket; the file names another one
-			NewDatapath: func(kind string, b conn.Bind, log *slog.Logger) (datapath.Datapath, error) {
-				return dp, nil
-			},
-			Listen: func(addrs []netip.Addr, kernelESPInUDP bool) (conn.Bind, error) { return bind, nil },
-			Ready:  func() { close(ready) },
-		})
-	}()
+	opts := Options{
+		Logger:        slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ConfigPath:    d.cfgFile,
+		ControlSocket: d.sock, // as --socket; the file names another one
+		NewDatapath: func(kind string, b conn.Bind, log *slog.Logger) (datapath.Datapath, error) {
+			return dp, nil
+		},
+		Listen: func(addrs []netip.Addr, kernelESPInUDP bool) (conn.Bind, error) { return bind, nil },
+		Ready:  func() { close(ready) },
+	}
+	for _, mod := range mods {
+		mod(&opts)
+	}
+	go func() { done <- Run(ctx, cfg, opts) }()
 	var once sync.Once
 	var runErr error
 	d.stop = func() error {
@@ -175,17 +180,21 @@ func TestDaemonPair(t *testing.T) {
 	a, b := startPair(t, "SUPERPASSWORD", "")
 	ctx := context.Background()
 
-	flows, err := a.client.Flows(ctx)
-	if err != nil || len(flows) != 1 {
-		t.Fatalf("flows = %+v, %v; want one", flows, err)
+	report, err := a.client.Flows(ctx, 0)
+	if err != nil || len(report.Policies) != 1 {
+		t.Fatalf("flows = %+v, %v; want one policy", report, err)
 	}
+	if report.EBPFOff != "this espgw has no eBPF loader" || len(report.TopFlows) != 0 {
+		t.Errorf("top flows without eBPF = %+v, %q", report.TopFlows, report.EBPFOff)
+	}
+	flows := report.Policies
 	f := flows[0]
 	if f.Connection != "mega" || f.Tunnel != "api" || f.LocalSelector != "10.10.1.0/24" || f.RemoteSelector != "10.20.0.0/24" ||
 		f.Local != netip.MustParseAddr("192.0.2.1") || f.Remote != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("flow = %+v", f)
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown || st.Start != "on-demand" {
-		t.Errorf("tunnel before traffic = %+v, want down, on-demand", st)
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown || st.Start != "on-demand" || st.Policy != nil {
+		t.Errorf("tunnel before traffic = %+v, want down, on-demand, no eBPF counters", st)
 	}
 
 	// Traffic hits A's policy: the datapath reports an acquire.
@@ -296,19 +305,18 @@ func TestDaemonPair(t *testing.T) {
 	if err := a.client.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	flows, _ = a.client.Flows(ctx)
+	report, _ = a.client.Flows(ctx, 0)
+	flows = report.Policies
 	if len(flows) != 2 || flows[1].Tunnel != "db" {
 		t.Errorf("flows after reload = %+v, want api and db", flows)
 	}
-	// The engine renumbered the changed connection's tunnels: api's new policy went in
-	// (at the other priority) before the old one left, so its traffic never passed in clear.
-	wantOps := []string{
-		"add 10.10.1.0/24 10.20.0.0/24 reqid 1 prio 1000",
-		"add 10.10.1.0/24 10.20.0.0/24 reqid 2 prio 1001",
-		"del 10.10.1.0/24 10.20.0.0/24 reqid 1 prio 1000",
-	}
+	// Reqids stay with their tunnels: api's policy was left alone, and so was its SA.
+	wantOps := []string{"add 10.10.1.0/24 10.20.0.0/24 reqid 1 prio 1000"}
 	if ops := slices.DeleteFunc(a.dp.policyOps(), func(op string) bool { return strings.Contains(op, "10.30.0.0") }); !slices.Equal(ops, wantOps) {
 		t.Errorf("policy changes for api:\n%s\nwant\n%s", strings.Join(ops, "\n"), strings.Join(wantOps, "\n"))
+	}
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelUp {
+		t.Errorf("api after adding a tunnel by reload: %+v, want still up", st)
 	}
 	stateBefore := tunnelState(a.status(t), "mega", "api")
 	a.writeConfig(t, strings.Replace(peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "x"), "remote_address", "remote_adress", 1))
@@ -316,7 +324,7 @@ func TestDaemonPair(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "connections.mega.remote_adress: unknown key (did you mean remote_address?)") {
 		t.Errorf("reload of a broken file: %v", err)
 	}
-	if after, _ := a.client.Flows(ctx); !slices.Equal(after, flows) || tunnelState(a.status(t), "mega", "api") != stateBefore {
+	if after, _ := a.client.Flows(ctx, 0); !slices.Equal(after.Policies, flows) || tunnelState(a.status(t), "mega", "api") != stateBefore {
 		t.Errorf("a failed reload changed the running configuration: %+v", after)
 	}
 
@@ -387,5 +395,30 @@ func TestDaemonMetrics(t *testing.T) {
 	}
 	if ia.BytesIn == 0 {
 		t.Error("status shows no inbound bytes from the datapath")
+	}
+}
+
+// TestDaemonEBPFUnavailable: programs that cannot load cost one warning, and the gateway
+// runs without them.
+func TestDaemonEBPFUnavailable(t *testing.T) {
+	ba, _ := bindtest.NewPair()
+	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "x"), ba, newFakeDatapath(0x1000),
+		func(o *Options) {
+			o.OpenLoader = func(loader.Options) (*loader.Loader, error) {
+				return nil, errors.New("load tc programs: operation not permitted")
+			}
+		})
+	st := a.status(t)
+	if st.EBPF.Loaded || st.EBPF.Reason != "load tc programs: operation not permitted" || tunnelState(st, "mega", "api").Policy != nil {
+		t.Errorf("status = %+v, want eBPF off with the loader's reason", st.EBPF)
+	}
+	var warnings []string
+	for line := range strings.Lines(a.logs.String()) {
+		if strings.Contains(line, "eBPF") && !strings.Contains(line, "level=INFO") && !strings.Contains(line, "level=DEBUG") {
+			warnings = append(warnings, line)
+		}
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `level=WARN msg="eBPF programs not loaded`) {
+		t.Errorf("log lines about eBPF above info: %q, want one warning", warnings)
 	}
 }

@@ -17,7 +17,8 @@ import (
 // kernel adapts ike.Kernel onto a datapath.Datapath and remembers the child SAs it
 // installed, for status and counters.
 type kernel struct {
-	dp datapath.Datapath
+	dp   datapath.Datapath
+	ebpf *ebpfProgs // nil without eBPF
 
 	mu        sync.Mutex
 	tunnels   map[tunnelKey]config.Tunnel // the running configuration, for the replay window
@@ -37,8 +38,8 @@ type installedSA struct {
 
 var _ ike.Kernel = (*kernel)(nil)
 
-func newKernel(dp datapath.Datapath) *kernel {
-	return &kernel{dp: dp, installed: make(map[uint32]installedSA)}
+func newKernel(dp datapath.Datapath, ebpf *ebpfProgs) *kernel {
+	return &kernel{dp: dp, ebpf: ebpf, installed: make(map[uint32]installedSA)}
 }
 
 // configure makes cfg's tunnel settings the ones later SAs are installed with.
@@ -55,7 +56,11 @@ func (k *kernel) configure(cfg *config.Config) {
 }
 
 func (k *kernel) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error) {
-	return k.dp.AllocSPI(ctx, local, remote)
+	spi, err := k.dp.AllocSPI(ctx, local, remote)
+	if err == nil {
+		k.ebpf.allocSPI(spi)
+	}
+	return spi, err
 }
 
 func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
@@ -79,6 +84,7 @@ func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
 		encapLocalPort: sa.EncapLocalPort, encapRemotePort: sa.EncapRemotePort,
 	}
 	k.mu.Unlock()
+	k.ebpf.saInstalled(sa)
 	return nil
 }
 
@@ -86,6 +92,7 @@ func (k *kernel) DeleteChildSA(ctx context.Context, sa *ike.ChildSA) error {
 	k.mu.Lock()
 	delete(k.installed, sa.SPIIn)
 	k.mu.Unlock()
+	k.ebpf.saDeleted(sa) // first: the guard stops the traffic before the SA goes
 	return errors.Join(
 		k.dp.DeleteSA(ctx, sa.Local, sa.SPIIn),
 		k.dp.DeleteSA(ctx, sa.Remote, sa.SPIOut),

@@ -38,9 +38,9 @@ func (k *kernel) SAStats() ([]metrics.SAStat, error) {
 	return stats, nil
 }
 
-// startMetrics serves Prometheus metrics on addr until ctx ends; the returned function
-// waits for the server to stop.
-func startMetrics(ctx context.Context, addr string, src metrics.SASource, log *slog.Logger) (wait func(), err error) {
+// startMetrics serves Prometheus metrics on addr until ctx ends, with the topN flows when
+// ebpf is not nil; the returned function waits for the server to stop.
+func startMetrics(ctx context.Context, addr string, sas metrics.SASource, ebpf metrics.EBPFSource, topN int, log *slog.Logger) (wait func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
@@ -48,7 +48,7 @@ func startMetrics(ctx context.Context, addr string, src metrics.SASource, log *s
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := metrics.Serve(ctx, ln, metrics.NewCollector(src, nil, 0)); err != nil {
+		if err := metrics.Serve(ctx, ln, metrics.NewCollector(sas, ebpf, topN)); err != nil {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

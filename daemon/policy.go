@@ -60,6 +60,9 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 			continue
 		}
 		d.policies[p] = t
+		if err := d.ebpf.setPolicy(p, t); err != nil {
+			errs = append(errs, err)
+		}
 		d.log.Info("policy installed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID,
 			"local", t.LocalTS, "remote", t.RemoteTS, "start", t.Start)
 	}
@@ -72,6 +75,9 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 			continue
 		}
 		delete(d.policies, p)
+		if err := d.ebpf.deletePolicy(p); err != nil {
+			errs = append(errs, err)
+		}
 		d.log.Info("policy removed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID)
 	}
 	return errors.Join(errs...)
@@ -87,6 +93,9 @@ func (d *daemon) removePolicies() {
 			continue
 		}
 		delete(d.policies, p)
+		if err := d.ebpf.deletePolicy(p); err != nil {
+			d.log.Error("cannot remove policy", "conn", t.Connection, "tunnel", t.Tunnel, "err", err)
+		}
 	}
 }
 

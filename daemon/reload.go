@@ -38,7 +38,7 @@ func (d *daemon) reload(ctx context.Context) error {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
-	if err := errors.Join(d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
+	if err := errors.Join(d.ebpf.reconfigure(cfg), d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
 		return fmt.Errorf("reload %s: configuration applied, but: %w", d.opts.ConfigPath, err)
 	}
 	d.log.Info("configuration reloaded", "file", d.opts.ConfigPath, "connections", len(cfg.Connections))
@@ -46,7 +46,8 @@ func (d *daemon) reload(ctx context.Context) error {
 }
 
 // needsRestart reports the settings that differ between old and new but are fixed while
-// espgw runs: sockets, the datapath and the key log are opened once at start.
+// espgw runs: sockets, the datapath, the key log and the eBPF attachments are set up once
+// at start. The other ebpf settings apply on reload.
 func needsRestart(old, new *config.Config) error {
 	var errs []error
 	changed := func(what string, a, b any) {
@@ -63,6 +64,15 @@ func needsRestart(old, new *config.Config) error {
 	}
 	if old.SaveKeys != new.SaveKeys {
 		changed("save_keys", fmt.Sprintf("%q", old.SaveKeys), fmt.Sprintf("%q", new.SaveKeys))
+	}
+	if old.EBPF.Enabled != new.EBPF.Enabled {
+		changed("ebpf.enabled", old.EBPF.Enabled, new.EBPF.Enabled)
+	}
+	if old.EBPF.WANInterface != new.EBPF.WANInterface {
+		changed("ebpf.wan_interface", fmt.Sprintf("%q", old.EBPF.WANInterface), fmt.Sprintf("%q", new.EBPF.WANInterface))
+	}
+	if old.EBPF.TopFlows != new.EBPF.TopFlows {
+		changed("ebpf.top_flows", old.EBPF.TopFlows, new.EBPF.TopFlows)
 	}
 	if a, b := localAddresses(old), localAddresses(new); !slices.Equal(a, b) {
 		changed("the set of local_address values", a, b)

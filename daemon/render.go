@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,22 +61,89 @@ func RenderStatus(w io.Writer, st *Status, now time.Time) error {
 				t.Connection, t.Tunnel, t.State, t.Start, t.LocalSelector, t.RemoteSelector, last)
 		}
 	}
+	renderEBPF(tw, st)
 	return tw.Flush()
 }
 
-// RenderFlows writes the installed policies as a plain-text table.
-func RenderFlows(w io.Writer, flows []Flow) error {
+// renderEBPF writes where the eBPF programs run, the XDP filter's drops and each tunnel's
+// policy counters.
+func renderEBPF(w io.Writer, st *Status) {
+	e := st.EBPF
+	if !e.Loaded {
+		fmt.Fprintf(w, "\neBPF: off (%s)\n", dash(e.Reason))
+		return
+	}
+	fmt.Fprintf(w, "\neBPF: %s\n", strings.Join(e.Attached, ", "))
+	if e.CountersError != "" {
+		fmt.Fprintf(w, "counters unavailable: %s\n", oneLine(e.CountersError))
+	}
+	fmt.Fprintf(w, "XDP drops: unknown SPI %d, IKE from non-peers %d (passed with the filter off: %d, %d)\n",
+		e.UnknownSPIDrops, e.NonPeerDrops, e.UnknownSPIPasses, e.NonPeerPasses)
+	fmt.Fprintf(w, "TUNNEL\tPACKETS OUT/IN\tBYTES OUT/IN\tSA-DOWN DROPS\tSA-DOWN PASSES\tEVENTS\tMSS\tMSS REWRITES\n")
+	for _, t := range st.Tunnels {
+		p := t.Policy
+		if p == nil {
+			fmt.Fprintf(w, "%s/%s\t-\t-\t-\t-\t-\t-\t-\n", t.Connection, t.Tunnel)
+			continue
+		}
+		mss := "-"
+		if p.MSS != 0 {
+			mss = fmt.Sprint(p.MSS)
+		}
+		fmt.Fprintf(w, "%s/%s\t%d/%d\t%d/%d\t%d\t%d\t%d\t%s\t%d\n", t.Connection, t.Tunnel,
+			p.PacketsOut, p.PacketsIn, p.BytesOut, p.BytesIn, p.SADownDrops, p.SADownPasses, p.Events, mss, p.MSSRewrites)
+	}
+}
+
+// RenderFlows writes the top flows and the installed policies as plain-text tables.
+func RenderFlows(w io.Writer, r *FlowReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if len(flows) == 0 {
-		fmt.Fprintf(tw, "Flows: none\n")
+	switch {
+	case r.EBPFOff != "":
+		fmt.Fprintf(tw, "Top flows: unavailable (%s)\n", oneLine(r.EBPFOff))
+	case len(r.TopFlows) == 0:
+		fmt.Fprintf(tw, "Top flows: none\n")
+	default:
+		fmt.Fprintf(tw, "Top flows:\nTUNNEL\tSOURCE\tDESTINATION\tPROTO\tPACKETS\tBYTES\n")
+		for _, f := range r.TopFlows {
+			tunnel := "-"
+			if f.Connection != "" {
+				tunnel = f.Connection + "/" + f.Tunnel
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", tunnel, endpoint(f.Src, f.SrcPort, f.Proto),
+				endpoint(f.Dst, f.DstPort, f.Proto), protoName(f.Proto), f.Packets, f.Bytes)
+		}
+	}
+	if len(r.Policies) == 0 {
+		fmt.Fprintf(tw, "\nPolicies: none\n")
 		return tw.Flush()
 	}
-	fmt.Fprintf(tw, "TUNNEL\tREQID\tLOCAL\tREMOTE\tENDPOINTS\n")
-	for _, f := range flows {
+	fmt.Fprintf(tw, "\nPolicies:\nTUNNEL\tREQID\tLOCAL\tREMOTE\tENDPOINTS\n")
+	for _, f := range r.Policies {
 		fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\t%v <-> %v\n",
 			f.Connection, f.Tunnel, f.ReqID, f.LocalSelector, f.RemoteSelector, f.Local, f.Remote)
 	}
 	return tw.Flush()
+}
+
+// endpoint shows an address with its port for protocols that have ports.
+func endpoint(a netip.Addr, port uint16, proto uint8) string {
+	if proto != 6 && proto != 17 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 1:
+		return "icmp"
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	}
+	return fmt.Sprint(p)
 }
 
 func seconds(s int64) time.Duration { return time.Duration(s) * time.Second }

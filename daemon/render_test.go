@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -76,25 +77,53 @@ func TestRenderStatus(t *testing.T) {
 
 func TestRenderStatusEmpty(t *testing.T) {
 	var b bytes.Buffer
-	if err := RenderStatus(&b, &Status{Datapath: "userspace"}, renderNow); err != nil {
+	if err := RenderStatus(&b, &Status{Datapath: "userspace", EBPF: EBPFStatus{Reason: "ebpf.enabled is false"}}, renderNow); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status-empty.golden", b.Bytes())
 }
 
+// TestRenderStatusEBPF adds the eBPF programs' counters to the seed's status.
+func TestRenderStatusEBPF(t *testing.T) {
+	st := *seedStatus
+	st.Datapath = "userspace"
+	st.EBPF = EBPFStatus{Loaded: true, Attached: []string{"tc egress espgw0", "tc ingress espgw0", "xdp eth0"},
+		UnknownSPIDrops: 17, NonPeerDrops: 4, NonPeerPasses: 1}
+	st.Tunnels = slices.Clone(st.Tunnels)
+	st.Tunnels[0].Policy = &PolicyCounters{PacketsOut: 2, BytesOut: 168, PacketsIn: 1, BytesIn: 84,
+		SADownDrops: 1, Events: 1, MSS: 1195, MSSRewrites: 2}
+	st.Tunnels[1].Policy = &PolicyCounters{SADownPasses: 5}
+	var b bytes.Buffer
+	if err := RenderStatus(&b, &st, renderNow); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status-ebpf.golden", b.Bytes())
+}
+
 func TestRenderFlows(t *testing.T) {
-	flows := []Flow{
+	policies := []Flow{
 		{Connection: "megatelecom", Tunnel: "api", ReqID: 1, LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24",
 			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2")},
 		{Connection: "partner", Tunnel: "db", ReqID: 17, LocalSelector: "10.10.2.0/24[17/53]", RemoteSelector: "10.40.0.0/16",
 			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("203.0.113.9")},
 	}
-	var b bytes.Buffer
-	if err := RenderFlows(&b, flows); err != nil {
-		t.Fatal(err)
+	top := []TopFlow{
+		{Connection: "megatelecom", Tunnel: "api", ReqID: 1, Src: netip.MustParseAddr("10.10.1.1"), Dst: netip.MustParseAddr("10.20.0.7"),
+			Proto: 6, SrcPort: 40112, DstPort: 443, Packets: 1200, Bytes: 1_650_000},
+		{Connection: "megatelecom", Tunnel: "api", ReqID: 1, Src: netip.MustParseAddr("10.20.0.7"), Dst: netip.MustParseAddr("10.10.1.1"),
+			Proto: 1, Packets: 3, Bytes: 252},
+		{ReqID: 9, Src: netip.MustParseAddr("10.10.2.1"), Dst: netip.MustParseAddr("10.40.0.1"), Proto: 17, SrcPort: 5353, DstPort: 53, Packets: 1, Bytes: 60},
 	}
-	if err := RenderFlows(&b, nil); err != nil {
-		t.Fatal(err)
+	var b bytes.Buffer
+	for _, r := range []*FlowReport{
+		{TopFlows: top, Policies: policies},
+		{TopFlows: []TopFlow{}},
+		{EBPFOff: "load tc programs: operation not permitted", Policies: policies[:1]},
+	} {
+		if err := RenderFlows(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("----\n")
 	}
 	golden(t, "flows.golden", b.Bytes())
 }

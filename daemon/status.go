@@ -10,7 +10,8 @@ import (
 	"github.com/espgw/espgw/ike/proposal"
 )
 
-// status assembles the engine's SAs, the datapath's counters and the tunnels' states.
+// status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
+// eBPF programs' counters.
 func (d *daemon) status() *Status {
 	st := d.engine.Status()
 	tunnels := d.engine.Tunnels()
@@ -38,6 +39,16 @@ func (d *daemon) status() *Status {
 		upping[k] = true
 	}
 	d.mu.Unlock()
+	var policies map[uint32]tunnelCounters
+	if d.ebpf == nil {
+		out.EBPF = EBPFStatus{Reason: d.ebpfOff}
+	} else {
+		out.EBPF = d.ebpf.status()
+		var err error
+		if policies, err = d.ebpf.policyCounters(); err != nil {
+			out.EBPF.CountersError = err.Error()
+		}
+	}
 	for _, t := range tunnels {
 		k := tunnelKey{t.Connection, t.Tunnel}
 		ts := TunnelState{
@@ -52,6 +63,9 @@ func (d *daemon) status() *Status {
 		}
 		if e, ok := lastErr[t.Connection]; ok && ts.State != TunnelUp {
 			ts.LastError, ts.LastErrorTime = e.Err, e.Time
+		}
+		if tc, ok := policies[t.ReqID]; ok {
+			ts.Policy = &tc.PolicyCounters
 		}
 		out.Tunnels = append(out.Tunnels, ts)
 	}

@@ -3,6 +3,7 @@ package ike
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/dh"
@@ -51,8 +52,134 @@ func validateConnection(c *config.Connection) error {
 	return nil
 }
 
-// sameConnection reports whether a reconfiguration leaves c unchanged.
-func sameConnection(a, b *config.Connection) bool { return reflect.DeepEqual(a, b) }
+// Configure replaces the set of connections atomically: everything is validated before
+// anything changes. It applies the difference to the running state:
+//   - a removed connection, or one whose phase-1 settings changed (anything but its tunnels
+//     and service address), is torn down with Delete notifications and, if still
+//     configured, rebuilt;
+//   - in an otherwise unchanged connection, only removed or changed tunnels lose their
+//     child SAs; the IKE SA and the other tunnels' child SAs stay;
+//   - tunnels with start: always that are down are brought up.
+//
+// A tunnel's reqid depends only on its connection and tunnel names: it stays the same
+// across Configure calls, also when the tunnel or its connection is rebuilt or removed and
+// added again.
+func (e *Engine) Configure(conns []config.Connection) error {
+	names := make(map[string]bool, len(conns))
+	for i := range conns {
+		if err := validateConnection(&conns[i]); err != nil {
+			return err
+		}
+		if names[conns[i].Name] {
+			return fmt.Errorf("ike: configure: connection name %q appears twice, want unique names", conns[i].Name)
+		}
+		names[conns[i].Name] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, c := range e.conns {
+		if !names[name] {
+			e.removeConnection(c)
+		}
+	}
+	for i := range conns {
+		cfg := conns[i]
+		old, ok := e.conns[cfg.Name]
+		if ok && samePhase1(&old.cfg, &cfg) {
+			e.reconfigureTunnels(old, cfg)
+			continue
+		}
+		if ok {
+			e.removeConnection(old)
+		}
+		e.conns[cfg.Name] = e.newConnection(cfg)
+	}
+	for i := range conns {
+		for _, t := range e.conns[conns[i].Name].sortedTunnels() {
+			if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
+				e.startTunnel(t, nil)
+			}
+		}
+	}
+	return nil
+}
+
+// samePhase1 reports whether two configurations of a connection agree on everything its
+// IKE SAs depend on: all but the tunnels and the service address, which IKE does not use.
+func samePhase1(a, b *config.Connection) bool {
+	x, y := *a, *b
+	x.Tunnels, y.Tunnels = nil, nil
+	x.ServiceAddress, y.ServiceAddress = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+// reconfigureTunnels applies a new tunnel list to a connection whose phase 1 is unchanged.
+func (e *Engine) reconfigureTunnels(c *connection, cfg config.Connection) {
+	want := make(map[string]config.Tunnel, len(cfg.Tunnels))
+	for _, tc := range cfg.Tunnels {
+		want[tc.Name] = tc
+	}
+	for _, t := range c.sortedTunnels() {
+		tc, ok := want[t.cfg.Name]
+		switch {
+		case ok && sameTunnel(t.cfg, tc):
+			t.cfg = tc // at most the start action changed; the child SA does not depend on it
+		default:
+			e.removeTunnel(t)
+		}
+	}
+	c.cfg = cfg
+	for _, tc := range cfg.Tunnels {
+		if c.tunnels[tc.Name] == nil {
+			e.addTunnel(c, tc)
+		}
+	}
+}
+
+// sameTunnel reports whether a tunnel's child SAs fit both configurations.
+func sameTunnel(a, b config.Tunnel) bool {
+	a.Start, b.Start = "", ""
+	return reflect.DeepEqual(a, b)
+}
+
+// tunnelKey names a tunnel across configurations.
+type tunnelKey struct{ conn, tunnel string }
+
+// addTunnel creates tunnel tc of c with the reqid its names have, or a new one.
+func (e *Engine) addTunnel(c *connection, tc config.Tunnel) *tunnel {
+	k := tunnelKey{c.cfg.Name, tc.Name}
+	id, ok := e.reqIDs[k]
+	if !ok {
+		e.nextReqID++
+		id = e.nextReqID
+		e.reqIDs[k] = id
+	}
+	t := &tunnel{conn: c, cfg: tc, reqID: id}
+	c.tunnels[tc.Name] = t
+	return t
+}
+
+// removeTunnel deletes t's child SAs (telling the peer), abandons its quick modes and
+// forgets it. The connection's IKE SA and other tunnels are not touched.
+func (e *Engine) removeTunnel(t *tunnel) {
+	t.removed = true
+	for _, ch := range e.children {
+		if ch.tunnel == t {
+			e.deleteChild(ch, true)
+		}
+	}
+	for _, sa := range e.ikeSAs {
+		for _, qm := range sa.qms {
+			if qm.tunnel == t && !qm.done {
+				qm.fail(errRemoved)
+			}
+		}
+	}
+	c := t.conn
+	c.waiting = slices.DeleteFunc(c.waiting, func(w *tunnel) bool { return w == t })
+	t.notify(errRemoved)
+	delete(c.tunnels, t.cfg.Name)
+}
 
 // lookupTunnels returns the named tunnel of the connection, or all its tunnels for "".
 func (e *Engine) lookupTunnels(connName, name string) ([]*tunnel, error) {

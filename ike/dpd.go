@@ -66,31 +66,3 @@ func (e *Engine) startDPD(sa *ikeSA) {
 	}
 	sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
 }
-
-// armIKELifetime deletes the IKE SA when its lifetime ends. Its child SAs stay installed
-// (they have their own lifetimes) and are adopted by the next IKE SA with the peer.
-func (e *Engine) armIKELifetime(sa *ikeSA) {
-	for _, ch := range e.children {
-		if ch.ike == nil && ch.tunnel.conn == sa.conn {
-			ch.ike = sa
-		}
-	}
-	life := sa.conn.cfg.IKE.Lifetime
-	if life <= 0 {
-		return
-	}
-	sa.expiry = time.AfterFunc(life, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
-			return
-		}
-		for _, ch := range e.children {
-			if ch.ike == sa {
-				ch.ike = nil
-			}
-		}
-		e.log.Info("IKE SA lifetime expired", sa.logArgs("lifetime", life)...)
-		e.deleteIKESA(sa, true, errExpired)
-	})
-}

@@ -13,9 +13,13 @@
 // proxy-ID mismatches ErrIDMismatch, silence ErrTimeout, and proposal mismatches name both
 // sides' proposals in swanctl syntax.
 //
-// Child SAs outlive the IKE SA they were negotiated under (RFC 2409): when an IKE SA expires
-// they stay installed and the next IKE SA with the peer adopts them; the next quick mode
-// negotiates a new IKE SA first if none is up.
+// Child SAs outlive the IKE SA they were negotiated under (RFC 2409): the newest IKE SA
+// with the peer owns them all. The initiator of an IKE SA replaces it with a new phase 1
+// before it expires and then deletes the old one (rekey.go); when an IKE SA ends without a
+// successor its child SAs stay installed and the next IKE SA adopts them; the next quick
+// mode negotiates a new IKE SA first if none is up. Duplicate child SAs from quick modes
+// both sides started at once are settled on one pair (duplicate.go). Behind a NAT the
+// engine sends NAT-keepalives (keepalive.go).
 package ike
 
 import (
@@ -62,6 +66,9 @@ type Options struct {
 	Rand       io.Reader        // nil = crypto/rand.Reader
 	Now        func() time.Time // nil = time.Now; used for timestamps, ages and lifetimes
 	Retransmit RetransmitPolicy // zero fields take the defaults of DefaultRetransmit
+	// NATKeepalive is the interval of NAT-keepalive packets (RFC 3948 4) while NAT-D shows
+	// us behind a NAT; 0 = DefaultNATKeepalive.
+	NATKeepalive time.Duration
 }
 
 // TunnelInfo describes a configured tunnel and the reqid the engine assigned to it, so the
@@ -83,6 +90,7 @@ type Engine struct {
 	conns     map[string]*connection
 	ikeSAs    map[[8]byte]*ikeSA // by initiator cookie
 	children  map[uint32]*childSA
+	reqIDs    map[tunnelKey]uint32 // every reqid ever assigned, so it never changes
 	nextReqID uint32
 	halfOpen  int // responder IKE SAs not yet established
 	closed    bool
@@ -101,12 +109,16 @@ func New(opts Options) *Engine {
 		opts.Now = time.Now
 	}
 	opts.Retransmit = opts.Retransmit.withDefaults()
+	if opts.NATKeepalive <= 0 {
+		opts.NATKeepalive = DefaultNATKeepalive
+	}
 	return &Engine{
 		opts:     opts,
 		log:      opts.Logger,
 		conns:    make(map[string]*connection),
 		ikeSAs:   make(map[[8]byte]*ikeSA),
 		children: make(map[uint32]*childSA),
+		reqIDs:   make(map[tunnelKey]uint32),
 	}
 }
 
@@ -139,48 +151,6 @@ func (e *Engine) shutdown() {
 	for _, sa := range e.ikeSAs {
 		e.deleteIKESA(sa, true, errShutdown)
 	}
-}
-
-// Configure replaces the set of connections atomically: everything is validated before
-// anything changes. Removed or changed connections are torn down (their SAs deleted);
-// tunnels with start: always are brought up.
-func (e *Engine) Configure(conns []config.Connection) error {
-	names := make(map[string]bool, len(conns))
-	for i := range conns {
-		if err := validateConnection(&conns[i]); err != nil {
-			return err
-		}
-		if names[conns[i].Name] {
-			return fmt.Errorf("ike: configure: connection name %q appears twice, want unique names", conns[i].Name)
-		}
-		names[conns[i].Name] = true
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for name, c := range e.conns {
-		if !names[name] {
-			e.removeConnection(c)
-		}
-	}
-	for i := range conns {
-		cfg := conns[i]
-		if old, ok := e.conns[cfg.Name]; ok {
-			if sameConnection(&old.cfg, &cfg) {
-				continue
-			}
-			e.removeConnection(old)
-		}
-		e.conns[cfg.Name] = e.newConnection(cfg)
-	}
-	for i := range conns {
-		c := e.conns[conns[i].Name]
-		for _, t := range c.tunnels {
-			if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
-				e.startTunnel(t, nil)
-			}
-		}
-	}
-	return nil
 }
 
 // Up negotiates the tunnel (all tunnels of the connection when tunnel is "") and returns

@@ -29,6 +29,7 @@ var (
 	errDPD      = errors.New("peer declared dead by DPD")
 	errReplaced = errors.New("replaced by a new IKE SA (INITIAL-CONTACT)")
 	errExpired  = errors.New("lifetime expired")
+	errRekeyed  = errors.New("replaced by a newer IKE SA (reauthentication)")
 )
 
 // ConnError is the last failure recorded for a connection, shown by Status.

@@ -87,8 +87,11 @@ func (e *Engine) handleDelete(sa *ikeSA, d *isakmp.Delete) {
 	case isakmp.ProtoISAKMP:
 		for _, spi := range d.SPIs {
 			if bytes.Equal(spi, sa.cookies()) {
+				// Its child SAs stay (RFC 2409 ties them to no ISAKMP SA): the peer deletes
+				// them with their own Delete payloads when it means to.
 				e.log.Info("peer deleted IKE SA", sa.logArgs()...)
 				conn := sa.conn
+				e.handOverChildren(sa)
 				e.deleteIKESA(sa, false, errDeleted)
 				e.restartAlways(conn)
 				return
@@ -100,14 +103,23 @@ func (e *Engine) handleDelete(sa *ikeSA, d *isakmp.Delete) {
 				continue
 			}
 			v := binary.BigEndian.Uint32(spi)
+			found := false
 			for _, ch := range e.children {
-				// The peer names its inbound SPI, our outbound one.
-				if ch.ike == sa && ch.SPIOut == v {
+				// The peer should name its inbound SPI (our outbound one), but a peer that
+				// failed to install the pair names the SPI it was given (our inbound one):
+				// either way the pair is gone on its side. Any IKE SA with the peer may
+				// carry the Delete: after a reauthentication the peer's and our idea of
+				// which one owns a child SA can differ for a moment.
+				if ch.tunnel.conn == sa.conn && (ch.SPIOut == v || ch.SPIIn == v) {
+					found = true
 					t := ch.tunnel
-					e.log.Info("peer deleted child SA", sa.logArgs("tunnel", t.cfg.Name, "spi_out", hexSPI(v))...)
+					e.log.Info("peer deleted child SA", sa.logArgs("tunnel", t.cfg.Name, "spi", hexSPI(v))...)
 					e.deleteChild(ch, false)
 					e.restartAlways(t.conn)
 				}
+			}
+			if !found {
+				e.log.Debug("peer deleted an unknown child SA", sa.logArgs("spi", hexSPI(v))...)
 			}
 		}
 	}

@@ -252,8 +252,8 @@ func TestLifetimeRekey(t *testing.T) {
 }
 
 func TestBothSidesStartAlways(t *testing.T) {
-	// Both peers bring the tunnel up at once: whatever SAs result, each one installed on
-	// one side has its mirror on the other, and at least one pair survives.
+	// Both peers bring the tunnel up at once: whatever SAs result, they settle on one
+	// pair per tunnel, the same on both sides.
 	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
@@ -262,7 +262,7 @@ func TestBothSidesStartAlways(t *testing.T) {
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
 	mirrored := func() bool {
 		aa, bb := a.k.active(), b.k.active()
-		if len(aa) == 0 || len(aa) != len(bb) {
+		if len(aa) != 1 || len(bb) != 1 {
 			return false
 		}
 		for _, x := range aa {
@@ -336,4 +336,20 @@ func TestAcquire(t *testing.T) {
 	if got := a.k.active()[0]; got.Tunnel != ti[1].Tunnel || got.ReqID != ti[1].ReqID {
 		t.Errorf("acquire brought up %s (reqid %d), want %s (reqid %d)", got.Tunnel, got.ReqID, ti[1].Tunnel, ti[1].ReqID)
 	}
+}
+
+// A peer that failed to install a pair deletes it by the SPI it was given (our inbound SPI)
+// rather than its own inbound one; the pair must go all the same.
+func TestDeleteNamingOurInboundSPI(t *testing.T) {
+	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 1})
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	b.e.mu.Lock()
+	for _, ch := range b.e.children {
+		b.e.sendDeleteESP(ch.ike, ch.SPIOut)
+	}
+	b.e.mu.Unlock()
+	waitFor(t, "initiator deletes the pair", func() bool { return len(a.k.active()) == 0 })
 }

@@ -122,6 +122,7 @@ func (sa *ikeSA) checkNATD(ps []isakmp.Payload, local, remote netip.AddrPort) {
 		return
 	}
 	sa.natLocal = !bytes.Equal(ds[0], sa.natDHash(local))
+	sa.behindNAT = sa.natLocal
 	peer := sa.natDHash(remote)
 	sa.natRemote = true
 	for _, d := range ds[1:] {

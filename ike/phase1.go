@@ -70,8 +70,9 @@ func (e *Engine) newIKESA(c *connection, initiator bool, local, remote netip.Add
 	return sa, nil
 }
 
-// startPhase1 initiates main or aggressive mode with c's peer.
-func (e *Engine) startPhase1(c *connection) {
+// startPhase1 initiates main or aggressive mode with c's peer. It returns the new IKE SA,
+// or nil if it could not be started.
+func (e *Engine) startPhase1(c *connection) *ikeSA {
 	local := netip.AddrPortFrom(c.cfg.LocalAddress, conn.IKEPort)
 	remote := netip.AddrPortFrom(c.cfg.RemoteAddress, conn.IKEPort)
 	sa, err := e.newIKESA(c, true, local, remote)
@@ -92,9 +93,10 @@ func (e *Engine) startPhase1(c *connection) {
 		if sa != nil {
 			e.deleteIKESA(sa, false, err)
 		}
-		return
+		return nil
 	}
 	e.log.Info("initiating IKE SA", sa.logArgs("mode", c.cfg.IKE.Mode)...)
+	return sa
 }
 
 // failPhase1 ends a negotiation that went wrong: it records err, completes waiting Up calls
@@ -109,6 +111,17 @@ func (e *Engine) failPhase1(sa *ikeSA, err error) {
 
 // sendPhase1Notify tells the peer of a half-open SA why we give up, unencrypted because
 // there may be no shared key (RFC 2408 5: informational exchange without an ISAKMP SA).
+//
+// Which peers act on it: espgw as initiator fails at once (handlePlainNotify). strongSwan
+// (5.9.8, ikev1 task manager and message parser) fails phase 1 on any error notification
+// it accepts while the IKE SA is connecting, but only accepts an unencrypted one before it
+// has derived phase-1 keys, i.e. up to MM4/AM1: from then on it drops informational
+// messages whose first payload is not HASH ("ignoring unprotected INFORMATIONAL") and
+// answers with its own PAYLOAD-MALFORMED. A protected notification does not help either
+// when the pre-shared keys differ, since the peer's keys differ from ours. So a strongSwan
+// initiator whose MM5 we reject for a wrong PSK gives up only by its own retransmission
+// settings (charon.retransmit_tries, retransmit_timeout, retransmit_base); the notify
+// still goes out for peers that do act on it.
 func (e *Engine) sendPhase1Notify(sa *ikeSA, local, remote netip.AddrPort, t isakmp.NotifyType) {
 	spi := append(append([]byte(nil), sa.icookie[:]...), sa.rcookie[:]...)
 	m := isakmp.Message{
@@ -167,6 +180,8 @@ func (e *Engine) establish(sa *ikeSA) {
 		e.initialContact(sa)
 	}
 	e.startDPD(sa)
+	e.startNATKeepalive(sa)
+	e.adoptChildren(sa)
 	e.armIKELifetime(sa)
 	waiting := sa.conn.waiting
 	sa.conn.waiting = nil

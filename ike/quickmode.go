@@ -43,6 +43,7 @@ type quickMode struct {
 	life      lifetimes
 	encap     bool
 	done      bool
+	gen       uint64 // tunnel.installs when the exchange began
 }
 
 // lifetimes are the SA life attributes of a child SA; zero means unlimited.
@@ -74,7 +75,7 @@ func (qm *quickMode) fail(err error) {
 	}
 	if qm.initiator && qm.tunnel.qm == qm {
 		qm.tunnel.qm = nil
-		if !errors.Is(err, errShutdown) && !errors.Is(err, errDown) {
+		if !errors.Is(err, errShutdown) && !errors.Is(err, errDown) && !errors.Is(err, errRemoved) {
 			e.recordError(qm.sa, fmt.Errorf("tunnel %s: %w", qm.tunnel.cfg.Name, err))
 		}
 		qm.tunnel.notify(err)
@@ -133,6 +134,7 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 		return err
 	}
 	qm := sa.newQuickMode(t, msgID, true)
+	qm.gen = t.installs
 	t.qm = qm
 	qm.spiIn, qm.nonceI = spi, nonce
 	ps := []isakmp.Payload{espOffer(&t.cfg, spi, sa.encapMode()), &isakmp.Nonce{Data: nonce}}
@@ -268,6 +270,10 @@ func (qm *quickMode) takeNonceKE(ps []isakmp.Payload, group uint16) error {
 // install derives KEYMAT for both directions (RFC 2409 5.5) and installs the child SA.
 func (qm *quickMode) install() error {
 	sa, e, t := qm.sa, qm.sa.e, qm.tunnel
+	if t.removed {
+		qm.fail(errRemoved)
+		return nil
+	}
 	var gxy []byte
 	if qm.dhKey != nil {
 		var err error
@@ -296,7 +302,7 @@ func (qm *quickMode) install() error {
 	cs.EncKeyIn, cs.IntegKeyIn = keys(qm.spiIn)
 	cs.EncKeyOut, cs.IntegKeyOut = keys(qm.spiOut)
 	qm.dhKey = nil
-	if err := e.installChild(sa, t, cs); err != nil {
+	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
 		return nil
 	}

@@ -38,7 +38,7 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyNoProposalChosen, nil)
 		return nil
 	}
-	qm.tunnel = t
+	qm.tunnel, qm.gen = t, t.installs
 	if err := qm.takeNonceKE(ps, ch.prop.Group); err != nil {
 		return err
 	}

@@ -29,6 +29,8 @@ type tunnel struct {
 	qm         *quickMode
 	waiters    []chan error
 	manualDown bool
+	removed    bool   // no longer configured: nothing may be installed for it
+	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
 }
 
 // childSA is an installed child SA and the IKE SA it was negotiated under.
@@ -37,6 +39,8 @@ type childSA struct {
 	tunnel     *tunnel
 	ike        *ikeSA
 	rekeying   bool
+	gen        uint64      // tunnel.installs when it was installed
+	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
 	expiry     *time.Timer // hard lifetime
 	softExpiry *time.Timer // rekey at 90 % of the lifetime
 }
@@ -91,6 +95,7 @@ type ikeSA struct {
 
 	peerNATT       natTVersion
 	natLocal       bool // we are behind a NAT (or fake one)
+	behindNAT      bool // NAT-D showed a NAT in front of us (not just nat_traversal: force)
 	natRemote      bool // the peer is behind a NAT
 	peerDPD        bool
 	initialContact bool // INITIAL-CONTACT received
@@ -98,7 +103,13 @@ type ikeSA struct {
 
 	qms    map[uint32]*quickMode
 	dpd    dpdState
-	expiry *time.Timer
+	expiry *time.Timer // end of the lifetime
+	rekey  *time.Timer // initiator: start the replacement
+	retire *time.Timer // replaced: delete after the overlap
+	// keepalive sends NAT-keepalives while we are behind a NAT.
+	keepalive *time.Timer
+	// replaces is, for an IKE SA we negotiated to replace an expiring one, that SA.
+	replaces *ikeSA
 }
 
 // natDetected reports whether ESP must be UDP-encapsulated.
@@ -113,8 +124,7 @@ func (sa *ikeSA) logArgs(args ...any) []any {
 func (e *Engine) newConnection(cfg config.Connection) *connection {
 	c := &connection{cfg: cfg, tunnels: make(map[string]*tunnel)}
 	for _, tc := range cfg.Tunnels {
-		e.nextReqID++
-		c.tunnels[tc.Name] = &tunnel{conn: c, cfg: tc, reqID: e.nextReqID}
+		e.addTunnel(c, tc)
 	}
 	return c
 }
@@ -160,8 +170,8 @@ func (e *Engine) removeConnection(c *connection) {
 			e.deleteIKESA(sa, true, errRemoved)
 		}
 	}
-	for _, t := range c.tunnels {
-		t.notify(errRemoved)
+	for _, t := range c.sortedTunnels() {
+		e.removeTunnel(t)
 	}
 	delete(e.conns, c.cfg.Name)
 }
@@ -202,11 +212,13 @@ func (e *Engine) negotiatingSA(c *connection) *ikeSA {
 
 // installChild hands a negotiated child SA to the kernel and makes it the tunnel's current
 // one; a child SA it replaces (rekey) is deleted afterwards.
-func (e *Engine) installChild(sa *ikeSA, t *tunnel, cs *ChildSA) error {
+func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
+	sa, t := qm.sa, qm.tunnel
 	if err := e.opts.Kernel.InstallChildSA(context.Background(), cs); err != nil {
 		return err
 	}
-	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa}
+	t.installs++
+	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa, gen: t.installs, nonceI: clone(qm.nonceI)}
 	e.children[cs.SPIIn] = ch
 	old := t.child
 	t.child = ch
@@ -221,6 +233,7 @@ func (e *Engine) installChild(sa *ikeSA, t *tunnel, cs *ChildSA) error {
 	if old != nil && old.rekeying {
 		e.deleteChild(old, true)
 	}
+	e.settleDuplicates(ch, qm.gen)
 	if cs.Lifetime > 0 {
 		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
 		// Only the side that initiated the child rekeys it early, so both sides do not.
@@ -277,8 +290,10 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	}
 	sa.stop()
 	sa.dpd.stop()
-	if sa.expiry != nil {
-		sa.expiry.Stop()
+	for _, t := range []*time.Timer{sa.expiry, sa.rekey, sa.retire, sa.keepalive} {
+		if t != nil {
+			t.Stop()
+		}
 	}
 	negotiating := sa.state != stateEstablished
 	sa.state = stateDeleted

@@ -31,7 +31,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show IKE SAs, IPsec SAs and tunnel states",
+		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
@@ -56,28 +56,33 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 func newFlowsCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "flows",
-		Short: "Show the installed security policies",
+		Short: "Show the top flows through the tunnels and the installed security policies",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return fmt.Errorf("-n %d: want a number of flows, 0 for ebpf.top_flows", limit)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
 			defer cancel()
 			c, err := g.client(ctx)
 			if err != nil {
 				return err
 			}
-			flows, err := c.Flows(ctx)
+			report, err := c.Flows(ctx, limit)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd, flows)
+				return writeJSON(cmd, report)
 			}
-			return daemon.RenderFlows(cmd.OutOrStdout(), flows)
+			return daemon.RenderFlows(cmd.OutOrStdout(), report)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	cmd.Flags().IntVarP(&limit, "top", "n", 0, "number of top flows (default: ebpf.top_flows)")
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/userspace"
 	"github.com/espgw/espgw/datapath/xfrm"
+	"github.com/espgw/espgw/loader"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -44,6 +45,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				Reload:         hup,
 				NewDatapath:    newDatapath,
 				ProbeKernelESP: probeKernelESP,
+				OpenLoader:     loader.Open,
 			})
 		},
 	}

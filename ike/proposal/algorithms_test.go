@@ -52,3 +52,25 @@ func TestESPMetadata(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupName(t *testing.T) {
+	tests := []struct {
+		id   uint16
+		want string
+	}{
+		{2, "modp1024"}, {5, "modp1536"}, {14, "modp2048"}, {15, "modp3072"}, {16, "modp4096"},
+		{19, "ecp256"}, {20, "ecp384"}, {21, "group21"}, {0, "group0"},
+	}
+	for _, tt := range tests {
+		if got := GroupName(tt.id); got != tt.want {
+			t.Errorf("GroupName(%d) = %q, want %q", tt.id, got, tt.want)
+		}
+		if tt.want[:5] != "group" {
+			// Every keyword parses back to its group.
+			p, err := ParseIKE("aes128-sha1-" + tt.want)
+			if err != nil || len(p) != 1 || p[0].Group != tt.id {
+				t.Errorf("ParseIKE(%q) = %v, %v; want group %d", "aes128-sha1-"+tt.want, p, err, tt.id)
+			}
+		}
+	}
+}

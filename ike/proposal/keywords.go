@@ -92,8 +92,11 @@ func cipherName(e Encryption, keyBits int) string {
 	return fmt.Sprintf("%v(%d bits)", e, keyBits)
 }
 
-// groupName is the canonical keyword of a Diffie-Hellman group: "modp2048", "ecp256".
-func groupName(g uint16) string {
+// GroupName is the strongSwan keyword of Diffie-Hellman group id ("modp1024" for 2,
+// "ecp256" for 19), for status and log text. A group without a keyword, i.e. one this
+// gateway does not support, is "group" and its number, e.g. "group21"; 0 (no PFS) is
+// "group0".
+func GroupName(g uint16) string {
 	for _, k := range keywords {
 		if k.kind == kindGroup && k.group == g {
 			return k.name

@@ -139,7 +139,7 @@ func split(p string, esp bool) (words, error) {
 
 // String is p in swanctl syntax, e.g. "aes256-sha256-modp2048".
 func (p IKE) String() string {
-	return cipherName(p.Encryption, p.KeyBits) + "-" + p.Hash.String() + "-" + groupName(p.Group)
+	return cipherName(p.Encryption, p.KeyBits) + "-" + p.Hash.String() + "-" + GroupName(p.Group)
 }
 
 // String is p in swanctl syntax: "aes256gcm16-modp2048", "3des-sha1".
@@ -149,7 +149,7 @@ func (p ESP) String() string {
 		s += "-" + p.Integrity.String()
 	}
 	if p.Group != 0 {
-		s += "-" + groupName(p.Group)
+		s += "-" + GroupName(p.Group)
 	}
 	return s
 }

@@ -1,0 +1,34 @@
+package ike
+
+import "time"
+
+// DefaultNATKeepalive is the NAT-keepalive interval RFC 3948 section 4 suggests.
+const DefaultNATKeepalive = 20 * time.Second
+
+// natKeepalive is the NAT-keepalive packet: one octet 0xFF in UDP (RFC 3948 2.3). It goes
+// out without the non-ESP marker, like ESP-in-UDP, which its length tells apart.
+var natKeepalive = []byte{0xff}
+
+// startNATKeepalive keeps the NAT binding in front of us open: while NAT-D showed that
+// we are behind a NAT, an established IKE SA sends a NAT-keepalive from its port (4500)
+// to the peer's every Options.NATKeepalive (RFC 3948 4). A NAT that nat_traversal: force
+// only pretends has no binding to keep, so then nothing is sent.
+func (e *Engine) startNATKeepalive(sa *ikeSA) {
+	if !sa.behindNAT {
+		return
+	}
+	every := e.opts.NATKeepalive
+	var tick func()
+	tick = func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if sa.state != stateEstablished || e.closed {
+			return
+		}
+		if err := e.opts.Bind.SendESP(natKeepalive, sa.local, sa.remote); err != nil {
+			e.log.Debug("NAT-keepalive not sent", sa.logArgs("err", err)...)
+		}
+		sa.keepalive = time.AfterFunc(every, tick)
+	}
+	sa.keepalive = time.AfterFunc(every, tick)
+}

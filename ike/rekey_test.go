@@ -1,0 +1,78 @@
+package ike
+
+import (
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/conn/bindtest"
+)
+
+func deletedCount(k *fakeKernel) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.deleted)
+}
+
+func TestIKEReauthentication(t *testing.T) {
+	// A's IKE SA lives 2 s, B's an hour: A replaces it before it expires, B only loses
+	// the old SA because A deletes it. The child SA stays installed throughout.
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 250 * time.Millisecond}}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.IKE.Lifetime = 2 * time.Second
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	child := *a.k.active()[0]
+	first := a.e.Status().IKESAs[0].InitiatorCookie
+
+	var cookie string
+	waitFor(t, "old IKE SA replaced on both sides", func() bool {
+		sa, sb := a.e.Status().IKESAs, b.e.Status().IKESAs
+		if len(sa) != 1 || len(sb) != 1 || sa[0].InitiatorCookie == first || sb[0].InitiatorCookie != sa[0].InitiatorCookie {
+			return false
+		}
+		cookie = sa[0].InitiatorCookie
+		return sa[0].State == "ESTABLISHED" && sb[0].State == "ESTABLISHED"
+	})
+	// No INITIAL-CONTACT (B would have deleted the child SAs of the old SA) and no
+	// renegotiation of the child SA: the same SPIs, now owned by the new IKE SA.
+	if n := deletedCount(a.k) + deletedCount(b.k); n != 0 {
+		t.Errorf("%d child SAs deleted during reauthentication, want none", n)
+	}
+	for _, n := range []*node{a, b} {
+		st := n.e.Status()
+		for _, s := range st.IKESAs {
+			if s.InitiatorCookie == cookie && (len(s.ChildSAs) != 1 || s.ChildSAs[0].SPIIn != child.SPIIn && s.ChildSAs[0].SPIOut != child.SPIIn) {
+				t.Errorf("new IKE SA owns child SAs %+v, want the one from before", s.ChildSAs)
+			}
+		}
+	}
+	// A new quick mode (a child rekey) runs under a current IKE SA.
+	a.e.Expire(child.SPIIn, false)
+	waitFor(t, "child SA rekeyed after reauthentication", func() bool {
+		aa, bb := a.k.active(), b.k.active()
+		return len(aa) == 1 && aa[0].SPIIn != child.SPIIn && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
+	})
+}
+
+func TestRekeyTimeJitter(t *testing.T) {
+	e := New(Options{})
+	life := 8 * time.Hour
+	seen := make(map[time.Duration]bool)
+	for range 50 {
+		at := e.rekeyTime(life)
+		if at > life*9/10 || at < life*85/100 {
+			t.Fatalf("rekey at %v of %v, want between 85 and 90 %%", at, life)
+		}
+		seen[at] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("rekey time not jittered: %v", seen)
+	}
+}
