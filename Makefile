@@ -10,7 +10,7 @@ DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins tshark 
 	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping
 GO_TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps generate generate-check vet test test-go fuzz bench demo clean
+.PHONY: all build deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
 
 all: build
 
@@ -40,7 +40,16 @@ vet:
 test-go:
 	ESPGW_REQUIRE_INTEROP=1 $(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
-test: deps generate-check vet test-go
+test: deps generate-check vet test-go vmtest
+
+# Kernel suite (test/kernel) in a Debian 6.1 VM under qemu TCG: real kernel ESP/XFRM, strongSwan
+# kernel-netlink, eBPF on a pre-TCX kernel. The image is cached in $(BUILD)/vm.
+vmtest:
+	BUILD=$(CURDIR)/$(BUILD) bash test/vm/vmtest.sh
+
+# The same VM with an interactive shell (binaries in /host); Ctrl-A x quits.
+vmshell:
+	BUILD=$(CURDIR)/$(BUILD) bash test/vm/vmtest.sh -x
 
 # Short coverage-guided runs of every fuzz target (not part of `make test`).
 FUZZTIME ?= 20s

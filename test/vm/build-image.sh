@@ -6,33 +6,69 @@
 # The initramfs is the apt-resolved dependency closure of $PKGS, unpacked with dpkg-deb (no maintainer
 # scripts), plus the kernel's net/crypto/9p/virtio modules and an /init that mounts the 9p shares
 # "ctl" and "host0", runs /ctl/cmd.sh and powers off (see run-in-vm.sh).
-# Env: KFLAVOUR (default amd64; cloud-amd64 has NO 9p), PKGS, EXTRA_PKGS (e.g. "nftables iptables").
+# Env: KFLAVOUR (default amd64; cloud-amd64 has NO 9p), PKGS, EXTRA_PKGS (e.g. "nftables iptables"),
+# SKIP_APT_UPDATE=1 (use the host's package lists as they are).
+# Every failure stops the build with a line starting "build-image: ERROR" that says what and why.
 set -euo pipefail
 OUT=${1:?usage: build-image.sh OUTDIR}
 KFLAVOUR=${KFLAVOUR:-amd64}
-PKGS=${PKGS:-"dash busybox iproute2 iputils-ping tcpdump kmod strongswan-charon strongswan-swanctl base-passwd libc-bin"}
+# ethtool: testutil turns TX checksum offload off on captured links. libstrongswan-standard-plugins:
+# openssl (3DES, modp1024) and gcm for the strongSwan partner.
+PKGS=${PKGS:-"dash busybox iproute2 iputils-ping tcpdump ethtool kmod strongswan-charon strongswan-swanctl libstrongswan-standard-plugins base-passwd libc-bin"}
 PKGS="$PKGS ${EXTRA_PKGS:-}"
 t0=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
 APT="-o APT::Sandbox::User=root -qq"
 
+die() { echo "build-image: ERROR: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (apt-get, dpkg-deb, depmod)"
+command -v apt-get >/dev/null || die "needs a Debian/Ubuntu host with apt-get"
+
+# apt-get update, retried: a mirror hiccup must not fail CI, a persistent failure must say so.
+# (every time: a stale list names a kernel ABI the mirror no longer has; ~3 s)
+apt_update() {
+  local i out
+  for i in 1 2 3; do
+    if out=$(apt-get update -qq 2>&1) && ! grep -qE '^(E:|Err:)' <<<"$out"; then return 0; fi
+    echo "build-image: apt-get update failed (attempt $i/3):" >&2; echo "$out" | tail -5 >&2; sleep $((i * 3))
+  done
+  die "apt-get update failed 3 times: cannot fetch package lists (network? /etc/apt/sources.list?)"
+}
+
 # --- host tools (a fresh Debian 12 CI machine lacks qemu, cpio, zstd, kmod) -------------------------
-# (apt-get update every time: a stale list names a kernel ABI the mirror no longer has; ~3 s)
-[ -n "${SKIP_APT_UPDATE:-}" ] || apt-get update -qq
+[ -n "${SKIP_APT_UPDATE:-}" ] || apt_update
 need=""; for p in qemu-system-x86 cpio zstd kmod; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
-[ -z "$need" ] || apt-get install -y -qq --no-install-recommends $need >/dev/null
+if [ -n "$need" ]; then
+  apt-get install -y -qq --no-install-recommends $need >/dev/null || die "cannot install host tools:$need"
+fi
 t1=$(date +%s)
+
+# every requested package must have an install candidate, or the closure below is silently short
+missing=""
+for p in $PKGS "linux-image-$KFLAVOUR"; do
+  cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/{print $2}')
+  [ -n "$cand" ] && [ "$cand" != "(none)" ] || missing="$missing $p"
+done
+[ -z "$missing" ] || die "no install candidate for:$missing (typo, or a component missing from sources.list?)"
 
 W=$(mktemp -d /tmp/vmbuild.XXXXXX); trap 'rm -rf "$W"' EXIT
 R=$W/root; mkdir -p "$R" "$W/debs" "$W/k"
 KPKG=$(apt-cache depends "linux-image-$KFLAVOUR" | awk '/Depends: linux-image-/{print $2; exit}')
+[ -n "$KPKG" ] || die "linux-image-$KFLAVOUR depends on no linux-image-* package"
 KVER=${KPKG#linux-image-}
 # full dependency closure as if nothing were installed (empty dpkg status); drop perl & co
 : > "$W/empty-status"
-apt-get -s -o Dir::State::status="$W/empty-status" install --no-install-recommends $PKGS \
-  | awk '/^Inst /{print $2}' \
+apt-get -s -o Dir::State::status="$W/empty-status" install --no-install-recommends $PKGS > "$W/sim" 2>&1 \
+  || { tail -20 "$W/sim" >&2; die "cannot resolve the dependencies of: $PKGS"; }
+awk '/^Inst /{print $2}' "$W/sim" \
   | grep -Ev '^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|usrmerge|libdb5\.3|libgdbm.*)$' > "$W/pkgs"
-(cd "$W/debs" && apt-get download $APT $(cat "$W/pkgs") "$KPKG")
+for p in $PKGS; do grep -qx "$p" "$W/pkgs" || die "package $p is not in the resolved closure (is it a virtual package? name the real one)"; done
+# one retry after a fresh update: the lists may name versions the mirror has just replaced
+download() { (cd "$W/debs" && apt-get download $APT $(cat "$W/pkgs") "$KPKG"); }
+if ! download; then
+  echo "build-image: apt-get download failed; updating package lists and retrying once" >&2
+  apt_update; download || die "apt-get download failed for the image packages (network? mirror?)"
+fi
 t2=$(date +%s)
 
 # --- rootfs: merged /usr like bookworm, unpack every deb ------------------------------------------
@@ -72,7 +108,7 @@ depmod -b "$R" "$KVER"
 [ -f "$M/kernel/fs/9p/9p.ko" ] || echo "WARNING: $KPKG has no 9p module: host shares will not work" >&2
 # loaded at boot (everything else autoloads on demand). drbg = the crypto "stdrng": without it every
 # ESP SA with an IV generator fails: "Kernel was unable to initialize cryptographic operations".
-echo "virtio_pci 9pnet_virtio 9p virtio_net veth dummy xfrm_user af_key esp4 esp6 xfrm4_tunnel xfrm6_tunnel
+echo "virtio_pci 9pnet_virtio 9p virtio_net veth dummy tun xfrm_user af_key esp4 esp6 xfrm4_tunnel xfrm6_tunnel
  xfrm_interface authenc cbc ctr gcm ccm ghash echainiv seqiv drbg des3_ede sha1 sha256 sha512 aesni_intel" > "$R/etc/vm-modules"
 
 cat > "$R/init" <<'EOF'
@@ -83,6 +119,7 @@ export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin HOME=/r
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns /run/lock
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null    # for pinned eBPF maps and links
 busybox hostname vm; ip link set lo up
 modprobe -a $(cat /etc/vm-modules) 2>/dev/null || for m in $(cat /etc/vm-modules); do
   modprobe "$m" 2>/dev/null || echo "[vm-init] modprobe $m failed"; done

@@ -1,0 +1,206 @@
+//go:build vmtest
+
+package kernel
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+)
+
+const labPSK = "vm-suite-psk-0123456789"
+
+// netSnapshot is what a gateway may change in its namespace besides XFRM: routes and rules.
+func netSnapshot(tb testing.TB, s *site) string {
+	tb.Helper()
+	return s.ns.Exec(tb, "ip", "-4", "route", "show", "table", "all") + s.ns.Exec(tb, "ip", "-4", "rule", "show")
+}
+
+// requireClean fails unless s's namespace has no XFRM state or policy and the routes and
+// rules it had before the gateway started.
+func requireClean(tb testing.TB, s *site, before string) {
+	tb.Helper()
+	requireNoXfrm(tb, s.ns)
+	if after := netSnapshot(tb, s); after != before {
+		tb.Errorf("netns %s: routes or rules changed by the gateway:\nbefore:\n%s\nafter:\n%s", s.ns.Name(), before, after)
+	}
+}
+
+// spi parses the 8-hex-digit SPI of `espgw status --json`.
+func spi(tb testing.TB, s string) uint32 {
+	tb.Helper()
+	v, err := strconv.ParseUint(s, 16, 32)
+	if err != nil {
+		tb.Fatalf("SPI %q in espgw status: %v", s, err)
+	}
+	return uint32(v)
+}
+
+// TestGatewayStrongswan (suite case 1, 6): espgw on the xfrm datapath negotiates IKEv1 with
+// strongSwan using the kernel's ESP (kernel-netlink), raw and with forced NAT-T; pings cross,
+// the kernel SA counters grow on both sides, only ESP is on the wire; SIGTERM leaves nothing.
+func TestGatewayStrongswan(t *testing.T) {
+	t.Parallel()
+	sets := []struct{ name, ike, esp string }{
+		{"3des-sha1-modp1024", "3des-sha1-modp1024", "3des-sha1-modp1024"},
+		{"aes256gcm16", "aes256-sha256-modp2048", "aes256gcm16-modp2048"},
+	}
+	for _, set := range sets {
+		for _, encap := range []bool{false, true} {
+			name := set.name + "/raw"
+			natt := "off"
+			if encap {
+				name, natt = set.name+"/natt", "force"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				l := newLab(t)
+				before := netSnapshot(t, &l.a)
+				startCharon(t, charonConfig{Local: &l.b, Peer: &l.a, PSK: labPSK, IKEProposal: set.ike, ESPProposal: set.esp, Encap: encap})
+				g := startEspgw(t, gwConfig{Local: &l.a, Peer: &l.b, PSK: labPSK, IKEProposal: set.ike, ESPProposal: set.esp,
+					NATTraversal: natt, Start: "always"})
+				st := g.waitUp(t, 30*time.Second)
+				if st.Datapath != "xfrm" {
+					t.Fatalf("espgw datapath %q, want xfrm", st.Datapath)
+				}
+				sa := st.IPsecSAs[0]
+				if encap != (sa.EncapPort == 4500) {
+					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapPort, natt)
+				}
+				const pings = 3
+				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
+					t.Fatalf("through the tunnel: %v", err)
+				}
+				wire := captureWire(t, l)
+				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), pings-1); err != nil {
+					t.Fatalf("through the tunnel: %v", err)
+				}
+				wire.requireOnlyESP(t, encap, pings-1)
+				in, out := spi(t, sa.SPIIn), spi(t, sa.SPIOut)
+				for _, c := range []struct {
+					s   *site
+					spi uint32
+				}{{&l.a, in}, {&l.a, out}, {&l.b, in}, {&l.b, out}} {
+					if n := ipXfrmPackets(t, c.s.ns, c.spi); n < pings {
+						t.Errorf("netns %s: SA 0x%08x carried %d packets, want >= %d", c.s.ns.Name(), c.spi, n, pings)
+					}
+				}
+				g.stop(t)
+				requireClean(t, &l.a, before)
+			})
+		}
+	}
+}
+
+// TestGatewayPair (suite case 2, 6): two espgw, the initiator on xfrm and the responder on
+// xfrm or userspace; ping and a TCP transfer whose hash matches; SIGTERM leaves nothing.
+func TestGatewayPair(t *testing.T) {
+	t.Parallel()
+	for _, peerDP := range []string{"xfrm", "userspace"} {
+		t.Run("xfrm-"+peerDP, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			beforeA, beforeB := netSnapshot(t, &l.a), netSnapshot(t, &l.b)
+			cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256gcm16-modp2048", NATTraversal: "off"}
+			cb := cfg
+			cb.Local, cb.Peer, cb.Datapath, cb.Start = &l.b, &l.a, peerDP, "on-demand"
+			gb := startEspgw(t, cb)
+			ca := cfg
+			ca.Local, ca.Peer, ca.Start = &l.a, &l.b, "always"
+			ga := startEspgw(t, ca)
+			ga.waitUp(t, 30*time.Second)
+			if st := gb.waitUp(t, 10*time.Second); st.Datapath != peerDP {
+				t.Fatalf("responder datapath %q, want %s", st.Datapath, peerDP)
+			}
+			wire := captureWire(t, l)
+			if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 3); err != nil {
+				t.Fatalf("ping a -> b: %v", err)
+			}
+			tcpTransfer(t, l.a.ns, l.a.inner, l.b.ns, l.b.inner, 512<<10)
+			tcpTransfer(t, l.b.ns, l.b.inner, l.a.ns, l.a.inner, 512<<10)
+			wire.requireOnlyESP(t, false, 100)
+			ga.stop(t)
+			gb.stop(t)
+			requireClean(t, &l.a, beforeA)
+			requireClean(t, &l.b, beforeB)
+		})
+	}
+}
+
+// TestGatewayOnDemand (suite case 3): with start: on-demand nothing is negotiated until the
+// first packet; its ACQUIRE brings the tunnel up; after that every ping passes.
+func TestGatewayOnDemand(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	before := netSnapshot(t, &l.a)
+	cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256-sha256-modp2048", NATTraversal: "off", Start: "on-demand"}
+	cb := cfg
+	cb.Local, cb.Peer = &l.b, &l.a
+	startEspgw(t, cb)
+	ca := cfg
+	ca.Local, ca.Peer = &l.a, &l.b
+	ga := startEspgw(t, ca)
+
+	time.Sleep(2 * time.Second) // an eager daemon would have negotiated by now
+	st, err := ga.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.IKESAs) != 0 || len(st.IPsecSAs) != 0 {
+		t.Fatalf("before any traffic: status %+v, want no IKE or IPsec SA", st)
+	}
+	requireNoXfrmState(t, &l.a)
+
+	first := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1)
+	t.Logf("first ping (may be lost while the tunnel comes up): %v", first)
+	ga.waitUp(t, 30*time.Second)
+	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 5); err != nil {
+		t.Fatalf("after the ACQUIRE brought the tunnel up: %v", err)
+	}
+	ga.stop(t)
+	requireClean(t, &l.a, before)
+}
+
+// TestGatewayExpiry (suite case 4): a short tunnel lifetime makes the kernel report a soft
+// expire, espgw rekeys (a new SPI pair while traffic continues), and the hard expire removes
+// the old SAs from the kernel.
+func TestGatewayExpiry(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	before := netSnapshot(t, &l.a)
+	cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256gcm16-modp2048", NATTraversal: "off", Lifetime: "15s"}
+	cb := cfg
+	cb.Local, cb.Peer, cb.Start = &l.b, &l.a, "on-demand"
+	startEspgw(t, cb)
+	ca := cfg
+	ca.Local, ca.Peer, ca.Start = &l.a, &l.b, "always"
+	ga := startEspgw(t, ca)
+	st := ga.waitUp(t, 30*time.Second)
+	oldIn, oldOut := spi(t, st.IPsecSAs[0].SPIIn), spi(t, st.IPsecSAs[0].SPIOut)
+
+	testutil.WaitFor(t, 25*time.Second, func() (bool, error) {
+		st, err := ga.status()
+		if err != nil {
+			return false, err
+		}
+		for _, sa := range st.IPsecSAs {
+			if sa.SPIIn != st.IPsecSAs[0].SPIIn || spi(t, sa.SPIIn) != oldIn {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 3); err != nil {
+		t.Fatalf("after the rekey: %v", err)
+	}
+	testutil.WaitFor(t, 25*time.Second, func() (bool, error) {
+		return !hasXfrmState(t, &l.a, oldIn) && !hasXfrmState(t, &l.a, oldOut), nil
+	})
+	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 3); err != nil {
+		t.Fatalf("after the old SAs expired: %v", err)
+	}
+	ga.stop(t)
+	requireClean(t, &l.a, before)
+}
