@@ -40,3 +40,11 @@ type Bind interface {
 	// Close closes every socket.
 	Close() error
 }
+
+// ESPBatchSender is implemented by Binds that can send many ESP-in-UDP packets to one peer
+// in few system calls (sendmmsg, UDP GSO). The userspace datapath uses it when present.
+type ESPBatchSender interface {
+	// SendESPBatch sends each of pkts as one datagram from local to remote, in order. The
+	// packets are not kept after it returns.
+	SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) error
+}

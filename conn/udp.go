@@ -8,6 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // ListenOptions configures Listen.
@@ -34,7 +38,7 @@ const (
 // peer talks to. It is safe for concurrent use.
 type UDPBind struct {
 	ike      chan Packet
-	sockets  map[netip.AddrPort]*net.UDPConn
+	sockets  map[netip.AddrPort]*udpSocket
 	esp      atomic.Pointer[ESPHandler]
 	nattPort uint16
 	closed   chan struct{}
@@ -42,7 +46,26 @@ type UDPBind struct {
 	wg       sync.WaitGroup
 }
 
-var _ Bind = (*UDPBind)(nil)
+// udpSocket is one bound socket and what its kernel supports.
+type udpSocket struct {
+	c       *net.UDPConn
+	batch   batchConn
+	local   netip.AddrPort
+	gro     bool        // UDP_GRO on: received buffers may hold several datagrams
+	gso     atomic.Bool // UDP_SEGMENT works; cleared when the route refuses it
+	senders sync.Pool   // *espSender
+}
+
+// batchConn is the recvmmsg/sendmmsg part shared by ipv4.PacketConn and ipv6.PacketConn.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+var (
+	_ Bind           = (*UDPBind)(nil)
+	_ ESPBatchSender = (*UDPBind)(nil)
+)
 
 // Listen opens the IKE and NAT-T sockets on every address.
 func Listen(addrs []netip.Addr, opts ListenOptions) (*UDPBind, error) {
@@ -57,7 +80,7 @@ func Listen(addrs []netip.Addr, opts ListenOptions) (*UDPBind, error) {
 	}
 	b := &UDPBind{
 		ike:      make(chan Packet, 256),
-		sockets:  make(map[netip.AddrPort]*net.UDPConn),
+		sockets:  make(map[netip.AddrPort]*udpSocket),
 		nattPort: uint16(opts.NATTPort),
 		closed:   make(chan struct{}),
 	}
@@ -72,18 +95,30 @@ func Listen(addrs []netip.Addr, opts ListenOptions) (*UDPBind, error) {
 				b.closeSockets()
 				return nil, fmt.Errorf("conn: listen on %v: %w", ap, err)
 			}
-			b.sockets[ap] = c
-			if port == opts.NATTPort && opts.KernelESPInUDP {
+			s := &udpSocket{c: c, local: ap, batch: ipv4.NewPacketConn(c)}
+			if ap.Addr().Is6() {
+				s.batch = ipv6.NewPacketConn(c)
+			}
+			s.senders.New = func() any { return new(espSender) }
+			b.sockets[ap] = s
+			if port != opts.NATTPort {
+				continue
+			}
+			if opts.KernelESPInUDP {
 				if err := setESPInUDP(c); err != nil {
 					b.closeSockets()
 					return nil, fmt.Errorf("conn: UDP_ENCAP on %v: %w", ap, err)
 				}
 			}
+			// ESP in user space: big buffers, and GRO/GSO unless the kernel decapsulates.
+			gro, gso := tuneSocket(c, !opts.KernelESPInUDP)
+			s.gro = gro
+			s.gso.Store(gso)
 		}
 	}
-	for ap, c := range b.sockets {
+	for _, s := range b.sockets {
 		b.wg.Add(1)
-		go b.receive(c, ap)
+		go b.receive(s)
 	}
 	return b, nil
 }
@@ -111,38 +146,73 @@ func (b *UDPBind) LocalAddrs() []netip.AddrPort {
 	return out
 }
 
-func (b *UDPBind) receive(c *net.UDPConn, local netip.AddrPort) {
+// receive reads batches of datagrams from s until it is closed. With GRO one buffer holds
+// several datagrams of the segment size reported in the control message; each is
+// classified on its own, since IKE and ESP of one peer share the flow.
+func (b *UDPBind) receive(s *udpSocket) {
 	defer b.wg.Done()
-	buf := make([]byte, maxDatagram)
+	n := 1
+	if s.gro {
+		n = recvBatch
+	}
+	msgs := make([]ipv4.Message, n)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+		msgs[i].OOB = make([]byte, groCmsgSpace)
+	}
 	for {
-		n, remote, err := c.ReadFromUDPAddrPort(buf)
+		k, err := s.batch.ReadBatch(msgs, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
-		data := buf[:n]
-		if local.Port() == b.nattPort {
-			var k datagramKind
-			if data, k = classifyNATT(data); k == kindESP {
-				if h := b.esp.Load(); h != nil && *h != nil {
-					(*h)(data, local, remote)
-				}
-				continue
-			} else if k == kindKeepalive {
+		for _, m := range msgs[:k] {
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
 				continue
 			}
-		}
-		pkt := Packet{Data: append([]byte(nil), data...), Local: local, Remote: remote}
-		select {
-		case b.ike <- pkt:
-		case <-b.closed:
-			return
-		default: // full queue: drop like a congested socket would
+			ap := ua.AddrPort()
+			remote := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			data := m.Buffers[0][:m.N]
+			seg := groSegmentSize(m.OOB[:m.NN])
+			if seg <= 0 {
+				seg = len(data)
+			}
+			for len(data) > 0 {
+				d := data[:min(seg, len(data))]
+				data = data[len(d):]
+				if !b.deliver(d, s.local, remote) {
+					return
+				}
+			}
 		}
 	}
+}
+
+// deliver hands one datagram to the ESP handler or the IKE queue; it reports false once
+// the Bind is closed.
+func (b *UDPBind) deliver(data []byte, local, remote netip.AddrPort) bool {
+	if local.Port() == b.nattPort {
+		var k datagramKind
+		if data, k = classifyNATT(data); k == kindESP {
+			if h := b.esp.Load(); h != nil && *h != nil {
+				(*h)(data, local, remote)
+			}
+			return true
+		} else if k == kindKeepalive {
+			return true
+		}
+	}
+	pkt := Packet{Data: append([]byte(nil), data...), Local: local, Remote: remote}
+	select {
+	case b.ike <- pkt:
+	case <-b.closed:
+		return false
+	default: // full queue: drop like a congested socket would
+	}
+	return true
 }
 
 // datagramKind is what a datagram on the NAT-T port carries (RFC 3948 2.2, 2.3).
@@ -169,7 +239,7 @@ func classifyNATT(b []byte) ([]byte, datagramKind) {
 // IKE implements Bind.
 func (b *UDPBind) IKE() <-chan Packet { return b.ike }
 
-func (b *UDPBind) socket(local netip.AddrPort) (*net.UDPConn, error) {
+func (b *UDPBind) socket(local netip.AddrPort) (*udpSocket, error) {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	c, ok := b.sockets[local]
 	if !ok {
@@ -187,7 +257,7 @@ func (b *UDPBind) SendIKE(msg []byte, local, remote netip.AddrPort) error {
 	if local.Port() == b.nattPort {
 		msg = append(make([]byte, NonESPMarkerLen, NonESPMarkerLen+len(msg)), msg...)
 	}
-	if _, err := c.WriteToUDPAddrPort(msg, remote); err != nil {
+	if _, err := c.c.WriteToUDPAddrPort(msg, remote); err != nil {
 		return fmt.Errorf("conn: send IKE %v -> %v: %w", local, remote, err)
 	}
 	return nil
@@ -199,8 +269,40 @@ func (b *UDPBind) SendESP(pkt []byte, local, remote netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.WriteToUDPAddrPort(pkt, remote); err != nil {
+	if _, err := c.c.WriteToUDPAddrPort(pkt, remote); err != nil {
 		return fmt.Errorf("conn: send ESP %v -> %v: %w", local, remote, err)
+	}
+	return nil
+}
+
+// SendESPBatch implements ESPBatchSender: runs of equal-size packets leave as UDP GSO
+// messages where the kernel supports it, and all messages in one sendmmsg. If the route
+// refuses GSO (EIO: no checksum offload on the device), the socket stops using it and the
+// rest is sent datagram by datagram, still batched.
+func (b *UDPBind) SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) error {
+	s, err := b.socket(local)
+	if err != nil {
+		return err
+	}
+	sd := s.senders.Get().(*espSender)
+	defer s.senders.Put(sd)
+	ua := sd.udpAddr(remote)
+	for len(pkts) > 0 {
+		gso := s.gso.Load()
+		msgs := sd.build(pkts, ua, gso)
+		n, err := s.batch.WriteBatch(msgs, 0)
+		for _, m := range msgs[:max(n, 0)] {
+			pkts = pkts[len(m.Buffers):]
+		}
+		switch {
+		case err == nil && n > 0:
+		case gso && errors.Is(err, unix.EIO):
+			s.gso.Store(false)
+		case err == nil:
+			return fmt.Errorf("conn: send ESP %v -> %v: sendmmsg sent 0 of %d messages", local, remote, len(msgs))
+		default:
+			return fmt.Errorf("conn: send ESP batch %v -> %v: %w", local, remote, err)
+		}
 	}
 	return nil
 }
@@ -220,7 +322,7 @@ func (b *UDPBind) Close() error {
 }
 
 func (b *UDPBind) closeSockets() {
-	for _, c := range b.sockets {
-		c.Close()
+	for _, s := range b.sockets {
+		s.c.Close()
 	}
 }

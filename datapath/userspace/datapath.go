@@ -3,9 +3,11 @@
 // protocol 50. It carries traffic where the kernel has no ESP (containers, OpenVZ/LXC, or
 // kernels built without INET_ESP).
 //
-// Outbound: TUN → SPD lookup → newest SA of the policy's reqid → seal in place → send.
-// Inbound: Bind / raw socket → queue → SAD lookup by SPI → replay check, ICV, decrypt,
-// window update (datapath/esp) → selector check → batched TUN write.
+// Outbound: TUN (TSO super-packets split into segments) → SPD lookup → newest SA of the
+// policy's reqid → seal in place → batched send (sendmmsg + UDP GSO via
+// conn.ESPBatchSender). Inbound, on the receiving goroutine: Bind (recvmmsg + UDP GRO) /
+// raw socket → SAD lookup by SPI → replay check, ICV, decrypt, window update
+// (datapath/esp) → selector check → queue; then the worker: batched TUN write (GRO).
 package userspace
 
 import (

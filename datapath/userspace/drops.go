@@ -36,3 +36,5 @@ func (r DropReason) String() string {
 type dropCounters [numDropReasons]atomic.Uint64
 
 func (c *dropCounters) inc(r DropReason) { c[r].Add(1) }
+
+func (c *dropCounters) add(r DropReason, n uint64) { c[r].Add(n) }

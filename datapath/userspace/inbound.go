@@ -17,10 +17,12 @@ const (
 	tunWriteOffset = 16
 )
 
-// packetBuf holds one received ESP packet (from the SPI) in data[:n].
+// packetBuf holds one received ESP packet (from the SPI) in data[:n]; once opened, inner
+// is the decrypted inner packet within data.
 type packetBuf struct {
-	data []byte
-	n    int
+	data  []byte
+	n     int
+	inner []byte
 }
 
 func (d *Datapath) startInbound() {
@@ -36,7 +38,8 @@ func (d *Datapath) startInbound() {
 }
 
 // receiveUDP is the conn.ESPHandler: it copies the packet (the Bind reuses its buffer) and
-// queues it for the worker.
+// queues it for the worker. With every buffer in use it waits: the Bind's socket buffer
+// then absorbs the burst, instead of dropping packets that TCP would have to retransmit.
 func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	if len(pkt) > d.bufSize {
 		d.drops.inc(DropTooBig)
@@ -45,10 +48,19 @@ func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	select {
 	case b := <-d.free:
 		b.n = copy(b.data, pkt)
-		d.inQueue <- b // cannot block: the queue holds every buffer
-	default:
-		d.drops.inc(DropQueueFull)
+		d.openAndQueue(b)
+	case <-d.done:
 	}
+}
+
+// openAndQueue decrypts b on the receiving goroutine, so decryption runs in parallel with
+// the worker's TUN writes, and queues the survivors for the worker.
+func (d *Datapath) openAndQueue(b *packetBuf) {
+	if b.inner = d.open(d.state.Load(), b); b.inner == nil {
+		d.free <- b // cannot block: b came from free
+		return
+	}
+	d.inQueue <- b // cannot block: the queue holds every buffer
 }
 
 // rawReceiveLoop reads IP protocol 50; net.IPConn strips the outer IPv4 header.
@@ -70,12 +82,12 @@ func (d *Datapath) rawReceiveLoop() {
 			continue
 		}
 		b.n = n
-		d.inQueue <- b
+		d.openAndQueue(b)
 	}
 }
 
-// inboundWorker opens queued packets in batches and writes the survivors to the TUN in
-// one call, so the TUN can coalesce TCP segments (GRO).
+// inboundWorker writes batches of opened packets to the TUN in one call, so the TUN can
+// coalesce TCP segments (GRO).
 func (d *Datapath) inboundWorker() {
 	batch := make([]*packetBuf, 0, inboundBatch)
 	writes := make([][]byte, 0, inboundBatch)
@@ -95,19 +107,15 @@ func (d *Datapath) inboundWorker() {
 				break fill
 			}
 		}
-		st := d.state.Load()
 		for _, b := range batch {
-			if inner := d.open(st, b); inner != nil {
-				off := len(b.data) - cap(inner) // inner starts at b.data[off]
-				writes = append(writes, b.data[off-tunWriteOffset:off+len(inner)])
-			}
+			off := len(b.data) - cap(b.inner) // inner starts at b.data[off]
+			writes = append(writes, b.data[off-tunWriteOffset:off+len(b.inner)])
 		}
-		if len(writes) > 0 {
-			if _, err := d.tun.Write(writes, tunWriteOffset); err != nil && !d.closed.Load() {
-				d.drops.inc(DropSend)
-			}
+		if _, err := d.tun.Write(writes, tunWriteOffset); err != nil && !d.closed.Load() {
+			d.drops.inc(DropSend)
 		}
 		for i, b := range batch {
+			b.inner = nil
 			d.free <- b
 			batch[i] = nil
 		}

@@ -7,6 +7,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/esp"
 )
@@ -18,20 +19,30 @@ const bufOffset = 64
 // acquireInterval rate-limits acquire events per policy.
 const acquireInterval = time.Second
 
-// outboundLoop reads batches from the TUN, seals each packet in place and sends it.
-// One goroutine: sequence numbers leave in order, and the buffers are reused.
+// outboundLoop reads batches from the TUN (the TUN splits TSO super-packets into MTU-size
+// segments), seals each packet in place and sends the batch with as few system calls as
+// the Bind allows. One goroutine: sequence numbers leave in order, and the buffers are
+// reused.
 func (d *Datapath) outboundLoop() {
 	batch := d.tun.BatchSize()
 	bufs, sizes := make([][]byte, batch), make([]int, batch)
 	for i := range bufs {
 		bufs[i] = make([]byte, d.bufSize)
 	}
+	out := sendQueue{pkts: make([][]byte, 0, batch)}
 	for {
 		n, err := d.tun.Read(bufs, sizes, bufOffset)
 		st := d.state.Load()
 		for i := range n {
-			d.sendOne(st, bufs[i], sizes[i])
+			if pkt, o := d.seal(st, bufs[i], sizes[i]); pkt != nil {
+				if o != out.sa {
+					d.flush(&out)
+					out.sa = o
+				}
+				out.pkts = append(out.pkts, pkt)
+			}
 		}
+		d.flush(&out)
 		if err != nil {
 			if d.closed.Load() || errors.Is(err, os.ErrClosed) {
 				return
@@ -45,24 +56,60 @@ func (d *Datapath) outboundLoop() {
 	}
 }
 
-// sendOne protects the n-byte packet at buf[bufOffset:] and sends it to its SA's peer.
-func (d *Datapath) sendOne(st *tables, buf []byte, n int) {
+// sendQueue collects sealed packets of one outbound SA until they are flushed.
+type sendQueue struct {
+	sa   *outSA
+	pkts [][]byte
+}
+
+// flush sends the queued packets: ESP in UDP in one batch when the Bind can, raw ESP one
+// by one.
+func (d *Datapath) flush(q *sendQueue) {
+	if len(q.pkts) == 0 {
+		return
+	}
+	o := q.sa
+	switch bs, ok := d.opts.Bind.(conn.ESPBatchSender); {
+	case o.rawDst != nil:
+		for _, pkt := range q.pkts {
+			if _, _, err := d.raw.WriteMsgIP(pkt, o.rawOOB, o.rawDst); err != nil {
+				d.drops.inc(DropSend)
+			}
+		}
+	case ok:
+		if err := bs.SendESPBatch(q.pkts, o.local, o.remote); err != nil {
+			d.drops.add(DropSend, uint64(len(q.pkts)))
+		}
+	default:
+		for _, pkt := range q.pkts {
+			if err := d.opts.Bind.SendESP(pkt, o.local, o.remote); err != nil {
+				d.drops.inc(DropSend)
+			}
+		}
+	}
+	clear(q.pkts)
+	q.pkts = q.pkts[:0]
+}
+
+// seal protects the n-byte packet at buf[bufOffset:] with its policy's SA and returns the
+// ESP packet (within buf) and the SA, or nil after counting why the packet was dropped.
+func (d *Datapath) seal(st *tables, buf []byte, n int) ([]byte, *outSA) {
 	inner := buf[bufOffset : bufOffset+n]
 	f, ok := parseFlow(inner)
 	if !ok {
 		d.drops.inc(DropMalformed)
-		return
+		return nil, nil
 	}
 	pol := st.lookupPolicy(&f)
 	if pol == nil {
 		d.drops.inc(DropNoPolicy)
-		return
+		return nil, nil
 	}
 	o := st.outbound(pol.p.ReqID)
 	if o == nil {
 		d.drops.inc(DropNoSA)
 		d.acquire(pol)
-		return
+		return nil, nil
 	}
 	nh := uint8(esp.NextHeaderIPv4)
 	if inner[0]>>4 == 6 {
@@ -72,19 +119,12 @@ func (d *Datapath) sendOne(st *tables, buf []byte, n int) {
 	switch {
 	case errors.Is(err, esp.ErrSeqOverflow), errors.Is(err, esp.ErrHardLifetime):
 		d.drops.inc(DropExpired)
-		return
+		return nil, nil
 	case err != nil:
 		d.drops.inc(DropTooBig)
-		return
+		return nil, nil
 	}
-	if o.rawDst != nil {
-		_, _, err = d.raw.WriteMsgIP(pkt, o.rawOOB, o.rawDst)
-	} else {
-		err = d.opts.Bind.SendESP(pkt, o.local, o.remote)
-	}
-	if err != nil {
-		d.drops.inc(DropSend)
-	}
+	return pkt, o
 }
 
 // acquire asks the control plane for an SA, at most once per policy per acquireInterval.
