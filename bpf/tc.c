@@ -37,7 +37,8 @@ struct policy_counters {
 	__u64 events;
 };
 
-/* struct flow is a 5-tuple as it appears in the packet; ports are zero when absent. */
+/* struct flow is a 5-tuple as it appears in the packet; ports are zero when absent. Aligned to
+ * 8 so that it can be hashed and compared as two 64-bit words. */
 struct flow {
 	__u32 saddr;
 	__u32 daddr;
@@ -45,12 +46,30 @@ struct flow {
 	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
-};
+} __attribute__((aligned(8)));
 
 struct flow_stats {
 	struct counter c;
 	__u32 policy_id;
 	__u32 pad;
+};
+
+/* struct flow_cache_entry holds the traffic of one flow not yet added to flows, and the policy
+ * slot the flow was classified into while policy_gen was gen. */
+struct flow_cache_entry {
+	struct flow key;
+	struct flow_stats s;
+	__u32 gen;
+	__u8 slot;
+	__u8 egress;
+	__u8 pad[2];
+};
+
+/* struct candidates lists the policy slots whose remote prefix contains an LPM key, in order
+ * of ascending priority, so that the first one that matches the packet wins. */
+struct candidates {
+	__u8 slot[MAX_POLICIES];
+	__u32 n;
 };
 
 /* struct event asks the control plane to negotiate the SA of policy_id (start: on-demand). */
@@ -62,16 +81,16 @@ struct event {
 /* Emits struct event into BTF so bpf2go generates its Go twin. */
 const struct event *unused_event __attribute__((unused));
 
-/* remote_prefixes maps a remote selector prefix to the set of policy slots whose remote prefix
- * contains it. All prefixes covering one address form a chain, so the longest match yields
- * every policy whose remote prefix contains the address. The local prefix is then checked per
- * candidate with a mask: cheaper than a second trie lookup for the few candidates there are. */
+/* remote_prefixes maps a remote selector prefix to the policies whose remote prefix contains it.
+ * All prefixes covering one address form a chain, so the longest match yields every policy
+ * whose remote prefix contains the address. The local prefix is then checked per candidate
+ * with a mask: cheaper than a second trie lookup for the few candidates there are. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4 * MAX_POLICIES);
 	__type(key, struct lpm_key);
-	__type(value, __u64); /* bit i = policy slot i */
+	__type(value, struct candidates);
 } remote_prefixes SEC(".maps");
 
 struct {
@@ -104,10 +123,29 @@ struct {
 	__type(value, struct flow_stats);
 } flows SEC(".maps");
 
+/* FLOW_CACHE_SLOTS is the size of flow_cache, a power of two. */
+#define FLOW_CACHE_SLOTS 256
+
+/* flow_cache is a per-CPU direct-mapped cache of flows: a packet of the flow in its slot reuses
+ * the slot's classification (no trie lookup) and only adds to the slot's counts; a packet of
+ * another flow is classified and first moves the slot's counts into flows (a hash lookup, the
+ * cost every packet paid without the cache). The loader adds what the cache holds when it
+ * reads flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+	__type(key, __u32); /* flow_slot() */
+	__type(value, struct flow_cache_entry);
+} flow_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
+
+/* policy_gen changes whenever the loader changes the policies; a flow_cache entry classified
+ * under another generation is classified again. */
+volatile __u32 policy_gen;
 
 /* event_interval_ns is the minimum time between two events of one policy; set at load. */
 volatile const __u64 event_interval_ns = 1000000000;
@@ -115,56 +153,38 @@ volatile const __u64 event_interval_ns = 1000000000;
 /* last_event is the time of the last event per slot; races between CPUs only cost an event. */
 __u64 last_event[MAX_POLICIES];
 
-static __always_inline __u32 ctz64(__u64 x)
-{
-	__u32 n = 0;
-
-	if (!(x & 0xffffffff)) { n += 32; x >>= 32; }
-	if (!(x & 0xffff)) { n += 16; x >>= 16; }
-	if (!(x & 0xff)) { n += 8; x >>= 8; }
-	if (!(x & 0xf)) { n += 4; x >>= 4; }
-	if (!(x & 0x3)) { n += 2; x >>= 2; }
-	if (!(x & 0x1)) { n += 1; }
-	return n;
-}
-
-/* classify returns the slot of the best policy matching the packet, or -1. Ports are only
- * compared when known; a policy with a port never matches a packet without ports. */
-static __always_inline int classify(__u32 local, __u32 remote, __u8 proto, __u16 lport,
-				    __u16 rport, bool ports_known)
+/* classify returns the policy that matches the packet with the lowest priority value and its
+ * slot, or NULL. Ports are only compared when known; a policy with a port never matches a
+ * packet without ports. */
+static __always_inline struct policy *classify(__u32 local, __u32 remote, __u8 proto, __u16 lport,
+					       __u16 rport, bool ports_known, __u32 *slotp)
 {
 	struct lpm_key key = { .prefixlen = 32, .addr = remote };
-	__u64 *set, cand;
-	__u32 best_prio = ~0U;
-	int best = -1;
+	struct candidates *c = bpf_map_lookup_elem(&remote_prefixes, &key);
 
-	set = bpf_map_lookup_elem(&remote_prefixes, &key);
-	if (!set)
-		return -1;
-	cand = *set;
-
-	for (int n = 0; n < MAX_POLICIES && cand; n++) {
-		__u32 slot = ctz64(cand);
+	if (!c)
+		return NULL;
+	for (__u32 i = 0; i < MAX_POLICIES; i++) {
+		__u32 slot;
 		struct policy *p;
 
-		cand &= cand - 1;
+		if (i >= c->n)
+			break;
+		slot = c->slot[i];
 		p = bpf_map_lookup_elem(&policies, &slot);
 		if (!p || !(p->flags & POLICY_VALID) || (local & p->local_mask) != p->local)
 			continue;
 		if (p->proto && p->proto != proto)
 			continue;
-		if ((p->lport || p->rport) && !ports_known)
-			continue;
-		if (p->lport && p->lport != lport)
-			continue;
-		if (p->rport && p->rport != rport)
-			continue;
-		if (p->priority < best_prio) {
-			best_prio = p->priority;
-			best = slot;
+		if (p->lport || p->rport) {
+			if (!ports_known || (p->lport && p->lport != lport) ||
+			    (p->rport && p->rport != rport))
+				continue;
 		}
+		*slotp = slot;
+		return p;
 	}
-	return best;
+	return NULL;
 }
 
 /* clamp_mss lowers the MSS option of a SYN or SYN-ACK at l4off to at most mss and fixes the
@@ -243,18 +263,70 @@ static __always_inline void send_event(__u32 slot, __u32 policy_id, struct flow 
 		st->events++;
 }
 
-static __always_inline void count_flow(struct flow *f, __u32 policy_id, __u64 len)
-{
-	struct flow_stats *fs = bpf_map_lookup_elem(&flows, f);
+/* union flow_words is a flow as two words, built and compared as such: stored field by field
+ * and loaded as words, it would stall the CPU's store-to-load forwarding for a few ns. */
+union flow_words {
+	struct flow f;
+	__u64 w[2];
+};
 
-	if (fs) {
-		/* Other CPUs' values start zeroed: each CPU records the policy itself. */
-		add_counter(&fs->c, len);
-		fs->policy_id = policy_id;
+/* flow_words returns f as two words, laid out as struct flow on a little-endian CPU. */
+static __always_inline union flow_words flow_words(__u32 saddr, __u32 daddr, __u16 sport,
+						   __u16 dport, __u8 proto)
+{
+	union flow_words fw;
+
+	fw.w[0] = (__u64)daddr << 32 | saddr;
+	fw.w[1] = (__u64)proto << 32 | (__u32)dport << 16 | sport;
+	return fw;
+}
+
+/* flow_slot returns the flow_cache slot of a flow (a multiplicative hash of its two words). */
+static __always_inline __u32 flow_slot(const union flow_words *fw)
+{
+	return ((fw->w[0] ^ fw->w[1]) * 0x9e3779b97f4a7c15ULL) >> 56; /* 1 << (64 - 56) slots */
+}
+
+/* flush_flow adds the counts of a cache entry to flows. */
+static __always_inline void flush_flow(struct flow_cache_entry *e)
+{
+	struct flow_stats *fs = bpf_map_lookup_elem(&flows, &e->key);
+
+	if (!fs) {
+		bpf_map_update_elem(&flows, &e->key, &e->s, BPF_ANY);
 		return;
 	}
-	struct flow_stats init = { .c = { .packets = 1, .bytes = len }, .policy_id = policy_id };
-	bpf_map_update_elem(&flows, f, &init, BPF_ANY);
+	/* Other CPUs' values start zeroed: each CPU records the policy itself. */
+	fs->c.packets += e->s.c.packets;
+	fs->c.bytes += e->s.c.bytes;
+	fs->policy_id = e->s.policy_id;
+}
+
+/* NO_POLICY is the slot of a cached flow that matches no policy. */
+#define NO_POLICY 0xff
+
+/* cache_hit tells whether e holds f classified in this direction under policy generation gen. */
+static __always_inline bool cache_hit(struct flow_cache_entry *e, const union flow_words *fw,
+				      bool egress, __u32 gen)
+{
+	const __u64 *ek = (const __u64 *)&e->key;
+
+	return ek[0] == fw->w[0] && ek[1] == fw->w[1] && e->gen == gen && e->egress == egress;
+}
+
+/* cache_flow makes e hold f, classified into slot (or NO_POLICY) under gen, moving the counts
+ * of the flow e held before into flows. */
+static __always_inline void cache_flow(struct flow_cache_entry *e, struct flow *f, bool egress,
+				       __u32 gen, __u32 slot)
+{
+	if (e->s.c.packets)
+		flush_flow(e);
+	e->key = *f;
+	e->s.c.packets = 0;
+	e->s.c.bytes = 0;
+	e->gen = gen;
+	e->slot = slot;
+	e->egress = egress;
 }
 
 /* handle runs the policy checks on one packet. egress: the packet goes into the tunnel (local
@@ -264,47 +336,68 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	struct flow f = {};
+	union flow_words fw;
 	struct ipv4 h;
 	bool ports_known = false;
-	__u32 slot;
-	int best;
+	__u16 sport = 0, dport = 0;
+	__u32 saddr, daddr;
+	__u8 proto;
+	struct flow_cache_entry *e;
+	struct policy *p = NULL;
+	bool cached = false;
+	__u32 slot, gen;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	if (!parse_ipv4(data, end, l2len, &h))
 		return TC_ACT_OK;
-	f.saddr = h.ip->saddr;
-	f.daddr = h.ip->daddr;
-	f.proto = h.ip->protocol;
-	if (h.first_frag && (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP)) {
+	saddr = h.ip->saddr;
+	daddr = h.ip->daddr;
+	proto = h.ip->protocol;
+	if (h.first_frag && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
 		__be16 *ports = data + h.l4off;
 
 		if ((void *)(ports + 2) <= end) {
-			f.sport = bpf_ntohs(ports[0]);
-			f.dport = bpf_ntohs(ports[1]);
+			sport = bpf_ntohs(ports[0]);
+			dport = bpf_ntohs(ports[1]);
 			ports_known = true;
 		}
 	}
+	fw = flow_words(saddr, daddr, sport, dport, proto);
 
-	if (egress)
-		best = classify(f.saddr, f.daddr, f.proto, f.sport, f.dport, ports_known);
-	else
-		best = classify(f.daddr, f.saddr, f.proto, f.dport, f.sport, ports_known);
-	if (best < 0)
+	gen = policy_gen; /* before classifying: a change after this makes the entry stale */
+	slot = flow_slot(&fw);
+	e = bpf_map_lookup_elem(&flow_cache, &slot);
+	if (!e)
 		return TC_ACT_OK;
-	slot = best;
+	if (cache_hit(e, &fw, egress, gen)) {
+		if (e->slot == NO_POLICY)
+			return TC_ACT_OK;
+		slot = e->slot;
+		p = bpf_map_lookup_elem(&policies, &slot);
+		cached = true;
+	} else {
+		if (egress)
+			p = classify(saddr, daddr, proto, sport, dport, ports_known, &slot);
+		else
+			p = classify(daddr, saddr, proto, dport, sport, ports_known, &slot);
+		if (!p) {
+			cache_flow(e, &fw.f, egress, gen, NO_POLICY);
+			return TC_ACT_OK;
+		}
+	}
+	if (!p)
+		return TC_ACT_OK;
 
-	struct policy *p = bpf_map_lookup_elem(&policies, &slot);
 	struct policy_counters *st = bpf_map_lookup_elem(&policy_stats, &slot);
-	if (!p || !st)
+	if (!st)
 		return TC_ACT_OK;
 	__u64 len = skb->len - l2len;
 	__u32 policy_id = p->id;
 	__u16 mss = p->mss;
 
 	if (egress && !(p->flags & POLICY_SA_UP)) {
-		send_event(slot, policy_id, &f, st);
+		send_event(slot, policy_id, &fw.f, st);
 		if (p->flags & POLICY_PASS) {
 			st->sa_down_passes++;
 			return TC_ACT_OK;
@@ -323,9 +416,12 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	} else {
 		add_counter(&st->in, len);
 	}
-	count_flow(&f, policy_id, len);
+	if (!cached)
+		cache_flow(e, &fw.f, egress, gen, slot);
+	add_counter(&e->s.c, len);
+	e->s.policy_id = policy_id;
 
-	if (mss && f.proto == IPPROTO_TCP && !h.fragment && ports_known &&
+	if (mss && proto == IPPROTO_TCP && !h.fragment && ports_known &&
 	    clamp_mss(skb, h.l4off, h.end, mss))
 		st->mss_rewrites++;
 	return TC_ACT_OK;

@@ -22,6 +22,10 @@ const (
 	// HookIngress runs on packets that came out of the tunnel (local side = destination):
 	// classify, count, clamp the MSS. Attach it on ingress of the decrypted side.
 	HookIngress
+	// HookLANIngress runs HookEgress's program on ingress of a LAN interface: for gateways
+	// that forward a protected LAN into kernel XFRM, where packets bound for the tunnel
+	// arrive from the LAN (local side = source) and never leave through a device of ours.
+	HookLANIngress
 )
 
 func (h Hook) String() string {
@@ -30,6 +34,8 @@ func (h Hook) String() string {
 		return "egress"
 	case HookIngress:
 		return "ingress"
+	case HookLANIngress:
+		return "lan-ingress"
 	}
 	return fmt.Sprintf("Hook(%d)", uint8(h))
 }
@@ -117,19 +123,10 @@ func (l *Loader) AttachTC(ifname string, hook Hook, opts TCOptions) error {
 		return err
 	}
 	l3 := lnk.Attrs().EncapType != "ether" && lnk.Attrs().EncapType != "loopback"
-	var prog *ebpf.Program
-	switch {
-	case hook == HookEgress && !l3:
-		prog = l.tc.EspgwEgressEth
-	case hook == HookEgress:
-		prog = l.tc.EspgwEgressL3
-	case hook == HookIngress && !l3:
-		prog = l.tc.EspgwIngressEth
-	case hook == HookIngress:
-		prog = l.tc.EspgwIngressL3
-	default:
+	prog, ingress, err := l.tcProgram(hook, l3)
+	if err != nil {
 		h.Close()
-		return fmt.Errorf("hook %v: want HookEgress or HookIngress", hook)
+		return err
 	}
 	what := fmt.Sprintf("tc %v on %s", hook, ifname)
 
@@ -137,7 +134,7 @@ func (l *Loader) AttachTC(ifname string, hook Hook, opts TCOptions) error {
 	defer l.mu.Unlock()
 	if !opts.Legacy {
 		attach := ebpf.AttachTCXEgress
-		if hook == HookIngress {
+		if ingress {
 			attach = ebpf.AttachTCXIngress
 		}
 		tcx, err := link.AttachTCX(link.TCXOptions{
@@ -155,7 +152,7 @@ func (l *Loader) AttachTC(ifname string, hook Hook, opts TCOptions) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	a, err := attachLegacy(h, lnk, prog, hook)
+	a, err := attachLegacy(h, lnk, prog, ingress)
 	if err != nil {
 		h.Close()
 		return fmt.Errorf("%s (clsact): %w", what, err)
@@ -165,7 +162,27 @@ func (l *Loader) AttachTC(ifname string, hook Hook, opts TCOptions) error {
 	return nil
 }
 
-func attachLegacy(h *netlink.Handle, lnk netlink.Link, prog *ebpf.Program, hook Hook) (*legacyAttachment, error) {
+// tcProgram returns the program for hook on an L3 (TUN) or Ethernet device and whether it
+// runs at ingress.
+func (l *Loader) tcProgram(hook Hook, l3 bool) (prog *ebpf.Program, ingress bool, err error) {
+	switch {
+	case hook == HookEgress && !l3:
+		return l.tc.EspgwEgressEth, false, nil
+	case hook == HookEgress:
+		return l.tc.EspgwEgressL3, false, nil
+	case hook == HookIngress && !l3:
+		return l.tc.EspgwIngressEth, true, nil
+	case hook == HookIngress:
+		return l.tc.EspgwIngressL3, true, nil
+	case hook == HookLANIngress && !l3:
+		return l.tc.EspgwEgressEth, true, nil
+	case hook == HookLANIngress:
+		return l.tc.EspgwEgressL3, true, nil
+	}
+	return nil, false, fmt.Errorf("hook %v: want HookEgress, HookIngress or HookLANIngress", hook)
+}
+
+func attachLegacy(h *netlink.Handle, lnk netlink.Link, prog *ebpf.Program, ingress bool) (*legacyAttachment, error) {
 	a := &legacyAttachment{handle: h}
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
@@ -183,7 +200,7 @@ func attachLegacy(h *netlink.Handle, lnk netlink.Link, prog *ebpf.Program, hook 
 		return nil, fmt.Errorf("add clsact qdisc: %w", err)
 	}
 	parent := uint32(netlink.HANDLE_MIN_EGRESS)
-	if hook == HookIngress {
+	if ingress {
 		parent = netlink.HANDLE_MIN_INGRESS
 	}
 	a.filter = &netlink.BpfFilter{

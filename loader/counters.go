@@ -1,9 +1,7 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -133,42 +131,6 @@ func (l *Loader) XDPCounters() (XDPCounters, error) {
 	}, nil
 }
 
-// SetPeers replaces the set of IKE peers the XDP filter lets through.
-func (l *Loader) SetPeers(peers []netip.Addr) error {
-	want := make(map[uint32]bool, len(peers))
-	for _, a := range peers {
-		if !a.Is4() {
-			return fmt.Errorf("peer %v: want an IPv4 address", a)
-		}
-		want[addrToKernel(a)] = true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k := range want {
-		if err := l.xdp.Peers.Update(k, uint8(1), ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("add peer %v: %w", addrFromKernel(k), err)
-		}
-	}
-	var k uint32
-	var v uint8
-	var stale []uint32
-	iter := l.xdp.Peers.Iterate()
-	for iter.Next(&k, &v) {
-		if !want[k] {
-			stale = append(stale, k)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("list peers: %w", err)
-	}
-	for _, k := range stale {
-		if err := l.xdp.Peers.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete peer %v: %w", addrFromKernel(k), err)
-		}
-	}
-	return nil
-}
-
 // Flow is the traffic of one 5-tuple that matched a policy.
 type Flow struct {
 	Flow5
@@ -177,25 +139,49 @@ type Flow struct {
 }
 
 // TopFlows returns the n flows with the most bytes, most first (n <= 0: all). Flows are kept in
-// an LRU table of Options.MaxFlows entries, so long-idle flows may be missing.
+// an LRU table of Options.MaxFlows entries, so long-idle flows may be missing. While traffic
+// flows, a flow may briefly miss the packets the kernel is moving from its per-CPU cache into
+// that table.
 func (l *Loader) TopFlows(n int) ([]Flow, error) {
-	var flows []Flow
+	byKey := make(map[tcFlow]*Flow)
+	add := func(key tcFlow, s tcFlowStats) {
+		f := byKey[key]
+		if f == nil {
+			f = &Flow{Flow5: flowFromKernel(key)}
+			byKey[key] = f
+		}
+		f.Packets += s.C.Packets
+		f.Bytes += s.C.Bytes
+		if s.C.Packets != 0 {
+			f.PolicyID = s.PolicyId
+		}
+	}
+	// The table before the cache: a count moving between them is missed, never counted twice.
 	var key tcFlow
 	var perCPU []tcFlowStats
 	iter := l.tc.Flows.Iterate()
 	for iter.Next(&key, &perCPU) {
-		f := Flow{Flow5: flowFromKernel(key)}
 		for _, v := range perCPU {
-			f.Packets += v.C.Packets
-			f.Bytes += v.C.Bytes
-			if v.C.Packets != 0 {
-				f.PolicyID = v.PolicyId
-			}
+			add(key, v)
 		}
-		flows = append(flows, f)
 	}
 	if err := iter.Err(); err != nil {
 		return nil, fmt.Errorf("read flows: %w", err)
+	}
+	var cached []tcFlowCacheEntry
+	for i := uint32(0); i < l.tc.FlowCache.MaxEntries(); i++ {
+		if err := l.tc.FlowCache.Lookup(i, &cached); err != nil {
+			return nil, fmt.Errorf("read flow cache slot %d: %w", i, err)
+		}
+		for _, e := range cached {
+			if e.S.C.Packets != 0 {
+				add(e.Key, e.S)
+			}
+		}
+	}
+	flows := make([]Flow, 0, len(byKey))
+	for _, f := range byKey {
+		flows = append(flows, *f)
 	}
 	slices.SortFunc(flows, func(a, b Flow) int {
 		if a.Bytes != b.Bytes {

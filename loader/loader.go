@@ -43,6 +43,8 @@ type Loader struct {
 	mu          sync.Mutex
 	policies    policyTable
 	outSAs      outboundSAs
+	inSAs       inboundSAs
+	peerSlots   map[uint32]uint32 // what peer_slots holds: slot -> address (kernel order)
 	attachments []attachment
 
 	ring   *ringbuf.Reader

@@ -1,10 +1,11 @@
 package loader
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"math/bits"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -43,8 +44,9 @@ const (
 // their counters) for as long as they exist.
 type policyTable struct {
 	bySlot [MaxPolicies]*Policy
-	slots  map[uint32]int          // policy id -> slot
-	remote map[netip.Prefix]uint64 // what remote_prefixes holds
+	slots  map[uint32]int                // policy id -> slot
+	remote map[netip.Prefix]tcCandidates // what remote_prefixes holds
+	gen    uint32                        // what policy_gen holds
 }
 
 var errNoSlot = errors.New("no free policy slot")
@@ -106,7 +108,10 @@ func (l *Loader) SetPolicy(p Policy) error {
 	}
 	t.slots[p.ID] = slot
 	t.bySlot[slot] = &p
-	return l.syncPrefixes()
+	if err := l.syncPrefixes(); err != nil {
+		return err
+	}
+	return l.newPolicyGeneration()
 }
 
 // SetSAState marks the outbound SA of policy id up (with its SPI) or down.
@@ -141,6 +146,16 @@ func (l *Loader) DeletePolicy(id uint32) error {
 	}
 	if err := l.tc.Policies.Update(uint32(slot), tcPolicy{}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("policy %d: clear slot %d: %w", id, slot, err)
+	}
+	return l.newPolicyGeneration()
+}
+
+// newPolicyGeneration makes the tc programs classify every flow again, after a change of the
+// policies: they cache each flow's policy per policy generation.
+func (l *Loader) newPolicyGeneration() error {
+	l.policies.gen++
+	if err := l.tc.PolicyGen.Set(l.policies.gen); err != nil {
+		return fmt.Errorf("set policy generation %d: %w", l.policies.gen, err)
 	}
 	return nil
 }
@@ -180,31 +195,42 @@ func maskOf(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
 }
 
-// prefixSets maps every selector prefix on one side to the set of slots whose prefix on that
-// side contains it. Prefixes covering one address form a chain, so the kernel's longest-prefix
-// match then yields every policy whose prefix contains the address.
-func prefixSets(bySlot *[MaxPolicies]*Policy, side func(*Policy) netip.Prefix) map[netip.Prefix]uint64 {
-	sets := make(map[netip.Prefix]uint64)
+// candidateLists maps every remote selector prefix to the slots of the policies whose remote
+// prefix contains it, by ascending priority (then slot, so the order is stable). Prefixes
+// covering one address form a chain, so the kernel's longest-prefix match then yields every
+// policy whose remote prefix contains the address, best first.
+func candidateLists(bySlot *[MaxPolicies]*Policy) map[netip.Prefix]tcCandidates {
+	lists := make(map[netip.Prefix]tcCandidates)
 	for _, p := range bySlot {
-		if p != nil {
-			sets[side(p)] = 0
+		if p == nil {
+			continue
 		}
-	}
-	for prefix := range sets {
-		for slot, p := range bySlot {
-			if p != nil && side(p).Bits() <= prefix.Bits() && side(p).Contains(prefix.Addr()) {
-				sets[prefix] |= 1 << slot
+		prefix := p.Selector.Remote
+		if _, ok := lists[prefix]; ok {
+			continue
+		}
+		var slots []int
+		for slot, q := range bySlot {
+			if q != nil && q.Selector.Remote.Bits() <= prefix.Bits() && q.Selector.Remote.Contains(prefix.Addr()) {
+				slots = append(slots, slot)
 			}
 		}
+		slices.SortStableFunc(slots, func(a, b int) int { return cmp.Compare(bySlot[a].Priority, bySlot[b].Priority) })
+		var c tcCandidates
+		for i, slot := range slots {
+			c.Slot[i] = uint8(slot)
+		}
+		c.N = uint32(len(slots))
+		lists[prefix] = c
 	}
-	return sets
+	return lists
 }
 
 // syncPrefixes brings the remote-prefix LPM trie in line with the policy table. Entries are
 // written before stale ones are removed, so a packet never misses a policy that stays.
 func (l *Loader) syncPrefixes() error {
 	t := &l.policies
-	remote := prefixSets(&t.bySlot, func(p *Policy) netip.Prefix { return p.Selector.Remote })
+	remote := candidateLists(&t.bySlot)
 	if err := syncTrie(l.tc.RemotePrefixes, t.remote, remote); err != nil {
 		return fmt.Errorf("remote prefixes: %w", err)
 	}
@@ -212,15 +238,13 @@ func (l *Loader) syncPrefixes() error {
 	return nil
 }
 
-func syncTrie(m *ebpf.Map, old, new map[netip.Prefix]uint64) error {
-	for prefix, set := range new {
-		if old[prefix] == set {
-			if _, ok := old[prefix]; ok {
-				continue
-			}
+func syncTrie(m *ebpf.Map, old, new map[netip.Prefix]tcCandidates) error {
+	for prefix, c := range new {
+		if o, ok := old[prefix]; ok && o == c {
+			continue
 		}
-		if err := m.Update(lpmKey(prefix), set, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("write %v (%d policies): %w", prefix, bits.OnesCount64(set), err)
+		if err := m.Update(lpmKey(prefix), c, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write %v (%d policies): %w", prefix, c.N, err)
 		}
 	}
 	for prefix := range old {

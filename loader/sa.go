@@ -10,6 +10,12 @@ import (
 // maxOutboundSAs is the size of sa_out_stats; index 0 means "no SA".
 const maxOutboundSAs = 1024
 
+// inboundSAs records which inbound SA holds each slot of sa_in_slots (slot = SPI % size); SAs
+// whose slot is taken are kept in sa_in_stats. Guarded by Loader.mu.
+type inboundSAs struct {
+	bySlot map[uint32]uint32 // slot -> SPI
+}
+
 // outboundSAs maps outbound SPIs to their index in sa_out_stats. Guarded by Loader.mu.
 type outboundSAs struct {
 	index map[uint32]uint32 // SPI -> index
@@ -22,12 +28,9 @@ type outboundSAs struct {
 func (l *Loader) AddSA(d Direction, spi uint32) error {
 	switch d {
 	case Inbound:
-		zero := make([]tcCounter, ebpf.MustPossibleCPU())
-		err := l.xdp.SaInStats.Update(spi, zero, ebpf.UpdateNoExist)
-		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
-			return fmt.Errorf("add inbound SA %#08x: %w", spi, err)
-		}
-		return nil
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.addInbound(spi)
 	case Outbound:
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -35,6 +38,45 @@ func (l *Loader) AddSA(d Direction, spi uint32) error {
 		return err
 	}
 	return fmt.Errorf("direction %d: want Inbound or Outbound", d)
+}
+
+// addInbound puts spi into its slot of sa_in_slots if that is free and spi is not already in
+// sa_in_stats, and into sa_in_stats otherwise.
+func (l *Loader) addInbound(spi uint32) error {
+	t := &l.inSAs
+	slot := spi % l.xdp.SaInSlots.MaxEntries()
+	owner, taken := t.bySlot[slot]
+	if taken && owner == spi {
+		return nil
+	}
+	var perCPU []tcCounter
+	if !taken {
+		err := l.xdp.SaInStats.Lookup(spi, &perCPU)
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			vals := make([]xdpSaSlot, ebpf.MustPossibleCPU())
+			for i := range vals {
+				vals[i] = xdpSaSlot{Spi: spi, Used: 1}
+			}
+			if err := l.xdp.SaInSlots.Update(slot, vals, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("add inbound SA %#08x: write slot %d: %w", spi, slot, err)
+			}
+			if t.bySlot == nil {
+				t.bySlot = make(map[uint32]uint32)
+			}
+			t.bySlot[slot] = spi
+			return nil
+		case err != nil:
+			return fmt.Errorf("add inbound SA %#08x: %w", spi, err)
+		}
+		return nil // counted in sa_in_stats since its slot was taken
+	}
+	zero := make([]tcCounter, ebpf.MustPossibleCPU())
+	err := l.xdp.SaInStats.Update(spi, zero, ebpf.UpdateNoExist)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("add inbound SA %#08x: %w", spi, err)
+	}
+	return nil
 }
 
 // outboundIndex returns the index of spi, allocating and zeroing one if needed.
@@ -66,6 +108,17 @@ func (l *Loader) outboundIndex(spi uint32) (uint32, error) {
 func (l *Loader) DeleteSA(d Direction, spi uint32) error {
 	switch d {
 	case Inbound:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		slot := spi % l.xdp.SaInSlots.MaxEntries()
+		if owner, ok := l.inSAs.bySlot[slot]; ok && owner == spi {
+			zero := make([]xdpSaSlot, ebpf.MustPossibleCPU())
+			if err := l.xdp.SaInSlots.Update(slot, zero, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("delete inbound SA %#08x: clear slot %d: %w", spi, slot, err)
+			}
+			delete(l.inSAs.bySlot, slot)
+			return nil
+		}
 		if err := l.xdp.SaInStats.Delete(spi); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("delete inbound SA %#08x: %w", spi, err)
 		}
@@ -105,6 +158,20 @@ func (l *Loader) SACounters(d Direction) (map[uint32]Counter, error) {
 	}
 	switch d {
 	case Inbound:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		var slotPerCPU []xdpSaSlot
+		for slot, spi := range l.inSAs.bySlot {
+			if err := l.xdp.SaInSlots.Lookup(slot, &slotPerCPU); err != nil {
+				return nil, fmt.Errorf("read inbound SA %#08x counters: %w", spi, err)
+			}
+			var c Counter
+			for _, v := range slotPerCPU {
+				c.Packets += v.C.Packets
+				c.Bytes += v.C.Bytes
+			}
+			out[spi] = c
+		}
 		var spi uint32
 		iter := l.xdp.SaInStats.Iterate()
 		for iter.Next(&spi, &perCPU) {

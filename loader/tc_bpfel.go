@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcCandidates struct {
+	_    structs.HostLayout
+	Slot [64]uint8
+	N    uint32
+}
+
 type tcCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -22,6 +28,7 @@ type tcCounter struct {
 type tcEvent struct {
 	_        structs.HostLayout
 	PolicyId uint32
+	_        [4]byte
 	Flow     tcFlow
 }
 
@@ -33,6 +40,16 @@ type tcFlow struct {
 	Dport uint16
 	Proto uint8
 	Pad   [3]uint8
+}
+
+type tcFlowCacheEntry struct {
+	_      structs.HostLayout
+	Key    tcFlow
+	S      tcFlowStats
+	Gen    uint32
+	Slot   uint8
+	Egress uint8
+	Pad    [2]uint8
 }
 
 type tcFlowStats struct {
@@ -77,6 +94,7 @@ type tcPolicyCounters struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcMapEvents           = "events"
+	tcMapFlowCache        = "flow_cache"
 	tcMapFlows            = "flows"
 	tcMapPolicies         = "policies"
 	tcMapPolicyStats      = "policy_stats"
@@ -88,6 +106,7 @@ const (
 	tcProgEspgwIngressL3  = "espgw_ingress_l3"
 	tcVarEventIntervalNs  = "event_interval_ns"
 	tcVarLastEvent        = "last_event"
+	tcVarPolicyGen        = "policy_gen"
 	tcVarUnusedEvent      = "unused_event"
 )
 
@@ -144,6 +163,7 @@ type tcProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FlowCache      *ebpf.MapSpec `ebpf:"flow_cache"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	Policies       *ebpf.MapSpec `ebpf:"policies"`
 	PolicyStats    *ebpf.MapSpec `ebpf:"policy_stats"`
@@ -157,6 +177,7 @@ type tcMapSpecs struct {
 type tcVariableSpecs struct {
 	EventIntervalNs *ebpf.VariableSpec `ebpf:"event_interval_ns"`
 	LastEvent       *ebpf.VariableSpec `ebpf:"last_event"`
+	PolicyGen       *ebpf.VariableSpec `ebpf:"policy_gen"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -181,6 +202,7 @@ func (o *tcObjects) Close() error {
 // It can be passed to loadTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
+	FlowCache      *ebpf.Map `ebpf:"flow_cache"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	Policies       *ebpf.Map `ebpf:"policies"`
 	PolicyStats    *ebpf.Map `ebpf:"policy_stats"`
@@ -191,6 +213,7 @@ type tcMaps struct {
 func (m *tcMaps) Close() error {
 	return _TcClose(
 		m.Events,
+		m.FlowCache,
 		m.Flows,
 		m.Policies,
 		m.PolicyStats,
@@ -205,6 +228,7 @@ func (m *tcMaps) Close() error {
 type tcVariables struct {
 	EventIntervalNs *ebpf.Variable `ebpf:"event_interval_ns"`
 	LastEvent       *ebpf.Variable `ebpf:"last_event"`
+	PolicyGen       *ebpf.Variable `ebpf:"policy_gen"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -19,11 +19,26 @@ type xdpCounter struct {
 	Bytes   uint64
 }
 
+type xdpPeerSlot struct {
+	_    structs.HostLayout
+	Addr uint32
+	Used uint32
+}
+
+type xdpSaSlot struct {
+	_    structs.HostLayout
+	Spi  uint32
+	Used uint32
+	C    xdpCounter
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xdpMapPeerSlots = "peer_slots"
 	xdpMapPeers     = "peers"
+	xdpMapSaInSlots = "sa_in_slots"
 	xdpMapSaInStats = "sa_in_stats"
 	xdpMapXdpStats  = "xdp_stats"
 	xdpProgEspgwXdp = "espgw_xdp"
@@ -79,7 +94,9 @@ type xdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpMapSpecs struct {
+	PeerSlots *ebpf.MapSpec `ebpf:"peer_slots"`
 	Peers     *ebpf.MapSpec `ebpf:"peers"`
+	SaInSlots *ebpf.MapSpec `ebpf:"sa_in_slots"`
 	SaInStats *ebpf.MapSpec `ebpf:"sa_in_stats"`
 	XdpStats  *ebpf.MapSpec `ebpf:"xdp_stats"`
 }
@@ -111,14 +128,18 @@ func (o *xdpObjects) Close() error {
 //
 // It can be passed to loadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpMaps struct {
+	PeerSlots *ebpf.Map `ebpf:"peer_slots"`
 	Peers     *ebpf.Map `ebpf:"peers"`
+	SaInSlots *ebpf.Map `ebpf:"sa_in_slots"`
 	SaInStats *ebpf.Map `ebpf:"sa_in_stats"`
 	XdpStats  *ebpf.Map `ebpf:"xdp_stats"`
 }
 
 func (m *xdpMaps) Close() error {
 	return _XdpClose(
+		m.PeerSlots,
 		m.Peers,
+		m.SaInSlots,
 		m.SaInStats,
 		m.XdpStats,
 	)
