@@ -2,68 +2,28 @@ package serviceaddr
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
-// newNetNS creates a uniquely named namespace holding veth0 (192.0.2.1/24, up) and its
-// peer; both go away with the namespace at cleanup. It skips the test when not root.
+// newNetNS creates a namespace holding veth0 (192.0.2.1/24 and 2001:db8:f::1/64, up) and
+// its peer veth1; both go away with the namespace at cleanup. It skips the test when not root.
 func newNetNS(tb testing.TB) (netns.NsHandle, *netlink.Handle) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates network namespaces, addresses, routes and rules")
-	}
-	name := "espgw-svc-" + rand.Text()[:10]
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		tb.Fatalf("create netns %s: %v", name, err)
-	}
-	if err := netns.Set(orig); err != nil {
-		tb.Fatalf("return to original netns: %v", err)
-	}
-	tb.Cleanup(func() {
-		ns.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			tb.Errorf("delete netns %s: %v", name, err)
-		}
-	})
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(h.Close)
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "veth1"}); err != nil {
-		tb.Fatalf("add veth: %v", err)
-	}
-	for _, n := range []string{"lo", "veth0", "veth1"} {
-		l, err := h.LinkByName(n)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	mustAddAddr(tb, h, "192.0.2.1/24")
-	mustAddAddr(tb, h, "2001:db8:f::1/64")
-	return ns, h
+	ns := testutil.NewNetNS(tb, "svc")
+	testutil.Veth(tb, ns, "veth0", "", ns, "veth1", "")
+	mustAddAddr(tb, ns.Handle(), "192.0.2.1/24")
+	mustAddAddr(tb, ns.Handle(), "2001:db8:f::1/64")
+	return ns.NsHandle(), ns.Handle()
 }
 
 func mustAddAddr(tb testing.TB, h *netlink.Handle, cidr string) {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // writeTestdata makes TestAcquireLive refresh testdata/ with the kernel messages it sees.
@@ -23,42 +24,24 @@ var writeTestdata = os.Getenv("ESPGW_WRITE_TESTDATA") == "1"
 
 // setupAcquireNetNS gives ns a veth pair (veth0 192.0.2.1/24 up) and the inner source
 // 10.1.0.1 with a route to 10.2.0.0/24 over veth0.
-func setupAcquireNetNS(tb testing.TB, ns netns.NsHandle) {
+func setupAcquireNetNS(tb testing.TB, ns *testutil.NetNS) {
 	tb.Helper()
-	h := nsHandle(tb, ns, unix.NETLINK_ROUTE)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "veth1"}
-	if err := h.LinkAdd(veth); err != nil {
-		tb.Fatalf("add veth: %v", err)
-	}
-	for _, name := range []string{"veth0", "veth1"} {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	v0, err := h.LinkByName("veth0")
+	testutil.Veth(tb, ns, "veth0", "192.0.2.1/24", ns, "veth1", "")
+	ns.AddAddr(tb, "veth0", "10.1.0.1/32")
+	v0, err := ns.Handle().LinkByName("veth0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, a := range []string{"192.0.2.1/24", "10.1.0.1/32"} {
-		addr, _ := netlink.ParseAddr(a)
-		if err := h.AddrAdd(v0, addr); err != nil {
-			tb.Fatalf("add %s: %v", a, err)
-		}
-	}
 	_, dst, _ := net.ParseCIDR("10.2.0.0/24")
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: v0.Attrs().Index, Dst: dst, Src: net.ParseIP("10.1.0.1")}); err != nil {
+	if err := ns.Handle().RouteAdd(&netlink.Route{LinkIndex: v0.Attrs().Index, Dst: dst, Src: net.ParseIP("10.1.0.1")}); err != nil {
 		tb.Fatalf("add route: %v", err)
 	}
 }
 
 // sendUDP sends one datagram from 10.1.0.1 to dst inside ns.
-func sendUDP(tb testing.TB, ns netns.NsHandle, dst string) {
+func sendUDP(tb testing.TB, ns *testutil.NetNS, dst string) {
 	tb.Helper()
-	err := inNetns(ns, func() error {
+	err := ns.Do(func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.1.0.1")})
 		if err != nil {
 			return err
@@ -74,13 +57,13 @@ func sendUDP(tb testing.TB, ns netns.NsHandle, dst string) {
 }
 
 func TestAcquireLive(t *testing.T) {
-	ns := newNetNS(t)
+	ns := testutil.NewNetNS(t, "xfrm")
 	setupAcquireNetNS(t, ns)
-	setAcqExpires(t, ns, "1") // the larval state then expires within the test
+	ns.Sysctl(t, "net.core.xfrm_acq_expires", "1") // the larval state then expires within the test
 	d := newDatapath(t, ns)
 
 	// A second listener proves the kernel really sent what the Datapath must ignore.
-	raw, err := nl.SubscribeAt(ns, netns.None(), unix.NETLINK_XFRM, nl.XFRMNLGRP_ACQUIRE, nl.XFRMNLGRP_EXPIRE)
+	raw, err := nl.SubscribeAt(ns.NsHandle(), netns.None(), unix.NETLINK_XFRM, nl.XFRMNLGRP_ACQUIRE, nl.XFRMNLGRP_EXPIRE)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 func testPolicy() datapath.Policy {
@@ -28,7 +28,7 @@ func testPolicy() datapath.Policy {
 }
 
 func TestPolicyInstalledAndRemoved(t *testing.T) {
-	ns := newNetNS(t)
+	ns := testutil.NewNetNS(t, "xfrm")
 	d := newDatapath(t, ns)
 	ctx := context.Background()
 	p := testPolicy()
@@ -39,7 +39,7 @@ func TestPolicyInstalledAndRemoved(t *testing.T) {
 		t.Fatalf("AddPolicy again (must be a no-op): %v", err)
 	}
 
-	h := nsHandle(t, ns, unix.NETLINK_XFRM)
+	h := ns.Handle()
 	got, err := h.XfrmPolicyList(netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatalf("XfrmPolicyList: %v", err)
@@ -89,8 +89,8 @@ func TestPolicyInstalledAndRemoved(t *testing.T) {
 }
 
 func TestPolicyForeignLeftAlone(t *testing.T) {
-	ns := newNetNS(t)
-	h := nsHandle(t, ns, unix.NETLINK_XFRM)
+	ns := testutil.NewNetNS(t, "xfrm")
+	h := ns.Handle()
 	foreign, err := policiesFor(testPolicy())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestPolicyForeignLeftAlone(t *testing.T) {
 	}
 	t.Cleanup(func() { h.XfrmPolicyDel(&foreign[0]) })
 
-	d, err := New(Options{Netns: ns})
+	d, err := New(Options{Netns: ns.NsHandle()})
 	if err != nil {
 		t.Fatal(err)
 	}

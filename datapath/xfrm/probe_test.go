@@ -8,13 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // This machine's kernel has XFRM but no ESP and no GCM (see LAB-NOTES): Probe must say so
 // in one line and leave nothing behind. A kernel with ESP skips the test.
 func TestProbeWithoutESP(t *testing.T) {
-	ns := newNetNS(t)
-	if err := Probe(context.Background(), ns); err == nil {
+	ns := testutil.NewNetNS(t, "xfrm")
+	if err := Probe(context.Background(), ns.NsHandle()); err == nil {
 		t.Skip("kernel ESP is available here; this test covers its absence")
 	}
 	tests := []struct {
@@ -32,7 +33,7 @@ func TestProbeWithoutESP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Probe(context.Background(), ns, tt.ts...)
+			err := Probe(context.Background(), ns.NsHandle(), tt.ts...)
 			var ue *ESPUnavailableError
 			if !errors.As(err, &ue) {
 				t.Fatalf("Probe error %v (%T), want *ESPUnavailableError", err, err)
@@ -49,8 +50,8 @@ func TestProbeWithoutESP(t *testing.T) {
 }
 
 func TestProbeRejectsInvalidTransform(t *testing.T) {
-	ns := newNetNS(t)
-	err := Probe(context.Background(), ns, Transform{Enc: datapath.EncAESCBC, KeyBits: 100, Integ: datapath.IntegHMACSHA1_96})
+	ns := testutil.NewNetNS(t, "xfrm")
+	err := Probe(context.Background(), ns.NsHandle(), Transform{Enc: datapath.EncAESCBC, KeyBits: 100, Integ: datapath.IntegHMACSHA1_96})
 	var ue *ESPUnavailableError
 	if err == nil || errors.As(err, &ue) {
 		t.Fatalf("Probe with a 100-bit AES key: err = %v, want a transform error", err)

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 var (
@@ -21,19 +20,8 @@ var (
 	remote = netip.MustParseAddr("192.0.2.2")
 )
 
-// setAcqExpires sets net.core.xfrm_acq_expires in ns: how long larval states live.
-func setAcqExpires(tb testing.TB, ns netns.NsHandle, seconds string) {
-	tb.Helper()
-	err := inNetns(ns, func() error {
-		return os.WriteFile("/proc/sys/net/core/xfrm_acq_expires", []byte(seconds), 0)
-	})
-	if err != nil {
-		tb.Fatalf("set xfrm_acq_expires: %v", err)
-	}
-}
-
 func TestAllocSPI(t *testing.T) {
-	ns := newNetNS(t)
+	ns := testutil.NewNetNS(t, "xfrm")
 	d := newDatapath(t, ns)
 	ctx := context.Background()
 	spi1, err := d.AllocSPI(ctx, local, remote)
@@ -48,7 +36,7 @@ func TestAllocSPI(t *testing.T) {
 		t.Fatalf("SPIs 0x%08x 0x%08x: want two distinct SPIs >= 0x100", spi1, spi2)
 	}
 
-	h := nsHandle(t, ns, unix.NETLINK_XFRM)
+	h := ns.Handle()
 	states, err := h.XfrmStateList(netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +93,8 @@ func testPair(inSPI uint32) datapath.SAPair {
 // Without kernel ESP (this machine) AddSAPair must fail and leave nothing behind,
 // including the SPI reservation it was meant to replace.
 func TestAddSAPairWithoutESP(t *testing.T) {
-	ns := newNetNS(t)
-	if err := Probe(context.Background(), ns); !errors.Is(err, unix.EPROTONOSUPPORT) {
+	ns := testutil.NewNetNS(t, "xfrm")
+	if err := Probe(context.Background(), ns.NsHandle()); !errors.Is(err, unix.EPROTONOSUPPORT) {
 		t.Skipf("kernel ESP is available here (probe: %v); this test covers its absence", err)
 	}
 	d := newDatapath(t, ns)
@@ -136,8 +124,8 @@ func TestAddSAPairWithoutESP(t *testing.T) {
 // An SPI reservation that AddSAPair never fills expires in the kernel; the Datapath reports
 // it as a hard expire of that SPI and forgets it.
 func TestAllocSPIExpires(t *testing.T) {
-	ns := newNetNS(t)
-	setAcqExpires(t, ns, "1")
+	ns := testutil.NewNetNS(t, "xfrm")
+	ns.Sysctl(t, "net.core.xfrm_acq_expires", "1")
 	d := newDatapath(t, ns)
 	spi, err := d.AllocSPI(context.Background(), local, remote)
 	if err != nil {
@@ -163,7 +151,7 @@ func TestAllocSPIExpires(t *testing.T) {
 
 // Run with -race: concurrent callers share one Datapath.
 func TestConcurrentUse(t *testing.T) {
-	ns := newNetNS(t)
+	ns := testutil.NewNetNS(t, "xfrm")
 	d := newDatapath(t, ns)
 	ctx := context.Background()
 	errs := make(chan error, 16)

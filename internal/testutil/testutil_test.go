@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,5 +63,45 @@ func TestStartProcessStop(t *testing.T) {
 	}
 	if done, _ := p.Exited(); !done {
 		t.Errorf("process %d still running after Stop", p.PID())
+	}
+}
+
+// TestTCPMaxSeg: over a 1400-byte MTU link without TCP timestamps both ends of a connection
+// send 1360-byte segments (MTU - 20 IP - 20 TCP).
+func TestTCPMaxSeg(t *testing.T) {
+	a, b := NewNetNS(t, "tumssa"), NewNetNS(t, "tumssb")
+	Veth(t, a, "a0", "192.0.2.1/24", b, "b0", "192.0.2.2/24")
+	for _, end := range []struct {
+		ns  *NetNS
+		dev string
+	}{{a, "a0"}, {b, "b0"}} {
+		end.ns.Exec(t, "ip", "link", "set", "dev", end.dev, "mtu", "1400")
+		end.ns.Sysctl(t, "net.ipv4.tcp_timestamps", "0")
+	}
+	var ln net.Listener
+	if err := b.Do(func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.2:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var c net.Conn
+	if err := a.Do(func() (err error) { c, err = net.Dial("tcp4", ln.Addr().String()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, end := range []net.Conn{c, s} {
+		if mss, err := TCPMaxSeg(end); err != nil || mss != 1360 {
+			t.Errorf("TCPMaxSeg(%v) = %d, %v; want 1360", end.LocalAddr(), mss, err)
+		}
+	}
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if _, err := TCPMaxSeg(p); err == nil {
+		t.Errorf("TCPMaxSeg of a net.Pipe end: no error")
 	}
 }

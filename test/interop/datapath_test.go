@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
 
 // pings is how many echo requests each direction sends.
@@ -23,27 +24,27 @@ func TestUserspaceDatapathStrongSwan(t *testing.T) {
 			sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 			capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
 			before := netState(t, l.gw)
-			g := startGateway(t, l.gw, gwConfig{Datapath: "userspace", Connections: []connConfig{gwConn(set.ike, set.esp, "manual")}})
+			g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "userspace", Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "manual")}})
 			requireInstalled(t, l.gw, "addr "+serviceAddr+"/32 dev "+gwWAN, "link espgw0 type tuntap")
 
-			if err := g.up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
+			if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
 				t.Fatal(err)
 			}
 			sw.WaitInstalled(t, "s2s", negotiationTimeout)
-			_, sa := g.waitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+			_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
 			requireInstalled(t, l.gw, "route table 220 type 1 dst "+remoteSubnet+" src "+serviceAddr+" gw <nil> dev espgw0", "rule family 2 prio 220 table 220")
 			pingBothWays(t, l)
 			pcap := capture.Stop()
 
 			requireOnlyIKEAndESP(t, pcap, true)
-			keys := g.keys(t)
+			keys := g.Keys(t)
 			requireESPDecrypts(t, pcap, keys, true,
 				flow{gwAddr, partnerAddr, sa.SPIOut, 2 * pings},
 				flow{partnerAddr, gwAddr, sa.SPIIn, 2 * pings})
 			requireOracleRejectsWrongKey(t, pcap, keys)
 			requireCounters(t, g, connName, tunnelName, 2*pings)
 
-			g.stop(t)
+			g.Stop(t)
 			requireSameNetState(t, l.gw, before, "espgw stopped (SIGTERM)")
 			// The daemon deletes its SAs at shutdown and tells the peer.
 			err := testutil.Poll(5*time.Second, func() (bool, error) {
@@ -72,29 +73,29 @@ func TestUserspaceDatapathEspgwPair(t *testing.T) {
 			capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
 			beforeGW, beforePartner := netState(t, l.gw), netState(t, l.partner)
 
-			pc := connConfig{Name: "gw", Local: partnerAddr, Remote: gwAddr, PSK: labPSK, IKEProposal: set.ike, NATTraversal: "off",
-				Tunnels: []tunnelConfig{{Name: tunnelName, LocalSubnet: remoteSubnet, RemoteSubnet: localSubnet, ESPProposal: set.esp, Start: "manual"}}}
-			partner := startGateway(t, l.partner, gwConfig{Datapath: "userspace", Connections: []connConfig{pc}})
+			pc := espgwtest.Connection{Name: "gw", Local: partnerAddr, Remote: gwAddr, PSK: labPSK, IKEProposal: set.ike, NATTraversal: "off",
+				Tunnels: []espgwtest.Tunnel{{Name: tunnelName, LocalSubnet: remoteSubnet, RemoteSubnet: localSubnet, ESPProposal: set.esp, Start: "manual"}}}
+			partner := espgwtest.Start(t, l.partner, espgwtest.Config{Datapath: "userspace", Connections: []espgwtest.Connection{pc}})
 			gc := gwConn(set.ike, set.esp, "manual")
 			gc.NATTraversal = "off"
-			g := startGateway(t, l.gw, gwConfig{Datapath: "userspace", Connections: []connConfig{gc}})
+			g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "userspace", Connections: []espgwtest.Connection{gc}})
 
-			if err := g.up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
+			if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
 				t.Fatal(err)
 			}
-			st, sa := g.waitTunnelUp(t, connName, tunnelName, negotiationTimeout)
-			_, psa := partner.waitTunnelUp(t, "gw", tunnelName, negotiationTimeout)
+			st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+			_, psa := partner.WaitTunnelUp(t, "gw", tunnelName, negotiationTimeout)
 			if sa.SPIIn != psa.SPIOut || sa.SPIOut != psa.SPIIn {
 				t.Errorf("SPIs: gateway in/out %s/%s, partner in/out %s/%s; want crossed equal", sa.SPIIn, sa.SPIOut, psa.SPIIn, psa.SPIOut)
 			}
-			if ikes := st.ikeSAs(connName); len(ikes) != 1 || ikes[0].NATT || sa.EncapLocalPort != 0 || sa.Algorithms != set.gwChild {
+			if ikes := st.ConnectionSAs(connName); len(ikes) != 1 || ikes[0].NATT || sa.EncapLocalPort != 0 || sa.Algorithms != set.gwChild {
 				t.Errorf("gateway: IKE SAs %+v, IPsec SA %+v; want one IKE SA without NAT-T, raw ESP, %q", ikes, sa, set.gwChild)
 			}
 			pingBothWays(t, l)
 			pcap := capture.Stop()
 
 			requireOnlyIKEAndESP(t, pcap, false)
-			gk, pk := g.keys(t), partner.keys(t)
+			gk, pk := g.Keys(t), partner.Keys(t)
 			requireSameESPKeys(t, "gateway", gk, "partner", pk, sa.SPIIn, sa.SPIOut)
 			flows := []flow{{gwAddr, partnerAddr, sa.SPIOut, 2 * pings}, {partnerAddr, gwAddr, sa.SPIIn, 2 * pings}}
 			requireESPDecrypts(t, pcap, gk, false, flows...)
@@ -103,12 +104,12 @@ func TestUserspaceDatapathEspgwPair(t *testing.T) {
 
 			transferred := tcpTransfer(t, l.gw, serviceAddr, l.host, hostAddr, transferSize)
 			requireCounters(t, g, connName, tunnelName, 2*pings)
-			if st := g.status(t).ipsecSAs(connName, tunnelName); len(st) == 0 || st[0].BytesOut < uint64(transferred) {
+			if st := g.MustStatus(t).TunnelSAs(connName, tunnelName); len(st) == 0 || st[0].BytesOut < uint64(transferred) {
 				t.Errorf("gateway IPsec SAs after sending %d bytes: %+v, want bytes_out at least that", transferred, st)
 			}
 
-			g.stop(t)
-			partner.stop(t)
+			g.Stop(t)
+			partner.Stop(t)
 			requireSameNetState(t, l.gw, beforeGW, "espgw stopped (SIGTERM)")
 			requireSameNetState(t, l.partner, beforePartner, "espgw stopped (SIGTERM)")
 		})
@@ -127,9 +128,9 @@ func pingBothWays(t *testing.T, l *lab) {
 }
 
 // requireCounters fails the test unless espgw counts at least n packets each way on the tunnel.
-func requireCounters(t *testing.T, g *gateway, conn, tun string, n uint64) {
+func requireCounters(t *testing.T, g *espgwtest.Gateway, conn, tun string, n uint64) {
 	t.Helper()
-	sas := g.status(t).ipsecSAs(conn, tun)
+	sas := g.MustStatus(t).TunnelSAs(conn, tun)
 	if len(sas) == 0 {
 		t.Errorf("espgw status: no IPsec SA for %s/%s", conn, tun)
 		return

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
@@ -67,11 +68,11 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	if initiator == byEspgwAlways {
 		start = "always"
 	}
-	g := startGateway(t, l.gw, gwConfig{Datapath: "auto", Connections: []connConfig{gwConn(set.ike, set.esp, start)}})
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, start)}})
 
 	switch initiator {
 	case byEspgwUp:
-		if err := g.up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
+		if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
 			t.Fatal(err)
 		}
 	case byStrongSwan:
@@ -80,7 +81,7 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 		}
 	}
 	swIKE, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
-	st, sa := g.waitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
 	espgwInitiated := initiator != byStrongSwan
 
 	// swanctl --list-sas: an ESTABLISHED IKEv1 SA with the child INSTALLED.
@@ -94,7 +95,7 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	}
 
 	// espgw status: the same ISAKMP SA and the same SPIs, crossed.
-	ikes := st.ikeSAs(connName)
+	ikes := st.ConnectionSAs(connName)
 	if len(ikes) != 1 {
 		t.Fatalf("espgw status: %d IKE SAs of %s (%+v), want 1", len(ikes), connName, ikes)
 	}
@@ -127,7 +128,7 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	pcap := capture.Stop()
 
 	// espgw's save_keys files hold the keys charon logged.
-	gk := g.keys(t)
+	gk := g.Keys(t)
 	sk, err := sw.Keys()
 	if err != nil {
 		t.Fatalf("charon key log: %v", err)
@@ -178,13 +179,13 @@ func TestIKEv1WrongPSK(t *testing.T) {
 
 	badConn := gwConn(set.ike, set.esp, "manual")
 	badConn.Name, badConn.PSK, badConn.ServiceAddress = "wrongkey", "not-the-partners-key", ""
-	goodConn := connConfig{Name: "goodkey", Local: "198.51.100.1", Remote: "198.51.100.2", PSK: labPSK, IKEProposal: set.ike,
-		Tunnels: []tunnelConfig{{Name: tunnelName, LocalSubnet: "10.10.2.1/32", RemoteSubnet: "10.30.0.0/24", ESPProposal: set.esp, Start: "manual"}}}
-	g := startGateway(t, l.gw, gwConfig{Datapath: "auto", Connections: []connConfig{badConn, goodConn}})
+	goodConn := espgwtest.Connection{Name: "goodkey", Local: "198.51.100.1", Remote: "198.51.100.2", PSK: labPSK, IKEProposal: set.ike,
+		Tunnels: []espgwtest.Tunnel{{Name: tunnelName, LocalSubnet: "10.10.2.1/32", RemoteSubnet: "10.30.0.0/24", ESPProposal: set.esp, Start: "manual"}}}
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{badConn, goodConn}})
 
 	t.Run("espgw initiates", func(t *testing.T) {
 		begin := time.Now()
-		err := g.up("wrongkey/"+tunnelName, pskFailTimeout+5*time.Second)
+		err := g.Up("wrongkey/"+tunnelName, pskFailTimeout+5*time.Second)
 		took := time.Since(begin)
 		if err == nil {
 			t.Fatalf("espgw up wrongkey/%s succeeded with a wrong pre-shared key", tunnelName)
@@ -205,38 +206,38 @@ func TestIKEv1WrongPSK(t *testing.T) {
 		requireNotEstablished(t, bad)
 	})
 	t.Run("other connection works", func(t *testing.T) {
-		g.alive(t)
-		if err := g.up("goodkey/"+tunnelName, negotiationTimeout); err != nil {
+		g.Alive(t)
+		if err := g.Up("goodkey/"+tunnelName, negotiationTimeout); err != nil {
 			t.Fatal(err)
 		}
 		_, child := good.WaitInstalled(t, "s2s", negotiationTimeout)
-		_, sa := g.waitTunnelUp(t, "goodkey", tunnelName, negotiationTimeout)
+		_, sa := g.WaitTunnelUp(t, "goodkey", tunnelName, negotiationTimeout)
 		if sa.SPIIn != fmt.Sprintf("%08x", child.SPIOut) {
 			t.Errorf("goodkey: espgw SPI in %s, strongSwan SPI out %08x", sa.SPIIn, child.SPIOut)
 		}
-		st := g.status(t)
-		if ts, _ := st.tunnel("wrongkey", tunnelName); ts.State == "up" {
+		st := g.MustStatus(t)
+		if ts, _ := st.Tunnel("wrongkey", tunnelName); ts.State == "up" {
 			t.Errorf("wrongkey/%s is up", tunnelName)
 		}
-		for _, s := range st.ikeSAs("wrongkey") {
+		for _, s := range st.ConnectionSAs("wrongkey") {
 			if s.State == "ESTABLISHED" {
 				t.Errorf("espgw has an ESTABLISHED IKE SA with the wrong key: %+v", s)
 			}
 		}
 	})
-	g.stop(t)
+	g.Stop(t)
 }
 
 // requirePSKMismatch waits up to timeout for espgw's status to report a pre-shared key
 // mismatch on conn that happened after since.
-func requirePSKMismatch(t *testing.T, g *gateway, conn string, since time.Time, timeout time.Duration) {
+func requirePSKMismatch(t *testing.T, g *espgwtest.Gateway, conn string, since time.Time, timeout time.Duration) {
 	t.Helper()
 	err := testutil.Poll(max(timeout, time.Second), func() (bool, error) {
-		st, err := g.statusErr()
+		st, err := g.Status()
 		if err != nil {
 			return false, err
 		}
-		ts, ok := st.tunnel(conn, tunnelName)
+		ts, ok := st.Tunnel(conn, tunnelName)
 		if !ok {
 			return false, fmt.Errorf("no tunnel %s/%s in status", conn, tunnelName)
 		}
@@ -249,10 +250,10 @@ func requirePSKMismatch(t *testing.T, g *gateway, conn string, since time.Time, 
 	if err != nil {
 		t.Errorf("espgw status: %v", err)
 	}
-	if !strings.Contains(g.log(), pskMismatch) {
+	if !strings.Contains(g.Log(), pskMismatch) {
 		t.Errorf("espgw log does not say %q", pskMismatch)
 	}
-	g.alive(t)
+	g.Alive(t)
 }
 
 // requireNotEstablished fails the test if charon has an ESTABLISHED IKE SA or any CHILD_SA.

@@ -3,30 +3,22 @@ package interop
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
-
-// binEnv names a prebuilt espgw binary to test instead of building one.
-const binEnv = "ESPGW_BIN"
-
-// espgwBin is the binary under test, set by TestMain.
-var espgwBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// run tests the binary named by ESPGW_BIN, or else one built from ./cmd/espgw.
 func run(m *testing.M) int {
-	if p := os.Getenv(binEnv); p != "" {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s=%q: %v\n", binEnv, p, err)
+	if os.Getenv(espgwtest.BinEnv) != "" {
+		if _, err := espgwtest.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 			return 2
 		}
-		espgwBin = abs
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "espgw-interop-bin-")
@@ -35,14 +27,8 @@ func run(m *testing.M) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
-	espgwBin = filepath.Join(dir, "espgw")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		gobin = p
-	}
-	cmd := exec.Command(gobin, "build", "-o", espgwBin, "github.com/espgw/espgw/cmd/espgw")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: go build ./cmd/espgw: %v\n%s", err, out)
+	if _, err := espgwtest.Build(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1
 	}
 	return m.Run()

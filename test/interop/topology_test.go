@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
 
 // Addresses of the lab, as in /work/shared/lab and the seed's example:
@@ -54,11 +55,11 @@ func newLab(t *testing.T) *lab {
 }
 
 // gwConn is espgw's side of the seed's connection in the lab.
-func gwConn(ikeProp, espProp, start string) connConfig {
-	return connConfig{
+func gwConn(ikeProp, espProp, start string) espgwtest.Connection {
+	return espgwtest.Connection{
 		Name: connName, Local: gwAddr, Remote: partnerAddr, PSK: labPSK, IKEProposal: ikeProp,
-		ServiceAddress: serviceAddr + "/32", Iface: gwWAN,
-		Tunnels: []tunnelConfig{{Name: tunnelName, LocalSubnet: localSubnet, RemoteSubnet: remoteSubnet,
+		ServiceAddress: serviceAddr + "/32", Interface: gwWAN,
+		Tunnels: []espgwtest.Tunnel{{Name: tunnelName, LocalSubnet: localSubnet, RemoteSubnet: remoteSubnet,
 			ESPProposal: espProp, Start: start}},
 	}
 }

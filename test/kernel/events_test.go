@@ -3,16 +3,15 @@
 package kernel
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
-	"github.com/espgw/espgw/datapath/xfrm"
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -29,23 +28,9 @@ func sendUDP(tb testing.TB, s *site, dst *site) {
 		return err
 	})
 	// EAGAIN: the kernel queues nothing while the SA is larval; the datagram is dropped.
-	if err != nil && !isErrno(err, unix.EAGAIN) {
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		tb.Fatalf("netns %s: send UDP to %s: %v", s.ns.Name(), dst.inner, err)
 	}
-}
-
-func isErrno(err error, errno unix.Errno) bool {
-	for err != nil {
-		if e, ok := err.(unix.Errno); ok {
-			return e == errno
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // TestXfrmAcquire: a policy without SAs makes the kernel send ACQUIRE on the first packet;
@@ -75,15 +60,7 @@ func TestXfrmAcquire(t *testing.T) {
 	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 3); err != nil {
 		t.Fatalf("after installing the SAs: %v", err)
 	}
-	for _, s := range []struct {
-		d *xfrm.Datapath
-		s *site
-	}{{da, &l.a}, {db, &l.b}} {
-		if err := s.d.Close(); err != nil {
-			t.Errorf("netns %s: Close: %v", s.s.ns.Name(), err)
-		}
-		requireNoXfrm(t, s.s.ns)
-	}
+	closeLeavingNoXfrm(t, l, da, db)
 }
 
 // TestXfrmExpire: SAs with short lifetimes make the kernel report a soft expire (time to
@@ -114,13 +91,8 @@ func TestXfrmExpire(t *testing.T) {
 			seen[ev.SPI] = true
 		}
 	}
-	h, err := netlink.NewHandleAt(l.a.ns.NsHandle(), unix.NETLINK_XFRM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if states, err := h.XfrmStateList(netlink.FAMILY_V4); err != nil || len(states) != 0 {
-		t.Fatalf("after hard expire the kernel still holds %d states (err %v), want none", len(states), err)
+	if states := xfrmStates(t, &l.a); len(states) != 0 {
+		t.Fatalf("after hard expire the kernel still holds %d states, want none", len(states))
 	}
 	// The dropped ping leaves an acquire placeholder (SPI 0) that no netlink call can delete;
 	// let it expire quickly.
@@ -132,8 +104,7 @@ func TestXfrmExpire(t *testing.T) {
 		t.Errorf("a: Close after hard expire: %v", err)
 	}
 	testutil.WaitFor(t, 5*time.Second, func() (bool, error) {
-		states, err := h.XfrmStateList(netlink.FAMILY_ALL)
-		return len(states) == 0, err
+		return len(xfrmStates(t, &l.a)) == 0, nil
 	})
 	requireNoXfrm(t, l.a.ns)
 }

@@ -3,11 +3,13 @@
 package kernel
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
 const labPSK = "vm-suite-psk-0123456789"
@@ -58,26 +60,31 @@ func TestGatewayStrongswan(t *testing.T) {
 				t.Parallel()
 				l := newLab(t)
 				before := netSnapshot(t, &l.a)
-				startCharon(t, charonConfig{Local: &l.b, Peer: &l.a, PSK: labPSK, IKEProposal: set.ike, ESPProposal: set.esp, Encap: encap})
-				g := startEspgw(t, gwConfig{Local: &l.a, Peer: &l.b, PSK: labPSK, IKEProposal: set.ike, ESPProposal: set.esp,
-					NATTraversal: natt, Start: "always"})
-				st := g.waitUp(t, 30*time.Second)
+				swan := strongswan.Config{
+					LocalAddr: l.b.outer.String(), RemoteAddr: l.a.outer.String(), PSK: labPSK,
+					IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: l.b.protect.String(), RemoteTS: l.a.protect.String(),
+					KernelESP: true, LogLevel: 2, // no key dumps: they slow charon down under TCG
+				}
+				if encap {
+					swan.ExtraConn = "encap = yes"
+				}
+				sw := strongswan.Start(t, l.b.ns, swan)
+				g := startEspgw(t, gwConfig{PSK: labPSK, IKEProposal: set.ike, ESPProposal: set.esp, NATTraversal: natt}.at(&l.a, &l.b, "always"))
+				st, sa := g.WaitTunnelUp(t, connName, tunnelName, 30*time.Second)
 				if st.Datapath != "xfrm" {
 					t.Fatalf("espgw datapath %q, want xfrm", st.Datapath)
 				}
-				sa := st.IPsecSAs[0]
-				if encap != (sa.EncapPort == 4500) {
-					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapPort, natt)
+				// espgw is done once it sent the last quick mode message; charon then still
+				// installs its SAs and policies.
+				_, child := sw.WaitInstalled(t, "s2s", 10*time.Second)
+				if sa.SPIIn != fmt.Sprintf("%08x", child.SPIOut) || sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
+					t.Errorf("SPIs: espgw in/out %s/%s, strongSwan in/out %08x/%08x; want crossed equal", sa.SPIIn, sa.SPIOut, child.SPIIn, child.SPIOut)
+				}
+				if encap != (sa.EncapLocalPort == 4500) {
+					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapLocalPort, natt)
 				}
 				const pings = 3
-				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
-					t.Fatalf("through the tunnel: %v", err)
-				}
-				wire := captureWire(t, l)
-				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), pings-1); err != nil {
-					t.Fatalf("through the tunnel: %v", err)
-				}
-				wire.requireOnlyESP(t, encap, pings-1)
+				pingOverESP(t, l, encap, pings)
 				in, out := spi(t, sa.SPIIn), spi(t, sa.SPIOut)
 				for _, c := range []struct {
 					s   *site
@@ -87,7 +94,7 @@ func TestGatewayStrongswan(t *testing.T) {
 						t.Errorf("netns %s: SA 0x%08x carried %d packets, want >= %d", c.s.ns.Name(), c.spi, n, pings)
 					}
 				}
-				g.stop(t)
+				g.Stop(t)
 				requireClean(t, &l.a, before)
 			})
 		}
@@ -104,14 +111,12 @@ func TestGatewayPair(t *testing.T) {
 			l := newLab(t)
 			beforeA, beforeB := netSnapshot(t, &l.a), netSnapshot(t, &l.b)
 			cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256gcm16-modp2048", NATTraversal: "off"}
-			cb := cfg
-			cb.Local, cb.Peer, cb.Datapath, cb.Start = &l.b, &l.a, peerDP, "on-demand"
+			cb := cfg.at(&l.b, &l.a, "on-demand")
+			cb.Datapath = peerDP
 			gb := startEspgw(t, cb)
-			ca := cfg
-			ca.Local, ca.Peer, ca.Start = &l.a, &l.b, "always"
-			ga := startEspgw(t, ca)
-			ga.waitUp(t, 30*time.Second)
-			if st := gb.waitUp(t, 10*time.Second); st.Datapath != peerDP {
+			ga := startEspgw(t, cfg.at(&l.a, &l.b, "always"))
+			ga.WaitTunnelUp(t, connName, tunnelName, 30*time.Second)
+			if st, _ := gb.WaitTunnelUp(t, connName, tunnelName, 10*time.Second); st.Datapath != peerDP {
 				t.Fatalf("responder datapath %q, want %s", st.Datapath, peerDP)
 			}
 			wire := captureWire(t, l)
@@ -121,8 +126,8 @@ func TestGatewayPair(t *testing.T) {
 			tcpTransfer(t, l.a.ns, l.a.inner, l.b.ns, l.b.inner, 512<<10)
 			tcpTransfer(t, l.b.ns, l.b.inner, l.a.ns, l.a.inner, 512<<10)
 			wire.requireOnlyESP(t, false, 100)
-			ga.stop(t)
-			gb.stop(t)
+			ga.Stop(t)
+			gb.Stop(t)
 			requireClean(t, &l.a, beforeA)
 			requireClean(t, &l.b, beforeB)
 		})
@@ -135,31 +140,23 @@ func TestGatewayOnDemand(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	before := netSnapshot(t, &l.a)
-	cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256-sha256-modp2048", NATTraversal: "off", Start: "on-demand"}
-	cb := cfg
-	cb.Local, cb.Peer = &l.b, &l.a
-	startEspgw(t, cb)
-	ca := cfg
-	ca.Local, ca.Peer = &l.a, &l.b
-	ga := startEspgw(t, ca)
+	cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256-sha256-modp2048", NATTraversal: "off"}
+	startEspgw(t, cfg.at(&l.b, &l.a, "on-demand"))
+	ga := startEspgw(t, cfg.at(&l.a, &l.b, "on-demand"))
 
 	time.Sleep(2 * time.Second) // an eager daemon would have negotiated by now
-	st, err := ga.status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.IKESAs) != 0 || len(st.IPsecSAs) != 0 {
+	if st := ga.MustStatus(t); len(st.IKESAs) != 0 || len(st.IPsecSAs) != 0 {
 		t.Fatalf("before any traffic: status %+v, want no IKE or IPsec SA", st)
 	}
 	requireNoXfrmState(t, &l.a)
 
 	first := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1)
 	t.Logf("first ping (may be lost while the tunnel comes up): %v", first)
-	ga.waitUp(t, 30*time.Second)
+	ga.WaitTunnelUp(t, connName, tunnelName, 30*time.Second)
 	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 5); err != nil {
 		t.Fatalf("after the ACQUIRE brought the tunnel up: %v", err)
 	}
-	ga.stop(t)
+	ga.Stop(t)
 	requireClean(t, &l.a, before)
 }
 
@@ -171,17 +168,13 @@ func TestGatewayExpiry(t *testing.T) {
 	l := newLab(t)
 	before := netSnapshot(t, &l.a)
 	cfg := gwConfig{PSK: labPSK, IKEProposal: "aes256-sha256-modp2048", ESPProposal: "aes256gcm16-modp2048", NATTraversal: "off", Lifetime: "15s"}
-	cb := cfg
-	cb.Local, cb.Peer, cb.Start = &l.b, &l.a, "on-demand"
-	startEspgw(t, cb)
-	ca := cfg
-	ca.Local, ca.Peer, ca.Start = &l.a, &l.b, "always"
-	ga := startEspgw(t, ca)
-	st := ga.waitUp(t, 30*time.Second)
-	oldIn, oldOut := spi(t, st.IPsecSAs[0].SPIIn), spi(t, st.IPsecSAs[0].SPIOut)
+	startEspgw(t, cfg.at(&l.b, &l.a, "on-demand"))
+	ga := startEspgw(t, cfg.at(&l.a, &l.b, "always"))
+	_, sa := ga.WaitTunnelUp(t, connName, tunnelName, 30*time.Second)
+	oldIn, oldOut := spi(t, sa.SPIIn), spi(t, sa.SPIOut)
 
 	testutil.WaitFor(t, 25*time.Second, func() (bool, error) {
-		st, err := ga.status()
+		st, err := ga.Status()
 		if err != nil {
 			return false, err
 		}
@@ -201,6 +194,6 @@ func TestGatewayExpiry(t *testing.T) {
 	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 3); err != nil {
 		t.Fatalf("after the old SAs expired: %v", err)
 	}
-	ga.stop(t)
+	ga.Stop(t)
 	requireClean(t, &l.a, before)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/espgw/espgw/datapath/xfrm"
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -49,10 +50,6 @@ func newLab(tb testing.TB) *lab {
 	}
 	return l
 }
-
-// Outer and Protect serve the configuration templates.
-func (s *site) Outer() netip.Addr     { return s.outer }
-func (s *site) Protect() netip.Prefix { return s.protect }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
@@ -107,6 +104,20 @@ func (w *wireCapture) requireOnlyESP(tb testing.TB, encap bool, min int) {
 	}
 }
 
+// pingOverESP pings b's inner address from a's: one ping that resolves the neighbours, then,
+// captured on the wire, pings-1 more that must only show up as ESP (in UDP with encap).
+func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) {
+	tb.Helper()
+	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
+		tb.Fatalf("through the tunnel: %v", err)
+	}
+	wire := captureWire(tb, l)
+	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), pings-1); err != nil {
+		tb.Fatalf("through the tunnel: %v", err)
+	}
+	wire.requireOnlyESP(tb, encap, pings-1)
+}
+
 // ipStateRE finds one state in `ip -s xfrm state` output: its SPI and its current byte and
 // packet counters.
 var ipStateRE = regexp.MustCompile(`(?s)proto esp spi 0x([0-9a-f]{8}).*?lifetime current:\s+(\d+)\(bytes\), (\d+)\(packets\)`)
@@ -131,24 +142,34 @@ func ipXfrmPackets(tb testing.TB, ns *testutil.NetNS, spi uint32) uint64 {
 // requireNoXfrm fails unless ns holds no XFRM state and no XFRM policy.
 func requireNoXfrm(tb testing.TB, ns *testutil.NetNS) {
 	tb.Helper()
-	h, err := netlink.NewHandleAt(ns.NsHandle(), unix.NETLINK_XFRM)
-	if err != nil {
-		tb.Fatalf("netns %s: xfrm netlink: %v", ns.Name(), err)
-	}
-	defer h.Close()
-	states, err := h.XfrmStateList(netlink.FAMILY_ALL)
+	states, err := ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm states: %v", ns.Name(), err)
 	}
 	for _, s := range states {
 		tb.Errorf("netns %s: XFRM state left behind: %s -> %s spi 0x%08x reqid %d", ns.Name(), s.Src, s.Dst, uint32(s.Spi), s.Reqid)
 	}
-	pols, err := h.XfrmPolicyList(netlink.FAMILY_ALL)
+	pols, err := ns.Handle().XfrmPolicyList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm policies: %v", ns.Name(), err)
 	}
 	for _, p := range pols {
 		tb.Errorf("netns %s: XFRM policy left behind: %s %s -> %s", ns.Name(), p.Dir, p.Src, p.Dst)
+	}
+}
+
+// closeLeavingNoXfrm closes the datapaths of sites a (da) and b (db) and fails unless each
+// leaves its namespace without XFRM state or policy.
+func closeLeavingNoXfrm(tb testing.TB, l *lab, da, db *xfrm.Datapath) {
+	tb.Helper()
+	for _, s := range []struct {
+		d *xfrm.Datapath
+		s *site
+	}{{da, &l.a}, {db, &l.b}} {
+		if err := s.d.Close(); err != nil {
+			tb.Errorf("netns %s: Close: %v", s.s.ns.Name(), err)
+		}
+		requireNoXfrm(tb, s.s.ns)
 	}
 }
 
@@ -188,12 +209,7 @@ func listenESPInUDP(tb testing.TB, s *site) {
 // xfrmStates lists the XFRM states of s's namespace.
 func xfrmStates(tb testing.TB, s *site) []netlink.XfrmState {
 	tb.Helper()
-	h, err := netlink.NewHandleAt(s.ns.NsHandle(), unix.NETLINK_XFRM)
-	if err != nil {
-		tb.Fatalf("netns %s: xfrm netlink: %v", s.ns.Name(), err)
-	}
-	defer h.Close()
-	states, err := h.XfrmStateList(netlink.FAMILY_ALL)
+	states, err := s.ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm states: %v", s.ns.Name(), err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/xfrm"
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
 
 // vmEnv is set to "1" by test/vm/vmtest.sh inside the VM.
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // checkVM makes sure the suite runs where kernel ESP works: as root, in the VM, with every
-// transform the suite installs.
+// transform the suite installs and the espgw binary under test.
 func checkVM() error {
 	if os.Getenv(vmEnv) != "1" {
 		return fmt.Errorf("%s=1 is not set", vmEnv)
@@ -49,6 +50,10 @@ func checkVM() error {
 	)
 	if err != nil {
 		return fmt.Errorf("kernel %s cannot run the suite's ESP transforms: %w", kernelRelease(), err)
+	}
+	// vmtest.sh passes the CGO_ENABLED=0 espgw binary: the VM has no Go toolchain to build one.
+	if _, err := espgwtest.Find(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -54,7 +52,7 @@ func tcpTransfer(tb testing.TB, srcNS *testutil.NetNS, src netip.Addr, dstNS *te
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(30 * time.Second))
-		if r.maxSeg, r.err = tcpMaxSeg(c); r.err != nil {
+		if r.maxSeg, r.err = testutil.TCPMaxSeg(c); r.err != nil {
 			return
 		}
 		h := sha256.New()
@@ -84,17 +82,4 @@ func tcpTransfer(tb testing.TB, srcNS *testutil.NetNS, src netip.Addr, dstNS *te
 		tb.Fatalf("TCP %s -> %s: received %d bytes with sha256 %x, sent %d with %x", src, dst, r.n, r.sum, size, want)
 	}
 	return r.maxSeg
-}
-
-func tcpMaxSeg(c net.Conn) (int, error) {
-	raw, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var mss int
-	var serr error
-	if err := raw.Control(func(fd uintptr) { mss, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG) }); err != nil {
-		return 0, err
-	}
-	return mss, serr
 }

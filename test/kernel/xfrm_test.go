@@ -12,7 +12,6 @@ import (
 
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/xfrm"
-	"github.com/espgw/espgw/internal/testutil"
 )
 
 // transform is an ESP transform with its key sizes.
@@ -166,15 +165,7 @@ func TestXfrmStaticKeys(t *testing.T) {
 				tn := &tunnel{t: tr, encap: encap, kAB: newKeys(t, tr), kBA: newKeys(t, tr)}
 				tn.install(t, ctx, l, da, db)
 
-				// The first ping resolves the neighbours; the captured ones then only carry ESP.
-				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
-					t.Fatalf("through the tunnel: %v", err)
-				}
-				wire := captureWire(t, l)
-				if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), pings-1); err != nil {
-					t.Fatalf("through the tunnel: %v", err)
-				}
-				wire.requireOnlyESP(t, encap, pings-1)
+				pingOverESP(t, l, encap, pings)
 
 				for _, c := range []struct {
 					who  string
@@ -200,15 +191,7 @@ func TestXfrmStaticKeys(t *testing.T) {
 					}
 				}
 
-				for _, s := range []struct {
-					d *xfrm.Datapath
-					s *site
-				}{{da, &l.a}, {db, &l.b}} {
-					if err := s.d.Close(); err != nil {
-						t.Errorf("netns %s: Close: %v", s.s.ns.Name(), err)
-					}
-					requireNoXfrm(t, s.s.ns)
-				}
+				closeLeavingNoXfrm(t, l, da, db)
 			})
 		}
 	}

@@ -1,10 +1,12 @@
 // Package strongswan runs strongSwan 5.9 charon daemons inside test network namespaces as
 // IKEv1 partners for espgw, and reads back their SAs (swanctl) and key material (charon log).
 //
-// ESP is done in userspace by charon's kernel-libipsec plugin over the TUN device ipsec0, so no
-// kernel ESP support is needed. In strongSwan 5.9.8 that plugin cannot send raw ESP: charon
-// fakes a NAT, floats to UDP 4500 and proposes UDP-encapsulated tunnel mode (RFC 3947), so the
-// peer must do NAT-T.
+// By default ESP is done in userspace by charon's kernel-libipsec plugin over the TUN device
+// ipsec0, so no kernel ESP support is needed. In strongSwan 5.9.8 that plugin cannot send raw
+// ESP: charon fakes a NAT, floats to UDP 4500 and proposes UDP-encapsulated tunnel mode
+// (RFC 3947), so the peer must do NAT-T. With Config.KernelESP charon programs the kernel's
+// XFRM through kernel-netlink instead (raw ESP or, if asked, ESP in UDP), which needs a kernel
+// with ESP such as the test VM's.
 package strongswan
 
 import (
@@ -29,6 +31,9 @@ const (
 	LibipsecPluginPath = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
 )
 
+// startTimeout bounds how long charon may take to open its vici socket (the VM emulates its CPU).
+const startTimeout = 15 * time.Second
+
 // Charon is one running charon daemon in a network namespace.
 type Charon struct {
 	Config Config
@@ -41,13 +46,16 @@ type Charon struct {
 // Start writes strongswan.conf and swanctl.conf for cfg into a fresh directory, starts charon in
 // ns, waits for its vici socket and loads the connection. tb.Cleanup stops charon by PID
 // (SIGTERM, SIGKILL after testutil.StopTimeout), logs the end of charon.log if the test failed
-// and removes the directory. It skips the test without root or without strongSwan.
+// and removes the directory. It skips the test without root or without strongSwan (and, unless
+// cfg.KernelESP, its kernel-libipsec plugin).
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Charon {
 	tb.Helper()
 	testutil.RequireRoot(tb)
 	testutil.RequireFile(tb, CharonPath, "charon", "strongswan-charon")
 	testutil.RequireTool(tb, "swanctl", "strongswan-swanctl")
-	testutil.RequireFile(tb, LibipsecPluginPath, "charon kernel-libipsec plugin", "libcharon-extra-plugins")
+	if !cfg.KernelESP {
+		testutil.RequireFile(tb, LibipsecPluginPath, "charon kernel-libipsec plugin", "libcharon-extra-plugins")
+	}
 	cfg.setDefaults()
 
 	// Not tb.TempDir(): the vici socket path must fit in sun_path (108 bytes).
@@ -66,7 +74,7 @@ func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Charon {
 		tb.Fatalf("strongswan: %v", err)
 	}
 	var sc, sw bytes.Buffer
-	if err := writeStrongswanConf(&sc, dir, cfg.LogLevel); err != nil {
+	if err := writeStrongswanConf(&sc, dir, cfg); err != nil {
 		tb.Fatalf("strongswan.conf: %v", err)
 	}
 	if err := writeSwanctlConf(&sw, cfg); err != nil {
@@ -84,7 +92,7 @@ func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Charon {
 	c.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "charon.stdout"),
 		"env", "STRONGSWAN_CONF="+c.confPath(),
 		"sh", "-c", `mount --bind "$1/run" /run && exec "$2"`, "sh", dir, CharonPath)
-	err = testutil.Poll(10*time.Second, func() (bool, error) {
+	err = testutil.Poll(startTimeout, func() (bool, error) {
 		if done, err := c.proc.Exited(); done {
 			return false, fmt.Errorf("charon exited: %v: %s", err, c.proc.Log())
 		}
@@ -180,16 +188,20 @@ func (c *Charon) WaitLog(tb testing.TB, substr string, timeout time.Duration) {
 // hexDumpLine matches the continuation lines of charon's chunk dumps (key material).
 var hexDumpLine = regexp.MustCompile(`^\S+ \d+\[\w+\] (<[^>]*> )?\s*\d+: [0-9A-F]{2} `)
 
-// logTail is the last n lines of charon.log without hex dumps.
-func (c *Charon) logTail(n int) string {
+// viciClient marks charon's lines about vici clients coming, asking and going: mostly the
+// tests' own swanctl polling, which would crowd the negotiation out of a log tail.
+const viciClient = "[CFG] vici client "
+
+// logTail is the last n lines of charon.log without hex dumps and vici client chatter.
+func (c *Charon) logTail(n int) string { return tail(c.Log(), n) }
+
+// tail is the last n lines of a charon log without hex dumps and vici client chatter.
+func tail(log string, n int) string {
 	var keep []string
-	for _, l := range strings.Split(c.Log(), "\n") {
-		if l != "" && !hexDumpLine.MatchString(l) {
+	for _, l := range strings.Split(log, "\n") {
+		if l != "" && !hexDumpLine.MatchString(l) && !strings.Contains(l, viciClient) {
 			keep = append(keep, l)
 		}
 	}
-	if len(keep) > n {
-		keep = keep[len(keep)-n:]
-	}
-	return strings.Join(keep, "\n")
+	return strings.Join(keep[max(0, len(keep)-n):], "\n")
 }

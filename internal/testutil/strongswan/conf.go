@@ -27,6 +27,11 @@ type Config struct {
 	ExtraConn   string // raw swanctl.conf lines added inside connections.<Name>
 	ExtraChild  string // raw swanctl.conf lines added inside children.<Name>
 	LogLevel    int    // charon ike/chd log level; 0 = 4, which logs keys (Keys needs it)
+
+	// KernelESP makes charon install its SAs and policies in the kernel (kernel-netlink)
+	// instead of doing ESP in userspace (kernel-libipsec), and install no routes: the test's
+	// own routes lead the traffic into the policies. It needs a kernel with ESP.
+	KernelESP bool
 }
 
 func (c *Config) setDefaults() {
@@ -47,20 +52,27 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// pluginLoad is charon's explicit plugin list. kernel-libipsec must precede kernel-netlink so it
-// becomes the IPsec backend (this kernel has no ESP); kernel-netlink still handles addresses and
-// routes. Debian has no des plugin: 3DES comes from openssl.
-const pluginLoad = "random nonce openssl aes sha1 sha2 md5 hmac gcm pem pkcs1 x509 pubkey kdf " +
-	"kernel-libipsec kernel-netlink socket-default vici updown"
+// Charon's explicit plugin lists. Debian has no des plugin: 3DES comes from openssl.
+const (
+	cryptoPlugins = "random nonce openssl aes sha1 sha2 md5 hmac gcm pem pkcs1 x509 pubkey kdf "
+	// kernel-libipsec precedes kernel-netlink so it becomes the IPsec backend (the host kernel
+	// has no ESP); kernel-netlink still handles addresses and routes.
+	libipsecPlugins = cryptoPlugins + "kernel-libipsec kernel-netlink socket-default vici updown"
+	netlinkPlugins  = cryptoPlugins + "kernel-netlink socket-default vici updown"
+)
 
-// writeStrongswanConf writes the per-instance strongswan.conf for an instance living in dir.
-func writeStrongswanConf(w io.Writer, dir string, logLevel int) error {
+// writeStrongswanConf writes the strongswan.conf of c for an instance living in dir.
+func writeStrongswanConf(w io.Writer, dir string, c Config) error {
+	plugins, routes := libipsecPlugins, `install_routes = yes
+	routing_table = 220
+	routing_table_prio = 220`
+	if c.KernelESP {
+		plugins, routes = netlinkPlugins, "install_routes = no"
+	}
 	_, err := fmt.Fprintf(w, `charon {
 	load_modular = no
 	load = %[3]s
-	install_routes = yes
-	routing_table = 220
-	routing_table_prio = 220
+	%[4]s
 	retransmit_tries = 3
 	# as responder, charon refuses aggressive mode with PSK unless told otherwise
 	i_dont_care_about_security_and_use_aggressive_mode_psk = yes
@@ -94,7 +106,7 @@ swanctl {
 	load = pem pkcs1 pkcs8 x509 pubkey openssl random nonce
 	socket = unix://%[1]s/run/charon.vici
 }
-`, dir, logLevel, pluginLoad)
+`, dir, c.LogLevel, plugins, routes)
 	return err
 }
 

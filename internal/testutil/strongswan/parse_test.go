@@ -156,3 +156,37 @@ func FuzzParseKeyLog(f *testing.F) {
 		}
 	})
 }
+
+// TestTail: the failure log tail of a recorded charon log keeps the negotiation and its last
+// line, and leaves out the chunk dumps (key material) and the vici client chatter.
+func TestTail(t *testing.T) {
+	b, err := os.ReadFile("testdata/3des-right.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := strings.TrimRight(string(b), "\n")
+	lines := strings.Split(log, "\n")
+	for _, n := range []int{5, 80, len(lines)} {
+		got := strings.Split(tail(log, n), "\n")
+		if len(got) > n {
+			t.Errorf("tail(%d): %d lines", n, len(got))
+		}
+		if last := lines[len(lines)-1]; got[len(got)-1] != last {
+			t.Errorf("tail(%d) ends with %q, want the log's last line %q", n, got[len(got)-1], last)
+		}
+		for _, l := range got {
+			if strings.Contains(l, viciClient) || hexDumpLine.MatchString(l) {
+				t.Errorf("tail(%d) kept %q", n, l)
+			}
+		}
+	}
+	all := tail(log, len(lines))
+	for _, want := range []string{"[IKE]", "[CHD]", "[CFG] loaded IKE shared key"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("tail of the whole log lost every %q line", want)
+		}
+	}
+	if n := strings.Count(log, viciClient); n == 0 {
+		t.Fatalf("testdata has no %q line: the filter is not exercised", viciClient)
+	}
+}

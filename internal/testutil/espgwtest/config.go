@@ -1,0 +1,71 @@
+package espgwtest
+
+import (
+	"io"
+	"text/template"
+)
+
+// Config is the part of espgw's YAML configuration the tests vary. Start adds control_socket
+// and save_keys.
+type Config struct {
+	Datapath    string // auto, xfrm or userspace; "" = auto
+	Connections []Connection
+}
+
+// Connection is one entry of connections:, in main mode with a 1 h ISAKMP SA lifetime.
+type Connection struct {
+	Name                      string
+	Local, Remote             string // local_address, remote_address
+	PSK                       string
+	IKEProposal               string // e.g. 3des-sha1-modp1024
+	NATTraversal              string // auto, force or off; "" = auto
+	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
+	Tunnels                   []Tunnel
+}
+
+// Tunnel is one entry of a connection's tunnels:.
+type Tunnel struct {
+	Name                      string
+	LocalSubnet, RemoteSubnet string
+	ESPProposal               string
+	Lifetime                  string // e.g. 15s; "" = 30m
+	Start                     string // on-demand, always or manual
+}
+
+var configTemplate = template.Must(template.New("espgw.yaml").Parse(`# written by internal/testutil/espgwtest
+control_socket: {{.Socket}}
+save_keys: {{.KeyDir}}
+datapath: {{or .Datapath "auto"}}
+connections:
+{{- range .Connections}}
+  {{.Name}}:
+    local_address: {{.Local}}
+    remote_address: {{.Remote}}
+    psk: {{printf "%q" .PSK}}
+{{- if .ServiceAddress}}
+    service_address: {address: {{.ServiceAddress}}, interface: {{.Interface}}}
+{{- end}}
+    ike:
+      mode: main
+      nat_traversal: {{or .NATTraversal "auto"}}
+      proposals: [{{.IKEProposal}}]
+      lifetime: 1h
+    tunnels:
+{{- range .Tunnels}}
+      {{.Name}}:
+        local_subnet: {{.LocalSubnet}}
+        remote_subnet: {{.RemoteSubnet}}
+        proposals: [{{.ESPProposal}}]
+        lifetime: {{or .Lifetime "30m"}}
+        start: {{.Start}}
+{{- end}}
+{{- end}}
+`))
+
+// write renders cfg as espgw.yaml with the given control socket and save_keys directory.
+func (cfg Config) write(w io.Writer, socket, keyDir string) error {
+	return configTemplate.Execute(w, struct {
+		Config
+		Socket, KeyDir string
+	}{cfg, socket, keyDir})
+}

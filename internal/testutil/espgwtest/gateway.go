@@ -1,0 +1,110 @@
+package espgwtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+)
+
+// startTimeout bounds how long `espgw run` may take until its control socket answers.
+const startTimeout = 15 * time.Second
+
+// Gateway is one `espgw run` process in a network namespace.
+type Gateway struct {
+	NS  *testutil.NetNS
+	Dir string // espgw.yaml, espgw.log, the control socket and keys/
+
+	socket string
+	proc   *testutil.Process
+}
+
+// Start writes cfg with a control socket and save_keys in a fresh directory, runs
+// `espgw run -c` in ns and waits until the control socket answers. tb.Cleanup stops the process
+// (SIGTERM) at the latest, prints its log tail if the test failed and removes the directory.
+// It fails the test if TestMain called neither Find nor Build.
+func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
+	tb.Helper()
+	if bin == "" {
+		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
+	}
+	// Not tb.TempDir(): the control socket path must fit into sun_path (108 bytes).
+	dir, err := os.MkdirTemp("", "espgw-")
+	if err != nil {
+		tb.Fatalf("espgwtest: %v", err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	g := &Gateway{NS: ns, Dir: dir, socket: filepath.Join(dir, "ctl.sock")}
+	var yaml bytes.Buffer
+	if err := cfg.write(&yaml, g.socket, g.KeyDir()); err != nil {
+		tb.Fatalf("espgwtest: espgw.yaml: %v", err)
+	}
+	conf := filepath.Join(dir, "espgw.yaml")
+	if err := os.WriteFile(conf, yaml.Bytes(), 0o600); err != nil {
+		tb.Fatalf("espgwtest: %v", err)
+	}
+	g.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "espgw.log"),
+		bin, "run", "-c", conf, "--log-level", "debug")
+	err = testutil.Poll(startTimeout, func() (bool, error) {
+		if done, err := g.proc.Exited(); done {
+			return false, fmt.Errorf("espgw exited: %v", err)
+		}
+		_, err := g.Status()
+		return err == nil, err
+	})
+	if err != nil {
+		tb.Fatalf("espgw in netns %s did not come up: %v\nconfig:\n%s", ns.Name(), err, yaml.String())
+	}
+	return g
+}
+
+// KeyDir is the save_keys directory (Wireshark's esp_sa and ikev1_decryption_table).
+func (g *Gateway) KeyDir() string { return filepath.Join(g.Dir, "keys") }
+
+// Keys reads the save_keys files, failing the test if they cannot be read.
+func (g *Gateway) Keys(tb testing.TB) testutil.Keys {
+	tb.Helper()
+	k, err := testutil.ReadKeyDir(g.KeyDir())
+	if err != nil {
+		tb.Fatalf("espgw save_keys %s: %v", g.KeyDir(), err)
+	}
+	return k
+}
+
+// Log is what espgw wrote so far.
+func (g *Gateway) Log() string { return g.proc.Log() }
+
+// Alive fails the test if the daemon has exited.
+func (g *Gateway) Alive(tb testing.TB) {
+	tb.Helper()
+	if done, err := g.proc.Exited(); done {
+		tb.Fatalf("espgw in netns %s exited: %v", g.NS.Name(), err)
+	}
+}
+
+// Stop sends SIGTERM and requires a clean exit (status 0) within testutil.StopTimeout, with
+// no error or warning logged while shutting down: removing what it installed must not fail.
+func (g *Gateway) Stop(tb testing.TB) {
+	tb.Helper()
+	if err := g.proc.Stop(); err != nil {
+		tb.Errorf("stop espgw in netns %s: %v", g.NS.Name(), err)
+		return
+	}
+	if _, err := g.proc.Exited(); err != nil {
+		tb.Errorf("espgw in netns %s after SIGTERM: %v, want exit status 0", g.NS.Name(), err)
+	}
+	_, shutdown, ok := strings.Cut(g.Log(), "msg=\"shutting down\"")
+	if !ok {
+		tb.Errorf("espgw in netns %s did not log shutting down after SIGTERM", g.NS.Name())
+	}
+	for _, l := range strings.Split(shutdown, "\n") {
+		if strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN") {
+			tb.Errorf("espgw in netns %s while shutting down: %s", g.NS.Name(), l)
+		}
+	}
+}
