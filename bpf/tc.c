@@ -54,15 +54,19 @@ struct flow_stats {
 	__u32 pad;
 };
 
-/* struct flow_cache_entry holds the traffic of one flow not yet added to flows, and the policy
- * slot the flow was classified into while policy_gen was gen. */
+/* struct flow_cache_entry holds the traffic of one flow not yet added to flows, and what the
+ * flow's policy decides, copied from its slot of policies while policy_gen was gen: the loader
+ * changes the generation with every write to policies, so a hit needs no policies lookup. */
 struct flow_cache_entry {
 	struct flow key;
-	struct flow_stats s;
+	struct flow_stats s; /* s.policy_id: the policy's id */
 	__u32 gen;
-	__u8 slot;
+	__u32 sa_out;        /* the policy's sa_out */
+	__u16 mss;           /* the policy's mss */
+	__u8 slot;           /* policy slot, or NO_POLICY */
+	__u8 flags;          /* the policy's flags */
 	__u8 egress;
-	__u8 pad[2];
+	__u8 pad[3];
 };
 
 /* struct candidates lists the policy slots whose remote prefix contains an LPM key, in order
@@ -187,11 +191,55 @@ static __always_inline struct policy *classify(__u32 local, __u32 remote, __u8 p
 	return NULL;
 }
 
-/* clamp_mss lowers the MSS option of a SYN or SYN-ACK at l4off to at most mss and fixes the
- * checksum; the options must end within the IP packet, which ends at ip_end. It never raises an MSS. The options are walked with a masked offset because the
- * verifier cannot bound a pointer that grows inside a loop, and the option length is computed
- * without a branch on NOP so that each iteration leaves one state to verify, not two. */
-static __always_inline bool clamp_mss(struct __sk_buff *skb, __u32 l4off, __u32 ip_end, __u16 mss)
+/* struct syn describes a TCP SYN or SYN-ACK whose MSS clamp_mss may lower: one with options
+ * that lie within the IP packet. */
+struct syn {
+	__u32 l4off;     /* offset of the TCP header; 0: not such a segment */
+	__u32 first_mss; /* the MSS when the first option is an MSS option, as Linux and most
+			  * stacks send it; 0: walk the options */
+};
+
+/* parse_syn fills s for the TCP segment at l4off; the IP packet ends at ip_end. It runs while
+ * parsing, so that other segments leave the MSS path with one test. */
+static __always_inline void parse_syn(struct tcphdr *tcp, void *end, __u32 l4off, __u32 ip_end,
+				      struct syn *s)
+{
+	__u8 *opt = (__u8 *)(tcp + 1);
+
+	if ((void *)(tcp + 1) > end || !tcp->syn)
+		return;
+	if (tcp->doff * 4 <= sizeof(*tcp) || l4off + tcp->doff * 4 > ip_end)
+		return; /* no options, or they overrun the IP packet */
+	s->l4off = l4off;
+	if ((void *)(opt + TCPOLEN_MSS) <= end && opt[0] == TCPOPT_MSS && opt[1] == TCPOLEN_MSS)
+		s->first_mss = (__u16)opt[2] << 8 | opt[3];
+}
+
+/* rewrite_mss replaces the MSS value old (host order) of the option at off in the TCP header
+ * at l4off with mss and fixes the checksum. */
+static __always_inline bool rewrite_mss(struct __sk_buff *skb, __u32 l4off, __u32 off, __u16 old,
+					__u16 mss)
+{
+	/* Both values as they lie in memory (network order). */
+	__u16 new = bpf_htons(mss);
+
+	old = bpf_htons(old);
+	if (bpf_skb_store_bytes(skb, l4off + off + 2, &new, sizeof(new), 0))
+		return false;
+	/* At an odd offset the two bytes straddle two checksum words: swap them. */
+	if (off & 1) {
+		old = __builtin_bswap16(old);
+		new = __builtin_bswap16(new);
+	}
+	bpf_l4_csum_replace(skb, l4off + offsetof(struct tcphdr, check), old, new, sizeof(new));
+	return true;
+}
+
+/* walk_mss lowers the MSS option of the segment at l4off, wherever it is among the options,
+ * to at most mss. The options are walked with a masked offset because the verifier cannot
+ * bound a pointer that grows inside a loop, and the option length is computed without a
+ * branch on NOP so that each iteration leaves one state to verify, not two. */
+static __always_inline bool walk_mss(struct __sk_buff *skb, __u32 l4off, __u16 mss)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -200,15 +248,13 @@ static __always_inline bool clamp_mss(struct __sk_buff *skb, __u32 l4off, __u32 
 
 	l4off &= 0xff; /* at most 14 + 60; bounds the pointer for the verifier */
 	tcp = data + l4off;
-	if ((void *)(tcp + 1) > end || !tcp->syn)
+	if ((void *)(tcp + 1) > end)
 		return false;
 	optend = tcp->doff * 4;
-	if (optend <= sizeof(*tcp) || l4off + optend > ip_end)
-		return false; /* no options, or they overrun the IP packet */
 
 	for (int i = 0; i < 40; i++) {
 		__u64 nop, len;
-		__u16 old, new;
+		__u16 old;
 		__u8 *opt;
 
 		if (off >= optend)
@@ -226,25 +272,21 @@ static __always_inline bool clamp_mss(struct __sk_buff *skb, __u32 l4off, __u32 
 			    (void *)(opt + 4) > end)
 				break;
 			old = (__u16)opt[2] << 8 | opt[3];
-			if (old <= mss)
-				break;
-			/* Both values as they lie in memory (network order). */
-			old = bpf_htons(old);
-			new = bpf_htons(mss);
-			if (bpf_skb_store_bytes(skb, l4off + off + 2, &new, sizeof(new), 0))
-				break;
-			/* At an odd offset the two bytes straddle two checksum words: swap them. */
-			if (off & 1) {
-				old = __builtin_bswap16(old);
-				new = __builtin_bswap16(new);
-			}
-			bpf_l4_csum_replace(skb, l4off + offsetof(struct tcphdr, check), old, new,
-					    sizeof(new));
-			return true;
+			return old > mss && rewrite_mss(skb, l4off, off, old, mss);
 		}
 		off += len;
 	}
 	return false;
+}
+
+/* clamp_mss lowers the MSS option of the segment s describes to at most mss. It never raises
+ * an MSS. */
+static __always_inline bool clamp_mss(struct __sk_buff *skb, const struct syn *s, __u16 mss)
+{
+	if (!s->first_mss)
+		return walk_mss(skb, s->l4off, mss);
+	return s->first_mss > mss &&
+	       rewrite_mss(skb, s->l4off, sizeof(struct tcphdr), s->first_mss, mss);
 }
 
 static __always_inline void send_event(__u32 slot, __u32 policy_id, struct flow *f,
@@ -269,17 +311,6 @@ union flow_words {
 	struct flow f;
 	__u64 w[2];
 };
-
-/* flow_words returns f as two words, laid out as struct flow on a little-endian CPU. */
-static __always_inline union flow_words flow_words(__u32 saddr, __u32 daddr, __u16 sport,
-						   __u16 dport, __u8 proto)
-{
-	union flow_words fw;
-
-	fw.w[0] = (__u64)daddr << 32 | saddr;
-	fw.w[1] = (__u64)proto << 32 | (__u32)dport << 16 | sport;
-	return fw;
-}
 
 /* flow_slot returns the flow_cache slot of a flow (a multiplicative hash of its two words). */
 static __always_inline __u32 flow_slot(const union flow_words *fw)
@@ -314,10 +345,10 @@ static __always_inline bool cache_hit(struct flow_cache_entry *e, const union fl
 	return ek[0] == fw->w[0] && ek[1] == fw->w[1] && e->gen == gen && e->egress == egress;
 }
 
-/* cache_flow makes e hold f, classified into slot (or NO_POLICY) under gen, moving the counts
- * of the flow e held before into flows. */
+/* cache_flow makes e hold f, classified under gen into policy p in slot (p NULL: no policy),
+ * moving the counts of the flow e held before into flows. */
 static __always_inline void cache_flow(struct flow_cache_entry *e, struct flow *f, bool egress,
-				       __u32 gen, __u32 slot)
+				       __u32 gen, struct policy *p, __u32 slot)
 {
 	if (e->s.c.packets)
 		flush_flow(e);
@@ -325,8 +356,16 @@ static __always_inline void cache_flow(struct flow_cache_entry *e, struct flow *
 	e->s.c.packets = 0;
 	e->s.c.bytes = 0;
 	e->gen = gen;
-	e->slot = slot;
 	e->egress = egress;
+	if (!p) {
+		e->slot = NO_POLICY;
+		return;
+	}
+	e->slot = slot;
+	e->s.policy_id = p->id;
+	e->sa_out = p->sa_out;
+	e->mss = p->mss;
+	e->flags = p->flags;
 }
 
 /* handle runs the policy checks on one packet. egress: the packet goes into the tunnel (local
@@ -339,66 +378,62 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	union flow_words fw;
 	struct ipv4 h;
 	bool ports_known = false;
-	__u16 sport = 0, dport = 0;
-	__u32 saddr, daddr;
+	struct syn syn = {};
+	__u32 ports = 0; /* destination port << 16 | source port, host order */
+	__u32 slot, gen;
 	__u8 proto;
 	struct flow_cache_entry *e;
-	struct policy *p = NULL;
-	bool cached = false;
-	__u32 slot, gen;
+	struct policy_counters *st;
+	__u64 len;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	if (!parse_ipv4(data, end, l2len, &h))
 		return TC_ACT_OK;
-	saddr = h.ip->saddr;
-	daddr = h.ip->daddr;
 	proto = h.ip->protocol;
 	if (h.first_frag && (proto == IPPROTO_TCP || proto == IPPROTO_UDP)) {
-		__be16 *ports = data + h.l4off;
+		struct tcphdr *l4 = data + h.l4off; /* UDP's ports lie where TCP's do */
 
-		if ((void *)(ports + 2) <= end) {
-			sport = bpf_ntohs(ports[0]);
-			dport = bpf_ntohs(ports[1]);
+		if ((void *)l4 + 4 <= end) {
+			ports = (__u32)bpf_ntohs(l4->dest) << 16 | bpf_ntohs(l4->source);
 			ports_known = true;
 		}
+		if (proto == IPPROTO_TCP && !h.fragment)
+			parse_syn(l4, end, h.l4off, h.end, &syn);
 	}
-	fw = flow_words(saddr, daddr, sport, dport, proto);
+	/* struct flow as two words on a little-endian CPU */
+	fw.w[0] = (__u64)h.ip->daddr << 32 | h.ip->saddr;
+	fw.w[1] = (__u64)proto << 32 | ports;
 
-	gen = policy_gen; /* before classifying: a change after this makes the entry stale */
 	slot = flow_slot(&fw);
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
 	if (!e)
 		return TC_ACT_OK;
-	if (cache_hit(e, &fw, egress, gen)) {
-		if (e->slot == NO_POLICY)
-			return TC_ACT_OK;
-		slot = e->slot;
-		p = bpf_map_lookup_elem(&policies, &slot);
-		cached = true;
-	} else {
+	gen = policy_gen; /* before classifying: a change after this makes the entry stale */
+	if (!cache_hit(e, &fw, egress, gen)) {
+		struct flow *f = &fw.f;
+		struct policy *p;
+
 		if (egress)
-			p = classify(saddr, daddr, proto, sport, dport, ports_known, &slot);
+			p = classify(f->saddr, f->daddr, proto, f->sport, f->dport, ports_known, &slot);
 		else
-			p = classify(daddr, saddr, proto, dport, sport, ports_known, &slot);
-		if (!p) {
-			cache_flow(e, &fw.f, egress, gen, NO_POLICY);
+			p = classify(f->daddr, f->saddr, proto, f->dport, f->sport, ports_known, &slot);
+		cache_flow(e, f, egress, gen, p, slot);
+		if (!p)
 			return TC_ACT_OK;
-		}
 	}
-	if (!p)
+	if (e->slot == NO_POLICY)
 		return TC_ACT_OK;
 
-	struct policy_counters *st = bpf_map_lookup_elem(&policy_stats, &slot);
+	slot = e->slot;
+	st = bpf_map_lookup_elem(&policy_stats, &slot);
 	if (!st)
 		return TC_ACT_OK;
-	__u64 len = skb->len - l2len;
-	__u32 policy_id = p->id;
-	__u16 mss = p->mss;
+	len = skb->len - l2len;
 
-	if (egress && !(p->flags & POLICY_SA_UP)) {
-		send_event(slot, policy_id, &fw.f, st);
-		if (p->flags & POLICY_PASS) {
+	if (egress && !(e->flags & POLICY_SA_UP)) {
+		send_event(slot, e->s.policy_id, &e->key, st);
+		if (e->flags & POLICY_PASS) {
 			st->sa_down_passes++;
 			return TC_ACT_OK;
 		}
@@ -407,7 +442,7 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	}
 
 	if (egress) {
-		__u32 sa_out = p->sa_out;
+		__u32 sa_out = e->sa_out;
 		struct counter *sa = sa_out ? bpf_map_lookup_elem(&sa_out_stats, &sa_out) : NULL;
 
 		add_counter(&st->out, len);
@@ -416,13 +451,9 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	} else {
 		add_counter(&st->in, len);
 	}
-	if (!cached)
-		cache_flow(e, &fw.f, egress, gen, slot);
 	add_counter(&e->s.c, len);
-	e->s.policy_id = policy_id;
 
-	if (mss && proto == IPPROTO_TCP && !h.fragment && ports_known &&
-	    clamp_mss(skb, h.l4off, h.end, mss))
+	if (syn.l4off && e->mss && clamp_mss(skb, &syn, e->mss))
 		st->mss_rewrites++;
 	return TC_ACT_OK;
 }

@@ -126,3 +126,45 @@ func TestFlowCache(t *testing.T) {
 		t.Errorf("re-added policy 1 counted %d packets, want 1", got)
 	}
 }
+
+// TestFlowCacheDeletedSA covers the copy of the policy a cached flow keeps: once its outbound
+// SA is deleted and the SA's counter index goes to another SA, the flow must not count there.
+func TestFlowCacheDeletedSA(t *testing.T) {
+	l := openLoader(t, Options{})
+	onOneCPU(t)
+	prog := l.Programs().TCEgress
+	const spiA, spiB = 0xc0de00a1, 0xc0de00b1
+	p := Policy{ID: 1, Selector: datapath.Selector{Local: pfx("10.1.0.0/16"), Remote: pfx("10.2.0.0/16")}, SAUp: true, OutSPI: spiA}
+	if err := l.SetPolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	frame := tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.ACK, nil, nil)
+	send := func() {
+		t.Helper()
+		if ret, _ := run(t, prog, frame); ret != tcOK {
+			t.Fatalf("verdict %d, want %d", ret, tcOK)
+		}
+	}
+	send() // caches the flow with spiA's counter index
+	if err := l.DeleteSA(Outbound, spiA); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddSA(Outbound, spiB); err != nil { // takes spiA's index
+		t.Fatal(err)
+	}
+	send()
+	c, err := l.SACounters(Outbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c[spiB].Packets; got != 0 {
+		t.Errorf("SA %#x, added after the policy's SA was deleted, counted %d packets, want 0", spiB, got)
+	}
+	pc, err := l.PolicyCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pc[1].Out.Packets; got != 2 {
+		t.Errorf("policy 1 counted %d packets, want 2", got)
+	}
+}

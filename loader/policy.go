@@ -150,8 +150,9 @@ func (l *Loader) DeletePolicy(id uint32) error {
 	return l.newPolicyGeneration()
 }
 
-// newPolicyGeneration makes the tc programs classify every flow again, after a change of the
-// policies: they cache each flow's policy per policy generation.
+// newPolicyGeneration makes the tc programs classify every flow again; it must follow every
+// write to the policies map: the programs cache each flow's policy slot and a copy of the
+// policy per policy generation.
 func (l *Loader) newPolicyGeneration() error {
 	l.policies.gen++
 	if err := l.tc.PolicyGen.Set(l.policies.gen); err != nil {

@@ -131,11 +131,20 @@ func (l *Loader) DeleteSA(d Direction, spi uint32) error {
 			return nil
 		}
 		delete(l.outSAs.index, spi)
+		rewritten := false
 		for slot, p := range l.policies.bySlot {
 			if p != nil && p.OutSPI == spi {
 				if err := l.writePolicy(slot, p); err != nil {
 					return err
 				}
+				rewritten = true
+			}
+		}
+		if rewritten {
+			// Cached flows keep a policy's SA index until the generation changes; the
+			// index may go to another SA next.
+			if err := l.newPolicyGeneration(); err != nil {
+				return err
 			}
 		}
 		l.outSAs.used[i] = false

@@ -47,9 +47,12 @@ type tcFlowCacheEntry struct {
 	Key    tcFlow
 	S      tcFlowStats
 	Gen    uint32
+	SaOut  uint32
+	Mss    uint16
 	Slot   uint8
+	Flags  uint8
 	Egress uint8
-	Pad    [2]uint8
+	Pad    [3]uint8
 }
 
 type tcFlowStats struct {

@@ -80,7 +80,7 @@ func emptyProgram(b *testing.B, typ ebpf.ProgramType, ret int32) *ebpf.Program {
 
 // bench reports the kernel-measured mean ns per packet as ns/op, over batches of batchRuns runs. The
 // kernel reuses one buffer per batch, so for the matching SYN only the first run rewrites the
-// MSS; the others walk the options and find it already clamped. Every run after the first
+// MSS; the others find it already clamped. Every run after the first
 // finds its flow in the tc programs' per-CPU flow cache (see bench/README.md for the miss path).
 func bench(b *testing.B, prog *ebpf.Program, frame []byte, want uint32) {
 	b.Helper()
