@@ -18,13 +18,19 @@ const (
 	upTimeout    = 65 * time.Second
 )
 
-// client dials the daemon's control socket.
-func (g *globals) client(ctx context.Context) (*daemon.Client, error) {
+// withClient dials the daemon's control socket and runs f within timeout.
+func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *daemon.Client) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	defer cancel()
 	path, err := g.socketPath()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return daemon.Dial(ctx, path)
+	c, err := daemon.Dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	return f(ctx, c)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -34,20 +40,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			st, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd, st)
-			}
-			return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+				st, err := c.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd, st)
+				}
+				return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
@@ -65,20 +67,16 @@ func newFlowsCmd(g *globals) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("-n %d: want a number of flows, 0 for ebpf.top_flows", limit)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			report, err := c.Flows(ctx, limit)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd, report)
-			}
-			return daemon.RenderFlows(cmd.OutOrStdout(), report)
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+				report, err := c.Flows(ctx, limit)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd, report)
+				}
+				return daemon.RenderFlows(cmd.OutOrStdout(), report)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
@@ -111,22 +109,19 @@ func newUpDownCmd(g *globals, verb string) *cobra.Command {
 			if verb == "up" {
 				timeout = upTimeout
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			if verb == "up" {
-				err = c.Up(ctx, conn, tunnel)
-			} else {
-				err = c.Down(ctx, conn, tunnel)
-			}
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", verb, args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], verb)
-			return nil
+			return g.withClient(cmd, timeout, func(ctx context.Context, c *daemon.Client) error {
+				var err error
+				if verb == "up" {
+					err = c.Up(ctx, conn, tunnel)
+				} else {
+					err = c.Down(ctx, conn, tunnel)
+				}
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", verb, args[0], err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], verb)
+				return nil
+			})
 		},
 	}
 }
@@ -137,17 +132,13 @@ func newReloadCmd(g *globals) *cobra.Command {
 		Short: "Make the daemon re-read its configuration file (as SIGHUP does)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), queryTimeout)
-			defer cancel()
-			c, err := g.client(ctx)
-			if err != nil {
-				return err
-			}
-			if err := c.Reload(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "configuration reloaded")
-			return nil
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+				if err := c.Reload(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "configuration reloaded")
+				return nil
+			})
 		},
 	}
 }
