@@ -100,6 +100,10 @@ func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
 			return nil
 		}
 		defer f.Close()
+		if err := checkPSKFile(f); err != nil {
+			d.failErr(filePath, err, "%q", name)
+			return nil
+		}
 		key, err := LookupPSK(f, peer)
 		if err != nil {
 			d.failErr(filePath, err, "%q", name)

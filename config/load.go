@@ -17,7 +17,8 @@ const (
 )
 
 // Load reads and validates the YAML configuration file at path. A relative psk_file is
-// resolved against the directory of path.
+// resolved against the directory of path; a psk_file that group or others may access, or
+// that another user owns, is refused like racoon does (checkPSKFile).
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -1,7 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -85,4 +92,79 @@ func FuzzLookupPSK(f *testing.F) {
 			t.Fatal("a second key line for the peer was accepted")
 		}
 	})
+}
+
+// A psk_file that group or others can access, that is not a regular file or that another
+// user owns is refused, naming the file and never the key.
+func TestPSKFilePermissions(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name  string
+		setup func(path string) error
+		err   string // "" = accepted
+	}{
+		{"0600", func(p string) error { return os.Chmod(p, 0o600) }, ""},
+		{"0400", func(p string) error { return os.Chmod(p, 0o400) }, ""},
+		{"world-readable", func(p string) error { return os.Chmod(p, 0o644) }, "mode 0644 gives group or others access, want 0600 or 0400 (chmod 600)"},
+		{"group-readable", func(p string) error { return os.Chmod(p, 0o640) }, "mode 0640 gives group or others access"},
+		{"other-writable", func(p string) error { return os.Chmod(p, 0o602) }, "mode 0602 gives group or others access"},
+		{"other owner", func(p string) error {
+			if os.Geteuid() != 0 {
+				return errSkip
+			}
+			return os.Chown(p, 4242, 4242)
+		}, "owner uid 4242, want 0 (the daemon's user) or 0"},
+		{"directory", func(p string) error {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			return os.Mkdir(p, 0o700)
+		}, "file type d---------, want a regular file"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("psk%d.txt", i))
+			if err := os.WriteFile(path, []byte("192.0.2.2 SUPERPASSWORD\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.setup(path); errors.Is(err, errSkip) {
+				t.Skip("needs root: chown to another user")
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			_, err := parseString(t, edit(t, `psk: "SUPERPASSWORD"`, "psk_file: "+path))
+			switch {
+			case tt.err == "" && err != nil:
+				t.Errorf("Parse: %v, want success", err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("Parse error %v, want one containing %q", err, tt.err)
+			case err != nil && strings.Contains(err.Error(), "SUPERPASSWORD"):
+				t.Errorf("error shows the key: %v", err)
+			}
+		})
+	}
+}
+
+var errSkip = errors.New("skip")
+
+// No fmt verb or encoding shows a Secret, alone or inside a Connection.
+func TestSecretRedacted(t *testing.T) {
+	c := Connection{Name: "c", PSK: Secret("SUPERPASSWORD")}
+	var outs []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%o", "%c", "%U"} {
+		outs = append(outs, fmt.Sprintf(verb, c.PSK), fmt.Sprintf(verb, c), fmt.Sprintf(verb, &c))
+	}
+	j, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "conn", c, "psk", c.PSK)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "conn", c, "psk", c.PSK)
+	outs = append(outs, string(j), buf.String())
+	for _, o := range outs {
+		if strings.Contains(o, "SUPERPASSWORD") || strings.Contains(o, "53555045") || strings.Contains(o, "U1VQRVJQQVNTV09SRA") {
+			t.Errorf("key visible: %s", o)
+		}
+	}
 }

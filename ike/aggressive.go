@@ -90,6 +90,9 @@ func (e *Engine) respondAM1(c *connection, in *inbound) error {
 }
 
 func (e *Engine) handleAM2(sa *ikeSA, in *inbound) error {
+	if err := checkResponderCookie(in); err != nil {
+		return err
+	}
 	ps := in.m.Payloads
 	sa.rcookie = in.m.Header.ResponderCookie
 	if err := sa.acceptIKEChoice(ps); err != nil {
@@ -133,7 +136,8 @@ func (e *Engine) handleAM2(sa *ikeSA, in *inbound) error {
 func (e *Engine) handleAM3(sa *ikeSA, in *inbound) error {
 	ps, raws := in.m.Payloads, in.m.Raw
 	iv := sa.ivChain
-	if in.m.Header.Flags&isakmp.FlagEncryption != 0 {
+	encrypted := in.m.Header.Flags&isakmp.FlagEncryption != 0
+	if encrypted {
 		var err error
 		if ps, raws, iv, err = sa.open(in.m, in.raw, sa.ivChain); err != nil {
 			sa.e.sendPhase1Notify(sa, in.local, in.remote, isakmp.NotifyPayloadMalformed)
@@ -148,8 +152,10 @@ func (e *Engine) handleAM3(sa *ikeSA, in *inbound) error {
 	sa.ivChain = iv
 	sa.accepted(in.raw)
 	sa.checkNATD(ps, in.local, in.remote)
+	// HASH_I covers none of the other payloads: in a plaintext AM3 anyone on the path may
+	// have added INITIAL-CONTACT, which would tear down every other SA with the peer.
 	for _, p := range ps {
-		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyInitialContact {
+		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyInitialContact && encrypted {
 			sa.initialContact = true
 		}
 	}

@@ -44,6 +44,13 @@ type ChildSA struct {
 	Initiator                                    bool
 }
 
+// zeroKeys overwrites the four keys, once the datapath no longer holds the SA.
+func (sa *ChildSA) zeroKeys() {
+	for _, b := range [][]byte{sa.EncKeyIn, sa.EncKeyOut, sa.IntegKeyIn, sa.IntegKeyOut} {
+		clear(b)
+	}
+}
+
 // LogValue implements slog.LogValuer without key material.
 func (sa *ChildSA) LogValue() slog.Value {
 	return slog.GroupValue(

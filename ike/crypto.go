@@ -18,6 +18,14 @@ type phase1Keys struct {
 	block  cipher.Block
 }
 
+// zero overwrites the key bytes once the ISAKMP SA is gone. The cipher's expanded key
+// schedule lives in crypto/cipher and cannot be reached; it goes with the garbage.
+func (k *phase1Keys) zero() {
+	for _, b := range [][]byte{k.SKEYID, k.D, k.A, k.E, k.encKey} {
+		clear(b)
+	}
+}
+
 // prf is the negotiated PRF (HMAC with the phase-1 hash).
 func (k *phase1Keys) prf(key []byte, data ...[]byte) []byte {
 	return keymat.PRF(k.hash, key, data...)

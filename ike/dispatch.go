@@ -43,14 +43,16 @@ func (e *Engine) handlePacket(pkt conn.Packet) {
 		e.handleNewSA(in)
 		return
 	}
+	// The address first: a copy of the peer's MM1 sent from elsewhere must not make us
+	// resend our answer to the peer (duplicate), however often it comes.
+	if in.remote.Addr() != sa.remote.Addr() {
+		e.log.Debug("dropping message from unexpected address", sa.logArgs("from", in.remote)...)
+		return
+	}
 	if sa.rcookie != ([8]byte{}) && h.ResponderCookie != sa.rcookie {
 		if !(h.ResponderCookie == [8]byte{} && sa.duplicate(in.raw)) {
 			e.log.Debug("dropping message with unknown responder cookie", sa.logArgs("exchange", h.Exchange)...)
 		}
-		return
-	}
-	if in.remote.Addr() != sa.remote.Addr() {
-		e.log.Debug("dropping message from unexpected address", sa.logArgs("from", in.remote)...)
 		return
 	}
 	switch h.Exchange {
@@ -110,8 +112,9 @@ func (e *Engine) handleNewSA(in *inbound) {
 		e.log.Warn("no connection configured for peer", "peer", in.remote, "local", in.local)
 		return
 	}
-	if e.halfOpen >= maxHalfOpen {
-		e.log.Warn("too many half-open IKE SAs, dropping new one", "peer", in.remote, "limit", maxHalfOpen)
+	if !e.admitResponder(in.remote.Addr()) {
+		e.log.Warn("too many half-open IKE SAs, dropping new one", "peer", in.remote,
+			"limit", maxHalfOpen, "peer_limit", maxHalfOpenPerPeer)
 		return
 	}
 	aggressive := h.Exchange == isakmp.ExchangeAggressive
@@ -128,8 +131,39 @@ func (e *Engine) handleNewSA(in *inbound) {
 	}
 	if err != nil {
 		e.log.Error("negotiation failed", "conn", c.cfg.Name, "peer", in.remote, "err", err)
-		e.errs = append(e.errs, ConnError{Connection: c.cfg.Name, Time: e.now(), Err: err.Error()})
+		e.addError(c.cfg.Name, err)
 	}
+}
+
+// admitResponder reports whether a new responder IKE SA with remote may be created: fewer
+// than maxHalfOpen half-open ones in all and fewer than maxHalfOpenPerPeer with remote, so
+// that MM1s spoofed from one configured peer's address cannot lock out the others. When
+// remote is at its limit, its oldest half-open SA that never got beyond MM1 (no MM3, no
+// DH work done) makes room: a flood of spoofed MM1s then has to outpace the real peer's
+// MM1-MM3 round trip.
+func (e *Engine) admitResponder(remote netip.Addr) bool {
+	if e.halfOpen >= maxHalfOpen {
+		return false
+	}
+	n := 0
+	var oldest *ikeSA
+	for _, sa := range e.ikeSAs {
+		if sa.initiator || sa.state == stateEstablished || sa.remote.Addr() != remote {
+			continue
+		}
+		n++
+		if sa.state == stateMM2Sent && (oldest == nil || sa.created.Before(oldest.created)) {
+			oldest = sa
+		}
+	}
+	if n < maxHalfOpenPerPeer {
+		return true
+	}
+	if oldest == nil {
+		return false
+	}
+	e.deleteIKESA(oldest, false, errEvicted)
+	return true
 }
 
 // newResponderSA creates the state for a peer's MM1/AM1 (not yet registered).

@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -30,6 +31,10 @@ var (
 	errReplaced = errors.New("replaced by a new IKE SA (INITIAL-CONTACT)")
 	errExpired  = errors.New("lifetime expired")
 	errRekeyed  = errors.New("replaced by a newer IKE SA (reauthentication)")
+	errEvicted  = errors.New("half-open SA evicted for a newer one from the same peer")
+
+	// errReplayedMsgID drops a phase-2 message whose message ID the IKE SA already used.
+	errReplayedMsgID = errors.New("message ID already used in this IKE SA (replayed or reflected message)")
 )
 
 // ConnError is the last failure recorded for a connection, shown by Status.
@@ -45,10 +50,16 @@ const maxConnErrors = 32
 // recordError logs a failed negotiation and keeps it for Status.
 func (e *Engine) recordError(sa *ikeSA, err error) {
 	e.log.Error("negotiation failed", sa.logArgs("err", err)...)
-	e.errs = append(e.errs, ConnError{Connection: sa.conn.cfg.Name, Time: e.now(), Err: err.Error()})
-	if len(e.errs) > maxConnErrors {
-		e.errs = e.errs[len(e.errs)-maxConnErrors:]
+	e.addError(sa.conn.cfg.Name, err)
+}
+
+// addError keeps err for Status, dropping the oldest beyond maxConnErrors: unauthenticated
+// packets can cause errors, so the history must not grow with them.
+func (e *Engine) addError(conn string, err error) {
+	if len(e.errs) == maxConnErrors {
+		e.errs = slices.Delete(e.errs, 0, 1)
 	}
+	e.errs = append(e.errs, ConnError{Connection: conn, Time: e.now(), Err: err.Error()})
 }
 
 func hexCookie(c [8]byte) string { return fmt.Sprintf("%x", c[:]) }

@@ -67,6 +67,18 @@ func (e *Engine) handleInformational(sa *ikeSA, in *inbound) error {
 	if err != nil {
 		return err
 	}
+	id := in.m.Header.MessageID
+	if sa.msgIDs.has(id) {
+		// A replay, or one of ours reflected: only answering R-U-THERE is harmless to
+		// repeat, and a peer that lost our ACK retransmits its request unchanged.
+		for _, p := range ps {
+			if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyRUThere {
+				e.handleNotify(sa, n)
+			}
+		}
+		return fmt.Errorf("informational %08x: %w", id, errReplayedMsgID)
+	}
+	sa.msgIDs.add(id)
 	for _, p := range ps {
 		switch p := p.(type) {
 		case *isakmp.Delete:

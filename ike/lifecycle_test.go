@@ -298,30 +298,55 @@ func allDone(sa *ikeSA) bool {
 	return true
 }
 
+// A flood of MM1s spoofed from one configured peer's address may hold only that peer's
+// share of the half-open SAs: another peer still gets its MM1 answered, and the flooded
+// peer's newest MM1 replaces its oldest half-open SA.
 func TestHalfOpenLimit(t *testing.T) {
 	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
+	addrC := netip.MustParseAddr("192.0.2.3")
+	cc := cb
+	cc.Name, cc.RemoteAddress, cc.Tunnels = "other", addrC, nil
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
-	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
+	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb, cc)
 	a.stop() // A only lends its MM1 as a template
 	a.e.mu.Lock()
 	a.e.startPhase1(a.e.conns["peer"])
 	a.e.mu.Unlock()
 	sent := ba.Sent()
 	mm1 := sent[len(sent)-1].Data
-	for i := range maxHalfOpen + 100 {
+	inject := func(i int, from netip.Addr) [8]byte {
 		msg := append([]byte(nil), mm1...)
 		msg[0], msg[1] = byte(i>>8), byte(i)
-		bb.Inject(msg, netip.AddrPortFrom(addrB, 500), netip.AddrPortFrom(addrA, 500))
+		bb.Inject(msg, netip.AddrPortFrom(addrB, 500), netip.AddrPortFrom(from, 500))
+		return [8]byte(msg[:8])
 	}
-	waitFor(t, "flood processed", func() bool {
+	halfOpen := func() (n int, cookies map[[8]byte]netip.Addr) {
 		b.e.mu.Lock()
 		defer b.e.mu.Unlock()
-		return b.e.halfOpen == maxHalfOpen
+		cookies = make(map[[8]byte]netip.Addr)
+		for c, sa := range b.e.ikeSAs {
+			cookies[c] = sa.remote.Addr()
+		}
+		return b.e.halfOpen, cookies
+	}
+	var last [8]byte
+	for i := range maxHalfOpen + 100 {
+		last = inject(i, addrA)
+	}
+	other := inject(0xffff, addrC)
+	waitFor(t, "flood processed", func() bool {
+		_, cookies := halfOpen()
+		return cookies[other] == addrC
 	})
-	if n := len(b.e.Status().IKESAs); n != maxHalfOpen {
-		t.Errorf("%d IKE SAs after a flood of %d MM1, want the cap %d", n, maxHalfOpen+100, maxHalfOpen)
+	n, cookies := halfOpen()
+	if n != maxHalfOpenPerPeer+1 {
+		t.Errorf("%d half-open IKE SAs after a flood of %d MM1 from one peer and one from another, want %d",
+			n, maxHalfOpen+100, maxHalfOpenPerPeer+1)
+	}
+	if _, ok := cookies[last]; !ok {
+		t.Errorf("the flooded peer's newest MM1 got no IKE SA, want it to replace the oldest")
 	}
 }
 

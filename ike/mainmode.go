@@ -60,6 +60,9 @@ func (e *Engine) respondMM1(c *connection, in *inbound) error {
 }
 
 func (e *Engine) handleMM2(sa *ikeSA, in *inbound) error {
+	if err := checkResponderCookie(in); err != nil {
+		return err
+	}
 	sa.rcookie = in.m.Header.ResponderCookie
 	if err := sa.acceptIKEChoice(in.m.Payloads); err != nil {
 		return fatal(err)
@@ -182,4 +185,13 @@ func (sa *ikeSA) openAuth(in *inbound, name string, want func([]byte) []byte) (*
 		}
 	}
 	return id, idRaw.Body(), nil
+}
+
+// checkResponderCookie rejects a responder's first message without a responder cookie
+// (RFC 2408 3.1): with a zero one kept, later messages of any responder cookie would pass.
+func checkResponderCookie(in *inbound) error {
+	if in.m.Header.ResponderCookie == ([8]byte{}) {
+		return fmt.Errorf("%s reply from %v: responder cookie is zero, want the responder's random cookie", in.m.Header.Exchange, in.remote)
+	}
+	return nil
 }

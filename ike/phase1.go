@@ -14,8 +14,12 @@ import (
 // nonceLen is the length of the nonces we send (RFC 2409 5: 8 to 256 bytes).
 const nonceLen = 32
 
-// maxHalfOpen caps responder IKE SAs that are not established yet, against MM1 floods.
-const maxHalfOpen = 512
+// maxHalfOpen caps responder IKE SAs that are not established yet, against MM1 floods;
+// maxHalfOpenPerPeer caps those of one peer address (see admitResponder).
+const (
+	maxHalfOpen        = 512
+	maxHalfOpenPerPeer = 16
+)
 
 // startTunnel asks for a child SA for t: at once if an IKE SA is up, else after phase 1.
 // done, if not nil, receives the outcome.
@@ -85,7 +89,7 @@ func (e *Engine) startPhase1(c *connection) *ikeSA {
 		}
 	}
 	if err != nil {
-		e.errs = append(e.errs, ConnError{Connection: c.cfg.Name, Time: e.now(), Err: err.Error()})
+		e.addError(c.cfg.Name, err)
 		for _, t := range c.waiting {
 			t.notify(err)
 		}

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/isakmp"
 	"github.com/espgw/espgw/ike/keymat"
@@ -55,6 +57,36 @@ type lifetimes struct {
 // defaultChildLifetime applies when neither side states one (RFC 2407 4.5).
 const defaultChildLifetime = 8 * time.Hour
 
+// offeredLifetime is what our quick-mode offer for t amounts to: its lifetimes, with the
+// RFC default when it states no time limit.
+func offeredLifetime(t *config.Tunnel) lifetimes {
+	return lifetimes{seconds: cmp.Or(t.Lifetime, defaultChildLifetime), kilobytes: t.LifeKilobytes}
+}
+
+// initiatorLifetime is the lifetime of a child SA we initiated: the responder may only
+// shorten what we offered (RFC 2407 4.6.3.1), in its echoed transform (echoed) or with
+// RESPONDER-LIFETIME notifications in QM2 (ps); a longer or missing value leaves ours.
+func initiatorLifetime(t *config.Tunnel, echoed lifetimes, ps []isakmp.Payload) lifetimes {
+	life := offeredLifetime(t).shorter(echoed)
+	for _, p := range ps {
+		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyResponderLifetime {
+			life = life.shorter(responderLifetime(n.Data))
+		}
+	}
+	return life
+}
+
+// shorter returns, limit by limit, the smaller of l and o, where zero means no limit.
+func (l lifetimes) shorter(o lifetimes) lifetimes {
+	if l.seconds == 0 || o.seconds != 0 && o.seconds < l.seconds {
+		l.seconds = o.seconds
+	}
+	if l.kilobytes == 0 || o.kilobytes != 0 && o.kilobytes < l.kilobytes {
+		l.kilobytes = o.kilobytes
+	}
+	return l
+}
+
 func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMode {
 	qm := &quickMode{
 		exchange: exchange{e: sa.e, local: sa.local, remote: sa.remote},
@@ -98,7 +130,8 @@ func (qm *quickMode) finish() {
 	})
 }
 
-// newMessageID returns a random message ID unused in sa.
+// newMessageID returns a random message ID never used in sa and records it, so that the
+// message, reflected back to us, is not taken for the peer's.
 func (e *Engine) newMessageID(sa *ikeSA) (uint32, error) {
 	var b [4]byte
 	for {
@@ -106,7 +139,8 @@ func (e *Engine) newMessageID(sa *ikeSA) (uint32, error) {
 			return 0, fmt.Errorf("ike: message ID: %w", err)
 		}
 		id := binary.BigEndian.Uint32(b[:])
-		if _, used := sa.qms[id]; id != 0 && !used {
+		if _, used := sa.qms[id]; id != 0 && !used && !sa.msgIDs.has(id) {
+			sa.msgIDs.add(id)
 			return id, nil
 		}
 	}
@@ -191,6 +225,8 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 	}
 	qm := sa.qms[id]
 	switch {
+	case qm == nil && sa.msgIDs.has(id):
+		return fmt.Errorf("quick mode %08x: %w", id, errReplayedMsgID)
 	case qm == nil:
 		return e.respondQM1(sa, in)
 	case qm.duplicate(in.raw), qm.done:
@@ -219,12 +255,8 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 		qm.fail(err)
 		return nil
 	}
-	qm.spiOut, qm.prop, qm.life, qm.encap = ch.spi, ch.prop, ch.life, ch.encap
-	for _, p := range ps {
-		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyResponderLifetime {
-			qm.life = responderLifetime(qm.life, n.Data)
-		}
-	}
+	qm.spiOut, qm.prop, qm.encap = ch.spi, ch.prop, ch.encap
+	qm.life = initiatorLifetime(&t.cfg, ch.life, ps)
 	h3 := sa.hashPayloads([]byte{0}, [][]byte{binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI, qm.nonceR})
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv

@@ -13,6 +13,9 @@ import (
 // proxy IDs match exactly, selects an ESP proposal and sends QM2.
 func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	msgID := in.m.Header.MessageID
+	if n := sa.respondingQuickModes(); n >= maxResponderQuickModes {
+		return fmt.Errorf("quick mode %08x: %d responder quick modes in progress (limit %d)", msgID, n, maxResponderQuickModes)
+	}
 	mid := binary.BigEndian.AppendUint32(nil, msgID)
 	qm := &quickMode{
 		exchange: exchange{e: e, local: sa.local, remote: sa.remote},
@@ -22,6 +25,7 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	if err != nil {
 		return err
 	}
+	sa.msgIDs.add(msgID)
 	offer, _, ok := findPayload[*isakmp.SA](ps, nil)
 	if !ok {
 		return fmt.Errorf("quick mode %08x lacks an SA payload", msgID)
@@ -76,6 +80,21 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	return nil
 }
 
+// maxResponderQuickModes caps the quick modes a peer may have open with us under one IKE
+// SA: each holds an allocated SPI and, with PFS, a DH key until it completes or times out.
+const maxResponderQuickModes = 32
+
+// respondingQuickModes counts the peer's quick modes under sa that are not complete.
+func (sa *ikeSA) respondingQuickModes() int {
+	n := 0
+	for _, qm := range sa.qms {
+		if !qm.initiator && !qm.done {
+			n++
+		}
+	}
+	return n
+}
+
 // firstSPI returns the SPI of the first proposal of an SA payload (for notifications).
 func firstSPI(sa *isakmp.SA) []byte {
 	if len(sa.Proposals) == 0 {
@@ -106,14 +125,14 @@ func negotiateLifetime(offer, ours lifetimes) (lifetimes, []isakmp.Attribute) {
 	return got, attrs
 }
 
-// responderLifetime applies a received RESPONDER-LIFETIME notification to cur. Malformed
-// data leaves cur unchanged.
-func responderLifetime(cur lifetimes, data []byte) lifetimes {
+// responderLifetime returns the limits a RESPONDER-LIFETIME notification states; zero
+// (no limit) for what it does not state or when it is malformed.
+func responderLifetime(data []byte) lifetimes {
 	attrs, err := isakmp.ParseAttributes(data)
 	if err != nil {
-		return cur
+		return lifetimes{}
 	}
-	return applyLifeAttributes(cur, attrs)
+	return applyLifeAttributes(lifetimes{}, attrs)
 }
 
 // applyLifeAttributes reads SA Life Type / SA Life Duration pairs (RFC 2407 4.5).

@@ -102,6 +102,7 @@ type ikeSA struct {
 	kePeerLen      int  // aggressive responder: length of the peer's KE in AM1
 
 	qms    map[uint32]*quickMode
+	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
 	expiry *time.Timer // end of the lifetime
 	rekey  *time.Timer // initiator: start the replacement
@@ -262,6 +263,7 @@ func (e *Engine) deleteChild(ch *childSA, tell bool) {
 	if err := e.opts.Kernel.DeleteChildSA(context.Background(), &ch.ChildSA); err != nil {
 		e.log.Warn("deleting child SA failed", "conn", ch.Connection, "tunnel", ch.Tunnel, "err", err)
 	}
+	ch.zeroKeys()
 	if tell && ch.ike != nil && ch.ike.state == stateEstablished {
 		e.sendDeleteESP(ch.ike, ch.SPIIn)
 	}
@@ -297,6 +299,10 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	}
 	negotiating := sa.state != stateEstablished
 	sa.state = stateDeleted
+	sa.dhKey = nil
+	if sa.keys != nil {
+		sa.keys.zero()
+	}
 	if e.ikeSAs[sa.icookie] == sa {
 		delete(e.ikeSAs, sa.icookie)
 	}
