@@ -1,6 +1,6 @@
 // Package tunnel measures TCP throughput (iperf3, one flow) through the espgw userspace
-// datapath, through strongSwan kernel-libipsec and over the plain veth, in the same run on
-// the same machine. It has benchmarks only: go test -run '^$' -bench . -benchtime 1x ./bench/tunnel
+// datapath (ESP in UDP and raw ESP), through strongSwan kernel-libipsec and over the plain
+// veth, in the same run on the same machine. It has benchmarks only: go test -run '^$' -bench . -benchtime 1x ./bench/tunnel
 // (root, iperf3, strongSwan 5.9 with kernel-libipsec).
 package tunnel
 
@@ -62,13 +62,18 @@ func BenchmarkTunnel(b *testing.B) {
 		s := newSite(b)
 		measure(b, s.left, s.right, wanL, wanR, nil)
 	})
-	for _, su := range suites {
-		b.Run("espgw/"+su.name, func(b *testing.B) {
-			s := newSite(b)
-			dps := espgwPair(b, s, su)
-			measure(b, s.left, s.right, hostL, hostR, selfCPU)
-			reportDrops(b, dps)
-		})
+	for _, encap := range []struct {
+		name string
+		udp  bool
+	}{{"espgw/", true}, {"espgw/raw/", false}} {
+		for _, su := range suites {
+			b.Run(encap.name+su.name, func(b *testing.B) {
+				s := newSite(b)
+				dps := espgwPair(b, s, su, encap.udp)
+				measure(b, s.left, s.right, hostL, hostR, selfCPU)
+				reportDrops(b, dps)
+			})
+		}
 	}
 	for _, su := range suites {
 		b.Run("strongswan/"+su.name, func(b *testing.B) {
@@ -79,9 +84,10 @@ func BenchmarkTunnel(b *testing.B) {
 	}
 }
 
-// espgwPair starts a Bind and a userspace datapath in each namespace and installs one
-// ESP-in-UDP tunnel with static keys (no IKE).
-func espgwPair(b *testing.B, s site, su suite) (dps []*userspace.Datapath) {
+// espgwPair starts a userspace datapath in each namespace and installs one tunnel with
+// static keys (no IKE): ESP in UDP 4500 on a Bind when udp is set, else raw ESP (IP
+// protocol 50, as with nat_traversal: off).
+func espgwPair(b *testing.B, s site, su suite, udp bool) (dps []*userspace.Datapath) {
 	b.Helper()
 	type end struct {
 		ns          *testutil.NetNS
@@ -95,20 +101,28 @@ func espgwPair(b *testing.B, s site, su suite) (dps []*userspace.Datapath) {
 	r := end{s.right, l.peer, l.wan, l.remo, l.local, 0x2002, 0x1001}
 	sa := func(spi uint32, src, dst netip.Addr, sel datapath.Selector) datapath.SA {
 		seed := byte(spi)
-		return datapath.SA{
-			SPI: spi, Src: src, Dst: dst, EncapSrcPort: conn.NATTPort, EncapDstPort: conn.NATTPort,
+		sa := datapath.SA{
+			SPI: spi, Src: src, Dst: dst,
 			Enc: su.enc, EncKey: key(su.encKey, seed), Integ: su.integ, IntegKey: key(su.integKey, seed+1),
 			ReplayWindow: 128, ReqID: 1, Selector: sel,
 		}
+		if udp {
+			sa.EncapSrcPort, sa.EncapDstPort = conn.NATTPort, conn.NATTPort
+		}
+		return sa
 	}
 	for _, e := range []end{l, r} {
 		var bind *conn.UDPBind
 		var dp *userspace.Datapath
 		err := e.ns.Do(func() (err error) {
-			if bind, err = conn.Listen([]netip.Addr{e.wan}, conn.ListenOptions{}); err != nil {
-				return err
+			opts := userspace.Options{RawESP: !udp}
+			if udp {
+				if bind, err = conn.Listen([]netip.Addr{e.wan}, conn.ListenOptions{}); err != nil {
+					return err
+				}
+				opts.Bind = bind
 			}
-			dp, err = userspace.New(userspace.Options{Bind: bind})
+			dp, err = userspace.New(opts)
 			return err
 		})
 		if bind != nil {

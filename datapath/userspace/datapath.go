@@ -5,9 +5,10 @@
 //
 // Outbound: TUN (TSO super-packets split into segments) → SPD lookup → newest SA of the
 // policy's reqid → seal in place → batched send (sendmmsg + UDP GSO via
-// conn.ESPBatchSender). Inbound, on the receiving goroutine: Bind (recvmmsg + UDP GRO) /
-// raw socket → SAD lookup by SPI → replay check, ICV, decrypt, window update
-// (datapath/esp) → selector check → queue; then the worker: batched TUN write (GRO).
+// conn.ESPBatchSender; sendmmsg on the raw socket). Inbound, on the receiving goroutine:
+// Bind (recvmmsg + UDP GRO) / raw socket (recvmmsg) → SAD lookup by SPI → replay check,
+// ICV, decrypt, window update (datapath/esp) → selector check → queue; then the worker:
+// batched TUN write (GRO).
 package userspace
 
 import (
@@ -15,14 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/espgw/espgw/conn"
@@ -65,7 +64,7 @@ type Datapath struct {
 	name   string
 	nl     *netlink.Handle
 	link   netlink.Link
-	raw    *net.IPConn
+	raw    *rawESP
 	events chan datapath.Event
 	drops  dropCounters
 
@@ -145,10 +144,9 @@ func New(opts Options) (_ *Datapath, err error) {
 		return nil, fmt.Errorf("userspace: set TUN %q up: %w", d.name, err)
 	}
 	if opts.RawESP {
-		if d.raw, err = net.ListenIP("ip4:50", nil); err != nil {
+		if d.raw, err = listenRawESP(); err != nil {
 			return nil, fmt.Errorf("userspace: raw ESP socket: %w", err)
 		}
-		growReceiveBuffer(d.raw)
 	}
 	d.startInbound()
 	d.start(d.drainTUNEvents)
@@ -240,23 +238,4 @@ func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint
 		return spi, nil
 	}
 	return 0, errors.New("userspace: SPI: no free value found after 1000 tries")
-}
-
-// rawReceiveBuffer absorbs bursts while the worker decrypts. It matters more than for UDP:
-// since Linux 6.x a packet that finds the raw socket full counts as undelivered, and with no
-// kernel ESP the host then answers it with ICMP protocol unreachable.
-const rawReceiveBuffer = 4 << 20
-
-// growReceiveBuffer raises the socket's receive buffer past net.core.rmem_max when allowed
-// (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else as far as rmem_max permits.
-func growReceiveBuffer(c *net.IPConn) {
-	rc, err := c.SyscallConn()
-	if err == nil {
-		rc.Control(func(fd uintptr) {
-			err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rawReceiveBuffer)
-		})
-	}
-	if err != nil {
-		c.SetReadBuffer(rawReceiveBuffer)
-	}
 }

@@ -17,12 +17,12 @@ const (
 	tunWriteOffset = 16
 )
 
-// packetBuf holds one received ESP packet (from the SPI) in data[:n]; once opened, inner
-// is the decrypted inner packet within data.
+// packetBuf holds one received ESP packet (from the SPI) in data[start:n]; once opened,
+// inner is the decrypted inner packet within data.
 type packetBuf struct {
-	data  []byte
-	n     int
-	inner []byte
+	data     []byte
+	start, n int
+	inner    []byte
 }
 
 func (d *Datapath) startInbound() {
@@ -47,7 +47,7 @@ func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	}
 	select {
 	case b := <-d.free:
-		b.n = copy(b.data, pkt)
+		b.start, b.n = 0, copy(b.data, pkt)
 		d.openAndQueue(b)
 	case <-d.done:
 	}
@@ -63,27 +63,60 @@ func (d *Datapath) openAndQueue(b *packetBuf) {
 	d.inQueue <- b // cannot block: the queue holds every buffer
 }
 
-// rawReceiveLoop reads IP protocol 50; net.IPConn strips the outer IPv4 header.
+// rawReceiveLoop reads IP protocol 50 in batches (recvmmsg) and opens each packet. It
+// keeps up to rawRecvBatch buffers of the pool while it waits for the socket and takes
+// more only as the previous ones are used.
 func (d *Datapath) rawReceiveLoop() {
+	rd := d.raw.newReader()
+	bufs := make([]*packetBuf, 0, rawRecvBatch)
 	for {
-		var b *packetBuf
-		select {
-		case b = <-d.free:
-		case <-d.done:
-			return
+		if len(bufs) == 0 { // wait for one buffer, then take what is free
+			select {
+			case b := <-d.free:
+				bufs = append(bufs, b)
+			case <-d.done:
+				return
+			}
 		}
-		n, _, err := d.raw.ReadFrom(b.data)
+	fill:
+		for len(bufs) < cap(bufs) {
+			select {
+			case b := <-d.free:
+				bufs = append(bufs, b)
+			default:
+				break fill
+			}
+		}
+		n, err := rd.read(bufs)
 		if err != nil {
-			d.free <- b
 			if d.closed.Load() {
 				return
 			}
 			d.drops.inc(DropMalformed)
 			continue
 		}
-		b.n = n
-		d.openAndQueue(b)
+		for i, b := range bufs[:n] {
+			d.openRaw(b, rd.truncated(i))
+		}
+		bufs = bufs[:copy(bufs, bufs[n:])]
 	}
+}
+
+// openRaw removes the outer IPv4 header from the received packet b and opens and queues
+// it, or drops it.
+func (d *Datapath) openRaw(b *packetBuf, truncated bool) {
+	start, ok := ipv4PayloadOffset(b.data[:b.n])
+	switch {
+	case truncated:
+		d.drops.inc(DropTooBig)
+	case !ok:
+		d.drops.inc(DropMalformed)
+	default:
+		b.start = start
+		d.openAndQueue(b)
+		return
+	}
+	d.free <- b // cannot block: b came from free
 }
 
 // inboundWorker writes batches of opened packets to the TUN in one call, so the TUN can
@@ -126,7 +159,7 @@ func (d *Datapath) inboundWorker() {
 // open verifies and decrypts b in place and returns the inner packet, or nil after
 // counting the reason it was dropped.
 func (d *Datapath) open(st *tables, b *packetBuf) []byte {
-	p, err := esp.Parse(b.data[:b.n])
+	p, err := esp.Parse(b.data[b.start:b.n])
 	if err != nil {
 		d.drops.inc(DropMalformed)
 		return nil

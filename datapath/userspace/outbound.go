@@ -30,6 +30,9 @@ func (d *Datapath) outboundLoop() {
 		bufs[i] = make([]byte, d.bufSize)
 	}
 	out := sendQueue{pkts: make([][]byte, 0, batch)}
+	if d.raw != nil {
+		out.raw = d.raw.newWriter(batch)
+	}
 	for {
 		n, err := d.tun.Read(bufs, sizes, bufOffset)
 		st := d.state.Load()
@@ -60,22 +63,19 @@ func (d *Datapath) outboundLoop() {
 type sendQueue struct {
 	sa   *outSA
 	pkts [][]byte
+	raw  *rawWriter // nil without Options.RawESP
 }
 
-// flush sends the queued packets: ESP in UDP in one batch when the Bind can, raw ESP one
-// by one.
+// flush sends the queued packets: raw ESP with sendmmsg, ESP in UDP in one batch when the
+// Bind can, else one by one.
 func (d *Datapath) flush(q *sendQueue) {
 	if len(q.pkts) == 0 {
 		return
 	}
 	o := q.sa
 	switch bs, ok := d.opts.Bind.(conn.ESPBatchSender); {
-	case o.rawDst != nil:
-		for _, pkt := range q.pkts {
-			if _, _, err := d.raw.WriteMsgIP(pkt, o.rawOOB, o.rawDst); err != nil {
-				d.drops.inc(DropSend)
-			}
-		}
+	case o.raw != nil:
+		d.drops.add(DropSend, uint64(q.raw.write(q.pkts, o.raw)))
 	case ok:
 		if err := bs.SendESPBatch(q.pkts, o.local, o.remote); err != nil {
 			d.drops.add(DropSend, uint64(len(q.pkts)))

@@ -5,13 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/esp"
@@ -52,8 +48,7 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 		if !p.Out.Dst.Is4() || !p.Out.Src.Is4() {
 			return fmt.Errorf("userspace: outbound SA %#08x: raw ESP addresses %v->%v, expected IPv4", p.Out.SPI, p.Out.Src, p.Out.Dst)
 		}
-		o.rawDst = &net.IPAddr{IP: p.Out.Dst.AsSlice()}
-		o.rawOOB = pktinfo(p.Out.Src)
+		o.raw = newRawDest(p.Out.Src, p.Out.Dst)
 	}
 
 	d.mu.Lock()
@@ -71,17 +66,6 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	delete(d.reserved, p.In.SPI)
 	d.state.Store(st)
 	return nil
-}
-
-// pktinfo is an IP_PKTINFO control message that makes a raw socket send from src.
-func pktinfo(src netip.Addr) []byte {
-	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
-	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
-	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
-	info.Spec_dst = src.As4()
-	return oob
 }
 
 // DeleteSA implements datapath.Datapath.

@@ -2,7 +2,6 @@ package userspace
 
 import (
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -24,8 +23,7 @@ type outSA struct {
 	esp           *esp.SA
 	softSent      atomic.Bool
 	local, remote netip.AddrPort // ESP in UDP
-	rawDst        *net.IPAddr    // raw ESP
-	rawOOB        []byte         // IP_PKTINFO selecting the source address
+	raw           *rawDest       // raw ESP
 }
 
 // policy is an installed SPD entry.
