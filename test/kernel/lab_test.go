@@ -76,17 +76,27 @@ func captureWire(tb testing.TB, l *lab) *wireCapture {
 	}
 }
 
+// espFilter matches ESP on the wire: raw, or in UDP 4500 with a non-zero SPI.
+func espFilter(encap bool) string {
+	if encap {
+		return "udp port 4500 and udp[8:4] != 0"
+	}
+	return "ip proto 50"
+}
+
+// espCount is the number of ESP packets both ends have captured so far.
+func (w *wireCapture) espCount(tb testing.TB, encap bool) int {
+	return pcapCount(tb, w.a.Path(), espFilter(encap)) + pcapCount(tb, w.b.Path(), espFilter(encap))
+}
+
 // requireOnlyESP waits until the wire capture holds at least min ESP packets (raw or, with
 // encap, in UDP 4500 with a non-zero SPI), stops it and fails if any other IPv4 packet was sent.
 // Under TCG with espgw and charon busy, tcpdump has been seen to miss the first exchange after
 // it reported "listening", so callers ask for ESP from most, not all, of their packets.
 func (w *wireCapture) requireOnlyESP(tb testing.TB, encap bool, min int) {
 	tb.Helper()
-	esp := "ip proto 50"
-	if encap {
-		esp = "udp port 4500 and udp[8:4] != 0"
-	}
-	count := func() int { return pcapCount(tb, w.a.Path(), esp) + pcapCount(tb, w.b.Path(), esp) }
+	esp := espFilter(encap)
+	count := func() int { return w.espCount(tb, encap) }
 	// tcpdump writes with a delay under TCG: give the file time to catch up before stopping.
 	if err := testutil.Poll(10*time.Second, func() (bool, error) { return count() >= min, nil }); err != nil {
 		tb.Errorf("wire capture: %d packets match %q, want at least %d", count(), esp, min)
@@ -112,8 +122,12 @@ func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) {
 		tb.Fatalf("through the tunnel: %v", err)
 	}
 	wire := captureWire(tb, l)
-	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), pings-1); err != nil {
-		tb.Fatalf("through the tunnel: %v", err)
+	// Under TCG tcpdump can miss packets for a while after it reports "listening": keep
+	// pinging, one at a time and at most 10 extra, until the capture has seen the ESP.
+	for i := 0; i < pings-1 || (i < pings+9 && wire.espCount(tb, encap) < pings-1); i++ {
+		if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
+			tb.Fatalf("through the tunnel: %v", err)
+		}
 	}
 	wire.requireOnlyESP(tb, encap, pings-1)
 }
