@@ -422,3 +422,20 @@ func TestDaemonEBPFUnavailable(t *testing.T) {
 		t.Errorf("log lines about eBPF above info: %q, want one warning", warnings)
 	}
 }
+
+// TestDaemonQuickModeFailureReleasesSPI: a quick mode the peer rejects (proxy IDs that
+// match none of its tunnels) leaves no SPI reserved in the datapath.
+func TestDaemonQuickModeFailureReleasesSPI(t *testing.T) {
+	ba, bb := bindtest.NewPair()
+	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "k"), ba, newFakeDatapath(0x1000))
+	b := startDaemon(t, "B", peerYAML("192.0.2.2", "192.0.2.1", "10.20.0.0/24", "10.10.9.0/24", "k"), bb, newFakeDatapath(0x2000))
+	err := a.client.Up(context.Background(), "mega", "api")
+	if err == nil || !strings.Contains(err.Error(), "identity mismatch") {
+		t.Fatalf("Up with mismatched proxy IDs = %v, want an identity mismatch", err)
+	}
+	for _, d := range []*testDaemon{a, b} {
+		if got := d.dp.reservedSPIs(); len(got) != 0 {
+			t.Errorf("SPIs %x still reserved after the failed quick mode", got)
+		}
+	}
+}

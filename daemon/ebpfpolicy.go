@@ -125,6 +125,22 @@ func (e *ebpfProgs) allocSPI(spi uint32) {
 	e.pending[spi] = now
 }
 
+// releaseSPI undoes allocSPI for an SPI whose SA will not come; an installed SPI stays.
+func (e *ebpfProgs) releaseSPI(spi uint32) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.pending[spi]; !ok {
+		return
+	}
+	delete(e.pending, spi)
+	if err := e.l.DeleteSA(loader.Inbound, spi); err != nil {
+		e.log.Warn("cannot forget an unused inbound SPI", "spi", fmt.Sprintf("%08x", spi), "err", err)
+	}
+}
+
 // saInstalled marks the tunnel of sa up with sa as its outbound SA and counts both SPIs.
 // A failure is logged: the SA works, only the eBPF view of it is wrong.
 func (e *ebpfProgs) saInstalled(sa *ike.ChildSA) {

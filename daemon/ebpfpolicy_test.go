@@ -86,6 +86,12 @@ func TestEBPFSALifecycle(t *testing.T) {
 		}, tcActOK, mss(false, datapath.Enc3DESCBC, datapath.IntegHMACSHA1_96), []uint32{0x100}, []uint32{0x200}},
 		{"rekeyed, AES-GCM with NAT-T", func() error { e.allocSPI(b.SPIIn); e.saInstalled(b); return nil },
 			tcActOK, mss(true, datapath.EncAESGCM16, datapath.IntegNone), []uint32{0x100, 0x101}, []uint32{0x200, 0x201}},
+		{"SPI allocated and released; releasing an installed one does nothing", func() error {
+			e.allocSPI(0x102)
+			e.releaseSPI(0x102)
+			e.releaseSPI(b.SPIIn)
+			return nil
+		}, tcActOK, mss(true, datapath.EncAESGCM16, datapath.IntegNone), []uint32{0x100, 0x101}, []uint32{0x200, 0x201}},
 		{"old SA deleted", func() error { e.saDeleted(a); return nil },
 			tcActOK, mss(true, datapath.EncAESGCM16, datapath.IntegNone), []uint32{0x101}, []uint32{0x201}},
 		{"last SA deleted", func() error { e.saDeleted(b); return nil }, tcActShot, 0, []uint32{}, []uint32{}},
@@ -130,7 +136,7 @@ func TestEBPFSALifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The replacing policy's counters, from the step that installed it.
-	if c := pc[reqID]; c.conn != "mega" || c.SADownDrops != 1 || c.SADownPasses != 1 || c.MSSRewrites != 3 || c.PacketsOut != 3 {
-		t.Errorf("policy counters = %+v, want 1 drop, 1 pass, 3 clamped SYNs sent", c)
+	if c := pc[reqID]; c.conn != "mega" || c.SADownDrops != 1 || c.SADownPasses != 1 || c.MSSRewrites != 4 || c.PacketsOut != 4 {
+		t.Errorf("policy counters = %+v, want 1 drop, 1 pass, 4 clamped SYNs sent", c)
 	}
 }

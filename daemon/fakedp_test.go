@@ -17,6 +17,7 @@ type fakeDatapath struct {
 	mu       sync.Mutex
 	nextSPI  uint32
 	sas      map[saKey]datapath.SA
+	reserved map[saKey]bool // inbound SPIs allocated and neither installed nor deleted
 	policies map[datapath.Policy]bool
 	events   chan datapath.Event
 	closed   bool
@@ -35,6 +36,7 @@ func newFakeDatapath(spiBase uint32) *fakeDatapath {
 	return &fakeDatapath{
 		nextSPI:  spiBase,
 		sas:      make(map[saKey]datapath.SA),
+		reserved: make(map[saKey]bool),
 		policies: make(map[datapath.Policy]bool),
 		events:   make(chan datapath.Event, 16),
 	}
@@ -46,6 +48,7 @@ func (f *fakeDatapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextSPI++
+	f.reserved[saKey{local, f.nextSPI}] = true
 	return f.nextSPI, nil
 }
 
@@ -56,6 +59,7 @@ func (f *fakeDatapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 		return fmt.Errorf("fake datapath closed")
 	}
 	f.sas[saKey{p.In.Dst, p.In.SPI}] = p.In
+	delete(f.reserved, saKey{p.In.Dst, p.In.SPI})
 	f.sas[saKey{p.Out.Dst, p.Out.SPI}] = p.Out
 	return nil
 }
@@ -64,6 +68,7 @@ func (f *fakeDatapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.sas, saKey{dst, spi})
+	delete(f.reserved, saKey{dst, spi})
 	return nil
 }
 
@@ -115,6 +120,17 @@ func (f *fakeDatapath) Close() error {
 	clear(f.policies)
 	close(f.events)
 	return nil
+}
+
+// reservedSPIs returns the inbound SPIs allocated and neither installed nor deleted.
+func (f *fakeDatapath) reservedSPIs() []uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []uint32
+	for k := range f.reserved {
+		out = append(out, k.spi)
+	}
+	return out
 }
 
 // snapshot returns copies of the installed SAs and policies, and whether Close was called.

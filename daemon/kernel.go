@@ -63,6 +63,23 @@ func (k *kernel) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32
 	return spi, err
 }
 
+// ReleaseSPI gives back an inbound SPI whose quick mode failed: the datapath deletes the
+// reservation like any inbound SA, by DeleteSA with our address as destination. The SPI of
+// an installed child SA is left alone; DeleteChildSA removes it.
+func (k *kernel) ReleaseSPI(ctx context.Context, local, remote netip.Addr, spi uint32) error {
+	k.mu.Lock()
+	_, installed := k.installed[spi]
+	k.mu.Unlock()
+	if installed {
+		return nil
+	}
+	k.ebpf.releaseSPI(spi)
+	if err := k.dp.DeleteSA(ctx, local, spi); err != nil {
+		return fmt.Errorf("release SPI %08x for %v -> %v: %w", spi, remote, local, err)
+	}
+	return nil
+}
+
 func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
 	k.mu.Lock()
 	t, ok := k.tunnels[tunnelKey{sa.Connection, sa.Tunnel}]

@@ -107,3 +107,43 @@ func TestChooseDatapath(t *testing.T) {
 		t.Errorf("probed %+v, want the seed's transform %+v", probed, want)
 	}
 }
+
+// TestKernelReleaseSPI: ReleaseSPI deletes a reserved inbound SPI from the datapath (dst =
+// our address) and leaves the SPI of an installed child SA alone.
+func TestKernelReleaseSPI(t *testing.T) {
+	ctx := context.Background()
+	dp := newFakeDatapath(0x1000)
+	k := newKernel(dp, nil)
+	cfg, err := config.Parse(strings.NewReader(peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "k")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.configure(cfg)
+	sa := testChildSA(t, "3des-sha1")
+
+	reserved, err := k.AllocSPI(ctx, sa.Local, sa.Remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.SPIIn, err = k.AllocSPI(ctx, sa.Local, sa.Remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.InstallChildSA(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	for _, spi := range []uint32{reserved, reserved, sa.SPIIn} {
+		if err := k.ReleaseSPI(ctx, sa.Local, sa.Remote, spi); err != nil {
+			t.Errorf("ReleaseSPI(%08x): %v", spi, err)
+		}
+	}
+	if got := dp.reservedSPIs(); len(got) != 0 {
+		t.Errorf("datapath still reserves %x after ReleaseSPI", got)
+	}
+	sas, _, _ := dp.snapshot()
+	if _, ok := sas[saKey{sa.Local, sa.SPIIn}]; !ok {
+		t.Errorf("ReleaseSPI of installed SPI %08x deleted its inbound SA", sa.SPIIn)
+	}
+	if _, ok := k.childSA(sa.SPIIn); !ok {
+		t.Errorf("ReleaseSPI of installed SPI %08x forgot the child SA", sa.SPIIn)
+	}
+}

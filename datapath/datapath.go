@@ -123,7 +123,8 @@ type Datapath interface {
 	AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error)
 	// AddSAPair installs both directions or neither.
 	AddSAPair(ctx context.Context, p SAPair) error
-	// DeleteSA removes one SA; deleting an unknown SA is not an error.
+	// DeleteSA removes one SA, or releases an inbound SPI that AllocSPI reserved for dst and
+	// that never had an SA installed; deleting an unknown SA is not an error.
 	DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) error
 	// AddPolicy installs out (and in/fwd where the backend needs them) policies for p.
 	AddPolicy(ctx context.Context, p Policy) error

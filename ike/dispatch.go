@@ -96,7 +96,8 @@ func (e *Engine) handleError(sa *ikeSA, in *inbound, err error) {
 	}
 }
 
-// handleNewSA starts a responder for MM1 or AM1 from a configured peer.
+// handleNewSA starts a responder for MM1 or AM1 from a configured peer. Anyone can send
+// these from any address, so what goes wrong is logged through logUnauth.
 func (e *Engine) handleNewSA(in *inbound) {
 	h := &in.m.Header
 	if h.ResponderCookie != ([8]byte{}) || h.MessageID != 0 || h.Flags&isakmp.FlagEncryption != 0 {
@@ -107,19 +108,20 @@ func (e *Engine) handleNewSA(in *inbound) {
 	if h.Exchange != isakmp.ExchangeIdentityProtection && h.Exchange != isakmp.ExchangeAggressive {
 		return
 	}
-	c := e.connectionFor(in.local.Addr(), in.remote.Addr())
+	peer := in.remote.Addr()
+	c := e.connectionFor(in.local.Addr(), peer)
 	if c == nil {
-		e.log.Warn("no connection configured for peer", "peer", in.remote, "local", in.local)
+		e.logUnauth("no connection configured for peer", peer, "peer", in.remote, "local", in.local)
 		return
 	}
-	if !e.admitResponder(in.remote.Addr()) {
-		e.log.Warn("too many half-open IKE SAs, dropping new one", "peer", in.remote,
+	if !e.admitResponder(peer) {
+		e.logUnauth("too many half-open IKE SAs, dropping new one", peer, "peer", in.remote,
 			"limit", maxHalfOpen, "peer_limit", maxHalfOpenPerPeer)
 		return
 	}
 	aggressive := h.Exchange == isakmp.ExchangeAggressive
 	if aggressive != (c.cfg.IKE.Mode == config.ModeAggressive) {
-		e.log.Warn("peer uses a different phase-1 mode than configured", "conn", c.cfg.Name, "peer", in.remote,
+		e.logUnauth("peer uses a different phase-1 mode than configured", peer, "conn", c.cfg.Name, "peer", in.remote,
 			"offered", h.Exchange, "configured", c.cfg.IKE.Mode)
 		return
 	}
@@ -129,8 +131,8 @@ func (e *Engine) handleNewSA(in *inbound) {
 	} else {
 		err = e.respondMM1(c, in)
 	}
-	if err != nil {
-		e.log.Error("negotiation failed", "conn", c.cfg.Name, "peer", in.remote, "err", err)
+	// Status keeps the error only when it is logged, so a flood cannot push out the others.
+	if err != nil && e.logUnauth("negotiation failed on the peer's first message", peer, "conn", c.cfg.Name, "peer", in.remote, "err", err) {
 		e.addError(c.cfg.Name, err)
 	}
 }

@@ -11,7 +11,9 @@
 // NAT-T is in use; the Bind must listen on both. Failures are returned by Up, logged, and
 // kept in Status().Errors: a pre-shared key mismatch wraps ErrPSKMismatch, identity or
 // proxy-ID mismatches ErrIDMismatch, silence ErrTimeout, and proposal mismatches name both
-// sides' proposals in swanctl syntax.
+// sides' proposals in swanctl syntax. Failures that unauthenticated packets can cause (a
+// peer's first message, spoofable from any address) are logged and kept rate-limited per
+// reason and peer (unauthlog.go).
 //
 // Child SAs outlive the IKE SA they were negotiated under (RFC 2409): the newest IKE SA
 // with the peer owns them all. The initiator of an IKE SA replaces it with a new phase 1
@@ -40,8 +42,13 @@ import (
 // Kernel is the part of the datapath the engine programs. The daemon adapts it onto
 // datapath.Datapath.
 type Kernel interface {
-	// AllocSPI reserves an inbound SPI for an SA from remote to local.
+	// AllocSPI reserves an inbound SPI for an SA from remote to local. The engine hands
+	// every SPI it reserves either to InstallChildSA or back to ReleaseSPI.
 	AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error)
+	// ReleaseSPI frees an inbound SPI that AllocSPI reserved and that will not be installed:
+	// its quick mode failed, timed out or was abandoned. Releasing an SPI that was already
+	// installed or released is not an error and does nothing; the engine never does so.
+	ReleaseSPI(ctx context.Context, local, remote netip.Addr, spi uint32) error
 	// InstallChildSA installs both directions of sa, or neither.
 	InstallChildSA(ctx context.Context, sa *ChildSA) error
 	// DeleteChildSA removes both directions of sa; unknown SAs are not an error.
@@ -95,6 +102,7 @@ type Engine struct {
 	halfOpen  int // responder IKE SAs not yet established
 	closed    bool
 	errs      []ConnError
+	unauth    unauthLog
 }
 
 // New returns an Engine; it does nothing until Configure and Run are called.
@@ -119,6 +127,7 @@ func New(opts Options) *Engine {
 		ikeSAs:   make(map[[8]byte]*ikeSA),
 		children: make(map[uint32]*childSA),
 		reqIDs:   make(map[tunnelKey]uint32),
+		unauth:   unauthLog{window: unauthLogWindow, entries: make(map[unauthKey]*unauthEntry)},
 	}
 }
 
@@ -151,6 +160,7 @@ func (e *Engine) shutdown() {
 	for _, sa := range e.ikeSAs {
 		e.deleteIKESA(sa, true, errShutdown)
 	}
+	e.flushUnauthLog()
 }
 
 // Up negotiates the tunnel (all tunnels of the connection when tunnel is "") and returns

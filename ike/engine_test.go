@@ -21,6 +21,8 @@ import (
 type fakeKernel struct {
 	mu        sync.Mutex
 	nextSPI   uint32
+	allocated []uint32 // by AllocSPI
+	released  []uint32 // by ReleaseSPI
 	installed []*ChildSA
 	deleted   []*ChildSA
 	changed   chan struct{}
@@ -34,7 +36,16 @@ func (k *fakeKernel) AllocSPI(ctx context.Context, local, remote netip.Addr) (ui
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.nextSPI++
+	k.allocated = append(k.allocated, k.nextSPI)
 	return k.nextSPI, nil
+}
+
+func (k *fakeKernel) ReleaseSPI(ctx context.Context, local, remote netip.Addr, spi uint32) error {
+	k.mu.Lock()
+	k.released = append(k.released, spi)
+	k.mu.Unlock()
+	k.signal()
+	return nil
 }
 
 func (k *fakeKernel) InstallChildSA(ctx context.Context, sa *ChildSA) error {

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -104,12 +105,19 @@ func (e *Engine) startPhase1(c *connection) *ikeSA {
 }
 
 // failPhase1 ends a negotiation that went wrong: it records err, completes waiting Up calls
-// and deletes the half-open SA.
+// and deletes the half-open SA. A responder SA that timed out after the peer's first
+// message may stem from a spoofed MM1/AM1: its failure is logged through logUnauth.
 func (e *Engine) failPhase1(sa *ikeSA, err error) {
 	if sa.state == stateDeleted {
 		return
 	}
-	e.recordError(sa, err)
+	if sa.peerUnverified() && errors.Is(err, ErrTimeout) {
+		if e.logUnauth("half-open IKE SA timed out", sa.remote.Addr(), sa.logArgs("err", err)...) {
+			e.addError(sa.conn.cfg.Name, err)
+		}
+	} else {
+		e.recordError(sa, err)
+	}
 	e.deleteIKESA(sa, false, err)
 }
 

@@ -39,7 +39,7 @@ type quickMode struct {
 	nonceR    []byte
 	dhKey     dh.PrivateKey
 	peerKE    []byte
-	spiIn     uint32
+	spiIn     uint32 // our inbound SPI; reserved until installed, released on failure
 	spiOut    uint32
 	prop      proposal.ESP
 	life      lifetimes
@@ -102,6 +102,7 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 func (qm *quickMode) fail(err error) {
 	e := qm.sa.e
 	qm.stop()
+	qm.releaseSPI()
 	if qm.sa.qms[qm.msgID] == qm {
 		delete(qm.sa.qms, qm.msgID)
 	}
@@ -112,6 +113,19 @@ func (qm *quickMode) fail(err error) {
 		}
 		qm.tunnel.notify(err)
 	}
+}
+
+// releaseSPI hands the reserved inbound SPI back to the kernel unless it was installed.
+// It clears spiIn (SPI 0 is reserved, RFC 4303 2.1), so the SPI is released once.
+func (qm *quickMode) releaseSPI() {
+	if qm.spiIn == 0 || qm.done {
+		return
+	}
+	sa, e := qm.sa, qm.sa.e
+	if err := e.opts.Kernel.ReleaseSPI(context.Background(), sa.local.Addr(), sa.remote.Addr(), qm.spiIn); err != nil {
+		e.log.Warn("releasing SPI failed", sa.logArgs("spi", hexSPI(qm.spiIn), "err", err)...)
+	}
+	qm.spiIn = 0
 }
 
 // finish keeps a completed quick mode around to answer retransmissions, then forgets it.
@@ -159,13 +173,14 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 	if err != nil {
 		return err
 	}
-	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
-	if err != nil {
-		return fmt.Errorf("allocating SPI: %w", err)
-	}
 	nonce, err := e.makeNonce()
 	if err != nil {
 		return err
+	}
+	// From here on every failure goes through qm.fail, which releases the SPI.
+	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
+	if err != nil {
+		return fmt.Errorf("allocating SPI: %w", err)
 	}
 	qm := sa.newQuickMode(t, msgID, true)
 	qm.gen = t.installs

@@ -46,20 +46,24 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	if err := qm.takeNonceKE(ps, ch.prop.Group); err != nil {
 		return err
 	}
+	if qm.nonceR, err = e.makeNonce(); err != nil {
+		return err
+	}
+	if g := ch.prop.Group; g != 0 {
+		if qm.dhKey, err = e.makeKE(g); err != nil {
+			return err
+		}
+	}
+	// The SPI comes last: once reserved, the quick mode is registered and only ends through
+	// qm.fail (which releases it) or qm.install.
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
 		e.recordError(sa, fmt.Errorf("tunnel %s: allocating SPI: %w", t.cfg.Name, err))
 		return nil
 	}
-	if qm.nonceR, err = e.makeNonce(); err != nil {
-		return err
-	}
 	qm.spiIn, qm.spiOut, qm.prop, qm.encap = spi, ch.spi, ch.prop, ch.encap
 	reply := []isakmp.Payload{ch.reply(spi), &isakmp.Nonce{Data: qm.nonceR}}
-	if g := ch.prop.Group; g != 0 {
-		if qm.dhKey, err = e.makeKE(g); err != nil {
-			return err
-		}
+	if qm.dhKey != nil {
 		reply = append(reply, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
 	}
 	for _, p := range ps {

@@ -3,6 +3,7 @@ package ike
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
@@ -298,6 +299,11 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 		}
 	}
 	negotiating := sa.state != stateEstablished
+	// An SA of a possibly spoofed MM1/AM1 comes and goes at debug level, like its creation.
+	level := slog.LevelInfo
+	if sa.peerUnverified() {
+		level = slog.LevelDebug
+	}
 	sa.state = stateDeleted
 	sa.dhKey = nil
 	if sa.keys != nil {
@@ -313,7 +319,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 		}
 		sa.conn.waiting = nil
 	}
-	e.log.Info("IKE SA deleted", sa.logArgs("reason", errString(err))...)
+	e.log.Log(context.Background(), level, "IKE SA deleted", sa.logArgs("reason", errString(err))...)
 }
 
 func errString(err error) string {

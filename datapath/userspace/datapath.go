@@ -71,7 +71,7 @@ type Datapath struct {
 	mu       sync.Mutex // serializes writers of state, routes, spis
 	state    atomic.Pointer[tables]
 	routes   routeTable
-	reserved map[uint32]bool // SPIs handed out by AllocSPI, not yet installed
+	reserved map[uint32]netip.Addr // SPIs handed out by AllocSPI, not yet installed: their local address
 
 	inQueue chan *packetBuf
 	free    chan *packetBuf
@@ -118,7 +118,7 @@ func New(opts Options) (_ *Datapath, err error) {
 	d := &Datapath{
 		opts:     opts,
 		events:   make(chan datapath.Event, 64),
-		reserved: make(map[uint32]bool),
+		reserved: make(map[uint32]netip.Addr),
 		done:     make(chan struct{}),
 		bufSize:  bufOffset + opts.MTU + esp.Headroom + esp.Tailroom + 64,
 	}
@@ -231,10 +231,10 @@ func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint
 		if err != nil {
 			return 0, fmt.Errorf("userspace: SPI: %w", err)
 		}
-		if spi < 256 || st.in[spi] != nil || d.reserved[spi] {
+		if _, taken := d.reserved[spi]; spi < 256 || st.in[spi] != nil || taken {
 			continue
 		}
-		d.reserved[spi] = true
+		d.reserved[spi] = local.Unmap()
 		return spi, nil
 	}
 	return 0, errors.New("userspace: SPI: no free value found after 1000 tries")

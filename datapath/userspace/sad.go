@@ -68,10 +68,14 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	return nil
 }
 
-// DeleteSA implements datapath.Datapath.
+// DeleteSA implements datapath.Datapath. It also releases an inbound SPI that AllocSPI
+// reserved for dst and no SA was installed under, so a failed negotiation frees it.
 func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if local, ok := d.reserved[spi]; ok && local == dst.Unmap() {
+		delete(d.reserved, spi)
+	}
 	d.removeSA(dst, spi)
 	return nil
 }

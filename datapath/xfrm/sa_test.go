@@ -66,6 +66,19 @@ func TestAllocSPI(t *testing.T) {
 	if err := d.DeleteSA(ctx, local, spi1); err != nil {
 		t.Fatalf("DeleteSA: %v", err)
 	}
+	// A released reservation leaves the kernel at once, not after xfrm_acq_expires.
+	if states, err = h.XfrmStateList(netlink.FAMILY_V4); err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 || uint32(states[0].Spi) != spi2 {
+		t.Fatalf("after DeleteSA(0x%08x) the kernel holds %v, want only the larval state of 0x%08x", spi1, states, spi2)
+	}
+	d.mu.Lock()
+	_, tracked := d.sas[saID{dst: local, spi: spi1}]
+	d.mu.Unlock()
+	if tracked {
+		t.Errorf("Datapath still tracks SPI 0x%08x after DeleteSA", spi1)
+	}
 	if err := d.DeleteSA(ctx, local, spi1); err != nil {
 		t.Fatalf("DeleteSA of a deleted SA: %v", err)
 	}
