@@ -49,18 +49,18 @@ func (k *fakeKernel) ReleaseSPI(ctx context.Context, local, remote netip.Addr, s
 }
 
 func (k *fakeKernel) InstallChildSA(ctx context.Context, sa *ChildSA) error {
-	k.mu.Lock()
-	c := *sa
-	k.installed = append(k.installed, &c)
-	k.mu.Unlock()
-	k.signal()
-	return nil
+	return k.record(&k.installed, sa)
 }
 
 func (k *fakeKernel) DeleteChildSA(ctx context.Context, sa *ChildSA) error {
+	return k.record(&k.deleted, sa)
+}
+
+// record appends a copy of sa to list: the engine may change or zero sa afterwards.
+func (k *fakeKernel) record(list *[]*ChildSA, sa *ChildSA) error {
 	k.mu.Lock()
 	c := *sa
-	k.deleted = append(k.deleted, &c)
+	*list = append(*list, &c)
 	k.mu.Unlock()
 	k.signal()
 	return nil
