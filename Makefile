@@ -26,11 +26,11 @@ deps:
 	fi
 
 generate:
-	$(GO) generate ./loader/...
+	$(GO) generate ./loader/... ./datapath/esp/des3/...
 
-# Fails when the committed bpf2go output differs from what the C sources produce.
+# Fails when committed generated code (bpf2go output, 3DES S-box circuits) differs from what its sources produce.
 generate-check: generate
-	@git diff --exit-code --stat -- loader/ || { echo "bpf2go output is stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code --stat -- loader/ datapath/esp/des3/ || { echo "generated code is stale (bpf2go, 3DES circuits): run 'make generate' and commit"; exit 1; }
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

@@ -6,6 +6,7 @@ package tunnel
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -26,6 +27,12 @@ const (
 	hostL, hostR = "10.10.1.1", "10.20.0.1"
 )
 
+// txOff reproduces the lab's conditions (../shared/lab/strongswan-pair.sh turns TX checksum
+// offload off on the WAN veth so that captures show good checksums; LAB-NOTES' throughput
+// figures were taken that way). It also turns off GSO/TSO on that veth, which needs TX
+// checksumming, so every path then sends MTU-size packets on the wire.
+var txOff = flag.Bool("veth.txoff", false, "ethtool -K wan tx off in both namespaces, as the lab scripts do")
+
 type site struct {
 	left, right *testutil.NetNS
 }
@@ -36,6 +43,11 @@ func newSite(b *testing.B) site {
 	testutil.RequireTool(b, "iperf3", "iperf3")
 	s := site{left: testutil.NewNetNS(b, "tunl"), right: testutil.NewNetNS(b, "tunr")}
 	testutil.Veth(b, s.left, "wan", wanL+"/24", s.right, "wan", wanR+"/24")
+	if *txOff {
+		testutil.RequireTool(b, "ethtool", "ethtool")
+		s.left.Exec(b, "ethtool", "-K", "wan", "tx", "off")
+		s.right.Exec(b, "ethtool", "-K", "wan", "tx", "off")
+	}
 	s.left.AddAddr(b, "lo", hostL+"/32")
 	s.right.AddAddr(b, "lo", hostR+"/32")
 	return s

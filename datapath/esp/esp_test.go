@@ -212,9 +212,10 @@ func TestRejectTrailer(t *testing.T) {
 				pkt := make(Packet, out.HeaderLen()+ctLen+out.t.icvLen)
 				pt := pkt[out.HeaderLen() : out.HeaderLen()+ctLen]
 				copy(pt[ctLen-len(tt.trailer):], tt.trailer)
-				if _, err := out.protect(pkt, ctLen); err != nil {
+				if err := out.stamp(pkt); err != nil {
 					t.Fatal(err)
 				}
+				out.encrypt([]Sealing{{Pkt: pkt}})
 				_, err := in.Open(pkt)
 				if tt.want == nil && err != nil || !errors.Is(err, tt.want) {
 					t.Errorf("%s: Open error %v, want %v", tt.name, err, tt.want)
@@ -327,5 +328,82 @@ func TestNoAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %.1f allocations per Seal+Open, want 0", s.name, allocs)
 		}
+	}
+}
+
+// TestSealBatch seals batches of different lengths, one entry without room in the middle,
+// and checks that the others open to their payloads in order: the CBC messages of a batch
+// are encrypted together (bitsliced 3DES) and must not mix.
+func TestSealBatch(t *testing.T) {
+	for _, s := range suites {
+		t.Run(s.name, func(t *testing.T) {
+			out, in := s.pair(t, 0x2000)
+			const n, bad = 70, 33
+			batch := make([]Sealing, n)
+			inners := make([][]byte, n)
+			for i := range batch {
+				inners[i] = icmpEcho([4]byte{10, 10, 1, 1}, [4]byte{10, 20, 0, 1}, 9, uint16(i), (i*37)%1400)
+				buf := make([]byte, Headroom+len(inners[i])+Tailroom)
+				if i == bad {
+					buf = buf[:Headroom+len(inners[i])]
+				}
+				copy(buf[Headroom:], inners[i])
+				batch[i] = Sealing{Buf: buf, Off: Headroom, N: len(inners[i]), NextHeader: NextHeaderIPv4}
+			}
+			out.SealBatch(batch)
+			for i, e := range batch {
+				if i == bad {
+					if !errors.Is(e.Err, ErrBuffer) || e.Pkt != nil {
+						t.Fatalf("entry %d without tailroom: packet %d bytes, error %v, want ErrBuffer", i, len(e.Pkt), e.Err)
+					}
+					continue
+				}
+				if e.Err != nil {
+					t.Fatalf("entry %d: %v", i, e.Err)
+				}
+				got, err := in.Open(bytes.Clone(e.Pkt))
+				if err != nil {
+					t.Fatalf("entry %d: Open: %v", i, err)
+				}
+				if !bytes.Equal(got, inners[i]) {
+					t.Fatalf("entry %d: opened payload differs from what was sealed", i)
+				}
+			}
+			if c := out.Counters(); c.Packets != n-1 {
+				t.Errorf("outbound counts %d packets, want %d", c.Packets, n-1)
+			}
+		})
+	}
+}
+
+// TestOpenTo decrypts into a separate buffer: the payload arrives there, the received
+// packet is left as it was, and a destination shorter than the ciphertext is refused
+// before the replay window moves.
+func TestOpenTo(t *testing.T) {
+	for _, s := range suites {
+		t.Run(s.name, func(t *testing.T) {
+			out, in := s.pair(t, 0x3000)
+			inner := icmpEcho([4]byte{10, 10, 1, 1}, [4]byte{10, 20, 0, 1}, 3, 1, 1000)
+			pkt := seal(t, out, inner)
+			kept := bytes.Clone(pkt)
+			ctLen := len(pkt) - out.HeaderLen() - out.t.icvLen
+			if _, err := in.OpenTo(make([]byte, ctLen-1), pkt); !errors.Is(err, ErrBuffer) {
+				t.Fatalf("destination of %d bytes for %d bytes of ciphertext: error %v, want ErrBuffer", ctLen-1, ctLen, err)
+			}
+			dst := make([]byte, ctLen+100)
+			got, err := in.OpenTo(dst, pkt)
+			if err != nil {
+				t.Fatalf("OpenTo: %v", err)
+			}
+			if !bytes.Equal(got, inner) || &got[0] != &dst[0] {
+				t.Fatalf("OpenTo returned %d bytes (at dst start: %v), want the %d-byte inner packet at the start of dst", len(got), len(got) > 0 && &got[0] == &dst[0], len(inner))
+			}
+			if !bytes.Equal(pkt, kept) {
+				t.Fatal("OpenTo modified the received packet")
+			}
+			if _, err := in.OpenTo(dst, pkt); !errors.Is(err, ErrReplay) {
+				t.Fatalf("second OpenTo of the same packet: error %v, want ErrReplay", err)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/esp/des3"
 	"github.com/espgw/espgw/datapath/replay"
 )
 
@@ -46,7 +47,8 @@ type SA struct {
 	filter  *replay.Filter // inbound
 	ivGen   cipher.Stream  // outbound CBC: CSPRNG for IVs
 	nonce   [gcmSaltLen + gcmIVLen]byte
-	scratch [64]byte // full HMAC digest
+	scratch [64]byte     // full HMAC digest
+	chains  []des3.Chain // SealBatch's CBC messages, reused
 }
 
 // NewSA precomputes the crypto state of c for direction dir. installed starts the time
@@ -111,9 +113,51 @@ func (s *SA) padLen(n int) int {
 // It fails with ErrSeqOverflow once 2^32-1 packets were sent and with ErrHardLifetime past
 // the hard byte limit: the SA must be replaced.
 func (s *SA) Seal(buf []byte, off, n int, nextHeader uint8) ([]byte, error) {
+	one := [1]Sealing{{Buf: buf, Off: off, N: n, NextHeader: nextHeader}}
+	s.SealBatch(one[:])
+	return one[0].Pkt, one[0].Err
+}
+
+// Sealing is one payload for SealBatch: Buf[Off:Off+N] becomes the ESP packet Pkt (within
+// Buf, as with Seal), or Err says why it could not.
+type Sealing struct {
+	Buf        []byte
+	Off, N     int
+	NextHeader uint8
+
+	Pkt []byte
+	Err error
+}
+
+// SealBatch seals every entry of batch as Seal would, in order, under one lock. The CBC
+// messages of the batch are encrypted together, which lets bitsliced 3DES run them in
+// parallel.
+func (s *SA) SealBatch(batch []Sealing) {
 	if s.dir != Outbound {
-		return nil, errWrongDirection
+		for i := range batch {
+			batch[i].Pkt, batch[i].Err = nil, errWrongDirection
+		}
+		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range batch {
+		e := &batch[i]
+		if e.Pkt, e.Err = s.frame(e.Buf, e.Off, e.N, e.NextHeader); e.Err == nil {
+			if e.Err = s.stamp(e.Pkt); e.Err != nil {
+				e.Pkt = nil
+				continue
+			}
+			s.bytes.Add(uint64(e.N))
+			s.packets.Add(1)
+		}
+	}
+	s.encrypt(batch)
+}
+
+// frame checks the room around buf[off:off+n], writes the padding and trailer behind it,
+// and returns the whole packet: header and IV in front, ICV space behind.
+func (s *SA) frame(buf []byte, off, n int, nextHeader uint8) (Packet, error) {
 	hdr, pad := s.HeaderLen(), s.padLen(n)
 	ctLen := n + pad + trailerLen
 	end := off + ctLen + s.t.icvLen
@@ -129,48 +173,78 @@ func (s *SA) Seal(buf []byte, off, n int, nextHeader uint8) ([]byte, error) {
 		tr[i] = byte(i + 1) // RFC 4303 section 2.4 default padding 1, 2, 3, ...
 	}
 	tr[pad], tr[pad+1] = byte(pad), nextHeader
-	pkt, err := s.protect(buf[off-hdr:end], ctLen)
-	if err != nil {
-		return nil, err
-	}
-	s.bytes.Add(uint64(n))
-	s.packets.Add(1)
-	return pkt, nil
+	return Packet(buf[off-hdr : end]), nil
 }
 
-// protect writes the header and IV into pkt, encrypts the ctLen bytes of padded plaintext
-// behind them and appends the ICV.
-func (s *SA) protect(pkt Packet, ctLen int) (Packet, error) {
+// stamp gives pkt the next sequence number, the SPI and an IV. The caller holds s.mu.
+func (s *SA) stamp(pkt Packet) error {
 	seq := s.seq.Add(1)
 	if seq > math.MaxUint32 {
-		return nil, ErrSeqOverflow
+		return ErrSeqOverflow
 	}
 	pkt.setHeader(s.spi, uint32(seq))
-	hdr := s.HeaderLen()
-	iv, pt := pkt[HeaderLen:hdr], pkt[hdr:hdr+ctLen]
-
-	s.mu.Lock()
+	iv := pkt[HeaderLen:s.HeaderLen()]
 	if s.t.aead != nil {
 		// RFC 4106 section 3.1: the IV must be unique per key; the sequence number is.
 		binary.BigEndian.PutUint64(iv, seq)
-		copy(s.nonce[gcmSaltLen:], iv)
-		s.t.aead.Seal(pt[:0], s.nonce[:], pt, pkt[:HeaderLen])
 	} else {
 		clear(iv)
 		s.ivGen.XORKeyStream(iv, iv)
-		s.t.cbcEnc.SetIV(iv)
-		s.t.cbcEnc.CryptBlocks(pt, pt)
-		copy(pkt[hdr+ctLen:], s.t.icv(pkt[:hdr+ctLen], s.scratch[:]))
 	}
-	s.mu.Unlock()
-	return pkt, nil
+	return nil
+}
+
+// encrypt encrypts the stamped packets of batch (those without Err) in place and writes
+// their ICVs. The caller holds s.mu.
+func (s *SA) encrypt(batch []Sealing) {
+	t := s.t
+	hdr := HeaderLen + t.ivLen
+	chains := s.chains[:0]
+	for i := range batch {
+		p := batch[i].Pkt
+		if batch[i].Err != nil {
+			continue
+		}
+		ct := len(p) - t.icvLen
+		if t.aead != nil {
+			copy(s.nonce[gcmSaltLen:], p[HeaderLen:hdr])
+			t.aead.Seal(p[hdr:hdr], s.nonce[:], p[hdr:ct], p[:HeaderLen])
+			continue
+		}
+		chains = append(chains, des3.Chain{IV: p[HeaderLen:hdr], Data: p[hdr:ct]})
+	}
+	if t.aead != nil {
+		return
+	}
+	t.cbc.EncryptCBC(chains)
+	for i := range batch {
+		if p := batch[i].Pkt; batch[i].Err == nil {
+			ct := len(p) - t.icvLen
+			copy(p[ct:], t.icv(p[:ct], s.scratch[:]))
+		}
+	}
+	clear(chains) // drop references to the caller's buffers
+	s.chains = chains[:0]
 }
 
 // Open authenticates and decrypts the ESP packet pkt (starting at the SPI) in place and
 // returns the inner packet, a subslice of pkt. Order follows RFC 4303 section 3.4: replay
 // check, ICV verification (constant time, before any decryption), window update, decryption,
 // padding and next header checks. Only IPv4 and IPv6 next headers are accepted.
-func (s *SA) Open(pkt []byte) ([]byte, error) {
+func (s *SA) Open(pkt []byte) ([]byte, error) { return s.open(nil, pkt) }
+
+// OpenTo is Open with the plaintext written to dst instead of in place, which saves the
+// receiver a copy out of a reused buffer. dst must not overlap pkt and must have room for
+// the ciphertext (len(pkt) minus header, IV and ICV); the inner packet is returned within dst.
+func (s *SA) OpenTo(dst, pkt []byte) ([]byte, error) {
+	if dst == nil {
+		return nil, fmt.Errorf("esp: nil destination: %w", ErrBuffer)
+	}
+	return s.open(dst, pkt)
+}
+
+// open decrypts into dst, or in place when dst is nil.
+func (s *SA) open(dst, pkt []byte) ([]byte, error) {
 	if s.dir != Inbound {
 		return nil, errWrongDirection
 	}
@@ -193,6 +267,14 @@ func (s *SA) Open(pkt []byte) ([]byte, error) {
 	}
 	seq := uint64(p.Seq())
 	ct := pkt[hdr : hdr+ctLen]
+	switch {
+	case dst == nil:
+		dst = ct
+	case len(dst) < ctLen:
+		return nil, fmt.Errorf("esp: destination length %d, expected at least the ciphertext length %d: %w", len(dst), ctLen, ErrBuffer)
+	default:
+		dst = dst[:ctLen]
+	}
 
 	s.mu.Lock()
 	if !s.filter.Check(seq) {
@@ -203,12 +285,11 @@ func (s *SA) Open(pkt []byte) ([]byte, error) {
 	var err error
 	if t.aead != nil {
 		copy(s.nonce[gcmSaltLen:], pkt[HeaderLen:hdr])
-		_, err = t.aead.Open(ct[:0], s.nonce[:], pkt[hdr:], pkt[:HeaderLen])
+		_, err = t.aead.Open(dst[:0], s.nonce[:], pkt[hdr:], pkt[:HeaderLen])
 	} else if !hmac.Equal(t.icv(pkt[:hdr+ctLen], s.scratch[:]), pkt[hdr+ctLen:]) {
 		err = ErrAuth
 	} else {
-		t.cbcDec.SetIV(pkt[HeaderLen:hdr])
-		t.cbcDec.CryptBlocks(ct, ct)
+		t.cbc.DecryptCBC(dst, ct, pkt[HeaderLen:hdr])
 	}
 	if err != nil {
 		s.mu.Unlock()
@@ -218,7 +299,7 @@ func (s *SA) Open(pkt []byte) ([]byte, error) {
 	s.filter.Accept(seq)
 	s.mu.Unlock()
 
-	inner, err := checkTrailer(ct)
+	inner, err := checkTrailer(dst)
 	if err != nil {
 		return nil, err
 	}

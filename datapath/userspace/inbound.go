@@ -12,17 +12,15 @@ const (
 	// worker; with all in use, new packets are dropped like a full socket buffer would.
 	inboundBuffers = 1024
 	inboundBatch   = 128
-	// tunWriteOffset is the headroom each inner packet keeps for the TUN's virtio header;
-	// the ESP header and IV in front of the inner packet (at least 16 bytes) provide it.
-	tunWriteOffset = 16
 )
 
-// packetBuf holds one received ESP packet (from the SPI) in data[start:n]; once opened,
-// inner is the decrypted inner packet within data.
+// packetBuf is a pool buffer: raw ESP receives the outer IPv4 packet into data[:n] and
+// opens it in place; ESP in UDP is decrypted into data. inner is the decrypted inner
+// packet within data.
 type packetBuf struct {
-	data     []byte
-	start, n int
-	inner    []byte
+	data  []byte
+	n     int
+	inner []byte
 }
 
 func (d *Datapath) startInbound() {
@@ -37,9 +35,10 @@ func (d *Datapath) startInbound() {
 	}
 }
 
-// receiveUDP is the conn.ESPHandler: it copies the packet (the Bind reuses its buffer) and
-// queues it for the worker. With every buffer in use it waits: the Bind's socket buffer
-// then absorbs the burst, instead of dropping packets that TCP would have to retransmit.
+// receiveUDP is the conn.ESPHandler: it decrypts the packet out of the Bind's buffer
+// (which the Bind reuses) into a pool buffer and queues it for the worker. With every
+// buffer in use it waits: the Bind's socket buffer then absorbs the burst, instead of
+// dropping packets that TCP would have to retransmit.
 func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	if len(pkt) > d.bufSize {
 		d.drops.inc(DropTooBig)
@@ -47,16 +46,17 @@ func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	}
 	select {
 	case b := <-d.free:
-		b.start, b.n = 0, copy(b.data, pkt)
-		d.openAndQueue(b)
+		b.inner = d.open(d.state.Load(), pkt, b.data)
+		d.queue(b)
 	case <-d.done:
 	}
 }
 
-// openAndQueue decrypts b on the receiving goroutine, so decryption runs in parallel with
-// the worker's TUN writes, and queues the survivors for the worker.
-func (d *Datapath) openAndQueue(b *packetBuf) {
-	if b.inner = d.open(d.state.Load(), b); b.inner == nil {
+// queue hands an opened buffer to the worker, or returns it to the pool when the packet
+// was dropped. Decryption happens on the receiving goroutines, in parallel with the
+// worker's TUN writes.
+func (d *Datapath) queue(b *packetBuf) {
+	if b.inner == nil {
 		d.free <- b // cannot block: b came from free
 		return
 	}
@@ -112,18 +112,25 @@ func (d *Datapath) openRaw(b *packetBuf, truncated bool) {
 	case !ok:
 		d.drops.inc(DropMalformed)
 	default:
-		b.start = start
-		d.openAndQueue(b)
+		b.inner = d.open(d.state.Load(), b.data[start:b.n], nil)
+		d.queue(b)
 		return
 	}
 	d.free <- b // cannot block: b came from free
 }
 
-// inboundWorker writes batches of opened packets to the TUN in one call, so the TUN can
-// coalesce TCP segments (GRO).
+// inboundWorker takes batches of opened packets, coalesces the TCP segments of each batch
+// into super-packets (gro.go) and writes them to the TUN, one write per (super-)packet.
 func (d *Datapath) inboundWorker() {
+	w, err := newTUNWriter(d.tun.File())
+	if err != nil {
+		d.opts.Logger.Error("userspace datapath: TUN writer", "tun", d.name, "err", err)
+		return
+	}
 	batch := make([]*packetBuf, 0, inboundBatch)
-	writes := make([][]byte, 0, inboundBatch)
+	pkts := make([][]byte, 0, inboundBatch)
+	pieces := make([][]byte, 0, groMaxSegs+1)
+	var gro coalescer
 	for {
 		select {
 		case b := <-d.inQueue:
@@ -141,25 +148,29 @@ func (d *Datapath) inboundWorker() {
 			}
 		}
 		for _, b := range batch {
-			off := len(b.data) - cap(b.inner) // inner starts at b.data[off]
-			writes = append(writes, b.data[off-tunWriteOffset:off+len(b.inner)])
+			pkts = append(pkts, b.inner)
 		}
-		if _, err := d.tun.Write(writes, tunWriteOffset); err != nil && !d.closed.Load() {
-			d.drops.inc(DropSend)
+		gro.coalesce(pkts)
+		for i := range gro.items {
+			pieces = gro.appendWrite(pieces[:0], i)
+			if err := w.write(pieces); err != nil && !d.closed.Load() {
+				d.drops.add(DropSend, uint64(gro.items[i].segs))
+			}
 		}
 		for i, b := range batch {
 			b.inner = nil
 			d.free <- b
 			batch[i] = nil
 		}
-		batch, writes = batch[:0], writes[:0]
+		clear(pkts)
+		batch, pkts = batch[:0], pkts[:0]
 	}
 }
 
-// open verifies and decrypts b in place and returns the inner packet, or nil after
-// counting the reason it was dropped.
-func (d *Datapath) open(st *tables, b *packetBuf) []byte {
-	p, err := esp.Parse(b.data[b.start:b.n])
+// open verifies and decrypts the ESP packet pkt into dst, or in place when dst is nil, and
+// returns the inner packet, or nil after counting the reason it was dropped.
+func (d *Datapath) open(st *tables, pkt, dst []byte) []byte {
+	p, err := esp.Parse(pkt)
 	if err != nil {
 		d.drops.inc(DropMalformed)
 		return nil
@@ -169,7 +180,12 @@ func (d *Datapath) open(st *tables, b *packetBuf) []byte {
 		d.drops.inc(DropUnknownSPI)
 		return nil
 	}
-	inner, err := sa.esp.Open(p)
+	var inner []byte
+	if dst != nil {
+		inner, err = sa.esp.OpenTo(dst, p)
+	} else {
+		inner, err = sa.esp.Open(p)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, esp.ErrReplay):

@@ -20,16 +20,16 @@ const bufOffset = 64
 const acquireInterval = time.Second
 
 // outboundLoop reads batches from the TUN (the TUN splits TSO super-packets into MTU-size
-// segments), seals each packet in place and sends the batch with as few system calls as
-// the Bind allows. One goroutine: sequence numbers leave in order, and the buffers are
-// reused.
+// segments), seals each run of packets that share an SA in place with one SealBatch and
+// sends it with as few system calls as the Bind allows. One goroutine: sequence numbers
+// leave in order, and the buffers are reused.
 func (d *Datapath) outboundLoop() {
 	batch := d.tun.BatchSize()
 	bufs, sizes := make([][]byte, batch), make([]int, batch)
 	for i := range bufs {
 		bufs[i] = make([]byte, d.bufSize)
 	}
-	out := sendQueue{pkts: make([][]byte, 0, batch)}
+	out := sendQueue{seals: make([]esp.Sealing, 0, batch), pkts: make([][]byte, 0, batch)}
 	if d.raw != nil {
 		out.raw = d.raw.newWriter(batch)
 	}
@@ -37,12 +37,12 @@ func (d *Datapath) outboundLoop() {
 		n, err := d.tun.Read(bufs, sizes, bufOffset)
 		st := d.state.Load()
 		for i := range n {
-			if pkt, o := d.seal(st, bufs[i], sizes[i]); pkt != nil {
+			if o, nh := d.classify(st, bufs[i][bufOffset:bufOffset+sizes[i]]); o != nil {
 				if o != out.sa {
 					d.flush(&out)
 					out.sa = o
 				}
-				out.pkts = append(out.pkts, pkt)
+				out.seals = append(out.seals, esp.Sealing{Buf: bufs[i], Off: bufOffset, N: sizes[i], NextHeader: nh})
 			}
 		}
 		d.flush(&out)
@@ -59,20 +59,37 @@ func (d *Datapath) outboundLoop() {
 	}
 }
 
-// sendQueue collects sealed packets of one outbound SA until they are flushed.
+// sendQueue collects the packets of one outbound SA until they are flushed.
 type sendQueue struct {
-	sa   *outSA
-	pkts [][]byte
-	raw  *rawWriter // nil without Options.RawESP
+	sa    *outSA
+	seals []esp.Sealing // payloads to seal
+	pkts  [][]byte      // the ESP packets that came out
+	raw   *rawWriter    // nil without Options.RawESP
 }
 
-// flush sends the queued packets: raw ESP with sendmmsg, ESP in UDP in one batch when the
-// Bind can, else one by one.
+// flush seals the queued payloads and sends them: raw ESP with sendmmsg, ESP in UDP in
+// one batch when the Bind can, else one by one.
 func (d *Datapath) flush(q *sendQueue) {
-	if len(q.pkts) == 0 {
+	if len(q.seals) == 0 {
 		return
 	}
 	o := q.sa
+	o.esp.SealBatch(q.seals)
+	for i := range q.seals {
+		switch err := q.seals[i].Err; {
+		case err == nil:
+			q.pkts = append(q.pkts, q.seals[i].Pkt)
+		case errors.Is(err, esp.ErrSeqOverflow), errors.Is(err, esp.ErrHardLifetime):
+			d.drops.inc(DropExpired)
+		default:
+			d.drops.inc(DropTooBig)
+		}
+	}
+	clear(q.seals)
+	q.seals = q.seals[:0]
+	if len(q.pkts) == 0 {
+		return
+	}
 	switch bs, ok := d.opts.Bind.(conn.ESPBatchSender); {
 	case o.raw != nil:
 		d.drops.add(DropSend, uint64(q.raw.write(q.pkts, o.raw)))
@@ -91,40 +108,29 @@ func (d *Datapath) flush(q *sendQueue) {
 	q.pkts = q.pkts[:0]
 }
 
-// seal protects the n-byte packet at buf[bufOffset:] with its policy's SA and returns the
-// ESP packet (within buf) and the SA, or nil after counting why the packet was dropped.
-func (d *Datapath) seal(st *tables, buf []byte, n int) ([]byte, *outSA) {
-	inner := buf[bufOffset : bufOffset+n]
+// classify finds the outbound SA for the inner packet and its ESP next header, or returns
+// nil after counting why the packet is dropped (and asking for an SA when a policy has none).
+func (d *Datapath) classify(st *tables, inner []byte) (*outSA, uint8) {
 	f, ok := parseFlow(inner)
 	if !ok {
 		d.drops.inc(DropMalformed)
-		return nil, nil
+		return nil, 0
 	}
 	pol := st.lookupPolicy(&f)
 	if pol == nil {
 		d.drops.inc(DropNoPolicy)
-		return nil, nil
+		return nil, 0
 	}
 	o := st.outbound(pol.p.ReqID)
 	if o == nil {
 		d.drops.inc(DropNoSA)
 		d.acquire(pol)
-		return nil, nil
+		return nil, 0
 	}
-	nh := uint8(esp.NextHeaderIPv4)
 	if inner[0]>>4 == 6 {
-		nh = esp.NextHeaderIPv6
+		return o, esp.NextHeaderIPv6
 	}
-	pkt, err := o.esp.Seal(buf, bufOffset, n, nh)
-	switch {
-	case errors.Is(err, esp.ErrSeqOverflow), errors.Is(err, esp.ErrHardLifetime):
-		d.drops.inc(DropExpired)
-		return nil, nil
-	case err != nil:
-		d.drops.inc(DropTooBig)
-		return nil, nil
-	}
-	return pkt, o
+	return o, esp.NextHeaderIPv4
 }
 
 // acquire asks the control plane for an SA, at most once per policy per acquireInterval.

@@ -3,20 +3,12 @@ package dh
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
-)
 
-func unhex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
+	"github.com/espgw/espgw/internal/testutil"
+)
 
 // rfc5903Vectors are the test vectors of RFC 5903 section 8: private values i and r,
 // public values gi and gr (x | y), and the shared secret girx.
@@ -53,22 +45,22 @@ func TestRFC5903Vectors(t *testing.T) {
 		t.Run(fmt.Sprint(v.id), func(t *testing.T) {
 			g := mustGroup(t, v.id)
 			// The private values go in through rand, as GenerateKey reads them.
-			ki, err := g.GenerateKey(bytes.NewReader(unhex(t, v.i)))
+			ki, err := g.GenerateKey(bytes.NewReader(testutil.Unhex(t, v.i)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			kr, err := g.GenerateKey(bytes.NewReader(unhex(t, v.r)))
+			kr, err := g.GenerateKey(bytes.NewReader(testutil.Unhex(t, v.r)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			gi, gr := unhex(t, v.gix+v.giy), unhex(t, v.grx+v.gry)
+			gi, gr := testutil.Unhex(t, v.gix+v.giy), testutil.Unhex(t, v.grx+v.gry)
 			if !bytes.Equal(ki.Public(), gi) {
 				t.Fatalf("gi = %x, want %x", ki.Public(), gi)
 			}
 			if !bytes.Equal(kr.Public(), gr) {
 				t.Fatalf("gr = %x, want %x", kr.Public(), gr)
 			}
-			want := unhex(t, v.girx)
+			want := testutil.Unhex(t, v.girx)
 			for name, z := range map[string]func() ([]byte, error){
 				"i*gr": func() ([]byte, error) { return ki.SharedSecret(gr) },
 				"r*gi": func() ([]byte, error) { return kr.SharedSecret(gi) },
@@ -92,7 +84,7 @@ func TestECPInvalidPublic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		valid := unhex(t, v.grx+v.gry)
+		valid := testutil.Unhex(t, v.grx+v.gry)
 		offCurve := bytes.Clone(valid)
 		offCurve[len(offCurve)-1] ^= 1
 		n := len(valid) / 2

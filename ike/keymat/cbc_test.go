@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // sp80038aPlain is the plaintext of NIST SP 800-38A Appendix F.2.
@@ -55,11 +56,11 @@ func TestCBCKnownAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewCBC(tt.enc, unhex(t, tt.key))
+			b, err := NewCBC(tt.enc, testutil.Unhex(t, tt.key))
 			if err != nil {
 				t.Fatal(err)
 			}
-			iv, plain, want := unhex(t, tt.iv), unhex(t, tt.plain), unhex(t, tt.cipher)
+			iv, plain, want := testutil.Unhex(t, tt.iv), testutil.Unhex(t, tt.plain), testutil.Unhex(t, tt.cipher)
 			got := EncryptCBC(b, iv, plain)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("EncryptCBC = %x, want %x", got, want)

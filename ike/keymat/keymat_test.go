@@ -15,16 +15,8 @@ import (
 	"testing"
 
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/internal/testutil"
 )
-
-func unhex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
 
 // readVector parses the name=hex lines of testdata/ikev1-psk-kdf.txt.
 func readVector(tb testing.TB) map[string][]byte {
@@ -45,7 +37,7 @@ func readVector(tb testing.TB) map[string][]byte {
 		if !ok {
 			tb.Fatalf("vector line %q has no '='", line)
 		}
-		v[name] = unhex(tb, value)
+		v[name] = testutil.Unhex(tb, value)
 	}
 	if err := s.Err(); err != nil {
 		tb.Fatal(err)
@@ -181,8 +173,8 @@ func TestPhase1IV(t *testing.T) {
 }
 
 func TestPhase2IV(t *testing.T) {
-	last := unhex(t, "00112233445566778899aabbccddeeff")
-	mid := unhex(t, "a1b2c3d4")
+	last := testutil.Unhex(t, "00112233445566778899aabbccddeeff")
+	mid := testutil.Unhex(t, "a1b2c3d4")
 	tests := []struct {
 		h    proposal.Hash
 		last []byte
@@ -198,7 +190,7 @@ func TestPhase2IV(t *testing.T) {
 			t.Errorf("Phase2IV(%v, block %d) = %x, want %x", tt.h, tt.bs, got, tt.want())
 		}
 	}
-	other := Phase2IV(proposal.HashSHA1, last, unhex(t, "a1b2c3d5"), 16)
+	other := Phase2IV(proposal.HashSHA1, last, testutil.Unhex(t, "a1b2c3d5"), 16)
 	if bytes.Equal(other, Phase2IV(proposal.HashSHA1, last, mid, 16)) {
 		t.Error("Phase2IV ignores the message ID")
 	}
@@ -207,7 +199,7 @@ func TestPhase2IV(t *testing.T) {
 func TestQuickModeKeymat(t *testing.T) {
 	v := readVector(t)
 	d := v["SKEYID_d"]
-	spi := unhex(t, "825eed49")
+	spi := testutil.Unhex(t, "825eed49")
 	ni, nr := bytes.Repeat([]byte{0xa5}, 16), bytes.Repeat([]byte{0x5a}, 20)
 	gxyQM := bytes.Repeat([]byte{0x3c}, 128)
 	const esp = 3
@@ -241,7 +233,7 @@ func TestQuickModeKeymat(t *testing.T) {
 	}
 	a := QuickModeKeymat(proposal.HashSHA1, d, nil, esp, spi, ni, nr, 20)
 	b := QuickModeKeymat(proposal.HashSHA1, d, gxyQM, esp, spi, ni, nr, 20)
-	c := QuickModeKeymat(proposal.HashSHA1, d, nil, esp, unhex(t, "825eed4a"), ni, nr, 20)
+	c := QuickModeKeymat(proposal.HashSHA1, d, nil, esp, testutil.Unhex(t, "825eed4a"), ni, nr, 20)
 	if bytes.Equal(a, b) || bytes.Equal(a, c) {
 		t.Error("KEYMAT does not depend on the PFS secret or the SPI")
 	}
