@@ -64,10 +64,11 @@ static __always_inline bool parse_ipv4(void *data, void *end, __u32 off, struct 
 	return true;
 }
 
-/* add_counter adds one packet of len bytes to a per-CPU counter; no atomics are needed. */
-static __always_inline void add_counter(struct counter *c, __u64 len)
+/* add_counter adds packets packets of len bytes in all to a per-CPU counter; no atomics are
+ * needed. */
+static __always_inline void add_counter(struct counter *c, __u32 packets, __u64 len)
 {
-	c->packets++;
+	c->packets += packets;
 	c->bytes += len;
 }
 

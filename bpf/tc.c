@@ -380,7 +380,7 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	bool ports_known = false;
 	struct syn syn = {};
 	__u32 ports = 0; /* destination port << 16 | source port, host order */
-	__u32 slot, gen;
+	__u32 slot, gen, segs;
 	__u8 proto;
 	struct flow_cache_entry *e;
 	struct policy_counters *st;
@@ -430,6 +430,8 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 	if (!st)
 		return TC_ACT_OK;
 	len = skb->len - l2len;
+	/* A TSO/GRO super-packet (the TUN's in both directions) stands for gso_segs packets. */
+	segs = skb->gso_segs ?: 1;
 
 	if (egress && !(e->flags & POLICY_SA_UP)) {
 		send_event(slot, e->s.policy_id, &e->key, st);
@@ -445,13 +447,13 @@ static __always_inline int handle(struct __sk_buff *skb, const bool egress, cons
 		__u32 sa_out = e->sa_out;
 		struct counter *sa = sa_out ? bpf_map_lookup_elem(&sa_out_stats, &sa_out) : NULL;
 
-		add_counter(&st->out, len);
+		add_counter(&st->out, segs, len);
 		if (sa)
-			add_counter(sa, len);
+			add_counter(sa, segs, len);
 	} else {
-		add_counter(&st->in, len);
+		add_counter(&st->in, segs, len);
 	}
-	add_counter(&e->s.c, len);
+	add_counter(&e->s.c, segs, len);
 
 	if (syn.l4off && e->mss && clamp_mss(skb, &syn, e->mss))
 		st->mss_rewrites++;

@@ -101,12 +101,12 @@ static __always_inline int esp(__u32 spi, __u32 len)
 	struct counter *c;
 
 	if (s && s->used && s->spi == spi) {
-		add_counter(&s->c, len);
+		add_counter(&s->c, 1, len);
 		return XDP_PASS;
 	}
 	c = bpf_map_lookup_elem(&sa_in_stats, &spi);
 	if (c) {
-		add_counter(c, len);
+		add_counter(c, 1, len);
 		return XDP_PASS;
 	}
 	return verdict(FILTER_UNKNOWN_SPI, STAT_UNKNOWN_SPI_DROP);

@@ -79,6 +79,10 @@ func TestTCPrograms(t *testing.T) {
 	synOdd := tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.SYN, append(nop, pkttest.MSS(1460)...), nil)
 	synAfterTS := tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.SYN, append(ts, pkttest.MSS(9000)...), nil)
 	truncatedOpts := synEven[:len(synEven)-2]
+	// Super-packets as the TUN hands them over; BPF_PROG_TEST_RUN takes at most a page of
+	// data, so the frame holds one segment's payload and the context says how many.
+	bulk := tcpFrame("10.1.0.1", "10.2.0.1", 40002, 80, pkttest.ACK, nil, make([]byte, 1400))
+	bulkIn := tcpFrame("10.2.0.1", "10.1.0.1", 80, 40003, pkttest.ACK, nil, make([]byte, 1400))
 	badLen := tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.SYN, []byte{2, 3, 5, 0xb4}, nil)
 	eolFirst := tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.SYN, append([]byte{0}, pkttest.MSS(1460)...), nil)
 	synToDown := tcpFrame("10.1.0.1", "10.3.0.9", 40001, 443, pkttest.SYN, pkttest.MSS(1460), nil)
@@ -102,7 +106,8 @@ func TestTCPrograms(t *testing.T) {
 		policy  counts
 		saOut   map[uint32]Counter
 		event   *Event
-		flowsUp int // new flows
+		flowsUp int    // new flows
+		segs    uint32 // GSO segments of the packet (0: not a super-packet)
 	}{
 		{name: "SYN MSS even offset", prog: progs.TCEgress, in: synEven,
 			out:    tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.SYN, pkttest.MSS(1300), nil),
@@ -134,6 +139,10 @@ func TestTCPrograms(t *testing.T) {
 		{name: "ACK with MSS-like payload", prog: progs.TCEgress,
 			in:     tcpFrame("10.1.0.1", "10.2.0.1", 40000, 80, pkttest.ACK, nil, pkttest.MSS(9000)),
 			policy: counts{7: {Out: Counter{1, 44}}}, saOut: map[uint32]Counter{0xc0de0007: {1, 44}}},
+		{name: "TSO super-packet counts its segments", prog: progs.TCEgress, in: bulk, segs: 46,
+			policy: counts{7: {Out: Counter{46, l3len(bulk)}}}, saOut: map[uint32]Counter{0xc0de0007: {46, l3len(bulk)}}, flowsUp: 1},
+		{name: "GRO super-packet counts its segments", prog: progs.TCIngress, in: bulkIn, segs: 46,
+			policy: counts{7: {In: Counter{46, l3len(bulkIn)}}}, flowsUp: 1},
 		{name: "MSS option with bad length", prog: progs.TCEgress, in: badLen,
 			policy: counts{7: {Out: Counter{1, 44}}}, saOut: map[uint32]Counter{0xc0de0007: {1, 44}}},
 		{name: "EOL before MSS", prog: progs.TCEgress, in: eolFirst,
@@ -175,7 +184,7 @@ func TestTCPrograms(t *testing.T) {
 			beforeSA, _ := l.SACounters(Outbound)
 			beforeFlows, _ := l.TopFlows(0)
 
-			ret, out := run(t, tt.prog, tt.in)
+			ret, out := runSegs(t, tt.prog, tt.in, tt.segs)
 			if ret != tt.ret {
 				t.Errorf("verdict %d, want %d", ret, tt.ret)
 			}
