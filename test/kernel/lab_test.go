@@ -115,21 +115,25 @@ func (w *wireCapture) requireOnlyESP(tb testing.TB, encap bool, min int) {
 }
 
 // pingOverESP pings b's inner address from a's: one ping that resolves the neighbours, then,
-// captured on the wire, pings-1 more that must only show up as ESP (in UDP with encap).
-func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) {
+// captured on the wire, at least pings-1 more that must only show up as ESP (in UDP with
+// encap). It returns how many pings it sent: under TCG tcpdump can miss packets for a while
+// after it reports "listening", so it keeps pinging, one at a time and at most 10 extra,
+// until the capture has seen the ESP.
+func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) (sent int) {
 	tb.Helper()
-	if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
-		tb.Fatalf("through the tunnel: %v", err)
-	}
-	wire := captureWire(tb, l)
-	// Under TCG tcpdump can miss packets for a while after it reports "listening": keep
-	// pinging, one at a time and at most 10 extra, until the capture has seen the ESP.
-	for i := 0; i < pings-1 || (i < pings+9 && wire.espCount(tb, encap) < pings-1); i++ {
+	ping := func() {
 		if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
 			tb.Fatalf("through the tunnel: %v", err)
 		}
+		sent++
+	}
+	ping()
+	wire := captureWire(tb, l)
+	for i := 0; i < pings-1 || (i < pings+9 && wire.espCount(tb, encap) < pings-1); i++ {
+		ping()
 	}
 	wire.requireOnlyESP(tb, encap, pings-1)
+	return sent
 }
 
 // ipStateRE finds one state in `ip -s xfrm state` output: its SPI and its current byte and
