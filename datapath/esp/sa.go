@@ -231,20 +231,13 @@ func (s *SA) encrypt(batch []Sealing) {
 // returns the inner packet, a subslice of pkt. Order follows RFC 4303 section 3.4: replay
 // check, ICV verification (constant time, before any decryption), window update, decryption,
 // padding and next header checks. Only IPv4 and IPv6 next headers are accepted.
-func (s *SA) Open(pkt []byte) ([]byte, error) { return s.open(nil, pkt) }
+func (s *SA) Open(pkt []byte) ([]byte, error) { return s.OpenTo(nil, pkt) }
 
 // OpenTo is Open with the plaintext written to dst instead of in place, which saves the
-// receiver a copy out of a reused buffer. dst must not overlap pkt and must have room for
-// the ciphertext (len(pkt) minus header, IV and ICV); the inner packet is returned within dst.
+// receiver a copy out of a reused buffer; a nil dst means in place. dst must not overlap
+// pkt and must have room for the ciphertext (len(pkt) minus header, IV and ICV); the
+// inner packet is returned within dst.
 func (s *SA) OpenTo(dst, pkt []byte) ([]byte, error) {
-	if dst == nil {
-		return nil, fmt.Errorf("esp: nil destination: %w", ErrBuffer)
-	}
-	return s.open(dst, pkt)
-}
-
-// open decrypts into dst, or in place when dst is nil.
-func (s *SA) open(dst, pkt []byte) ([]byte, error) {
 	if s.dir != Inbound {
 		return nil, errWrongDirection
 	}

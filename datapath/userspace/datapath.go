@@ -148,7 +148,11 @@ func New(opts Options) (_ *Datapath, err error) {
 			return nil, fmt.Errorf("userspace: raw ESP socket: %w", err)
 		}
 	}
-	d.startInbound()
+	w, err := newTUNWriter(d.tun.File())
+	if err != nil {
+		return nil, fmt.Errorf("userspace: TUN %q writer: %w", d.name, err)
+	}
+	d.startInbound(w)
 	d.start(d.drainTUNEvents)
 	d.start(d.outboundLoop)
 	d.start(d.lifetimeLoop)

@@ -23,13 +23,13 @@ type packetBuf struct {
 	inner []byte
 }
 
-func (d *Datapath) startInbound() {
+func (d *Datapath) startInbound(w *tunWriter) {
 	d.inQueue = make(chan *packetBuf, inboundBuffers)
 	d.free = make(chan *packetBuf, inboundBuffers)
 	for range inboundBuffers {
 		d.free <- &packetBuf{data: make([]byte, d.bufSize)}
 	}
-	d.start(d.inboundWorker)
+	d.start(func() { d.inboundWorker(w) })
 	if d.raw != nil {
 		d.start(d.rawReceiveLoop)
 	}
@@ -120,13 +120,9 @@ func (d *Datapath) openRaw(b *packetBuf, truncated bool) {
 }
 
 // inboundWorker takes batches of opened packets, coalesces the TCP segments of each batch
-// into super-packets (gro.go) and writes them to the TUN, one write per (super-)packet.
-func (d *Datapath) inboundWorker() {
-	w, err := newTUNWriter(d.tun.File())
-	if err != nil {
-		d.opts.Logger.Error("userspace datapath: TUN writer", "tun", d.name, "err", err)
-		return
-	}
+// into super-packets (gro.go) and writes them to the TUN with w, one write per
+// (super-)packet.
+func (d *Datapath) inboundWorker(w *tunWriter) {
 	batch := make([]*packetBuf, 0, inboundBatch)
 	pkts := make([][]byte, 0, inboundBatch)
 	pieces := make([][]byte, 0, groMaxSegs+1)
@@ -180,12 +176,7 @@ func (d *Datapath) open(st *tables, pkt, dst []byte) []byte {
 		d.drops.inc(DropUnknownSPI)
 		return nil
 	}
-	var inner []byte
-	if dst != nil {
-		inner, err = sa.esp.OpenTo(dst, p)
-	} else {
-		inner, err = sa.esp.Open(p)
-	}
+	inner, err := sa.esp.OpenTo(dst, p)
 	switch {
 	case err == nil:
 	case errors.Is(err, esp.ErrReplay):
