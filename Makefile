@@ -5,27 +5,43 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BUILD := build
-# Debian packages the tests and the demo use (strongSwan is the interop partner, tshark the wire oracle).
-DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins tshark tcpdump iperf3 \
-	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping
+# Debian packages the tests and the demo use, each by name: `make deps` installs with
+# --no-install-recommends, so a package that is only a Recommends (libstrongswan-standard-plugins:
+# charon's openssl and gcm plugins) must be listed here. test/deps checks that every file the tests
+# and the demo load belongs to one of these or to a hard dependency of one.
+# strongSwan is the interop partner, tshark the wire oracle, qemu & co. run `make vmtest`.
+DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
+	tshark tcpdump iperf3 nftables clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping \
+	qemu-system-x86 cpio zstd kmod
+# The Go release go.mod asks for; `make build` says how to get it instead of "go: command not found".
+GO_MIN := 1.26
 GO_TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
+.PHONY: all build go-check deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
 
 all: build
 
-build:
+build: go-check
 	$(GO) build -o $(BUILD)/espgw ./cmd/espgw
+
+# One line that says what to do when Go is missing or too old (GOTOOLCHAIN=local: no download).
+go-check:
+	@v=$$(GOTOOLCHAIN=local $(GO) env GOVERSION 2>/dev/null | sed 's/^go//'); \
+	if [ -z "$$v" ]; then echo "espgw needs Go $(GO_MIN) or newer and found no '$(GO)' in PATH or /usr/local/go/bin: unpack the official Go $(GO_MIN) tarball into /usr/local/go, or run make GO=/path/to/go"; exit 1; fi; \
+	if [ "$$(printf '%s\n%s\n' "$(GO_MIN)" "$$v" | sort -V | head -n1)" != "$(GO_MIN)" ]; then echo "espgw needs Go $(GO_MIN) or newer, found $$v ($$(command -v $(GO))): install Go $(GO_MIN) into /usr/local/go"; exit 1; fi
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		log=$$(mktemp); \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } >$$log 2>&1 \
+			|| { tail -n 20 $$log; rm -f $$log; echo "make deps: apt-get could not install:" $$missing; exit 1; }; \
+		rm -f $$log; \
 	fi
 
-generate:
+generate: go-check
 	$(GO) generate ./loader/... ./datapath/esp/des3/...
 
 # Fails when committed generated code (bpf2go output, 3DES S-box circuits) differs from what its sources produce.
@@ -37,7 +53,7 @@ vet:
 	$(GO) vet ./...
 
 # ESPGW_REQUIRE_INTEROP=1 turns "tool missing" skips of the interop tests into failures.
-test-go:
+test-go: go-check
 	ESPGW_REQUIRE_INTEROP=1 $(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 test: deps generate-check vet test-go vmtest

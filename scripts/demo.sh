@@ -14,6 +14,10 @@ set -euo pipefail
 BIN=${1:?usage: $0 path/to/espgw}
 BIN=$(readlink -f "$BIN")
 CHARON=/usr/lib/ipsec/charon
+# The partner's plugins. kernel-libipsec before kernel-netlink: this kernel may lack ESP, so
+# charon does ESP in userspace. 3DES and modp1024 come from openssl.
+CHARON_PLUGINS="random nonce openssl aes sha1 sha2 md5 hmac gcm pem pkcs1 x509 pubkey kdf kernel-libipsec kernel-netlink socket-default vici updown"
+SWANCTL_PLUGINS="pem pkcs1 x509 pubkey openssl random nonce"
 PARTNER=${ESPGW_DEMO_PARTNER:-auto}
 PSK=SUPERPASSWORD
 
@@ -24,9 +28,14 @@ die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it creates network namespaces): sudo $0 $*"
 [ -x "$BIN" ] || die "$BIN is not an executable (build it with: make build)"
-for tool in ip ping; do
-	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping)"
-done
+. "$(dirname "$0")/lib/preflight.sh"
+need_tool ip iproute2
+need_tool ping iputils-ping
+# The partner: strongSwan if it is installed (then with every plugin it loads), else a second espgw.
+if [ "$PARTNER" != espgw ] && [ -x "$CHARON" ] && command -v swanctl >/dev/null; then
+	need_charon_plugins $CHARON_PLUGINS $SWANCTL_PLUGINS
+	PARTNER=strongswan
+fi
 
 # Everything this script creates, so that the EXIT trap removes exactly that.
 suffix=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
@@ -106,15 +115,14 @@ in_ns "$NS_HOST" ip route add default via 10.20.0.1
 info "gateway eth1 192.0.2.1  <->  partner 192.0.2.2, partner 10.20.0.1  <->  host 10.20.0.10"
 
 # The partner's side of the connection, as the partner's Excel sheet would describe it.
-if [ "$PARTNER" != espgw ] && [ -x "$CHARON" ] && command -v swanctl >/dev/null; then
+if [ "$PARTNER" = strongswan ]; then
 	say "Starting the partner: strongSwan (charon, IKEv1, userspace ESP via kernel-libipsec)"
 	S=$WORK/strongswan
 	mkdir -p "$S/run"
 	cat >"$S/strongswan.conf" <<EOF
 charon {
-	# kernel-libipsec first: this kernel may lack ESP, so charon does ESP in userspace.
 	load_modular = no
-	load = random nonce openssl aes sha1 sha2 md5 hmac gcm pem pkcs1 x509 pubkey kdf kernel-libipsec kernel-netlink socket-default vici updown
+	load = $CHARON_PLUGINS
 	install_routes = yes
 	filelog {
 		main {
@@ -132,7 +140,7 @@ charon {
 	}
 }
 swanctl {
-	load = pem pkcs1 x509 pubkey openssl random nonce
+	load = $SWANCTL_PLUGINS
 	socket = unix://$S/run/charon.vici
 }
 EOF

@@ -12,10 +12,12 @@ package strongswan
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,12 +26,8 @@ import (
 	"github.com/espgw/espgw/internal/testutil"
 )
 
-// Paths of the strongSwan binaries (Debian packages strongswan-charon, strongswan-swanctl,
-// libcharon-extra-plugins).
-const (
-	CharonPath         = "/usr/lib/ipsec/charon"
-	LibipsecPluginPath = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
-)
+// CharonPath is the charon daemon (Debian package strongswan-charon).
+const CharonPath = "/usr/lib/ipsec/charon"
 
 // startTimeout bounds how long charon may take to open its vici socket (the VM emulates its CPU).
 const startTimeout = 15 * time.Second
@@ -46,15 +44,16 @@ type Charon struct {
 // Start writes strongswan.conf and swanctl.conf for cfg into a fresh directory, starts charon in
 // ns, waits for its vici socket and loads the connection. tb.Cleanup stops charon by PID
 // (SIGTERM, SIGKILL after testutil.StopTimeout), logs the end of charon.log if the test failed
-// and removes the directory. It skips the test without root or without strongSwan (and, unless
-// cfg.KernelESP, its kernel-libipsec plugin).
+// and removes the directory. It skips the test without root or without strongSwan and every
+// plugin it loads (PluginFiles), naming the package to install.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Charon {
 	tb.Helper()
 	testutil.RequireRoot(tb)
 	testutil.RequireFile(tb, CharonPath, "charon", "strongswan-charon")
 	testutil.RequireTool(tb, "swanctl", "strongswan-swanctl")
-	if !cfg.KernelESP {
-		testutil.RequireFile(tb, LibipsecPluginPath, "charon kernel-libipsec plugin", "libcharon-extra-plugins")
+	plugins := PluginFiles(cfg.KernelESP)
+	for _, path := range slices.Sorted(maps.Keys(plugins)) {
+		testutil.RequireFile(tb, path, "a charon plugin", plugins[path])
 	}
 	cfg.setDefaults()
 

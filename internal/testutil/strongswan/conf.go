@@ -59,7 +59,42 @@ const (
 	// has no ESP); kernel-netlink still handles addresses and routes.
 	libipsecPlugins = cryptoPlugins + "kernel-libipsec kernel-netlink socket-default vici updown"
 	netlinkPlugins  = cryptoPlugins + "kernel-netlink socket-default vici updown"
+	swanctlPlugins  = "pem pkcs1 pkcs8 x509 pubkey openssl random nonce"
 )
+
+// PluginDir is where Debian's strongSwan keeps the plugins.
+const PluginDir = "/usr/lib/ipsec/plugins"
+
+// pluginPackages names the Debian package of each plugin loaded here that libstrongswan (a
+// dependency of strongswan-charon) does not ship. strongswan-charon only Recommends
+// libstrongswan-standard-plugins, so an install without recommends lacks openssl and gcm, and
+// charon then fails every modp, 3DES and GCM negotiation. test/deps checks it with dpkg -S.
+var pluginPackages = map[string]string{
+	"openssl":         "libstrongswan-standard-plugins",
+	"gcm":             "libstrongswan-standard-plugins",
+	"kernel-libipsec": "libcharon-extra-plugins",
+	"socket-default":  "strongswan-libcharon",
+	"updown":          "strongswan-libcharon",
+	"vici":            "strongswan-swanctl",
+}
+
+// PluginFiles maps the file of every plugin charon (in the mode kernelESP selects) and swanctl
+// load to the Debian package that ships it.
+func PluginFiles(kernelESP bool) map[string]string {
+	load := libipsecPlugins
+	if kernelESP {
+		load = netlinkPlugins
+	}
+	files := make(map[string]string)
+	for _, p := range strings.Fields(load + " " + swanctlPlugins) {
+		pkg, ok := pluginPackages[p]
+		if !ok {
+			pkg = "libstrongswan"
+		}
+		files[PluginDir+"/libstrongswan-"+p+".so"] = pkg
+	}
+	return files
+}
 
 // writeStrongswanConf writes the strongswan.conf of c for an instance living in dir.
 func writeStrongswanConf(w io.Writer, dir string, c Config) error {
@@ -103,10 +138,10 @@ func writeStrongswanConf(w io.Writer, dir string, c Config) error {
 	}
 }
 swanctl {
-	load = pem pkcs1 pkcs8 x509 pubkey openssl random nonce
+	load = %[5]s
 	socket = unix://%[1]s/run/charon.vici
 }
-`, dir, c.LogLevel, plugins, routes)
+`, dir, c.LogLevel, plugins, routes, swanctlPlugins)
 	return err
 }
 
