@@ -1,6 +1,7 @@
 // Package keymat derives IKEv1 keying material (RFC 2409 sections 5 and 5.5, Appendix B)
-// and performs the phase-1 CBC encryption. It is a handful of plain functions; the
-// caller keeps the state (the SKEYIDs, the IV chain) of each exchange.
+// and performs the phase-1 CBC encryption, and derives IKEv2's keys and PSK AUTH data
+// (RFC 7296, ikev2.go). It is a handful of plain functions; the caller keeps the state (the
+// SKEYIDs, the IV chain) of each exchange.
 //
 // h is always the negotiated phase-1 hash; prf is HMAC with h, as RFC 2409 uses it
 // when no PRF attribute was negotiated (the proposal package refuses that attribute).
