@@ -100,10 +100,12 @@ const (
 	EncrAESCBC     uint16 = 12
 	EncrAESGCM16   uint16 = 20 // RFC 4106 / 5282, 16-octet ICV
 	Encr3DES       uint16 = 3
+	PRFHMACMD5     uint16 = 1
 	PRFHMACSHA1    uint16 = 2
 	PRFHMACSHA256  uint16 = 5
 	PRFHMACSHA384  uint16 = 6
 	PRFHMACSHA512  uint16 = 7
+	IntegMD5_96    uint16 = 1
 	IntegSHA1_96   uint16 = 2
 	IntegSHA256128 uint16 = 12
 	IntegSHA384192 uint16 = 13

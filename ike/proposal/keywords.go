@@ -13,7 +13,32 @@ const (
 	kindHash
 	kindGroup
 	kindNoESN
+	kindPRF // IKEv2 only: the PRF, which IKEv1 derives from the hash
 )
+
+// vocab is the set of keywords a proposal string may use.
+type vocab uint8
+
+const (
+	vocabIKEv1 vocab = iota // IKEv1 phase 1: no AEAD, no PRF keyword
+	vocabESP                // ESP under either IKE version
+	vocabIKEv2              // IKEv2 SA: AEAD ciphers and PRF keywords too
+)
+
+func (v vocab) String() string {
+	return [...]string{"IKE", "ESP", "IKEv2"}[v]
+}
+
+// allows reports whether keyword k may appear in a proposal of vocabulary v.
+func (v vocab) allows(k keyword) bool {
+	switch v {
+	case vocabIKEv1:
+		return !k.espOnly && k.kind != kindPRF
+	case vocabESP:
+		return k.kind != kindPRF
+	}
+	return k.kind != kindNoESN
+}
 
 // keyword is one word of the strongSwan proposal syntax.
 type keyword struct {
@@ -59,12 +84,17 @@ var keywords = []keyword{
 	{name: "ecp256", kind: kindGroup, group: 19},
 	{name: "ecp384", kind: kindGroup, group: 20},
 	{name: "noesn", kind: kindNoESN, espOnly: true},
+	{name: "prfmd5", kind: kindPRF, hash: HashMD5},
+	{name: "prfsha1", kind: kindPRF, hash: HashSHA1},
+	{name: "prfsha256", kind: kindPRF, hash: HashSHA256},
+	{name: "prfsha384", kind: kindPRF, hash: HashSHA384},
+	{name: "prfsha512", kind: kindPRF, hash: HashSHA512},
 }
 
-// lookup finds the keyword named word; esp selects the ESP vocabulary.
-func lookup(word string, esp bool) (keyword, bool) {
+// lookup finds the keyword named word in vocabulary v.
+func lookup(word string, v vocab) (keyword, bool) {
 	for _, k := range keywords {
-		if k.name == word && (esp || !k.espOnly) {
+		if k.name == word && v.allows(k) {
 			return k, true
 		}
 	}
@@ -72,10 +102,10 @@ func lookup(word string, esp bool) (keyword, bool) {
 }
 
 // vocabulary lists the keywords of kind k (every kind if k is 0) for error messages.
-func vocabulary(k kind, esp bool) string {
+func vocabulary(k kind, v vocab) string {
 	var names []string
 	for _, kw := range keywords {
-		if (k == 0 || kw.kind == k) && (esp || !kw.espOnly) {
+		if (k == 0 || kw.kind == k) && v.allows(kw) {
 			names = append(names, kw.name)
 		}
 	}

@@ -19,6 +19,7 @@ type cipher struct {
 type words struct {
 	ciphers []cipher
 	hashes  []Hash
+	prfs    []Hash
 	groups  []uint16
 }
 
@@ -30,13 +31,13 @@ type words struct {
 func ParseIKE(s string) ([]IKE, error) {
 	var out []IKE
 	err := eachProposal(s, func(p string) error {
-		w, err := split(p, false)
+		w, err := split(p, vocabIKEv1)
 		if err != nil {
 			return err
 		}
 		if len(w.ciphers) == 0 || len(w.hashes) == 0 || len(w.groups) == 0 {
 			return fmt.Errorf("%w %q: an IKE proposal needs a cipher (%s), a hash (%s) and a group (%s)",
-				ErrSyntax, p, vocabulary(kindCipher, false), vocabulary(kindHash, false), vocabulary(kindGroup, false))
+				ErrSyntax, p, vocabulary(kindCipher, vocabIKEv1), vocabulary(kindHash, vocabIKEv1), vocabulary(kindGroup, vocabIKEv1))
 		}
 		for _, c := range w.ciphers {
 			for _, h := range w.hashes {
@@ -57,12 +58,12 @@ func ParseIKE(s string) ([]IKE, error) {
 func ParseESP(s string) ([]ESP, error) {
 	var out []ESP
 	err := eachProposal(s, func(p string) error {
-		w, err := split(p, true)
+		w, err := split(p, vocabESP)
 		if err != nil {
 			return err
 		}
 		if len(w.ciphers) == 0 {
-			return fmt.Errorf("%w %q: an ESP proposal needs a cipher (%s)", ErrSyntax, p, vocabulary(kindCipher, true))
+			return fmt.Errorf("%w %q: an ESP proposal needs a cipher (%s)", ErrSyntax, p, vocabulary(kindCipher, vocabESP))
 		}
 		aead := w.ciphers[0].enc == EncAESGCM16
 		for _, c := range w.ciphers[1:] {
@@ -74,7 +75,7 @@ func ParseESP(s string) ([]ESP, error) {
 		case aead && len(w.hashes) > 0:
 			return fmt.Errorf("%w %q: AES-GCM authenticates by itself, want no integrity keyword (%s)", ErrSyntax, p, w.hashes[0])
 		case !aead && len(w.hashes) == 0:
-			return fmt.Errorf("%w %q: a CBC cipher needs an integrity algorithm (%s)", ErrSyntax, p, vocabulary(kindHash, true))
+			return fmt.Errorf("%w %q: a CBC cipher needs an integrity algorithm (%s)", ErrSyntax, p, vocabulary(kindHash, vocabESP))
 		case aead:
 			w.hashes = []Hash{HashNone}
 		}
@@ -111,19 +112,15 @@ func eachProposal(s string, parse func(string) error) error {
 }
 
 // split sorts the keywords of one proposal by kind.
-func split(p string, esp bool) (words, error) {
+func split(p string, v vocab) (words, error) {
 	var w words
 	for word := range strings.SplitSeq(p, "-") {
-		if word == "esn" && esp {
+		if word == "esn" && v == vocabESP {
 			return words{}, fmt.Errorf("%w %q: \"esn\": IKEv1 cannot negotiate extended sequence numbers, want noesn or nothing", ErrSyntax, p)
 		}
-		k, ok := lookup(word, esp)
+		k, ok := lookup(word, v)
 		if !ok {
-			proto := "IKE"
-			if esp {
-				proto = "ESP"
-			}
-			return words{}, fmt.Errorf("%w %q: unknown %s keyword %q, want one of %s", ErrSyntax, p, proto, word, vocabulary(0, esp))
+			return words{}, fmt.Errorf("%w %q: unknown %v keyword %q, want one of %s", ErrSyntax, p, v, word, vocabulary(0, v))
 		}
 		switch k.kind {
 		case kindCipher:
@@ -132,6 +129,8 @@ func split(p string, esp bool) (words, error) {
 			w.hashes = append(w.hashes, k.hash)
 		case kindGroup:
 			w.groups = append(w.groups, k.group)
+		case kindPRF:
+			w.prfs = append(w.prfs, k.hash)
 		}
 	}
 	return w, nil

@@ -1,6 +1,7 @@
-// Package proposal handles IKEv1 algorithm proposals: strongSwan keyword syntax
-// ("3des-sha1-modp1024", "aes256gcm16-modp2048") in configuration and logs, ISAKMP
-// SA payloads on the wire, and the selection a responder makes between them.
+// Package proposal handles algorithm proposals: strongSwan keyword syntax
+// ("3des-sha1-modp1024", "aes256gcm16-modp2048", "aes128gcm16-prfsha256-ecp256") in
+// configuration and logs, ISAKMP (IKEv1) and IKEv2 SA payloads on the wire, and the
+// selection a responder makes between them.
 package proposal
 
 // Encryption identifies a cipher. Values are this package's own; the IKE (RFC 2409 App. A)
