@@ -264,6 +264,10 @@ func goRequirements(t *testing.T) []requirement {
 		if d.IsDir() || !strings.HasSuffix(path, ".go") {
 			return nil
 		}
+		// testutil's own tests call the helpers with made-up tools to test the skips.
+		if filepath.Dir(path) == filepath.Join(root, "internal", "testutil") && strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
 		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 		if err != nil {
 			return err
