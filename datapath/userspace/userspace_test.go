@@ -93,8 +93,16 @@ func key(n int, seed byte) datapath.Key {
 	return k
 }
 
-// saPairs returns the SA pairs of A and B for one tunnel: spiAB carries A→B.
+// saPairs returns the SA pairs of A and B for one tunnel between hostA and hostB's
+// subnets: spiAB carries A→B.
 func saPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32) (a, b datapath.SAPair) {
+	return tunnelPairs(tr, udp, spiAB, spiBA, reqid, selA)
+}
+
+// tunnelPairs returns the SA pairs of A and B for a tunnel whose selector, seen from A, is
+// selA; spiAB carries A→B.
+func tunnelPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32, selA datapath.Selector) (a, b datapath.SAPair) {
+	selB := datapath.Selector{Local: selA.Remote, Remote: selA.Local, Proto: selA.Proto, LocalPort: selA.RemotePort, RemotePort: selA.LocalPort}
 	sa := func(spi uint32, src, dst netip.Addr, sel datapath.Selector, seed byte) datapath.SA {
 		s := datapath.SA{
 			SPI: spi, Src: src, Dst: dst,
