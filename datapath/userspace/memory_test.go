@@ -60,7 +60,7 @@ func (w *wireLog) setHold(f func(pkt []byte) bool) {
 }
 
 // memLab connects two in-memory gateways A (outerA) and B (outerB).
-func memLab(t *testing.T) (a, b *memGateway) {
+func memLab(t testing.TB) (a, b *memGateway) {
 	t.Helper()
 	ba, bb := bindtest.NewPair()
 	gws := []*memGateway{{bind: ba}, {bind: bb}}
@@ -85,7 +85,7 @@ func memLab(t *testing.T) (a, b *memGateway) {
 
 // memTunnel installs one tunnel (ESP in UDP) on both ends: A's selector sel, SPIs spiAB for
 // A→B and spiBA for B→A.
-func memTunnel(t *testing.T, a, b *memGateway, tr transform, spiAB, spiBA, reqid uint32, sel datapath.Selector) (pa, pb datapath.SAPair) {
+func memTunnel(t testing.TB, a, b *memGateway, tr transform, spiAB, spiBA, reqid uint32, sel datapath.Selector) (pa, pb datapath.SAPair) {
 	t.Helper()
 	pa, pb = tunnelPairs(tr, true, spiAB, spiBA, reqid, sel)
 	addPairs(t, a, b, pa, pb)
@@ -101,7 +101,7 @@ func memTunnel(t *testing.T, a, b *memGateway, tr transform, spiAB, spiBA, reqid
 	return pa, pb
 }
 
-func addPairs(t *testing.T, a, b *memGateway, pa, pb datapath.SAPair) {
+func addPairs(t testing.TB, a, b *memGateway, pa, pb datapath.SAPair) {
 	t.Helper()
 	if err := a.dp.AddSAPair(context.Background(), pa); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func udpPacket(src, dst netip.Addr, payload []byte) []byte {
 }
 
 // recvPacket returns the next packet g's host receives from the tunnel.
-func recvPacket(t *testing.T, g *memGateway) []byte {
+func recvPacket(t testing.TB, g *memGateway) []byte {
 	t.Helper()
 	select {
 	case p := <-g.tun.Received():
