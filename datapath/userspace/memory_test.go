@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -62,13 +64,14 @@ func (w *wireLog) setHold(f func(pkt []byte) bool) {
 // memLab connects two in-memory gateways A (outerA) and B (outerB).
 func memLab(t testing.TB) (a, b *memGateway) {
 	t.Helper()
+	noLeaks(t)
 	ba, bb := bindtest.NewPair()
 	gws := []*memGateway{{bind: ba}, {bind: bb}}
 	for i, g := range gws {
 		g.tun = tuntest.New(fmt.Sprintf("mem%c", 'a'+i), 256)
 		g.wire = &wireLog{}
 		g.bind.SetFilter(g.wire.filter)
-		dp, err := New(Options{Bind: g.bind, TUN: g.tun})
+		dp, err := New(Options{Bind: g.bind, TUN: g.tun, LifetimeInterval: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatalf("New with a channel TUN: %v", err)
 		}
@@ -81,6 +84,22 @@ func memLab(t testing.TB) (a, b *memGateway) {
 		})
 	}
 	return gws[0], gws[1]
+}
+
+// noLeaks fails the test if goroutines it started outlive it, as wireguard-go's device
+// tests check: Close must stop every loop, also over an injected TUN. Register it first,
+// so that its cleanup runs last.
+func noLeaks(t testing.TB) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+		}
+	})
 }
 
 // memTunnel installs one tunnel (ESP in UDP) on both ends: A's selector sel, SPIs spiAB for
@@ -401,4 +420,49 @@ func TestInMemorySelectorDrops(t *testing.T) {
 		t.Errorf("%d ESP packets on the wire, want 3: the two B refuses and the one inside", got)
 	}
 	wantCounters(t, b, outerB, 0x1001, 3, 0) // decrypted, then refused by the selector
+}
+
+// TestInMemoryLifetime runs an inbound SA through its byte lifetime: one soft-expire event
+// (the engine rekeys), then a hard-expire event, after which the SA is gone and its
+// packets are unknown.
+func TestInMemoryLifetime(t *testing.T) {
+	a, b := memLab(t)
+	pa, pb := tunnelPairs(gcm128, true, 0x1001, 0x2001, 1, selA)
+	pb.In.Lifetime = datapath.Lifetime{SoftBytes: 1000, HardBytes: 3000}
+	addPairs(t, a, b, pa, pb)
+	if err := a.dp.AddPolicy(context.Background(), datapath.Policy{Selector: selA, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}); err != nil {
+		t.Fatal(err)
+	}
+	next := func(kind datapath.EventKind) {
+		t.Helper()
+		select {
+		case ev := <-b.dp.Events():
+			if ev.Kind != kind || ev.SPI != 0x1001 || ev.Dst != outerB || ev.ReqID != 1 {
+				t.Fatalf("event %+v, want kind %d for SPI 0x1001 dst %v reqid 1", ev, kind, outerB)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no event of kind %d within 5 s", kind)
+		}
+	}
+	pkt := udpPacket(hostA, hostB, make([]byte, 472)) // 500 bytes
+	for range 2 {
+		through(t, a, b, pkt)
+	}
+	next(datapath.EventSoftExpire)
+	for range 4 {
+		through(t, a, b, pkt)
+	}
+	next(datapath.EventHardExpire)
+	if _, err := b.dp.Counters(outerB, 0x1001); !errors.Is(err, ErrNoSA) {
+		t.Fatalf("Counters after the hard expiry: %v, want ErrNoSA", err)
+	}
+	a.tun.Send(pkt)
+	for b.dp.Drops(DropUnknownSPI) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case ev := <-b.dp.Events():
+		t.Errorf("event %+v after the hard expiry, want none: soft and hard are raised once", ev)
+	default:
+	}
 }
