@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 func TestLookupPSK(t *testing.T) {
@@ -128,7 +130,7 @@ func TestPSKFilePermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := tt.setup(path); errors.Is(err, errSkip) {
-				t.Skip("needs root: chown to another user")
+				testutil.Skipf(t, "needs root: chown to another user")
 			} else if err != nil {
 				t.Fatal(err)
 			}

@@ -35,16 +35,15 @@ type Bind interface {
 	SendIKE(msg []byte, local, remote netip.AddrPort) error
 	// SendESP sends an ESP packet in UDP (no marker) from local, normally port 4500.
 	SendESP(pkt []byte, local, remote netip.AddrPort) error
+	// SendESPBatch sends each of pkts as one ESP-in-UDP datagram from local to remote, in
+	// order, in as few system calls as the Bind can (sendmmsg, UDP GSO). The packets are not
+	// kept after it returns.
+	SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) error
+	// BatchSize is how many packets one SendESPBatch call should carry at most; callers
+	// split longer runs.
+	BatchSize() int
 	// SetESPHandler installs the receiver of ESP-in-UDP packets; nil drops them.
 	SetESPHandler(h ESPHandler)
 	// Close closes every socket.
 	Close() error
-}
-
-// ESPBatchSender is implemented by Binds that can send many ESP-in-UDP packets to one peer
-// in few system calls (sendmmsg, UDP GSO). The userspace datapath uses it when present.
-type ESPBatchSender interface {
-	// SendESPBatch sends each of pkts as one datagram from local to remote, in order. The
-	// packets are not kept after it returns.
-	SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) error
 }

@@ -24,6 +24,8 @@ const (
 	socketBuffer = 8 << 20
 	// recvBatch is how many (possibly GRO-coalesced) datagrams one recvmmsg returns.
 	recvBatch = 8
+	// sendBatch is the batch size the Bind reports: two full GSO messages.
+	sendBatch = 2 * maxGSOSegments
 	// maxGSOSegments is the kernel's UDP_MAX_SEGMENTS limit on one GSO send.
 	maxGSOSegments = 64
 	// maxGSOPayload bounds the bytes of one GSO send: the UDP length field is 16 bits.

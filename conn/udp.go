@@ -62,10 +62,7 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-var (
-	_ Bind           = (*UDPBind)(nil)
-	_ ESPBatchSender = (*UDPBind)(nil)
-)
+var _ Bind = (*UDPBind)(nil)
 
 // Listen opens the IKE and NAT-T sockets on every address.
 func Listen(addrs []netip.Addr, opts ListenOptions) (*UDPBind, error) {
@@ -275,7 +272,7 @@ func (b *UDPBind) SendESP(pkt []byte, local, remote netip.AddrPort) error {
 	return nil
 }
 
-// SendESPBatch implements ESPBatchSender: runs of equal-size packets leave as UDP GSO
+// SendESPBatch implements Bind: runs of equal-size packets leave as UDP GSO
 // messages where the kernel supports it, and all messages in one sendmmsg. If the route
 // refuses GSO (EIO: no checksum offload on the device), the socket stops using it and the
 // rest is sent datagram by datagram, still batched.
@@ -306,6 +303,10 @@ func (b *UDPBind) SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) erro
 	}
 	return nil
 }
+
+// BatchSize implements Bind: two full GSO messages, wireguard-go's conn.IdealBatchSize.
+// SendESPBatch itself takes any number.
+func (b *UDPBind) BatchSize() int { return sendBatch }
 
 // SetESPHandler implements Bind.
 func (b *UDPBind) SetESPHandler(h ESPHandler) { b.esp.Store(&h) }

@@ -3,13 +3,14 @@ package conn
 import (
 	"bytes"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 var (
@@ -22,9 +23,7 @@ var (
 // they are closed.
 func inNetNS(tb testing.TB, f func()) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates a network namespace")
-	}
+	testutil.RequireRoot(tb) // creates a network namespace
 	errc := make(chan error, 1)
 	go func() {
 		// This thread is left in the new namespace and discarded (never unlocked).

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/loader/pkttest"
 )
@@ -29,9 +29,7 @@ const (
 // program: dropped while down, clamped per transform while up, through a rekey in which the
 // old SA goes after the new one came, down again, and passed with when_sa_down: pass.
 func TestEBPFSALifecycle(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs")
-	}
+	testutil.RequireRoot(t) // loads BPF programs
 	l, err := loader.Open(loader.Options{})
 	if err != nil {
 		t.Fatalf("loader.Open: %v", err)

@@ -41,13 +41,23 @@ func FuzzResponder(f *testing.F) {
 	for _, p := range a.bind.Sent() {
 		f.Add(p.Data, p.Local.Port())
 	}
-	if pcaps, _ := filepath.Glob("/work/shared/testdata/pcap/*.pcap"); len(pcaps) > 0 {
-		for _, p := range pcaps {
-			if data, err := os.ReadFile(p); err == nil {
-				for _, msg := range udpPayloads(data) {
-					f.Add(msg, uint16(conn.IKEPort))
-				}
-			}
+	// Captures of other implementations, shared with package isakmp's tests; relative to
+	// this package, so the seeds come along wherever the repository is checked out.
+	pcaps, _ := filepath.Glob(filepath.Join("isakmp", "testdata", "*.pcap"))
+	if len(pcaps) == 0 {
+		f.Fatal("no seed captures in isakmp/testdata/*.pcap")
+	}
+	for _, p := range pcaps {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		msgs := udpPayloads(data)
+		if len(msgs) == 0 {
+			f.Fatalf("%s: no UDP payloads", p)
+		}
+		for _, msg := range msgs {
+			f.Add(msg, uint16(conn.IKEPort))
 		}
 	}
 	f.Fuzz(func(t *testing.T, msg []byte, port uint16) {

@@ -10,17 +10,18 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
-// TestLabInterop negotiates with a strongSwan charon started by
-// /work/shared/lab/strongswan-pair.sh (SIDES=right NO_INITIATE=1 ... up legacy|modern).
+// TestLabInterop negotiates with a strongSwan charon started by the shared lab's
+// strongswan-pair.sh (SIDES=right NO_INITIATE=1 ... up legacy|modern), outside the repository.
 // Run the test binary inside netns "left" with ESPGW_LAB=initiator (we initiate) or
 // ESPGW_LAB=responder (initiate from charon within 60 s), ESPGW_LAB_SET=legacy|modern and
 // ESPGW_LAB_MODE=main|aggressive (aggressive needs aggressive = yes in charon's config).
 func TestLabInterop(t *testing.T) {
 	role := os.Getenv("ESPGW_LAB")
 	if role == "" {
-		t.Skip("needs the strongSwan lab: set ESPGW_LAB=initiator|responder inside netns left")
+		testutil.NotApplicable(t, "manual strongSwan lab: set ESPGW_LAB=initiator|responder inside netns left")
 	}
 	ike, esp := "3des-sha1-modp1024", "3des-sha1-modp1024"
 	if os.Getenv("ESPGW_LAB_SET") == "modern" {

@@ -6,13 +6,15 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // attached lists what is attached to dev in ns: TCX programs, cls_bpf filters, clsact
 // qdiscs and an XDP program.
-func attached(t *testing.T, ns *testNS, dev string) (tcx, filters, clsact int, xdp bool) {
+func attached(t *testing.T, ns *testutil.NetNS, dev string) (tcx, filters, clsact int, xdp bool) {
 	t.Helper()
-	ns.do(t, func() {
+	ns.In(t, func() error {
 		lnk, err := netlink.LinkByName(dev)
 		if err != nil {
 			t.Fatal(err)
@@ -41,6 +43,7 @@ func attached(t *testing.T, ns *testNS, dev string) (tcx, filters, clsact int, x
 			}
 		}
 		xdp = lnk.Attrs().Xdp != nil && lnk.Attrs().Xdp.Attached
+		return nil
 	})
 	return
 }
@@ -58,13 +61,11 @@ func TestAttachDetach(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			requireRoot(t)
-			suffix := randomSuffix(t)
-			a, b := newNetNS(t, suffix, "a"), newNetNS(t, suffix, "b")
-			dev, _ := vethPair(t, suffix, a, b, "10.1.0.1/8", "10.2.0.1/8")
+			a, b := testutil.NewNetNS(t, "espgw-ld-a"), testutil.NewNetNS(t, "espgw-ld-b")
+			dev, _ := vethPair(t, a, b, "10.1.0.1/8", "10.2.0.1/8")
 			if tt.preClsact {
-				mustRun(t, "ip", "-n", a.name, "link", "set", dev, "up")
-				mustRun(t, "tc", "-n", a.name, "qdisc", "add", "dev", dev, "clsact")
+				a.Exec(t, "ip", "link", "set", dev, "up")
+				a.Exec(t, "tc", "qdisc", "add", "dev", dev, "clsact")
 			}
 			wantClsact := 0
 			if tt.preClsact || tt.legacy {
@@ -74,7 +75,7 @@ func TestAttachDetach(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.do(t, func() {
+			a.In(t, func() error {
 				for _, h := range []Hook{HookEgress, HookIngress} {
 					if err := l.AttachTC(dev, h, TCOptions{Legacy: tt.legacy}); err != nil {
 						t.Fatal(err)
@@ -86,6 +87,7 @@ func TestAttachDetach(t *testing.T) {
 				if err := l.AttachTC("nonexistent0", HookEgress, TCOptions{}); err == nil {
 					t.Error("AttachTC on a missing interface succeeded")
 				}
+				return nil
 			})
 			tcx, filters, clsact, xdp := attached(t, a, dev)
 			if tcx != tt.tcx || filters != tt.filter || clsact != wantClsact || !xdp {

@@ -2,24 +2,17 @@ package loader
 
 import (
 	"encoding/binary"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
-)
 
-// requireRoot skips tests that load BPF programs or create namespaces when not root.
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: loads BPF programs")
-	}
-}
+	"github.com/espgw/espgw/internal/testutil"
+)
 
 // openLoader opens a Loader that the test closes.
 func openLoader(tb testing.TB, opts Options) *Loader {
 	tb.Helper()
-	requireRoot(tb)
+	testutil.RequireRoot(tb)
 	l, err := Open(opts)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader/pkttest"
 )
 
@@ -63,25 +64,24 @@ func TestLANIngressProgram(t *testing.T) {
 // TestLiveLANIngress attaches HookLANIngress to a gateway's LAN veth and sends a LAN host's
 // datagram towards a remote network whose SA is down: it must be dropped at ingress.
 func TestLiveLANIngress(t *testing.T) {
-	requireRoot(t)
-	suffix := randomSuffix(t)
-	gw, host := newNetNS(t, suffix, "gw"), newNetNS(t, suffix, "lan")
-	gwDev, _ := vethPair(t, suffix, gw, host, "10.1.0.1/16", "10.1.0.5/16")
-	mustRun(t, "ip", "-n", host.name, "route", "add", "10.2.0.0/16", "via", "10.1.0.1")
+	gw, host := testutil.NewNetNS(t, "espgw-ld-gw"), testutil.NewNetNS(t, "espgw-ld-lan")
+	gwDev, _ := vethPair(t, gw, host, "10.1.0.1/16", "10.1.0.5/16")
+	host.Exec(t, "ip", "route", "add", "10.2.0.0/16", "via", "10.1.0.1")
 	l := openLoader(t, Options{EventInterval: time.Hour})
 	p := Policy{ID: 1, Selector: datapath.Selector{Local: pfx("10.1.0.0/16"), Remote: pfx("10.2.0.0/16")}}
 	if err := l.SetPolicy(p); err != nil {
 		t.Fatal(err)
 	}
-	gw.do(t, func() {
+	gw.In(t, func() error {
 		if err := l.AttachTC(gwDev, HookLANIngress, TCOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		return nil
 	})
 	if tcx, _, _, _ := attached(t, gw, gwDev); tcx != 1 {
 		t.Errorf("%d TCX programs, want 1", tcx)
 	}
-	host.do(t, func() {
+	host.In(t, func() error {
 		c, err := net.Dial("udp4", "10.2.0.9:9")
 		if err != nil {
 			t.Fatal(err)
@@ -92,6 +92,7 @@ func TestLiveLANIngress(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		return nil
 	})
 	deadline := time.Now().Add(3 * time.Second)
 	for {

@@ -16,22 +16,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // liveTopology is two namespaces joined by a veth pair: 10.1.0.1 (a, the gateway side we
 // program) and 10.2.0.1 (b, the remote site).
 type liveTopology struct {
-	a, b       *testNS
+	a, b       *testutil.NetNS
 	aDev, bDev string
 	loader     *Loader
 }
 
 func newLiveTopology(t *testing.T, opts Options) *liveTopology {
 	t.Helper()
-	requireRoot(t)
-	suffix := randomSuffix(t)
-	top := &liveTopology{a: newNetNS(t, suffix, "a"), b: newNetNS(t, suffix, "b")}
-	top.aDev, top.bDev = vethPair(t, suffix, top.a, top.b, "10.1.0.1/8", "10.2.0.1/8")
+	top := &liveTopology{a: testutil.NewNetNS(t, "espgw-ld-a"), b: testutil.NewNetNS(t, "espgw-ld-b")}
+	top.aDev, top.bDev = vethPair(t, top.a, top.b, "10.1.0.1/8", "10.2.0.1/8")
 	top.loader = openLoader(t, opts)
 	return top
 }
@@ -52,30 +51,32 @@ func TestLiveMSSClamp(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			top := newLiveTopology(t, Options{})
-			for _, ns := range []*testNS{top.a, top.b} {
-				ns.exec(t, "sysctl", "-qw", "net.ipv4.tcp_timestamps=0") // TCP_MAXSEG = MSS exactly
+			for _, ns := range []*testutil.NetNS{top.a, top.b} {
+				ns.Exec(t, "sysctl", "-qw", "net.ipv4.tcp_timestamps=0") // TCP_MAXSEG = MSS exactly
 			}
 			l := top.loader
 			if err := l.SetPolicy(livePolicy); err != nil {
 				t.Fatal(err)
 			}
-			top.a.do(t, func() {
+			top.a.In(t, func() error {
 				for _, h := range []Hook{HookEgress, HookIngress} {
 					if err := l.AttachTC(top.aDev, h, TCOptions{Legacy: legacy}); err != nil {
 						t.Fatal(err)
 					}
 				}
+				return nil
 			})
-			csumA := top.a.tcpCounter(t, "InCsumErrors")
-			csumB := top.b.tcpCounter(t, "InCsumErrors")
-			segsB := top.b.tcpCounter(t, "InSegs")
+			csumA := tcpCounter(t, top.a, "InCsumErrors")
+			csumB := tcpCounter(t, top.b, "InCsumErrors")
+			segsB := tcpCounter(t, top.b, "InSegs")
 
 			var ln net.Listener
-			top.b.do(t, func() {
+			top.b.In(t, func() error {
 				var err error
 				if ln, err = net.Listen("tcp4", "10.2.0.1:0"); err != nil {
 					t.Fatal(err)
 				}
+				return nil
 			})
 			defer ln.Close()
 			payload := bytes.Repeat([]byte("espgw mss clamp "), 64*1024) // 1 MiB
@@ -100,11 +101,12 @@ func TestLiveMSSClamp(t *testing.T) {
 			}()
 
 			var c net.Conn
-			top.a.do(t, func() {
+			top.a.In(t, func() error {
 				var err error
 				if c, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second); err != nil {
 					t.Fatalf("connect through the clamp: %v", err)
 				}
+				return nil
 			})
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -131,13 +133,13 @@ func TestLiveMSSClamp(t *testing.T) {
 			if clientMSS != int(livePolicy.MSS) {
 				t.Errorf("sender (a) TCP_MAXSEG = %d, want %d (SYN-ACK clamped on ingress)", clientMSS, livePolicy.MSS)
 			}
-			if d := top.a.tcpCounter(t, "InCsumErrors") - csumA; d != 0 {
+			if d := tcpCounter(t, top.a, "InCsumErrors") - csumA; d != 0 {
 				t.Errorf("a: TcpInCsumErrors rose by %d", d)
 			}
-			if d := top.b.tcpCounter(t, "InCsumErrors") - csumB; d != 0 {
+			if d := tcpCounter(t, top.b, "InCsumErrors") - csumB; d != 0 {
 				t.Errorf("b: TcpInCsumErrors rose by %d", d)
 			}
-			if d := top.b.tcpCounter(t, "InSegs") - segsB; d < 100 {
+			if d := tcpCounter(t, top.b, "InSegs") - segsB; d < 100 {
 				t.Errorf("b: only %d segments received", d)
 			}
 			pc, err := l.PolicyCounters()
@@ -167,7 +169,7 @@ func tcpMaxSeg(c net.Conn) (int, error) {
 
 // TestLiveFailClosed marks the SA down: no protected packet may leave a, and one event arrives.
 func TestLiveFailClosed(t *testing.T) {
-	requireTool(t, "tcpdump")
+	testutil.RequireTool(t, "tcpdump", "tcpdump")
 	top := newLiveTopology(t, Options{EventInterval: time.Hour})
 	l := top.loader
 	down := livePolicy
@@ -177,14 +179,15 @@ func TestLiveFailClosed(t *testing.T) {
 	if err := l.SetPolicy(down); err != nil {
 		t.Fatal(err)
 	}
-	top.a.do(t, func() {
+	top.a.In(t, func() error {
 		if err := l.AttachTC(top.aDev, HookEgress, TCOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		return nil
 	})
 
 	// Receivers in b, so no ICMP port unreachable makes the senders' writes fail.
-	top.b.do(t, func() {
+	top.b.In(t, func() error {
 		for _, port := range []string{"9998", "9999"} {
 			rx, err := net.ListenPacket("udp4", "10.2.0.1:"+port)
 			if err != nil {
@@ -192,9 +195,10 @@ func TestLiveFailClosed(t *testing.T) {
 			}
 			t.Cleanup(func() { rx.Close() })
 		}
+		return nil
 	})
 	var protected, control net.Conn
-	top.a.do(t, func() {
+	top.a.In(t, func() error {
 		var err error
 		if protected, err = net.Dial("udp4", "10.2.0.1:9999"); err != nil {
 			t.Fatal(err)
@@ -202,6 +206,7 @@ func TestLiveFailClosed(t *testing.T) {
 		if control, err = net.Dial("udp4", "10.2.0.1:9998"); err != nil {
 			t.Fatal(err)
 		}
+		return nil
 	})
 	defer protected.Close()
 	defer control.Close()
@@ -210,7 +215,7 @@ func TestLiveFailClosed(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 
 	pcap := filepath.Join(t.TempDir(), "b.pcap")
-	dump := exec.Command("ip", "netns", "exec", top.b.name, "tcpdump", "-Z", "root", "--immediate-mode",
+	dump := top.b.Command("tcpdump", "-Z", "root", "--immediate-mode",
 		"-U", "-n", "-i", top.bDev, "-w", pcap, "udp and src host 10.1.0.1")
 	stderr, _ := dump.StderrPipe()
 	if err := dump.Start(); err != nil {

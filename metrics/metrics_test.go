@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/espgw/espgw/datapath"
+	espgwtestutil "github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/loader/pkttest"
 )
@@ -83,9 +84,7 @@ func run(t *testing.T, prog *ebpf.Program, frame []byte) {
 
 // TestCollectorOnRealMaps pushes packets through the real programs and compares the export.
 func TestCollectorOnRealMaps(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs")
-	}
+	espgwtestutil.RequireRoot(t) // loads BPF programs
 	l, err := loader.Open(loader.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -5,13 +5,13 @@ package ebpf
 import (
 	"encoding/binary"
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/loader/pkttest"
 )
@@ -33,9 +33,7 @@ var (
 
 func setup(b *testing.B) *loader.Loader {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: loads BPF programs")
-	}
+	testutil.RequireRoot(b) // loads BPF programs
 	l, err := loader.Open(loader.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -30,6 +30,9 @@ type Bind struct {
 
 var _ conn.Bind = (*Bind)(nil)
 
+// BatchSize is what Bind.BatchSize reports: small, so that batches are split in tests.
+const BatchSize = 8
+
 // ErrClosed is returned by sends on a closed Bind.
 var ErrClosed = errors.New("bindtest: bind closed")
 
@@ -111,6 +114,19 @@ func (b *Bind) SendESP(pkt []byte, local, remote netip.AddrPort) error {
 	}
 	return nil
 }
+
+// SendESPBatch implements conn.Bind: each packet goes as SendESP sends it.
+func (b *Bind) SendESPBatch(pkts [][]byte, local, remote netip.AddrPort) error {
+	for _, p := range pkts {
+		if err := b.SendESP(p, local, remote); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BatchSize implements conn.Bind.
+func (b *Bind) BatchSize() int { return BatchSize }
 
 // SetESPHandler implements conn.Bind.
 func (b *Bind) SetESPHandler(h conn.ESPHandler) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // writePcap writes IPv4 packets as a pcap with LINKTYPE_IPV4 (228).
@@ -47,10 +49,7 @@ func outerIPv4(esp []byte) []byte {
 // TestTsharkDecrypts is the known-answer test: Wireshark's independent ESP implementation
 // must verify the ICV of and decrypt every packet we seal, for every transform.
 func TestTsharkDecrypts(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("needs tshark: independent ESP decoder used as the known-answer oracle")
-	}
+	tshark := testutil.RequireTool(t, "tshark", "tshark") // independent ESP decoder: the known-answer oracle
 	var pkts [][]byte
 	args := []string{"-n", "-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"}
 	type want struct {

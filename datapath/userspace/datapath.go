@@ -4,8 +4,8 @@
 // kernels built without INET_ESP).
 //
 // Outbound: TUN (TSO super-packets split into segments) → SPD lookup → newest SA of the
-// policy's reqid → seal in place → batched send (sendmmsg + UDP GSO via
-// conn.ESPBatchSender; sendmmsg on the raw socket). Inbound, on the receiving goroutine:
+// policy's reqid → seal in place → batched send (conn.Bind.SendESPBatch: sendmmsg + UDP
+// GSO; sendmmsg on the raw socket). Inbound, on the receiving goroutine:
 // Bind (recvmmsg + UDP GRO) / raw socket (recvmmsg) → SAD lookup by SPI → replay check,
 // ICV, decrypt, window update (datapath/esp) → selector check → queue; then the worker:
 // batched TUN write (GRO).
@@ -20,9 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
@@ -43,9 +40,15 @@ const (
 // Options configures New.
 type Options struct {
 	// Bind carries ESP in UDP; it may be nil if only raw ESP SAs are installed.
-	Bind    conn.Bind
+	Bind conn.Bind
+	// TUN is the device inner packets travel through; nil: New creates a kernel TUN named
+	// TUNName. New takes it over: Close closes it.
+	TUN     TUN
 	TUNName string // default DefaultTUNName
 	MTU     int    // default DefaultMTU
+	// Routes points the policies' remote prefixes at the TUN; nil: netlink routes into the
+	// TUN New created (table RouteTable), none for an injected TUN (its owner routes).
+	Routes Routes
 	// RawESP opens a raw IP protocol 50 socket for SAs without UDP encapsulation.
 	RawESP bool
 	// RouteTable and RulePriority place the routes into the TUN (policy routing, like
@@ -60,22 +63,21 @@ type Options struct {
 // Datapath implements datapath.Datapath with Go ESP over a TUN device.
 type Datapath struct {
 	opts   Options
-	tun    tun.Device
+	tun    TUN
 	name   string
-	nl     *netlink.Handle
-	link   netlink.Link
 	raw    *rawESP
 	events chan datapath.Event
 	drops  dropCounters
 
 	mu       sync.Mutex // serializes writers of state, routes, spis
 	state    atomic.Pointer[tables]
-	routes   routeTable
+	routes   Routes
 	reserved map[uint32]netip.Addr // SPIs handed out by AllocSPI, not yet installed: their local address
 
-	inQueue chan *packetBuf
-	free    chan *packetBuf
-	bufSize int
+	inQueue   chan *packetBuf
+	free      chan *packetBuf
+	bufSize   int
+	bindBatch int // packets per Bind.SendESPBatch
 
 	done   chan struct{}
 	closed atomic.Bool
@@ -88,11 +90,12 @@ var _ datapath.Datapath = (*Datapath)(nil)
 // ErrNoSA is returned by Counters for an SA that is not installed.
 var ErrNoSA = errors.New("userspace: no such SA")
 
-// New creates the TUN device, brings it up and starts the packet loops.
+// New starts the packet loops over opts.TUN and opts.Bind, creating the kernel TUN (and its
+// routes) when opts.TUN is nil.
 //
-// New must run on an OS thread inside the target network namespace
-// (runtime.LockOSThread + netns.Set): the TUN device, the netlink handle and the raw socket
-// it opens stay in that namespace, whatever thread later uses them.
+// Without opts.TUN, or with RawESP, New must run on an OS thread inside the target network
+// namespace (runtime.LockOSThread + netns.Set): the TUN device, the netlink handle and the
+// raw socket it opens stay in that namespace, whatever thread later uses them.
 func New(opts Options) (_ *Datapath, err error) {
 	if opts.TUNName == "" {
 		opts.TUNName = DefaultTUNName
@@ -117,6 +120,8 @@ func New(opts Options) (_ *Datapath, err error) {
 	}
 	d := &Datapath{
 		opts:     opts,
+		tun:      opts.TUN,
+		routes:   opts.Routes,
 		events:   make(chan datapath.Event, 64),
 		reserved: make(map[uint32]netip.Addr),
 		done:     make(chan struct{}),
@@ -128,32 +133,33 @@ func New(opts Options) (_ *Datapath, err error) {
 			d.Close()
 		}
 	}()
-	if d.nl, err = netlink.NewHandle(); err != nil {
-		return nil, fmt.Errorf("userspace: netlink: %w", err)
+	if d.tun == nil {
+		kt, err := createTUN(opts.TUNName, opts.MTU)
+		if err != nil {
+			return nil, err
+		}
+		d.tun = kt
+		if d.routes == nil {
+			nr, err := newNetlinkRoutes(kt.Name(), opts.RouteTable, opts.RulePriority)
+			if err != nil {
+				return nil, err
+			}
+			d.routes = nr
+		}
 	}
-	if d.tun, err = tun.CreateTUN(opts.TUNName, opts.MTU); err != nil {
-		return nil, fmt.Errorf("userspace: create TUN %q: %w", opts.TUNName, err)
+	if d.routes == nil {
+		d.routes = noRoutes{}
 	}
-	if d.name, err = d.tun.Name(); err != nil {
-		return nil, fmt.Errorf("userspace: TUN name: %w", err)
-	}
-	if d.link, err = d.nl.LinkByName(d.name); err != nil {
-		return nil, fmt.Errorf("userspace: TUN %q: %w", d.name, err)
-	}
-	if err = d.nl.LinkSetUp(d.link); err != nil {
-		return nil, fmt.Errorf("userspace: set TUN %q up: %w", d.name, err)
-	}
+	d.name = d.tun.Name()
 	if opts.RawESP {
 		if d.raw, err = listenRawESP(); err != nil {
 			return nil, fmt.Errorf("userspace: raw ESP socket: %w", err)
 		}
 	}
-	w, err := newTUNWriter(d.tun.File())
-	if err != nil {
-		return nil, fmt.Errorf("userspace: TUN %q writer: %w", d.name, err)
+	if opts.Bind != nil {
+		d.bindBatch = max(1, opts.Bind.BatchSize())
 	}
-	d.startInbound(w)
-	d.start(d.drainTUNEvents)
+	d.startInbound()
 	d.start(d.outboundLoop)
 	d.start(d.lifetimeLoop)
 	if opts.Bind != nil {
@@ -168,12 +174,6 @@ func (d *Datapath) start(f func()) {
 		defer d.wg.Done()
 		f()
 	}()
-}
-
-// drainTUNEvents keeps the TUN's event channel from filling; link state is not used.
-func (d *Datapath) drainTUNEvents() {
-	for range d.tun.Events() {
-	}
 }
 
 // Name implements datapath.Datapath.
@@ -206,9 +206,8 @@ func (d *Datapath) Close() error {
 		}
 		d.wg.Wait()
 		d.mu.Lock()
-		if d.nl != nil {
-			errs = append(errs, d.routes.removeAll(d.nl))
-			d.nl.Close()
+		if d.routes != nil {
+			errs = append(errs, d.routes.Close())
 		}
 		d.mu.Unlock()
 		close(d.events)

@@ -23,13 +23,13 @@ type packetBuf struct {
 	inner []byte
 }
 
-func (d *Datapath) startInbound(w *tunWriter) {
+func (d *Datapath) startInbound() {
 	d.inQueue = make(chan *packetBuf, inboundBuffers)
 	d.free = make(chan *packetBuf, inboundBuffers)
 	for range inboundBuffers {
 		d.free <- &packetBuf{data: make([]byte, d.bufSize)}
 	}
-	d.start(func() { d.inboundWorker(w) })
+	d.start(d.inboundWorker)
 	if d.raw != nil {
 		d.start(d.rawReceiveLoop)
 	}
@@ -120,9 +120,8 @@ func (d *Datapath) openRaw(b *packetBuf, truncated bool) {
 }
 
 // inboundWorker takes batches of opened packets, coalesces the TCP segments of each batch
-// into super-packets (gro.go) and writes them to the TUN with w, one write per
-// (super-)packet.
-func (d *Datapath) inboundWorker(w *tunWriter) {
+// into super-packets (gro.go) and writes them to the TUN, one write per (super-)packet.
+func (d *Datapath) inboundWorker() {
 	batch := make([]*packetBuf, 0, inboundBatch)
 	pkts := make([][]byte, 0, inboundBatch)
 	pieces := make([][]byte, 0, groMaxSegs+1)
@@ -149,7 +148,7 @@ func (d *Datapath) inboundWorker(w *tunWriter) {
 		gro.coalesce(pkts)
 		for i := range gro.items {
 			pieces = gro.appendWrite(pieces[:0], i)
-			if err := w.write(pieces); err != nil && !d.closed.Load() {
+			if err := d.tun.Write(pieces); err != nil && !d.closed.Load() {
 				d.drops.add(DropSend, uint64(gro.items[i].segs))
 			}
 		}

@@ -7,7 +7,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/esp"
 )
@@ -68,7 +67,7 @@ type sendQueue struct {
 }
 
 // flush seals the queued payloads and sends them: raw ESP with sendmmsg, ESP in UDP in
-// one batch when the Bind can, else one by one.
+// batches of the Bind's BatchSize.
 func (d *Datapath) flush(q *sendQueue) {
 	if len(q.seals) == 0 {
 		return
@@ -90,18 +89,15 @@ func (d *Datapath) flush(q *sendQueue) {
 	if len(q.pkts) == 0 {
 		return
 	}
-	switch bs, ok := d.opts.Bind.(conn.ESPBatchSender); {
-	case o.raw != nil:
+	if o.raw != nil {
 		d.drops.add(DropSend, uint64(q.raw.write(q.pkts, o.raw)))
-	case ok:
-		if err := bs.SendESPBatch(q.pkts, o.local, o.remote); err != nil {
-			d.drops.add(DropSend, uint64(len(q.pkts)))
-		}
-	default:
-		for _, pkt := range q.pkts {
-			if err := d.opts.Bind.SendESP(pkt, o.local, o.remote); err != nil {
-				d.drops.inc(DropSend)
+	} else {
+		for pkts := q.pkts; len(pkts) > 0; {
+			n := min(len(pkts), d.bindBatch)
+			if err := d.opts.Bind.SendESPBatch(pkts[:n], o.local, o.remote); err != nil {
+				d.drops.add(DropSend, uint64(n))
 			}
+			pkts = pkts[n:]
 		}
 	}
 	clear(q.pkts)

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // rawLoopback opens the raw ESP socket in a fresh namespace; packets it sends to 127.0.0.1
 // come back to it through lo.
 func rawLoopback(t *testing.T) *rawESP {
 	t.Helper()
-	requireRoot(t)
-	ns := newNetNS(t, "espus-raw")
+	ns := testutil.NewNetNS(t, "espus-raw")
 	var r *rawESP
-	inNetNS(t, ns, func() (err error) {
+	ns.In(t, func() (err error) {
 		r, err = listenRawESP()
 		return err
 	})

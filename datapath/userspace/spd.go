@@ -3,15 +3,14 @@ package userspace
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/espgw/espgw/datapath"
 )
 
 // AddPolicy implements datapath.Datapath: the policy joins the SPD and its remote prefix is
-// routed into the TUN (table Options.RouteTable), from Selector.Local's address when that is
-// a single address configured on this host.
+// routed into the TUN (Options.Routes; by default table Options.RouteTable, from
+// Selector.Local's address when that is a single address configured on this host).
 func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
 	if !p.Selector.Remote.IsValid() {
 		return fmt.Errorf("userspace: policy reqid %d: remote selector %v, expected a prefix", p.ReqID, p.Selector.Remote)
@@ -22,7 +21,7 @@ func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
 	if slices.ContainsFunc(st.policies, func(q *policy) bool { return q.p == p }) {
 		return fmt.Errorf("userspace: policy %v -> %v reqid %d: already installed", p.Selector.Local, p.Selector.Remote, p.ReqID)
 	}
-	if err := d.routes.add(d.nl, d.link, d.opts.RouteTable, d.opts.RulePriority, p.Selector.Remote, d.localSource(p.Selector.Local)); err != nil {
+	if err := d.routes.Add(p.Selector.Remote, p.Selector.Local); err != nil {
 		return err
 	}
 	st = st.clone()
@@ -37,24 +36,6 @@ func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
 	return nil
 }
 
-// localSource returns the address of a single-address local selector if it is configured
-// on an interface here; the route then makes the kernel pick it as the source.
-func (d *Datapath) localSource(local netip.Prefix) netip.Addr {
-	if !local.IsValid() || !local.IsSingleIP() {
-		return netip.Addr{}
-	}
-	addrs, err := d.nl.AddrList(nil, 0)
-	if err != nil {
-		return netip.Addr{}
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == local.Addr() {
-			return local.Addr()
-		}
-	}
-	return netip.Addr{}
-}
-
 // DeletePolicy implements datapath.Datapath.
 func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
 	d.mu.Lock()
@@ -67,5 +48,5 @@ func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
 	st = st.clone()
 	st.policies = slices.Delete(st.policies, i, i+1)
 	d.state.Store(st)
-	return d.routes.release(d.nl, p.Selector.Remote)
+	return d.routes.Release(p.Selector.Remote)
 }

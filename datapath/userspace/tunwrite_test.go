@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // TestTUNWriterGathers writes pieces into a pipe and reads them back as one packet, and
@@ -54,34 +56,32 @@ func TestTUNWriterGathers(t *testing.T) {
 // forwarding kernel splits each super-packet and completes every checksum in software, and
 // the listener's kernel verifies them.
 func TestKernelAcceptsWrites(t *testing.T) {
-	requireRoot(t)
-	gw, host := newNetNS(t, "espgro"), newNetNS(t, "espgroh")
+	gw, host := testutil.NewNetNS(t, "espgro"), testutil.NewNetNS(t, "espgroh")
 	var dev tun.Device
-	inNetNS(t, gw, func() (err error) {
+	gw.In(t, func() (err error) {
 		dev, err = tun.CreateTUN("gro0", DefaultMTU)
 		return err
 	})
 	t.Cleanup(func() { dev.Close() })
-	run(t, "", "ip", "link", "add", "fw0", "netns", gw, "type", "veth", "peer", "name", "fw1", "netns", host)
-	for _, c := range [][]string{
-		{gw, "ip", "addr", "add", "10.77.0.1/24", "dev", "gro0"},
-		{gw, "ip", "-6", "addr", "add", "2001:db8:77::1/64", "dev", "gro0", "nodad"},
-		{gw, "ip", "link", "set", "gro0", "up"},
-		{gw, "ip", "addr", "add", "10.78.0.1/24", "dev", "fw0"},
-		{gw, "ip", "-6", "addr", "add", "2001:db8:78::1/64", "dev", "fw0", "nodad"},
-		{gw, "ip", "link", "set", "fw0", "up"},
-		{gw, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
-		{host, "ip", "addr", "add", "10.78.0.2/24", "dev", "fw1"},
-		{host, "ip", "-6", "addr", "add", "2001:db8:78::2/64", "dev", "fw1", "nodad"},
-		{host, "ip", "link", "set", "fw1", "up"},
-		{host, "ip", "route", "add", "10.77.0.0/24", "via", "10.78.0.1"},
-		{host, "ip", "-6", "route", "add", "2001:db8:77::/64", "via", "2001:db8:78::1"},
+	testutil.Veth(t, gw, "fw0", "10.78.0.1/24", host, "fw1", "10.78.0.2/24")
+	for _, c := range []struct {
+		ns   *testutil.NetNS
+		argv []string
+	}{
+		{gw, []string{"ip", "addr", "add", "10.77.0.1/24", "dev", "gro0"}},
+		{gw, []string{"ip", "-6", "addr", "add", "2001:db8:77::1/64", "dev", "gro0", "nodad"}},
+		{gw, []string{"ip", "link", "set", "gro0", "up"}},
+		{gw, []string{"ip", "-6", "addr", "add", "2001:db8:78::1/64", "dev", "fw0", "nodad"}},
+		{gw, []string{"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}},
+		{host, []string{"ip", "-6", "addr", "add", "2001:db8:78::2/64", "dev", "fw1", "nodad"}},
+		{host, []string{"ip", "route", "add", "10.77.0.0/24", "via", "10.78.0.1"}},
+		{host, []string{"ip", "-6", "route", "add", "2001:db8:77::/64", "via", "2001:db8:78::1"}},
 	} {
-		run(t, c[0], c[1:]...)
+		c.ns.Exec(t, c.argv...)
 	}
 	_, noEthtool := exec.LookPath("ethtool")
 	if noEthtool == nil {
-		run(t, gw, "ethtool", "-K", "fw0", "tx", "off")
+		gw.Exec(t, "ethtool", "-K", "fw0", "tx", "off")
 	}
 	w, err := newTUNWriter(dev.File())
 	if err != nil {
@@ -109,7 +109,9 @@ func TestKernelAcceptsWrites(t *testing.T) {
 	}
 	sport := uint16(40000)
 	for _, dest := range []struct {
-		name, ns, local4, local6 string
+		name           string
+		ns             *testutil.NetNS
+		local4, local6 string
 	}{
 		{"local", gw, "10.77.0.1", "2001:db8:77::1"},
 		{"forwarded", host, "10.78.0.2", "2001:db8:78::2"},
@@ -117,8 +119,8 @@ func TestKernelAcceptsWrites(t *testing.T) {
 		for _, v := range variants {
 			sport++
 			t.Run(dest.name+"/"+v.name, func(t *testing.T) {
-				if dest.ns == host && noEthtool != nil {
-					t.Skip("needs ethtool to turn TX checksum offload off on the forwarding veth")
+				if dest.ns == host && noEthtool != nil { // to turn TX checksum offload off on the forwarding veth
+					testutil.RequireTool(t, "ethtool", "ethtool")
 				}
 				local, peer := dest.local4, "10.77.0.2"
 				if v.v6 {
@@ -138,10 +140,10 @@ func TestKernelAcceptsWrites(t *testing.T) {
 // listener on base's destination in namespace ns, sends one super-packet of 1000-byte
 // segments (each changed by mod if not nil) and returns what the listener received and
 // what was sent.
-func transferThroughTUN(t *testing.T, w *tunWriter, fromTUN <-chan []byte, ns string, base seg, mod func(i, n int, s *seg)) (got, want []byte) {
+func transferThroughTUN(t *testing.T, w *tunWriter, fromTUN <-chan []byte, ns *testutil.NetNS, base seg, mod func(i, n int, s *seg)) (got, want []byte) {
 	t.Helper()
 	var ln net.Listener
-	inNetNS(t, ns, func() (err error) {
+	ns.In(t, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(base.dst, 0).String())
 		return err
 	})

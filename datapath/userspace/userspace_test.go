@@ -22,6 +22,7 @@ import (
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/esp"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 var (
@@ -33,7 +34,7 @@ var (
 
 // gateway is one end: a namespace with a Bind and a userspace datapath.
 type gateway struct {
-	ns     string
+	ns     *testutil.NetNS
 	bind   *conn.UDPBind
 	dp     *Datapath
 	events chan datapath.Event
@@ -43,20 +44,16 @@ type gateway struct {
 // host address on lo (10.10.1.1, 10.20.0.1) and a running datapath.
 func lab(t testing.TB) (a, b *gateway) {
 	t.Helper()
-	requireRoot(t)
-	a, b = &gateway{ns: newNetNS(t, "espus-a")}, &gateway{ns: newNetNS(t, "espus-b")}
-	run(t, "", "ip", "link", "add", "vA", "netns", a.ns, "type", "veth", "peer", "name", "vB", "netns", b.ns)
+	a, b = &gateway{ns: testutil.NewNetNS(t, "espus-a")}, &gateway{ns: testutil.NewNetNS(t, "espus-b")}
+	testutil.Veth(t, a.ns, "vA", "192.0.2.1/24", b.ns, "vB", "192.0.2.2/24")
 	for _, g := range []struct {
-		gw         *gateway
-		dev, outer string
-		host       netip.Addr
-	}{{a, "vA", "192.0.2.1/24", hostA}, {b, "vB", "192.0.2.2/24", hostB}} {
-		run(t, g.gw.ns, "ip", "addr", "add", g.outer, "dev", g.dev)
-		run(t, g.gw.ns, "ip", "link", "set", g.dev, "up")
-		run(t, g.gw.ns, "ip", "addr", "add", g.host.String()+"/32", "dev", "lo")
-		outer := netip.MustParsePrefix(g.outer).Addr()
-		gw := g.gw
-		inNetNS(t, gw.ns, func() (err error) {
+		gw    *gateway
+		outer netip.Addr
+		host  netip.Addr
+	}{{a, outerA, hostA}, {b, outerB, hostB}} {
+		g.gw.ns.AddAddr(t, "lo", g.host.String()+"/32")
+		outer, gw := g.outer, g.gw
+		gw.ns.In(t, func() (err error) {
 			if gw.bind, err = conn.Listen([]netip.Addr{outer}, conn.ListenOptions{}); err != nil {
 				return err
 			}
@@ -93,8 +90,16 @@ func key(n int, seed byte) datapath.Key {
 	return k
 }
 
-// saPairs returns the SA pairs of A and B for one tunnel: spiAB carries A→B.
+// saPairs returns the SA pairs of A and B for one tunnel between hostA and hostB's
+// subnets: spiAB carries A→B.
 func saPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32) (a, b datapath.SAPair) {
+	return tunnelPairs(tr, udp, spiAB, spiBA, reqid, selA)
+}
+
+// tunnelPairs returns the SA pairs of A and B for a tunnel whose selector, seen from A, is
+// selA; spiAB carries A→B.
+func tunnelPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32, selA datapath.Selector) (a, b datapath.SAPair) {
+	selB := datapath.Selector{Local: selA.Remote, Remote: selA.Local, Proto: selA.Proto, LocalPort: selA.RemotePort, RemotePort: selA.LocalPort}
 	sa := func(spi uint32, src, dst netip.Addr, sel datapath.Selector, seed byte) datapath.SA {
 		s := datapath.SA{
 			SPI: spi, Src: src, Dst: dst,
@@ -133,10 +138,10 @@ func install(t testing.TB, a, b *gateway, tr transform, udp bool) (pa, pb datapa
 }
 
 // ping sends one ICMP echo from src to dst inside ns and waits for the reply.
-func ping(t *testing.T, ns string, src, dst netip.Addr, seq uint16) error {
+func ping(t *testing.T, ns *testutil.NetNS, src, dst netip.Addr, seq uint16) error {
 	t.Helper()
 	var c net.PacketConn
-	inNetNS(t, ns, func() (err error) {
+	ns.In(t, func() (err error) {
 		c, err = net.ListenPacket("ip4:icmp", src.String())
 		return err
 	})
@@ -175,13 +180,11 @@ func inetChecksum(b []byte) uint16 {
 
 // capture runs tcpdump on dev in ns until the returned function is called; that returns
 // the pcap path.
-func capture(t *testing.T, ns, dev string) func() string {
+func capture(t *testing.T, ns *testutil.NetNS, dev string) func() string {
 	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("needs tcpdump to check the transit link carries only ESP")
-	}
+	testutil.RequireTool(t, "tcpdump", "tcpdump")
 	path := filepath.Join(t.TempDir(), "transit.pcap")
-	cmd := command(ns, "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n", "-i", dev, "-w", path)
+	cmd := ns.Command("tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n", "-i", dev, "-w", path)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,7 +204,7 @@ func capture(t *testing.T, ns, dev string) func() string {
 
 func countPackets(t *testing.T, pcap, filter string) int {
 	t.Helper()
-	b, err := command("", "tcpdump", "-r", pcap, "-n", filter).Output()
+	b, err := exec.Command("tcpdump", "-r", pcap, "-n", filter).Output()
 	if err != nil {
 		t.Fatalf("tcpdump -r %s %q: %v", pcap, filter, err)
 	}
@@ -216,7 +219,7 @@ func countPackets(t *testing.T, pcap, filter string) int {
 func tcpTransfer(t testing.TB, a, b *gateway, size int) {
 	t.Helper()
 	var ln net.Listener
-	inNetNS(t, b.ns, func() (err error) {
+	b.ns.In(t, func() (err error) {
 		ln, err = net.Listen("tcp4", netip.AddrPortFrom(hostB, 5001).String())
 		return err
 	})
@@ -234,7 +237,7 @@ func tcpTransfer(t testing.TB, a, b *gateway, size int) {
 		got <- [32]byte(h.Sum(nil))
 	}()
 	var c net.Conn
-	inNetNS(t, a.ns, func() (err error) {
+	a.ns.In(t, func() (err error) {
 		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(hostA, 0)), Timeout: 3 * time.Second}
 		c, err = d.Dial("tcp4", netip.AddrPortFrom(hostB, 5001).String())
 		return err
@@ -354,7 +357,7 @@ func TestInboundChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var udp *net.UDPConn
-	inNetNS(t, a.ns, func() (err error) {
+	a.ns.In(t, func() (err error) {
 		udp, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(outerB, conn.NATTPort)))
 		return err
 	})
@@ -445,7 +448,7 @@ func TestAcquireAndTeardown(t *testing.T) {
 	if err := a.dp.AddPolicy(ctx, datapath.Policy{Selector: selA, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}); err != nil {
 		t.Fatal(err)
 	}
-	routes := run(t, a.ns, "ip", "route", "show", "table", "220")
+	routes := a.ns.Exec(t, "ip", "route", "show", "table", "220")
 	for _, want := range []string{"10.30.0.0/24 dev espgw0", "10.20.0.0/24 dev espgw0"} {
 		if !strings.Contains(routes, want) {
 			t.Fatalf("table 220 lacks %q:\n%s", want, routes)
@@ -455,7 +458,7 @@ func TestAcquireAndTeardown(t *testing.T) {
 		t.Errorf("routes do not use the local selector address as source:\n%s", routes)
 	}
 	var c net.Conn
-	inNetNS(t, a.ns, func() (err error) {
+	a.ns.In(t, func() (err error) {
 		c, err = net.Dial("udp4", "10.30.0.5:9")
 		return err
 	})
@@ -480,19 +483,19 @@ func TestAcquireAndTeardown(t *testing.T) {
 	if err := a.dp.DeletePolicy(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
-	if routes := run(t, a.ns, "ip", "route", "show", "table", "220"); strings.Contains(routes, "10.30.0.0") {
+	if routes := a.ns.Exec(t, "ip", "route", "show", "table", "220"); strings.Contains(routes, "10.30.0.0") {
 		t.Fatalf("DeletePolicy left its route:\n%s", routes)
 	}
 	if err := a.dp.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if out, err := command(a.ns, "ip", "link", "show", "espgw0").CombinedOutput(); err == nil {
+	if out, err := a.ns.Command("ip", "link", "show", "espgw0").CombinedOutput(); err == nil {
 		t.Errorf("TUN still exists after Close:\n%s", out)
 	}
-	if routes := run(t, a.ns, "ip", "route", "show", "table", "220"); strings.TrimSpace(routes) != "" {
+	if routes := a.ns.Exec(t, "ip", "route", "show", "table", "220"); strings.TrimSpace(routes) != "" {
 		t.Errorf("routes left in table 220:\n%s", routes)
 	}
-	if rules := run(t, a.ns, "ip", "rule"); strings.Contains(rules, "lookup 220") {
+	if rules := a.ns.Exec(t, "ip", "rule"); strings.Contains(rules, "lookup 220") {
 		t.Errorf("rule left:\n%s", rules)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/big"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // arctanInv returns arctan(1/x) * 2^prec, truncated.
@@ -65,7 +67,7 @@ func TestMODPPrimes(t *testing.T) {
 			}
 			q := new(big.Int).Rsh(g.p, 1)
 			if testing.Short() {
-				t.Skip("-short: skipping primality tests")
+				testutil.NotApplicable(t, "-short: skipping primality tests")
 			}
 			if !g.p.ProbablyPrime(1) || !q.ProbablyPrime(1) {
 				t.Fatalf("group %d: p or (p-1)/2 is not prime", tt.id)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // The captures are corelight/zeek-spicy-ipsec test traces (BSD licence): strongSwan-style
@@ -117,10 +119,7 @@ func TestCaptureMainModeSA(t *testing.T) {
 // frames: the flattened payload type list (SA, P, T, ...), length, exchange, flags, IKE
 // attributes, vendor IDs and NAT-D hashes.
 func TestCapturesTshark(t *testing.T) {
-	tshark, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("needs tshark: not in PATH")
-	}
+	tshark := testutil.RequireTool(t, "tshark", "tshark")
 	fields := []string{"frame.number", "isakmp.typepayload", "isakmp.length", "isakmp.exchangetype",
 		"isakmp.flags", "isakmp.ispi", "isakmp.ike.attr.type", "isakmp.ike.attr.value",
 		"isakmp.vid_bytes", "isakmp.ike.nat_hash"}

@@ -112,6 +112,35 @@ func (n *NetNS) Do(f func() error) error {
 	return <-errc
 }
 
+// In runs f on the calling goroutine with its OS thread switched into the namespace, and
+// fails the test if f returns an error; unlike Do, f may call tb.Fatal. Sockets, TUN
+// devices and BPF links created by f stay in the namespace after In returns. If the thread
+// cannot be switched back, it stays locked and ends with the goroutine.
+func (n *NetNS) In(tb testing.TB, f func() error) {
+	tb.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatalf("get current netns: %v", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(n.ns); err != nil {
+		runtime.UnlockOSThread()
+		tb.Fatalf("enter netns %s: %v", n.name, err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			tb.Errorf("leave netns %s: %v", n.name, err)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	if err := f(); err != nil {
+		tb.Fatalf("in netns %s: %v", n.name, err)
+	}
+}
+
 // Command returns an *exec.Cmd that runs argv inside the namespace via `ip netns exec`.
 // `ip netns exec` execs argv in place, so the command's PID is argv's PID.
 func (n *NetNS) Command(argv ...string) *exec.Cmd {

@@ -27,6 +27,15 @@ func Skipf(tb testing.TB, format string, args ...any) {
 	tb.Skipf("%s", msg)
 }
 
+// NotApplicable skips a test that does not apply here, which no install can change: it
+// covers a condition this machine lacks (a kernel without ESP where ESP is present, two
+// CPUs on one), runs only on request (a manual lab, or not under -short). It skips even with
+// ESPGW_REQUIRE_INTEROP=1; a missing tool, file or privilege is Skipf's.
+func NotApplicable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	tb.Skipf("not applicable: "+format, args...)
+}
+
 // RequireRoot skips the test unless it runs as root (uid 0).
 func RequireRoot(tb testing.TB) {
 	tb.Helper()

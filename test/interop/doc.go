@@ -1,7 +1,8 @@
 // Package interop holds espgw's acceptance tests: the real espgw binary runs in network
 // namespaces against strongSwan (charon with kernel-libipsec, IKEv1) or against a second
 // espgw, is driven through its CLI (`espgw up`, `espgw status --json`), and the wire is
-// checked with tcpdump and tshark using the keys both sides export.
+// checked with tcpdump and tshark using the keys both sides export. TestKeymatMatchesCharon
+// recomputes package ike/keymat's derivations from two charons' captures and key logs.
 //
 // The tests need root, strongSwan, tcpdump and tshark; without them they skip (or fail with
 // ESPGW_REQUIRE_INTEROP=1). TestMain builds ./cmd/espgw once; ESPGW_BIN selects a prebuilt

@@ -16,7 +16,8 @@ import (
 	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
 
-// Addresses of the lab, as in /work/shared/lab and the seed's example:
+// Addresses of the lab, as in the shared strongSwan lab (strongswan-pair.sh) and the seed's
+// example:
 //
 //	gw: gw-wan 192.0.2.1/24 (+ service address 10.10.1.1/32, added by espgw)
 //	  === partner: p-wan 192.0.2.2/24, p-int 10.20.0.1/24 (forwarding)

@@ -6,17 +6,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // TestGeneratedUpToDate regenerates the code from sboxes.netlist and compares it with the
 // committed files, so the netlist and the code cannot drift apart.
 func TestGeneratedUpToDate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs gen.go")
+		testutil.NotApplicable(t, "-short: builds and runs gen.go")
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command to run gen.go")
+		testutil.Skipf(t, "needs the go command to run gen.go: %v", err)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(goTool, "run", "gen.go", "-out", dir)

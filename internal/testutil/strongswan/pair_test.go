@@ -14,7 +14,8 @@ import (
 	"github.com/espgw/espgw/internal/testutil"
 )
 
-// The lab topology of /work/shared/lab, with random namespace names:
+// The lab topology of the shared strongSwan lab (strongswan-pair.sh), with random namespace
+// names:
 //
 //	left: lo 10.10.1.1/32, l-wan 192.0.2.1/24 === r-wan 192.0.2.2/24 :right: r-int 10.20.0.1/24 === h-eth0 10.20.0.10/24 :rhost
 type pair struct {

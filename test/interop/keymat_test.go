@@ -1,4 +1,4 @@
-package keymat
+package interop
 
 import (
 	"bytes"
@@ -13,20 +13,21 @@ import (
 
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/isakmp"
+	"github.com/espgw/espgw/ike/keymat"
 	"github.com/espgw/espgw/ike/proposal"
 	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
-// TestStrongSwanInterop runs a main mode and a quick mode between two strongSwan charons
+// TestKeymatMatchesCharon runs a main mode and a quick mode between two strongSwan charons
 // and recomputes, from the captured messages and the secrets charon logs (g^xy, the
-// quick-mode DH secret), everything this package derives: SKEYID and its children, Ka,
+// quick-mode DH secret), everything package ike/keymat derives: SKEYID and its children, Ka,
 // the phase-1 and phase-2 IVs and the ESP KEYMAT, decrypting every encrypted message on the
 // way. It also checks package proposal against charon's SA payloads: the transforms a
 // keyword string expands to, their encoding, and the responder's choice.
-func TestStrongSwanInterop(t *testing.T) {
+func TestKeymatMatchesCharon(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: skipping the strongSwan pairs")
+		testutil.NotApplicable(t, "-short: skipping the strongSwan pairs")
 	}
 	tests := []struct {
 		name              string
@@ -129,26 +130,26 @@ func checkRun(t *testing.T, r interopRun, leftIKE, rightIKE, leftESP, rightESP s
 	gxy := r.chunk(t, "shared Diffie Hellman secret", 0)
 	checkDH(t, ike.Group, gxi, gxr, gxy)
 	hdr := mm[0].header
-	skeyid := SKEYIDPSK(h, []byte(interopPSK), ni, nr)
-	p1 := DerivePhase1(h, skeyid, gxy, hdr.InitiatorCookie[:], mm[1].header.ResponderCookie[:])
+	skeyid := keymat.SKEYIDPSK(h, []byte(interopPSK), ni, nr)
+	p1 := keymat.DerivePhase1(h, skeyid, gxy, hdr.InitiatorCookie[:], mm[1].header.ResponderCookie[:])
 	equal(t, "SKEYID", skeyid, r.chunk(t, "SKEYID", 0))
 	equal(t, "SKEYID_d", p1.D, r.chunk(t, "SKEYID_d", 0))
 	equal(t, "SKEYID_a", p1.A, r.chunk(t, "SKEYID_a", 0))
 	equal(t, "SKEYID_e", p1.E, r.chunk(t, "SKEYID_e", 0))
-	ka := EncryptionKey(h, p1.E, ike.KeyLen())
+	ka := keymat.EncryptionKey(h, p1.E, ike.KeyLen())
 	equal(t, "Ka", ka, r.chunk(t, "encryption key Ka", 0))
-	iv := Phase1IV(h, gxi, gxr, ike.BlockSize())
+	iv := keymat.Phase1IV(h, gxi, gxr, ike.BlockSize())
 	equal(t, "initial IV", iv, r.chunk(t, "initial IV", 0))
 
 	// Main mode 5 and 6 and the quick mode, decrypted along the IV chain.
-	block, err := NewCBC(ike.Encryption, ka)
+	block, err := keymat.NewCBC(ike.Encryption, ka)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, iv = decrypt(t, block, mm[4], iv)
 	_, lastP1 := decrypt(t, block, mm[5], iv)
 	mid := binary.BigEndian.AppendUint32(nil, qm[0].header.MessageID)
-	iv = Phase2IV(h, lastP1, mid, ike.BlockSize())
+	iv = keymat.Phase2IV(h, lastP1, mid, ike.BlockSize())
 	equal(t, "phase-2 IV", iv, r.chunk(t, fmt.Sprintf("next IV for MID %d", qm[0].header.MessageID), 0))
 	qm1, iv := decrypt(t, block, qm[0], iv)
 	qm2, iv := decrypt(t, block, qm[1], iv)
@@ -176,7 +177,7 @@ func checkRun(t *testing.T, r interopRun, leftIKE, rightIKE, leftESP, rightESP s
 		role string
 		spi  []byte
 	}{{"initiator", sa2.Proposals[0].SPI}, {"responder", sa1.Proposals[0].SPI}} {
-		k := QuickModeKeymat(h, p1.D, gxyQM, uint8(isakmp.ProtoESP), dir.spi, niQM, nrQM, n)
+		k := keymat.QuickModeKeymat(h, p1.D, gxyQM, uint8(isakmp.ProtoESP), dir.spi, niQM, nrQM, n)
 		equal(t, "encryption "+dir.role+" key", k[:o.EncKeyLen()], r.chunk(t, "encryption "+dir.role+" key", 0))
 		if o.IntegKeyLen() > 0 {
 			equal(t, "integrity "+dir.role+" key", k[o.EncKeyLen():], r.chunk(t, "integrity "+dir.role+" key", 0))
@@ -229,7 +230,7 @@ func decrypt(t *testing.T, b cipher.Block, m capturedMessage, iv []byte) ([]isak
 		t.Fatalf("%v message %d is not encrypted", m.header.Exchange, m.header.MessageID)
 	}
 	body := m.raw[isakmp.HeaderLen:]
-	plain, err := DecryptCBC(b, iv, body)
+	plain, err := keymat.DecryptCBC(b, iv, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package keymat
+package interop
 
 import (
 	"bytes"

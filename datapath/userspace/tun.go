@@ -1,0 +1,152 @@
+package userspace
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// TUN is the device inner packets leave and arrive through, as wireguard-go's tun.Device
+// is for its device. The default, made by New, is a kernel TUN opened with IFF_VNET_HDR;
+// tests inject a channel TUN (datapath/userspace/tuntest) and run whole tunnels without
+// root. The datapath owns it: Close closes it.
+type TUN interface {
+	// Name names the device in logs and routes.
+	Name() string
+	// BatchSize is the most packets one Read returns.
+	BatchSize() int
+	// Read reads up to len(bufs) packets, packet i into bufs[i][offset:] and its length into
+	// sizes[i]; a kernel TUN splits TSO super-packets into segments here. After Close it
+	// returns an error.
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+	// Write writes one packet, the concatenation of pieces: pieces[0] is its 10-byte struct
+	// virtio_net_hdr (host byte order; it may make the packet a TCP GSO super-packet or ask
+	// for checksum completion), the rest its IP header and payload. Write does not keep
+	// pieces.
+	Write(pieces [][]byte) error
+	// Close closes the device and unblocks Read.
+	Close() error
+}
+
+// Routes points the remote prefix of every policy at the TUN. AddPolicy and DeletePolicy
+// call it under the datapath's lock.
+type Routes interface {
+	// Add routes remote into the TUN; local is the policy's local selector, whose single
+	// address, if configured on the host, becomes the route's source. Routes are
+	// reference-counted per remote prefix.
+	Add(remote, local netip.Prefix) error
+	// Release drops one reference taken by Add and removes the route with the last one.
+	Release(remote netip.Prefix) error
+	// Close removes every route Add installed.
+	Close() error
+}
+
+// noRoutes is the Routes of an injected TUN: its owner routes traffic into it.
+type noRoutes struct{}
+
+func (noRoutes) Add(remote, local netip.Prefix) error { return nil }
+func (noRoutes) Release(remote netip.Prefix) error    { return nil }
+func (noRoutes) Close() error                         { return nil }
+
+// kernelTUN is the default TUN: a Linux TUN device, read through wireguard-go (which
+// splits TSO super-packets) and written with writev (tunwrite.go).
+type kernelTUN struct {
+	dev  tun.Device
+	name string
+	w    *tunWriter
+}
+
+// createTUN creates the TUN device name with mtu in the calling thread's network namespace.
+func createTUN(name string, mtu int) (_ *kernelTUN, err error) {
+	t := &kernelTUN{}
+	if t.dev, err = tun.CreateTUN(name, mtu); err != nil {
+		return nil, fmt.Errorf("userspace: create TUN %q: %w", name, err)
+	}
+	defer func() {
+		if err != nil {
+			t.dev.Close()
+		}
+	}()
+	if t.name, err = t.dev.Name(); err != nil {
+		return nil, fmt.Errorf("userspace: TUN name: %w", err)
+	}
+	if t.w, err = newTUNWriter(t.dev.File()); err != nil {
+		return nil, fmt.Errorf("userspace: TUN %q writer: %w", t.name, err)
+	}
+	go func() {
+		for range t.dev.Events() { // link state is not used; the channel closes with the device
+		}
+	}()
+	return t, nil
+}
+
+func (t *kernelTUN) Name() string   { return t.name }
+func (t *kernelTUN) BatchSize() int { return t.dev.BatchSize() }
+func (t *kernelTUN) Close() error   { return t.dev.Close() }
+
+func (t *kernelTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return t.dev.Read(bufs, sizes, offset)
+}
+
+func (t *kernelTUN) Write(pieces [][]byte) error { return t.w.write(pieces) }
+
+// netlinkRoutes is the default Routes: routes into the kernel TUN in a policy routing table.
+type netlinkRoutes struct {
+	h           *netlink.Handle
+	link        netlink.Link
+	table, prio int
+	routes      routeTable
+}
+
+// newNetlinkRoutes brings the TUN named dev up and routes into it through table, looked up
+// by a rule of priority prio, in the calling thread's network namespace.
+func newNetlinkRoutes(dev string, table, prio int) (_ *netlinkRoutes, err error) {
+	r := &netlinkRoutes{table: table, prio: prio}
+	if r.h, err = netlink.NewHandle(); err != nil {
+		return nil, fmt.Errorf("userspace: netlink: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			r.h.Close()
+		}
+	}()
+	if r.link, err = r.h.LinkByName(dev); err != nil {
+		return nil, fmt.Errorf("userspace: TUN %q: %w", dev, err)
+	}
+	if err = r.h.LinkSetUp(r.link); err != nil {
+		return nil, fmt.Errorf("userspace: set TUN %q up: %w", dev, err)
+	}
+	return r, nil
+}
+
+func (r *netlinkRoutes) Add(remote, local netip.Prefix) error {
+	return r.routes.add(r.h, r.link, r.table, r.prio, remote, r.localSource(local))
+}
+
+func (r *netlinkRoutes) Release(remote netip.Prefix) error { return r.routes.release(r.h, remote) }
+
+func (r *netlinkRoutes) Close() error {
+	err := r.routes.removeAll(r.h)
+	r.h.Close()
+	return err
+}
+
+// localSource returns the address of a single-address local selector if it is configured
+// on an interface here; the route then makes the kernel pick it as the source.
+func (r *netlinkRoutes) localSource(local netip.Prefix) netip.Addr {
+	if !local.IsValid() || !local.IsSingleIP() {
+		return netip.Addr{}
+	}
+	addrs, err := r.h.AddrList(nil, 0)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == local.Addr() {
+			return local.Addr()
+		}
+	}
+	return netip.Addr{}
+}
