@@ -390,6 +390,13 @@ func TestParseInvalid(t *testing.T) {
 			conn + `service_address.interface: "" is not an interface name (want e.g. eth1)`,
 		},
 	}, {
+		name: "service address with the peer inside a remote subnet",
+		yaml: edit(t, "    ike:\n", "    service_address: {address: 10.10.1.1/32, interface: lo}\n    ike:\n",
+			"remote_subnet: 10.20.0.0/24", "remote_subnet: 192.0.2.0/24"),
+		want: []string{
+			conn + "remote_address: 192.0.2.2 is inside tunnel api's remote_subnet 192.0.2.0/24 while service_address is set (want the peer outside the remote subnets: their routes follow the route to it)",
+		},
+	}, {
 		name: "global settings",
 		yaml: "control_socket: espgw.sock\nsave_keys: keys\nmetrics: {listen: \"9814\"}\n" + base,
 		want: []string{

@@ -105,6 +105,14 @@ func (v *validator) connection(path string, c *Connection) {
 	v.ike(sub(path, "ike"), &c.IKE)
 	if sa := c.ServiceAddress; sa != nil {
 		v.serviceAddress(sub(path, "service_address"), sa, c.Tunnels)
+		for _, t := range c.Tunnels {
+			// The routes to the remote subnets leave the way the route to the peer does; one
+			// of them covering the peer would make that way its own.
+			if t.RemoteSubnet.Contains(c.RemoteAddress) {
+				v.add(sub(path, "remote_address"), "%v is inside tunnel %s's remote_subnet %v while service_address is set (want the peer outside the remote subnets: their routes follow the route to it)",
+					c.RemoteAddress, t.Name, t.RemoteSubnet)
+			}
+		}
 	}
 	if len(c.Tunnels) == 0 {
 		v.add(sub(path, "tunnels"), "none defined (want at least one tunnel)")

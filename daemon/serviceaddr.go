@@ -19,9 +19,10 @@ type serviceAddress struct {
 }
 
 // serviceSpecs are the service addresses cfg asks for, by connection. With xfrm the routes
-// to the remote subnets come along (their source selects the policy); the userspace
-// datapath routes those subnets into its TUN itself, from the service address once it
-// exists, so it needs the address only.
+// to the remote subnets come along (their source selects the policy); they leave the way
+// the route to the peer does, wherever the address lives (lo, a dummy link, the WAN). The
+// userspace datapath routes those subnets into its TUN itself, from the service address
+// once it exists, so it needs the address only.
 func serviceSpecs(cfg *config.Config, withRoutes bool) map[string]serviceaddr.Spec {
 	specs := make(map[string]serviceaddr.Spec)
 	for _, c := range cfg.Connections {
@@ -30,6 +31,7 @@ func serviceSpecs(cfg *config.Config, withRoutes bool) map[string]serviceaddr.Sp
 		}
 		spec := serviceaddr.Spec{Address: c.ServiceAddress.Address, Interface: c.ServiceAddress.Interface}
 		if withRoutes {
+			spec.Peer, spec.Local = c.RemoteAddress, c.LocalAddress
 			for _, t := range c.Tunnels {
 				spec.Routes = append(spec.Routes, t.RemoteSubnet)
 			}
@@ -61,13 +63,13 @@ func (d *daemon) syncServiceAddresses(ctx context.Context, cfg *config.Config) e
 		if _, ok := d.services[name]; ok {
 			continue
 		}
-		a, err := serviceaddr.Apply(ctx, netns.None(), spec)
+		a, err := serviceaddr.Apply(ctx, netns.None(), spec, d.log.With("conn", name))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("connection %s: %w", name, err))
 			continue
 		}
 		d.services[name] = serviceAddress{spec: spec, applied: a}
-		d.log.Info("service address applied", "conn", name, "address", spec.Address, "interface", spec.Interface, "routes", spec.Routes)
+		d.log.Info("service address applied", "conn", name, "address", spec.Address, "interface", spec.Interface, "routes", spec.Routes, "peer", spec.Peer)
 	}
 	return errors.Join(errs...)
 }

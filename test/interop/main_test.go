@@ -12,10 +12,14 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// espgwBin is the binary under test, for commands that need no running daemon.
+var espgwBin string
+
 // run tests the binary named by ESPGW_BIN, or else one built from ./cmd/espgw.
 func run(m *testing.M) int {
+	var err error
 	if os.Getenv(espgwtest.BinEnv) != "" {
-		if _, err := espgwtest.Find(); err != nil {
+		if espgwBin, err = espgwtest.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 			return 2
 		}
@@ -27,7 +31,7 @@ func run(m *testing.M) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
-	if _, err := espgwtest.Build(dir); err != nil {
+	if espgwBin, err = espgwtest.Build(dir); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1
 	}
