@@ -4,6 +4,7 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -129,4 +130,71 @@ func BenchmarkXDP(b *testing.B) {
 	b.Run("ESP-known-SPI", func(b *testing.B) { bench(b, prog, esp(knownSPI), xdpPass) })
 	b.Run("IKE-from-peer", func(b *testing.B) { bench(b, prog, ike, xdpPass) })
 	b.Run("non-matching", func(b *testing.B) { bench(b, prog, other, xdpPass) })
+}
+
+// BenchmarkTCPolicies measures the egress tc program with 64 and with loader.MaxPolicies
+// policies (distinct subnet pairs, the packet matching one in the middle), on the flow cache's
+// hit path and, with loader.Options.ClassifyEveryPacket, on its miss path, where the packet is
+// classified through both prefix tries and its counts move to the flow table.
+func BenchmarkTCPolicies(b *testing.B) {
+	frame := func(src, dst netip.Addr) []byte {
+		return (pkttest.IPv4{Src: src, Dst: dst, Proto: pkttest.ProtoTCP}).Frame(
+			pkttest.TCP(40000, 443, pkttest.ACK, nil, make([]byte, 1400)))
+	}
+	b.Run("empty", func(b *testing.B) {
+		bench(b, emptyProgram(b, ebpf.SchedCLS, tcOK), frame(local, remote), tcOK)
+	})
+	for _, miss := range []bool{false, true} {
+		for _, n := range []int{64, loader.MaxPolicies} {
+			name := fmt.Sprintf("hit/policies=%d", n)
+			if miss {
+				name = fmt.Sprintf("miss/policies=%d", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				l := openPolicies(b, n, miss)
+				src, dst := pairAddrs(n / 2)
+				bench(b, l.Programs().TCEgress, frame(src, dst), tcOK)
+				counters, err := l.PolicyCounters()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if counters[uint32(n/2)].Out.Packets == 0 {
+					b.Fatalf("policy %d counted nothing", n/2)
+				}
+			})
+		}
+	}
+}
+
+// pairAddrs returns the first addresses of subnet pair i: a /28 of 10.64.0.0/16 (local) and a
+// /24 of 10.128.0.0/12 (remote).
+func pairAddrs(i int) (netip.Addr, netip.Addr) {
+	at := func(base uint32) netip.Addr {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], base)
+		return netip.AddrFrom4(a)
+	}
+	return at(0x0a400000 + 16*uint32(i) + 1), at(0x0a800000 + 256*uint32(i) + 1)
+}
+
+// openPolicies opens a loader holding n policies, one per subnet pair, each with its SA up.
+func openPolicies(b *testing.B, n int, classifyEveryPacket bool) *loader.Loader {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: loads BPF programs")
+	}
+	l, err := loader.Open(loader.Options{ClassifyEveryPacket: classifyEveryPacket})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	for i := range n {
+		src, dst := pairAddrs(i)
+		p := loader.Policy{ID: uint32(i), Priority: 100, SAUp: true, OutSPI: outSPI + uint32(i),
+			Selector: datapath.Selector{Local: netip.PrefixFrom(src, 28).Masked(), Remote: netip.PrefixFrom(dst, 24).Masked()}}
+		if err := l.SetPolicy(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l
 }
