@@ -185,6 +185,14 @@ func (l *Loader) writePolicy(slot int, p *Policy) error {
 func (l *Loader) applyPolicy(slot int, p *Policy, isNew bool) error {
 	t := &l.policies
 	old := t.bySlot[slot]
+	if old != nil && p != nil && old.Selector == p.Selector && old.Priority == p.Priority {
+		// The lists stay as they are (an SA coming up or going, a new MSS).
+		if err := l.writePolicy(slot, p); err != nil {
+			return err
+		}
+		t.bySlot[slot] = p
+		return l.newPolicyGeneration()
+	}
 	t.place(slot, p)
 	changed := make(map[netip.Prefix]map[netip.Prefix]tcCandidates)
 	locals := t.locals
