@@ -213,8 +213,7 @@ func (l *Loader) applyPolicy(slot int, p *Policy, isNew bool) error {
 	}
 	if max := int(l.tc.LocalPrefixes.MaxEntries()); locals > max {
 		t.place(slot, old)
-		return fmt.Errorf("%w: the policies' selectors need %d remote and local prefix pairs, at most %d fit",
-			errNoSlot, locals, max)
+		return fmt.Errorf("the policies' selectors need %d remote and local prefix pairs, at most %d fit", locals, max)
 	}
 
 	if p != nil {
@@ -328,8 +327,8 @@ func (t *policyTable) candidateLists(remote netip.Prefix) (map[netip.Prefix]tcCa
 			for i, s := range slots {
 				ids[i] = t.bySlot[s].ID
 			}
-			return nil, fmt.Errorf("%w: remote %v, local %v: policies %v overlap with protocol or port selectors, at most %d fit",
-				errNoSlot, remote, local, ids, len(c.Slot))
+			return nil, fmt.Errorf("remote %v, local %v: policies %v overlap with protocol or port selectors, at most %d fit in front of one without",
+				remote, local, ids, len(c.Slot))
 		}
 		for i, s := range slots {
 			c.Slot[i] = uint16(s)
