@@ -15,8 +15,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-/* MAX_POLICIES is the number of policy slots; a slot set is one 64-bit mask. */
-#define MAX_POLICIES 64
+/* MAX_POLICIES is the number of policy slots, a power of two. */
+#define MAX_POLICIES 4096
 
 /* TCP option kinds and the MSS option length (RFC 9293 section 3.2). */
 #define TCPOPT_EOL 0

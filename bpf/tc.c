@@ -10,17 +10,45 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define POLICY_SA_UP 0x2 /* its outbound SA is installed */
 #define POLICY_PASS 0x4  /* while the SA is down, pass instead of drop */
 
-struct lpm_key {
-	__u32 prefixlen;
-	__u32 addr; /* network order */
+/* MAX_CANDIDATES bounds the policies one remote and local prefix pair leaves to the protocol
+ * and port checks. */
+#define MAX_CANDIDATES 16
+
+/* MAX_LOCAL_PREFIXES bounds the entries of local_prefixes: one per remote prefix and local
+ * prefix of a policy whose remote prefix contains it. */
+#define MAX_LOCAL_PREFIXES (8 * MAX_POLICIES)
+
+/* PREFIX_LENS is the number of IPv4 prefix lengths, 0 to 32. */
+#define PREFIX_LENS 33
+
+/* struct prefix_lens lists distinct prefix lengths, longest first. */
+struct prefix_lens {
+	__u32 n;
+	__u8 len[PREFIX_LENS];
+};
+
+struct remote_key {
+	__u32 addr; /* network order, masked to len */
+	__u32 len;
+};
+
+/* struct remote is a remote selector prefix: its id in local_key and the lengths of the local
+ * prefixes of the policies whose remote prefix contains it. */
+struct remote {
+	__u32 id;
+	struct prefix_lens locals;
+};
+
+struct local_key {
+	__u32 remote_id;
+	__u32 addr; /* network order, masked to len */
+	__u32 len;
 };
 
 struct policy {
 	__u32 id;       /* the control plane's policy id, reported in events and flows */
 	__u32 priority; /* lower wins among overlapping selectors */
 	__u32 sa_out;   /* index of the outbound SA in sa_out_stats; 0 = none */
-	__u32 local;    /* local prefix, network order */
-	__u32 local_mask;
 	__u16 lport;    /* host order; 0 = any */
 	__u16 rport;    /* host order; 0 = any */
 	__u16 mss;      /* clamp TCP MSS to this; 0 = no clamp */
@@ -63,16 +91,17 @@ struct flow_cache_entry {
 	__u32 gen;
 	__u32 sa_out;        /* the policy's sa_out */
 	__u16 mss;           /* the policy's mss */
-	__u8 slot;           /* policy slot, or NO_POLICY */
+	__u16 slot;          /* policy slot, or NO_POLICY */
 	__u8 flags;          /* the policy's flags */
 	__u8 egress;
-	__u8 pad[3];
+	__u8 pad[2];
 };
 
-/* struct candidates lists the policy slots whose remote prefix contains an LPM key, in order
- * of ascending priority, so that the first one that matches the packet wins. */
+/* struct candidates lists the slots of the policies whose selectors contain a remote and a
+ * local prefix, in order of ascending priority, so that the first one whose protocol and ports
+ * match the packet wins. The list ends at the first policy without protocol and ports. */
 struct candidates {
-	__u8 slot[MAX_POLICIES];
+	__u16 slot[MAX_CANDIDATES];
 	__u32 n;
 };
 
@@ -85,17 +114,40 @@ struct event {
 /* Emits struct event into BTF so bpf2go generates its Go twin. */
 const struct event *unused_event __attribute__((unused));
 
-/* remote_prefixes maps a remote selector prefix to the policies whose remote prefix contains it.
- * All prefixes covering one address form a chain, so the longest match yields every policy
- * whose remote prefix contains the address. The local prefix is then checked per candidate
- * with a mask: cheaper than a second trie lookup for the few candidates there are. */
+/* Classification finds two longest prefixes with hash lookups, one per prefix length present
+ * (longest first, usually one or two), so its cost does not grow with the number of policies.
+ * The prefixes of the policies' remote selectors that contain one address form a chain, and so
+ * do the local ones. remote_prefixes holds each remote selector prefix; the longest that
+ * contains the packet's remote address stands for every policy whose remote prefix contains
+ * the address. Under that prefix's id, local_prefixes holds each local prefix of those
+ * policies; the longest that contains the packet's local address lists the policies whose
+ * local prefix contains the address, best first. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 4 * MAX_POLICIES);
-	__type(key, struct lpm_key);
-	__type(value, struct candidates);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_POLICIES);
+	__type(key, struct remote_key);
+	__type(value, struct remote);
 } remote_prefixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_LOCAL_PREFIXES);
+	__type(key, struct local_key);
+	__type(value, struct candidates);
+} local_prefixes SEC(".maps");
+
+/* remote_lens holds the lengths of the keys of remote_prefixes in the entry remote_lens_cur
+ * names; the loader writes the other entry and then switches, so no packet reads a list
+ * half-written. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct prefix_lens);
+} remote_lens SEC(".maps");
+
+volatile __u32 remote_lens_cur;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -115,7 +167,7 @@ struct {
  * costs a third of the program's time. The loader maps SPIs to indexes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 2 * MAX_POLICIES); /* an old and a new SA per policy during a rekey */
 	__type(key, __u32); /* SA index */
 	__type(value, struct counter);
 } sa_out_stats SEC(".maps");
@@ -157,18 +209,45 @@ volatile const __u64 event_interval_ns = 1000000000;
 /* last_event is the time of the last event per slot; races between CPUs only cost an event. */
 __u64 last_event[MAX_POLICIES];
 
+/* flow_cache_off makes every packet miss the flow cache; set at load, for benchmarks of the
+ * classification. The verifier removes the test. */
+volatile const bool flow_cache_off = false;
+
 /* classify returns the policy that matches the packet with the lowest priority value and its
  * slot, or NULL. Ports are only compared when known; a policy with a port never matches a
  * packet without ports. */
 static __always_inline struct policy *classify(__u32 local, __u32 remote, __u8 proto, __u16 lport,
 					       __u16 rport, bool ports_known, __u32 *slotp)
 {
-	struct lpm_key key = { .prefixlen = 32, .addr = remote };
-	struct candidates *c = bpf_map_lookup_elem(&remote_prefixes, &key);
+	__u32 cur = remote_lens_cur;
+	struct prefix_lens *lens = bpf_map_lookup_elem(&remote_lens, &cur);
+	struct remote_key rkey;
+	struct local_key lkey;
+	struct remote *r = NULL;
+	struct candidates *c = NULL;
 
+	if (!lens)
+		return NULL;
+	for (__u32 i = 0; i < PREFIX_LENS && i < lens->n; i++) {
+		rkey.len = lens->len[i];
+		rkey.addr = remote & bpf_htonl(0xffffffff00000000ULL >> rkey.len);
+		r = bpf_map_lookup_elem(&remote_prefixes, &rkey);
+		if (r)
+			break;
+	}
+	if (!r)
+		return NULL;
+	lkey.remote_id = r->id;
+	for (__u32 i = 0; i < PREFIX_LENS && i < r->locals.n; i++) {
+		lkey.len = r->locals.len[i];
+		lkey.addr = local & bpf_htonl(0xffffffff00000000ULL >> lkey.len);
+		c = bpf_map_lookup_elem(&local_prefixes, &lkey);
+		if (c)
+			break;
+	}
 	if (!c)
 		return NULL;
-	for (__u32 i = 0; i < MAX_POLICIES; i++) {
+	for (__u32 i = 0; i < MAX_CANDIDATES; i++) {
 		__u32 slot;
 		struct policy *p;
 
@@ -176,7 +255,7 @@ static __always_inline struct policy *classify(__u32 local, __u32 remote, __u8 p
 			break;
 		slot = c->slot[i];
 		p = bpf_map_lookup_elem(&policies, &slot);
-		if (!p || !(p->flags & POLICY_VALID) || (local & p->local_mask) != p->local)
+		if (!p || !(p->flags & POLICY_VALID))
 			continue;
 		if (p->proto && p->proto != proto)
 			continue;
@@ -334,7 +413,7 @@ static __always_inline void flush_flow(struct flow_cache_entry *e)
 }
 
 /* NO_POLICY is the slot of a cached flow that matches no policy. */
-#define NO_POLICY 0xff
+#define NO_POLICY 0xffff
 
 /* cache_hit tells whether e holds f classified in this direction under policy generation gen. */
 static __always_inline bool cache_hit(struct flow_cache_entry *e, const union flow_words *fw,
@@ -342,7 +421,8 @@ static __always_inline bool cache_hit(struct flow_cache_entry *e, const union fl
 {
 	const __u64 *ek = (const __u64 *)&e->key;
 
-	return ek[0] == fw->w[0] && ek[1] == fw->w[1] && e->gen == gen && e->egress == egress;
+	return !flow_cache_off && ek[0] == fw->w[0] && ek[1] == fw->w[1] && e->gen == gen &&
+	       e->egress == egress;
 }
 
 /* cache_flow makes e hold f, classified under gen into policy p in slot (p NULL: no policy),

@@ -43,7 +43,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 2 * MAX_POLICIES); /* an old and a new SA per policy during a rekey */
 	__type(key, __u32); /* inbound SPI, host order */
 	__type(value, struct counter);
 } sa_in_stats SEC(".maps");

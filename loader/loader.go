@@ -19,8 +19,9 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// MaxPolicies is the number of policies the tc programs can hold at once.
-const MaxPolicies = 64
+// MaxPolicies is the number of policies the tc programs can hold at once (MAX_POLICIES in
+// bpf/espgw.h). Classifying a packet costs the same whatever their number.
+const MaxPolicies = 4096
 
 // Options configure Open. The zero value is ready to use.
 type Options struct {
@@ -32,6 +33,9 @@ type Options struct {
 	MaxFlows uint32
 	// XDP sets the initial XDP filters; the zero value drops both kinds of traffic.
 	XDP XDPFilters
+	// ClassifyEveryPacket bypasses the tc programs' flow cache, so that every packet pays
+	// for its classification: for benchmarks of it.
+	ClassifyEveryPacket bool
 }
 
 // Loader owns the loaded programs and maps and everything attached with them.
@@ -74,6 +78,9 @@ func Open(opts Options) (*Loader, error) {
 	}
 	if err := tcSpec.Variables[tcVarEventIntervalNs].Set(uint64(opts.EventInterval)); err != nil {
 		return nil, fmt.Errorf("set event interval: %w", err)
+	}
+	if err := tcSpec.Variables[tcVarFlowCacheOff].Set(opts.ClassifyEveryPacket); err != nil {
+		return nil, fmt.Errorf("set flow cache bypass: %w", err)
 	}
 	tcSpec.Maps[tcMapFlows].MaxEntries = opts.MaxFlows
 	if err := tcSpec.LoadAndAssign(&l.tc, nil); err != nil {

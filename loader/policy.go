@@ -43,10 +43,24 @@ const (
 // policyTable is the Go-side shadow of the policy maps: policies keep their slot (and with it
 // their counters) for as long as they exist.
 type policyTable struct {
-	bySlot [MaxPolicies]*Policy
-	slots  map[uint32]int                // policy id -> slot
-	remote map[netip.Prefix]tcCandidates // what remote_prefixes holds
-	gen    uint32                        // what policy_gen holds
+	bySlot  [MaxPolicies]*Policy
+	slots   map[uint32]int              // policy id -> slot
+	remotes map[netip.Prefix]*remoteSet // remote selector prefix -> its policies and lists
+	ids     []uint32                    // free remote ids below nextID
+	nextID  uint32
+	locals  int          // entries in local_prefixes
+	lens    tcPrefixLens // what the current entry of remote_lens holds
+	lensCur uint32       // what remote_lens_cur holds
+	gen     uint32       // what policy_gen holds
+}
+
+// remoteSet is one remote selector prefix: the policies that have it, what remote_prefixes
+// holds for it (once written) and what local_prefixes holds under its id.
+type remoteSet struct {
+	slots   []int
+	value   tcRemote
+	written bool
+	lists   map[netip.Prefix]tcCandidates
 }
 
 var errNoSlot = errors.New("no free policy slot")
@@ -79,23 +93,11 @@ func (l *Loader) SetPolicy(p Policy) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := &l.policies
-	if t.slots == nil {
-		t.slots = make(map[uint32]int)
-	}
 	slot, ok := t.slots[p.ID]
 	if !ok {
-		slot = -1
-		for i, q := range t.bySlot {
-			if q == nil {
-				slot = i
-				break
-			}
-		}
+		slot = slices.Index(t.bySlot[:], nil)
 		if slot < 0 {
 			return fmt.Errorf("policy %d: %w (all %d in use)", p.ID, errNoSlot, MaxPolicies)
-		}
-		if err := l.zeroPolicyCounters(slot); err != nil {
-			return err
 		}
 	}
 	if p.OutSPI != 0 {
@@ -103,15 +105,10 @@ func (l *Loader) SetPolicy(p Policy) error {
 			return fmt.Errorf("policy %d: %w", p.ID, err)
 		}
 	}
-	if err := l.writePolicy(slot, &p); err != nil {
-		return err
+	if err := l.applyPolicy(slot, &p, !ok); err != nil {
+		return fmt.Errorf("policy %d: %w", p.ID, err)
 	}
-	t.slots[p.ID] = slot
-	t.bySlot[slot] = &p
-	if err := l.syncPrefixes(); err != nil {
-		return err
-	}
-	return l.newPolicyGeneration()
+	return nil
 }
 
 // SetSAState marks the outbound SA of policy id up (with its SPI) or down.
@@ -138,16 +135,10 @@ func (l *Loader) DeletePolicy(id uint32) error {
 	if !ok {
 		return nil
 	}
-	delete(l.policies.slots, id)
-	l.policies.bySlot[slot] = nil
-	// Prefixes first, so no packet is classified into the slot while it is cleared.
-	if err := l.syncPrefixes(); err != nil {
-		return err
+	if err := l.applyPolicy(slot, nil, false); err != nil {
+		return fmt.Errorf("policy %d: %w", id, err)
 	}
-	if err := l.tc.Policies.Update(uint32(slot), tcPolicy{}, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("policy %d: clear slot %d: %w", id, slot, err)
-	}
-	return l.newPolicyGeneration()
+	return nil
 }
 
 // newPolicyGeneration makes the tc programs classify every flow again; it must follow every
@@ -164,16 +155,14 @@ func (l *Loader) newPolicyGeneration() error {
 // writePolicy writes p into its slot of the policies map.
 func (l *Loader) writePolicy(slot int, p *Policy) error {
 	k := tcPolicy{
-		Id:        p.ID,
-		Priority:  p.Priority,
-		SaOut:     l.outSAs.index[p.OutSPI],
-		Local:     addrToKernel(p.Selector.Local.Addr()),
-		LocalMask: addrToKernel(maskOf(p.Selector.Local)),
-		Lport:     p.Selector.LocalPort,
-		Rport:     p.Selector.RemotePort,
-		Mss:       p.MSS,
-		Proto:     p.Selector.Proto,
-		Flags:     policyValid,
+		Id:       p.ID,
+		Priority: p.Priority,
+		SaOut:    l.outSAs.index[p.OutSPI],
+		Lport:    p.Selector.LocalPort,
+		Rport:    p.Selector.RemotePort,
+		Mss:      p.MSS,
+		Proto:    p.Selector.Proto,
+		Flags:    policyValid,
 	}
 	if p.SAUp {
 		k.Flags |= policySAUp
@@ -187,78 +176,280 @@ func (l *Loader) writePolicy(slot int, p *Policy) error {
 	return nil
 }
 
-// maskOf returns the netmask of an IPv4 prefix as an address.
-func maskOf(p netip.Prefix) netip.Addr {
-	m := ^uint32(0)
-	if p.Bits() < 32 {
-		m = ^(m >> p.Bits())
+// applyPolicy puts p into slot (nil: empties it) and rewrites the classification maps where
+// the change shows: under every remote prefix that the old or the new remote selector
+// contains. The new lists are computed before anything is written, so a policy that does not
+// fit leaves the maps as they were. Writes go in an order in which no packet misses a policy
+// that stays: a slot is written before lists name it and cleared after; lists are written
+// before a remote prefix leads to them and removed after it no longer does.
+func (l *Loader) applyPolicy(slot int, p *Policy, isNew bool) error {
+	t := &l.policies
+	old := t.bySlot[slot]
+	if old != nil && p != nil && old.Selector == p.Selector && old.Priority == p.Priority {
+		// The lists stay as they are (an SA coming up or going, a new MSS).
+		if err := l.writePolicy(slot, p); err != nil {
+			return err
+		}
+		t.bySlot[slot] = p
+		return l.newPolicyGeneration()
 	}
-	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
-}
-
-// candidateLists maps every remote selector prefix to the slots of the policies whose remote
-// prefix contains it, by ascending priority (then slot, so the order is stable). Prefixes
-// covering one address form a chain, so the kernel's longest-prefix match then yields every
-// policy whose remote prefix contains the address, best first.
-func candidateLists(bySlot *[MaxPolicies]*Policy) map[netip.Prefix]tcCandidates {
-	lists := make(map[netip.Prefix]tcCandidates)
-	for _, p := range bySlot {
-		if p == nil {
+	t.place(slot, p)
+	changed := make(map[netip.Prefix]map[netip.Prefix]tcCandidates)
+	locals := t.locals
+	for prefix, rs := range t.remotes {
+		if !(old != nil && contains(old.Selector.Remote, prefix)) && !(p != nil && contains(p.Selector.Remote, prefix)) {
 			continue
 		}
-		prefix := p.Selector.Remote
-		if _, ok := lists[prefix]; ok {
-			continue
-		}
-		var slots []int
-		for slot, q := range bySlot {
-			if q != nil && q.Selector.Remote.Bits() <= prefix.Bits() && q.Selector.Remote.Contains(prefix.Addr()) {
-				slots = append(slots, slot)
+		var lists map[netip.Prefix]tcCandidates
+		if len(rs.slots) > 0 {
+			var err error
+			if lists, err = t.candidateLists(prefix); err != nil {
+				t.place(slot, old)
+				return err
 			}
 		}
-		slices.SortStableFunc(slots, func(a, b int) int { return cmp.Compare(bySlot[a].Priority, bySlot[b].Priority) })
+		changed[prefix] = lists
+		locals += len(lists) - len(rs.lists)
+	}
+	if max := int(l.tc.LocalPrefixes.MaxEntries()); locals > max {
+		t.place(slot, old)
+		return fmt.Errorf("the policies' selectors need %d remote and local prefix pairs, at most %d fit", locals, max)
+	}
+
+	if p != nil {
+		if isNew {
+			if err := l.zeroPolicyCounters(slot); err != nil {
+				return err
+			}
+		}
+		if err := l.writePolicy(slot, p); err != nil {
+			return err
+		}
+		if t.slots == nil {
+			t.slots = make(map[uint32]int)
+		}
+		t.slots[p.ID] = slot
+	}
+	for prefix, lists := range changed {
+		if lists == nil {
+			continue
+		}
+		if err := l.writeRemote(prefix, t.remotes[prefix], lists); err != nil {
+			return fmt.Errorf("remote prefix %v: %w", prefix, err)
+		}
+	}
+	if err := l.writeRemoteLens(); err != nil {
+		return err
+	}
+	for prefix, lists := range changed {
+		if lists != nil {
+			continue
+		}
+		if err := l.deleteRemote(prefix, t.remotes[prefix]); err != nil {
+			return fmt.Errorf("remote prefix %v: %w", prefix, err)
+		}
+	}
+	if p == nil {
+		delete(t.slots, old.ID)
+		if err := l.tc.Policies.Update(uint32(slot), tcPolicy{}, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("clear slot %d: %w", slot, err)
+		}
+	}
+	return l.newPolicyGeneration()
+}
+
+// contains tells whether prefix outer contains prefix inner.
+func contains(outer, inner netip.Prefix) bool {
+	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// place puts p into slot in the shadow table only (nil: empties it).
+func (t *policyTable) place(slot int, p *Policy) {
+	if q := t.bySlot[slot]; q != nil {
+		rs := t.remotes[q.Selector.Remote]
+		rs.slots = slices.DeleteFunc(rs.slots, func(s int) bool { return s == slot })
+		if len(rs.slots) == 0 && !rs.written {
+			delete(t.remotes, q.Selector.Remote)
+		}
+	}
+	t.bySlot[slot] = p
+	if p == nil {
+		return
+	}
+	if t.remotes == nil {
+		t.remotes = make(map[netip.Prefix]*remoteSet)
+	}
+	rs := t.remotes[p.Selector.Remote]
+	if rs == nil {
+		rs = &remoteSet{}
+		t.remotes[p.Selector.Remote] = rs
+	}
+	rs.slots = append(rs.slots, slot)
+}
+
+// supernets calls f with prefix and every shorter prefix containing it, longest first.
+func supernets(prefix netip.Prefix, f func(netip.Prefix)) {
+	for bits := prefix.Bits(); bits >= 0; bits-- {
+		f(netip.PrefixFrom(prefix.Addr(), bits).Masked())
+	}
+}
+
+// candidateLists returns what local_prefixes must hold under the remote prefix remote: for
+// every local prefix of the policies whose remote prefix contains remote, the policies whose
+// local prefix contains it, by ascending priority (then slot, so the order is stable), up to
+// and including the first that leaves nothing to the protocol and port checks.
+func (t *policyTable) candidateLists(remote netip.Prefix) (map[netip.Prefix]tcCandidates, error) {
+	byLocal := make(map[netip.Prefix][]int)
+	supernets(remote, func(r netip.Prefix) {
+		if rs := t.remotes[r]; rs != nil {
+			for _, slot := range rs.slots {
+				local := t.bySlot[slot].Selector.Local
+				byLocal[local] = append(byLocal[local], slot)
+			}
+		}
+	})
+	lists := make(map[netip.Prefix]tcCandidates, len(byLocal))
+	for local := range byLocal {
+		var slots []int
+		supernets(local, func(l netip.Prefix) { slots = append(slots, byLocal[l]...) })
+		slices.SortFunc(slots, func(a, b int) int {
+			return cmp.Or(cmp.Compare(t.bySlot[a].Priority, t.bySlot[b].Priority), cmp.Compare(a, b))
+		})
+		if i := slices.IndexFunc(slots, func(s int) bool {
+			sel := t.bySlot[s].Selector
+			return sel.Proto == 0 && sel.LocalPort == 0 && sel.RemotePort == 0
+		}); i >= 0 {
+			slots = slots[:i+1]
+		}
 		var c tcCandidates
-		for i, slot := range slots {
-			c.Slot[i] = uint8(slot)
+		if len(slots) > len(c.Slot) {
+			ids := make([]uint32, len(slots))
+			for i, s := range slots {
+				ids[i] = t.bySlot[s].ID
+			}
+			return nil, fmt.Errorf("remote %v, local %v: policies %v overlap with protocol or port selectors, at most %d fit in front of one without",
+				remote, local, ids, len(c.Slot))
+		}
+		for i, s := range slots {
+			c.Slot[i] = uint16(s)
 		}
 		c.N = uint32(len(slots))
-		lists[prefix] = c
+		lists[local] = c
 	}
-	return lists
+	return lists, nil
 }
 
-// syncPrefixes brings the remote-prefix LPM trie in line with the policy table. Entries are
-// written before stale ones are removed, so a packet never misses a policy that stays.
-func (l *Loader) syncPrefixes() error {
+// prefixLens returns the distinct lengths of prefixes, longest first.
+func prefixLens[V any](prefixes map[netip.Prefix]V, keep func(V) bool) tcPrefixLens {
+	var seen [33]bool
+	for prefix, v := range prefixes {
+		if keep(v) {
+			seen[prefix.Bits()] = true
+		}
+	}
+	var lens tcPrefixLens
+	for bits := 32; bits >= 0; bits-- {
+		if seen[bits] {
+			lens.Len[lens.N] = uint8(bits)
+			lens.N++
+		}
+	}
+	return lens
+}
+
+// writeRemote makes remote_prefixes and local_prefixes hold lists for the remote prefix of
+// rs: the lists first, then the prefix that leads to them, then the removal of stale lists.
+func (l *Loader) writeRemote(prefix netip.Prefix, rs *remoteSet, lists map[netip.Prefix]tcCandidates) error {
 	t := &l.policies
-	remote := candidateLists(&t.bySlot)
-	if err := syncTrie(l.tc.RemotePrefixes, t.remote, remote); err != nil {
-		return fmt.Errorf("remote prefixes: %w", err)
+	if !rs.written && rs.lists == nil {
+		if n := len(t.ids); n > 0 {
+			rs.value.Id, t.ids = t.ids[n-1], t.ids[:n-1]
+		} else {
+			rs.value.Id, t.nextID = t.nextID, t.nextID+1
+		}
+		rs.lists = make(map[netip.Prefix]tcCandidates)
 	}
-	t.remote = remote
+	for local, c := range lists {
+		if o, ok := rs.lists[local]; ok && o == c {
+			continue
+		}
+		if err := l.tc.LocalPrefixes.Update(localKey(rs.value.Id, local), c, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write local %v (%d policies): %w", local, c.N, err)
+		}
+		if _, ok := rs.lists[local]; !ok {
+			t.locals++
+		}
+		rs.lists[local] = c
+	}
+	value := tcRemote{Id: rs.value.Id, Locals: prefixLens(lists, func(tcCandidates) bool { return true })}
+	if !rs.written || value != rs.value {
+		if err := l.tc.RemotePrefixes.Update(remoteKey(prefix), value, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		rs.value, rs.written = value, true
+	}
+	for local := range rs.lists {
+		if _, ok := lists[local]; !ok {
+			if err := l.deleteLocal(rs, local); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
-func syncTrie(m *ebpf.Map, old, new map[netip.Prefix]tcCandidates) error {
-	for prefix, c := range new {
-		if o, ok := old[prefix]; ok && o == c {
-			continue
-		}
-		if err := m.Update(lpmKey(prefix), c, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("write %v (%d policies): %w", prefix, c.N, err)
-		}
+// writeRemoteLens brings remote_lens in line with the remote prefixes that have policies: it
+// writes the entry not in use and then switches to it.
+func (l *Loader) writeRemoteLens() error {
+	t := &l.policies
+	lens := prefixLens(t.remotes, func(rs *remoteSet) bool { return len(rs.slots) > 0 })
+	if lens == t.lens {
+		return nil
 	}
-	for prefix := range old {
-		if _, ok := new[prefix]; ok {
-			continue
-		}
-		if err := m.Delete(lpmKey(prefix)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete %v: %w", prefix, err)
-		}
+	next := t.lensCur ^ 1
+	if err := l.tc.RemoteLens.Update(next, lens, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write remote prefix lengths: %w", err)
 	}
+	if err := l.tc.RemoteLensCur.Set(next); err != nil {
+		return fmt.Errorf("switch remote prefix lengths: %w", err)
+	}
+	t.lens, t.lensCur = lens, next
 	return nil
 }
 
-func lpmKey(p netip.Prefix) tcLpmKey {
-	return tcLpmKey{Prefixlen: uint32(p.Bits()), Addr: addrToKernel(p.Addr())}
+// deleteRemote removes the remote prefix of rs, which has no policies left, and its lists.
+func (l *Loader) deleteRemote(prefix netip.Prefix, rs *remoteSet) error {
+	t := &l.policies
+	if rs.written {
+		if err := l.tc.RemotePrefixes.Delete(remoteKey(prefix)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete: %w", err)
+		}
+	}
+	for local := range rs.lists {
+		if err := l.deleteLocal(rs, local); err != nil {
+			return err
+		}
+	}
+	if rs.written || rs.lists != nil {
+		t.ids = append(t.ids, rs.value.Id)
+	}
+	delete(t.remotes, prefix)
+	return nil
+}
+
+func (l *Loader) deleteLocal(rs *remoteSet, local netip.Prefix) error {
+	if err := l.tc.LocalPrefixes.Delete(localKey(rs.value.Id, local)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete local %v: %w", local, err)
+	}
+	delete(rs.lists, local)
+	l.policies.locals--
+	return nil
+}
+
+func remoteKey(p netip.Prefix) tcRemoteKey {
+	return tcRemoteKey{Addr: addrToKernel(p.Addr()), Len: uint32(p.Bits())}
+}
+
+func localKey(remoteID uint32, local netip.Prefix) tcLocalKey {
+	return tcLocalKey{RemoteId: remoteID, Addr: addrToKernel(local.Addr()), Len: uint32(local.Bits())}
 }

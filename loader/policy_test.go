@@ -75,7 +75,7 @@ func TestPolicyLifecycle(t *testing.T) {
 			t.Fatal("more policies than MaxPolicies accepted")
 		}
 	}
-	err := l.SetPolicy(Policy{ID: 999, Selector: testPolicies[0].Selector})
+	err := l.SetPolicy(Policy{ID: 1 << 30, Selector: testPolicies[0].Selector})
 	if !errors.Is(err, errNoSlot) {
 		t.Fatalf("SetPolicy on a full table: %v, want errNoSlot", err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // maxOutboundSAs is the size of sa_out_stats; index 0 means "no SA".
-const maxOutboundSAs = 1024
+const maxOutboundSAs = 2 * MaxPolicies
 
 // inboundSAs records which inbound SA holds each slot of sa_in_slots (slot = SPI % size); SAs
 // whose slot is taken are kept in sa_in_stats. Guarded by Loader.mu.

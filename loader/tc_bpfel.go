@@ -15,7 +15,7 @@ import (
 
 type tcCandidates struct {
 	_    structs.HostLayout
-	Slot [64]uint8
+	Slot [16]uint16
 	N    uint32
 }
 
@@ -49,10 +49,10 @@ type tcFlowCacheEntry struct {
 	Gen    uint32
 	SaOut  uint32
 	Mss    uint16
-	Slot   uint8
+	Slot   uint16
 	Flags  uint8
 	Egress uint8
-	Pad    [3]uint8
+	Pad    [2]uint8
 }
 
 type tcFlowStats struct {
@@ -62,24 +62,23 @@ type tcFlowStats struct {
 	Pad      uint32
 }
 
-type tcLpmKey struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      uint32
+type tcLocalKey struct {
+	_        structs.HostLayout
+	RemoteId uint32
+	Addr     uint32
+	Len      uint32
 }
 
 type tcPolicy struct {
-	_         structs.HostLayout
-	Id        uint32
-	Priority  uint32
-	SaOut     uint32
-	Local     uint32
-	LocalMask uint32
-	Lport     uint16
-	Rport     uint16
-	Mss       uint16
-	Proto     uint8
-	Flags     uint8
+	_        structs.HostLayout
+	Id       uint32
+	Priority uint32
+	SaOut    uint32
+	Lport    uint16
+	Rport    uint16
+	Mss      uint16
+	Proto    uint8
+	Flags    uint8
 }
 
 type tcPolicyCounters struct {
@@ -92,6 +91,25 @@ type tcPolicyCounters struct {
 	Events       uint64
 }
 
+type tcPrefixLens struct {
+	_   structs.HostLayout
+	N   uint32
+	Len [33]uint8
+	_   [3]byte
+}
+
+type tcRemote struct {
+	_      structs.HostLayout
+	Id     uint32
+	Locals tcPrefixLens
+}
+
+type tcRemoteKey struct {
+	_    structs.HostLayout
+	Addr uint32
+	Len  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -99,8 +117,10 @@ const (
 	tcMapEvents           = "events"
 	tcMapFlowCache        = "flow_cache"
 	tcMapFlows            = "flows"
+	tcMapLocalPrefixes    = "local_prefixes"
 	tcMapPolicies         = "policies"
 	tcMapPolicyStats      = "policy_stats"
+	tcMapRemoteLens       = "remote_lens"
 	tcMapRemotePrefixes   = "remote_prefixes"
 	tcMapSaOutStats       = "sa_out_stats"
 	tcProgEspgwEgressEth  = "espgw_egress_eth"
@@ -108,8 +128,10 @@ const (
 	tcProgEspgwIngressEth = "espgw_ingress_eth"
 	tcProgEspgwIngressL3  = "espgw_ingress_l3"
 	tcVarEventIntervalNs  = "event_interval_ns"
+	tcVarFlowCacheOff     = "flow_cache_off"
 	tcVarLastEvent        = "last_event"
 	tcVarPolicyGen        = "policy_gen"
+	tcVarRemoteLensCur    = "remote_lens_cur"
 	tcVarUnusedEvent      = "unused_event"
 )
 
@@ -168,8 +190,10 @@ type tcMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FlowCache      *ebpf.MapSpec `ebpf:"flow_cache"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	LocalPrefixes  *ebpf.MapSpec `ebpf:"local_prefixes"`
 	Policies       *ebpf.MapSpec `ebpf:"policies"`
 	PolicyStats    *ebpf.MapSpec `ebpf:"policy_stats"`
+	RemoteLens     *ebpf.MapSpec `ebpf:"remote_lens"`
 	RemotePrefixes *ebpf.MapSpec `ebpf:"remote_prefixes"`
 	SaOutStats     *ebpf.MapSpec `ebpf:"sa_out_stats"`
 }
@@ -179,8 +203,10 @@ type tcMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcVariableSpecs struct {
 	EventIntervalNs *ebpf.VariableSpec `ebpf:"event_interval_ns"`
+	FlowCacheOff    *ebpf.VariableSpec `ebpf:"flow_cache_off"`
 	LastEvent       *ebpf.VariableSpec `ebpf:"last_event"`
 	PolicyGen       *ebpf.VariableSpec `ebpf:"policy_gen"`
+	RemoteLensCur   *ebpf.VariableSpec `ebpf:"remote_lens_cur"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -207,8 +233,10 @@ type tcMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	FlowCache      *ebpf.Map `ebpf:"flow_cache"`
 	Flows          *ebpf.Map `ebpf:"flows"`
+	LocalPrefixes  *ebpf.Map `ebpf:"local_prefixes"`
 	Policies       *ebpf.Map `ebpf:"policies"`
 	PolicyStats    *ebpf.Map `ebpf:"policy_stats"`
+	RemoteLens     *ebpf.Map `ebpf:"remote_lens"`
 	RemotePrefixes *ebpf.Map `ebpf:"remote_prefixes"`
 	SaOutStats     *ebpf.Map `ebpf:"sa_out_stats"`
 }
@@ -218,8 +246,10 @@ func (m *tcMaps) Close() error {
 		m.Events,
 		m.FlowCache,
 		m.Flows,
+		m.LocalPrefixes,
 		m.Policies,
 		m.PolicyStats,
+		m.RemoteLens,
 		m.RemotePrefixes,
 		m.SaOutStats,
 	)
@@ -230,8 +260,10 @@ func (m *tcMaps) Close() error {
 // It can be passed to loadTcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcVariables struct {
 	EventIntervalNs *ebpf.Variable `ebpf:"event_interval_ns"`
+	FlowCacheOff    *ebpf.Variable `ebpf:"flow_cache_off"`
 	LastEvent       *ebpf.Variable `ebpf:"last_event"`
 	PolicyGen       *ebpf.Variable `ebpf:"policy_gen"`
+	RemoteLensCur   *ebpf.Variable `ebpf:"remote_lens_cur"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 }
 

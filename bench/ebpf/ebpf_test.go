@@ -4,6 +4,7 @@ package ebpf
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -127,4 +128,100 @@ func BenchmarkXDP(b *testing.B) {
 	b.Run("ESP-known-SPI", func(b *testing.B) { bench(b, prog, esp(knownSPI), xdpPass) })
 	b.Run("IKE-from-peer", func(b *testing.B) { bench(b, prog, ike, xdpPass) })
 	b.Run("non-matching", func(b *testing.B) { bench(b, prog, other, xdpPass) })
+}
+
+// BenchmarkTCPolicies measures the egress tc program with 64 and with loader.MaxPolicies
+// policies (distinct subnet pairs, the packet matching one in the middle) and an empty program,
+// batches interleaved so that all three see the same load on a shared machine. "hit" is the
+// flow cache's hit path; "miss" bypasses the cache (loader.Options.ClassifyEveryPacket), so
+// every packet is classified and its counts move to the flow table. Reports ns per packet of
+// each and the ratio of the two policy counts.
+func BenchmarkTCPolicies(b *testing.B) {
+	frame := func(src, dst netip.Addr) []byte {
+		return (pkttest.IPv4{Src: src, Dst: dst, Proto: pkttest.ProtoTCP}).Frame(
+			pkttest.TCP(40000, 443, pkttest.ACK, nil, make([]byte, 1400)))
+	}
+	const many = loader.MaxPolicies
+	for _, path := range []struct {
+		name string
+		miss bool
+	}{{"hit", false}, {"miss", true}} {
+		b.Run(path.name, func(b *testing.B) {
+			progs := []struct {
+				metric string
+				prog   *ebpf.Program
+				frame  []byte
+			}{{metric: "ns/empty", prog: emptyProgram(b, ebpf.SchedCLS, tcOK), frame: frame(local, remote)}}
+			for _, n := range []int{64, many} {
+				l := openPolicies(b, n, path.miss)
+				src, dst := pairAddrs(n / 2)
+				progs = append(progs, struct {
+					metric string
+					prog   *ebpf.Program
+					frame  []byte
+				}{fmt.Sprintf("ns/%d-policies", n), l.Programs().TCEgress, frame(src, dst)})
+			}
+			total := make([]float64, len(progs))
+			var runs float64
+			for b.Loop() {
+				for i, p := range progs {
+					ret, d, err := p.prog.Benchmark(p.frame, batchRuns, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ret != tcOK {
+						b.Fatalf("%s: verdict %d, want %d", p.metric, ret, tcOK)
+					}
+					total[i] += float64(d.Nanoseconds())
+				}
+				runs++
+			}
+			for i, p := range progs {
+				b.ReportMetric(total[i]/runs, p.metric)
+			}
+			b.ReportMetric(total[2]/total[1], fmt.Sprintf("x%d/64", many))
+		})
+	}
+}
+
+// pairAddrs returns the first addresses of subnet pair i: a /28 of 10.64.0.0/16 (local) and a
+// /24 of 10.128.0.0/12 (remote).
+func pairAddrs(i int) (netip.Addr, netip.Addr) {
+	at := func(base uint32) netip.Addr {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], base)
+		return netip.AddrFrom4(a)
+	}
+	return at(0x0a400000 + 16*uint32(i) + 1), at(0x0a800000 + 256*uint32(i) + 1)
+}
+
+// openPolicies opens a loader holding n policies, one per subnet pair, each with its SA up.
+// At cleanup it checks that policy n/2 counted packets: the benchmark measured a match.
+func openPolicies(b *testing.B, n int, classifyEveryPacket bool) *loader.Loader {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: loads BPF programs")
+	}
+	l, err := loader.Open(loader.Options{ClassifyEveryPacket: classifyEveryPacket})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	for i := range n {
+		src, dst := pairAddrs(i)
+		p := loader.Policy{ID: uint32(i), Priority: 100, SAUp: true, OutSPI: outSPI + uint32(i),
+			Selector: datapath.Selector{Local: netip.PrefixFrom(src, 28).Masked(), Remote: netip.PrefixFrom(dst, 24).Masked()}}
+		if err := l.SetPolicy(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(func() {
+		counters, err := l.PolicyCounters()
+		if err != nil {
+			b.Error(err)
+		} else if counters[uint32(n/2)].Out.Packets == 0 {
+			b.Errorf("%d policies: policy %d counted nothing", n, n/2)
+		}
+	})
+	return l
 }

@@ -1,6 +1,6 @@
 // Package tunnel measures TCP throughput (iperf3, one flow) through the espgw userspace
-// datapath (ESP in UDP and raw ESP), through strongSwan kernel-libipsec and over the plain
-// veth, in the same run on the same machine. It has benchmarks only: go test -run '^$' -bench . -benchtime 1x ./bench/tunnel
+// datapath (ESP in UDP and raw ESP), through wireguard-go (the reference userspace tunnel in
+// Go), through strongSwan kernel-libipsec and over the plain veth, in the same run on the same machine. It has benchmarks only: go test -run '^$' -bench . -benchtime 1x ./bench/tunnel
 // (root, iperf3, strongSwan 5.9 with kernel-libipsec).
 package tunnel
 
@@ -87,6 +87,11 @@ func BenchmarkTunnel(b *testing.B) {
 			})
 		}
 	}
+	b.Run("wireguard-go", func(b *testing.B) {
+		s := newSite(b)
+		wireguardPair(b, s)
+		measure(b, s.left, s.right, hostL, hostR, selfCPU)
+	})
 	for _, su := range suites {
 		b.Run("strongswan/"+su.name, func(b *testing.B) {
 			s := newSite(b)

@@ -34,25 +34,37 @@ func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(c
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "status [NAME]",
+		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters (of connection NAME)",
+		Long: fmt.Sprintf("Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters. With more than %d tunnels\n"+
+			"and no NAME, one line per connection (--all: every table).", daemon.SummaryTunnels),
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
 				st, err := c.Status(ctx)
 				if err != nil {
 					return err
 				}
-				if asJSON {
+				if len(args) == 1 {
+					var ok bool
+					if st, ok = st.Connection(args[0]); !ok {
+						return fmt.Errorf("connection %q: the daemon has no such connection", args[0])
+					}
+				}
+				switch {
+				case asJSON:
 					return writeJSON(cmd, st)
+				case len(args) == 0 && !all && len(st.Tunnels) > daemon.SummaryTunnels:
+					return daemon.RenderSummary(cmd.OutOrStdout(), st)
 				}
 				return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	cmd.Flags().BoolVar(&all, "all", false, "print every table even with many tunnels")
 	return cmd
 }
 

@@ -85,6 +85,7 @@ func TestClientErrors(t *testing.T) {
 		{[]string{"down", "megatelecom", "--socket", sock}, notRunning},
 		{[]string{"up", "megatelecom/", "--socket", sock}, "espgw: \"megatelecom/\": want NAME or NAME/TUNNEL\n"},
 		{[]string{"up"}, "espgw: accepts 1 arg(s), received 0\n"},
+		{[]string{"status", "a", "b"}, "espgw: accepts at most 1 arg(s), received 2\n"},
 		{[]string{"run", "--log-level", "loud"}, "espgw: --log-level \"loud\": want debug, info, warn or error\n"},
 	}
 	for _, tt := range tests {

@@ -139,6 +139,12 @@ func TestRunPair(t *testing.T) {
 			t.Errorf("espgw status (%d, %s) lacks %q:\n%s", code, errOut, want, out)
 		}
 	}
+	if code, out, errOut := espgw("status", "mega", "--socket", l.sock); code != 0 || !strings.Contains(out, "mega/api  up") {
+		t.Errorf("espgw status mega = %d %q %q, want the connection's tables", code, out, errOut)
+	}
+	if code, _, errOut := espgw("status", "nobody", "--socket", l.sock); code != 1 || !strings.Contains(errOut, `connection "nobody"`) {
+		t.Errorf("espgw status nobody = %d %q, want an error naming the connection", code, errOut)
+	}
 	st, err = l.status(t)
 	if err != nil || len(st.IPsecSAs) != 1 || len(st.Tunnels) != 1 {
 		t.Fatalf("status --json = %+v, %v", st, err)
