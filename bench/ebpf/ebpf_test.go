@@ -199,9 +199,7 @@ func pairAddrs(i int) (netip.Addr, netip.Addr) {
 // At cleanup it checks that policy n/2 counted packets: the benchmark measured a match.
 func openPolicies(b *testing.B, n int, classifyEveryPacket bool) *loader.Loader {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: loads BPF programs")
-	}
+	testutil.RequireRoot(b)
 	l, err := loader.Open(loader.Options{ClassifyEveryPacket: classifyEveryPacket})
 	if err != nil {
 		b.Fatal(err)
