@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/userspace"
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -92,4 +93,17 @@ func FuzzParseXfrmStat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDropReasonsAreUserspaces: the kernel's counters map onto the userspace datapath's reasons.
+func TestDropReasonsAreUserspaces(t *testing.T) {
+	names, err := new(userspace.Datapath).DropCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for counter, r := range dropReasons {
+		if _, ok := names[r]; !ok {
+			t.Errorf("%s maps to %q, not a userspace drop reason", counter, r)
+		}
+	}
 }
