@@ -6,10 +6,13 @@ package contrib
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/espgw/espgw/internal/testutil"
@@ -33,8 +36,8 @@ func TestAlertRules(t *testing.T) {
 
 var metricName = regexp.MustCompile(`\bespgw_[a-z0-9_]+\b`)
 
-// DashboardMetrics returns the espgw metrics the dashboard's queries use.
-func dashboardMetrics(t *testing.T) []string {
+// dashboardQueries returns the PromQL of the dashboard's panels.
+func dashboardQueries(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile("grafana/espgw.json")
 	if err != nil {
@@ -44,9 +47,6 @@ func dashboardMetrics(t *testing.T) []string {
 		Panels []struct {
 			Title   string
 			Targets []struct{ Expr string }
-		}
-		Templating struct {
-			List []struct{ Definition string }
 		}
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
@@ -61,6 +61,44 @@ func dashboardMetrics(t *testing.T) []string {
 			exprs = append(exprs, q.Expr)
 		}
 	}
+	return exprs
+}
+
+// TestDashboardQueriesParse: promtool accepts every panel query (with Grafana's variables
+// replaced) as the expression of a recording rule.
+func TestDashboardQueriesParse(t *testing.T) {
+	promtool := testutil.RequireTool(t, "promtool", "prometheus")
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$connection", ".*", "$tunnel", ".*")
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	for i, q := range dashboardQueries(t) {
+		fmt.Fprintf(&rules, "      - record: dashboard:query_%d\n        expr: %q\n", i, vars.Replace(q))
+	}
+	file := filepath.Join(t.TempDir(), "dashboard.yml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules (the dashboard's queries): %v\n%s", err, out)
+	}
+}
+
+// dashboardMetrics returns the espgw metrics the dashboard's queries and variables use.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("grafana/espgw.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Templating struct {
+			List []struct{ Definition string }
+		}
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("grafana/espgw.json: %v", err)
+	}
+	exprs := dashboardQueries(t)
 	for _, v := range d.Templating.List {
 		exprs = append(exprs, v.Definition)
 	}
