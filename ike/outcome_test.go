@@ -184,3 +184,24 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestLivenessDPD: DPD is alive while the peer answers, probing once it goes silent, and the
+// dead peer's SAs count as deleted by the peer.
+func TestLivenessDPD(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 50 * time.Millisecond, dpdTimeout: time.Second}
+	a, b := startPair(t, pc)
+	ra := observe(a)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	dpd := func() Liveness { return a.e.Liveness()[0] }
+	waitFor(t, "DPD alive", func() bool { l := dpd(); return l.DPD == DPDAlive && l.IKESAUp && !l.LastDPDAck.IsZero() })
+	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	waitFor(t, "DPD probing", func() bool { return dpd().DPD == DPDProbing })
+	waitFor(t, "peer declared dead", func() bool { l := dpd(); return l.DPD == DPDOff && !l.IKESAUp })
+	ra.mu.Lock()
+	defer ra.mu.Unlock()
+	if !slices.Contains(ra.deleted, Deletion{Connection: "peer", ByPeer: true}) {
+		t.Errorf("deletions %+v lack the dead peer's IKE SA (by peer)", ra.deleted)
+	}
+}
