@@ -12,7 +12,7 @@ BUILD := build
 # strongSwan is the interop partner, tshark the wire oracle, qemu & co. run `make vmtest`.
 DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
 	tshark tcpdump iperf3 nftables clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping \
-	qemu-system-x86 cpio zstd kmod
+	qemu-system-x86 cpio zstd kmod prometheus
 # The Go release go.mod asks for; `make build` says how to get it instead of "go: command not found".
 GO_MIN := 1.26
 GO_TEST_TIMEOUT ?= 30m

@@ -73,6 +73,7 @@ type daemon struct {
 	ebpf   *ebpfProgs // nil: no eBPF programs, for the reason in ebpfOff
 	// ebpfOff says why there are no eBPF programs.
 	ebpfOff string
+	events  *metrics.Events // what the engine reports, for /metrics
 
 	reloadMu sync.Mutex // serializes reloads
 	mu       sync.Mutex // guards what follows; never held while calling the engine
@@ -145,7 +146,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	}
 	d.kernel = newKernel(d.dp, d.ebpf)
 	d.kernel.configure(cfg)
-	d.engine = ike.New(ike.Options{Logger: d.log, Bind: bind, Kernel: d.kernel, KeyLog: keyLog})
+	d.events = newEvents(cfg)
+	d.engine = ike.New(ike.Options{Logger: d.log, Bind: bind, Kernel: d.kernel, KeyLog: keyLog, Observer: observer{d.events}})
 
 	// The engine outlives ctx: at shutdown it must still delete its SAs and tell the
 	// peers. Policies go in after Configure, which assigns the reqids, and after the service
@@ -176,7 +178,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		if d.ebpf != nil {
 			src = d.ebpf
 		}
-		waitMetrics, err := startMetrics(serveCtx, cfg.MetricsListen, d.kernel, src, cfg.EBPF.TopFlows, d.log)
+		waitMetrics, err := startMetrics(serveCtx, cfg.MetricsListen, d.kernel, src, cfg.EBPF.TopFlows, d.log, d.events, d.stateCollector())
 		if err != nil {
 			return err
 		}

@@ -388,6 +388,13 @@ func TestDaemonMetrics(t *testing.T) {
 		fmt.Sprintf(`espgw_sa_bytes_total{connection="mega",direction="in",spi="0x%s",tunnel="api"} %d`, ia.SPIIn, ia.BytesIn),
 		fmt.Sprintf(`espgw_sa_bytes_total{connection="mega",direction="out",spi="0x%s",tunnel="api"} %d`, ia.SPIOut, ia.BytesOut),
 		fmt.Sprintf(`espgw_sa_packets_total{connection="mega",direction="in",spi="0x%s",tunnel="api"} 1`, ia.SPIIn),
+		`espgw_tunnel_up{connection="mega",tunnel="api"} 1`,
+		`espgw_ike_sa_up{connection="mega"} 1`,
+		`espgw_ike_negotiations_total{connection="mega",exchange="main",result="success",role="initiator"} 1`,
+		`espgw_ike_negotiations_total{connection="mega",exchange="quick",result="success",role="initiator"} 1`,
+		`espgw_ike_negotiations_total{connection="mega",exchange="main",result="psk_mismatch",role="responder"} 0`,
+		`espgw_tunnel_last_inbound_timestamp_seconds{connection="mega",tunnel="api"} `,
+		`espgw_tunnel_sa_expiry_timestamp_seconds{connection="mega",tunnel="api"} `,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

@@ -34,6 +34,7 @@ type installedSA struct {
 	spiIn, spiOut                   uint32
 	proposal                        proposal.ESP
 	encapLocalPort, encapRemotePort uint16
+	expiry                          time.Time // hard lifetime; zero: none
 }
 
 var _ ike.Kernel = (*kernel)(nil)
@@ -99,6 +100,7 @@ func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
 		conn: sa.Connection, tunnel: sa.Tunnel, local: sa.Local, remote: sa.Remote,
 		spiIn: sa.SPIIn, spiOut: sa.SPIOut, proposal: sa.Proposal,
 		encapLocalPort: sa.EncapLocalPort, encapRemotePort: sa.EncapRemotePort,
+		expiry: expiry(sa),
 	}
 	k.mu.Unlock()
 	k.ebpf.saInstalled(sa)

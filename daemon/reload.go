@@ -38,6 +38,7 @@ func (d *daemon) reload(ctx context.Context) error {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
+	d.events.Configure(connTunnels(cfg))
 	if err := errors.Join(d.ebpf.reconfigure(cfg), d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
 		return fmt.Errorf("reload %s: configuration applied, but: %w", d.opts.ConfigPath, err)
 	}

@@ -49,6 +49,7 @@ func (e *Engine) handlePacket(pkt conn.Packet) {
 		e.log.Debug("dropping message from unexpected address", sa.logArgs("from", in.remote)...)
 		return
 	}
+	e.observeReceived(sa.conn)
 	if sa.rcookie != ([8]byte{}) && h.ResponderCookie != sa.rcookie {
 		if !(h.ResponderCookie == [8]byte{} && sa.duplicate(in.raw)) {
 			e.log.Debug("dropping message with unknown responder cookie", sa.logArgs("exchange", h.Exchange)...)
@@ -114,6 +115,7 @@ func (e *Engine) handleNewSA(in *inbound) {
 		e.logUnauth("no connection configured for peer", peer, "peer", in.remote, "local", in.local)
 		return
 	}
+	e.observeReceived(c)
 	if !e.admitResponder(peer) {
 		e.logUnauth("too many half-open IKE SAs, dropping new one", peer, "peer", in.remote,
 			"limit", maxHalfOpen, "peer_limit", maxHalfOpenPerPeer)
@@ -131,6 +133,7 @@ func (e *Engine) handleNewSA(in *inbound) {
 	} else {
 		err = e.respondMM1(c, in)
 	}
+	e.observeFirstMessage(c, err)
 	// Status keeps the error only when it is logged, so a flood cannot push out the others.
 	if err != nil && e.logUnauth("negotiation failed on the peer's first message", peer, "conn", c.cfg.Name, "peer", in.remote, "err", err) {
 		e.addError(c.cfg.Name, err)

@@ -70,6 +70,7 @@ type Options struct {
 	Bind       conn.Bind
 	Kernel     Kernel
 	KeyLog     KeyLogger        // nil = no key export
+	Observer   Observer         // nil = no outcome reports (outcome.go)
 	Rand       io.Reader        // nil = crypto/rand.Reader
 	Now        func() time.Time // nil = time.Now; used for timestamps, ages and lifetimes
 	Retransmit RetransmitPolicy // zero fields take the defaults of DefaultRetransmit

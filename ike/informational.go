@@ -161,7 +161,7 @@ func (e *Engine) handleNotify(sa *ikeSA, n *isakmp.Notification) {
 		for _, qm := range pending {
 			if len(pending) == 1 || len(n.SPI) == 4 && binary.BigEndian.Uint32(n.SPI) == qm.spiIn {
 				if n.NotifyType == isakmp.NotifyNoProposalChosen {
-					err = fmt.Errorf("no proposal chosen: peer rejected our ESP proposals %s: %w",
+					err = fmt.Errorf("%w: peer rejected our ESP proposals %s: %w", ErrNoProposalChosen,
 						proposal.FormatESP(qm.tunnel.cfg.Proposals), err)
 				}
 				qm.fail(fmt.Errorf("quick mode for tunnel %s: %w", qm.tunnel.cfg.Name, err))
@@ -227,7 +227,7 @@ func (e *Engine) handlePlainNotify(sa *ikeSA, in *inbound) error {
 	err := fmt.Errorf("%w %s in state %s", ErrPeerNotify, n.NotifyType, sa.state)
 	switch {
 	case n.NotifyType == isakmp.NotifyNoProposalChosen:
-		err = fmt.Errorf("no proposal chosen: peer rejected our proposals %s: %w", ikeProposalsString(&sa.conn.cfg), err)
+		err = fmt.Errorf("%w: peer rejected our proposals %s: %w", ErrNoProposalChosen, ikeProposalsString(&sa.conn.cfg), err)
 	case n.NotifyType == isakmp.NotifyInvalidIDInformation:
 		err = fmt.Errorf("%w: peer rejected our identity: %w", ErrIDMismatch, err)
 	case sa.state == stateMM5Sent || sa.state == stateAM2Sent:

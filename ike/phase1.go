@@ -111,6 +111,7 @@ func (e *Engine) failPhase1(sa *ikeSA, err error) {
 	if sa.state == stateDeleted {
 		return
 	}
+	e.observePhase1(sa, err)
 	if sa.peerUnverified() && errors.Is(err, ErrTimeout) {
 		if e.logUnauth("half-open IKE SA timed out", sa.remote.Addr(), sa.logArgs("err", err)...) {
 			e.addError(sa.conn.cfg.Name, err)
@@ -177,6 +178,7 @@ func (sa *ikeSA) hashR(idirB []byte) []byte {
 
 // establish marks phase 1 complete and starts the quick modes that waited for it.
 func (e *Engine) establish(sa *ikeSA) {
+	e.observePhase1(sa, nil)
 	if !sa.initiator {
 		e.halfOpen--
 	}

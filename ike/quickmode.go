@@ -100,6 +100,7 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 
 // fail ends the quick mode with err, recording it when it was ours.
 func (qm *quickMode) fail(err error) {
+	qm.sa.e.observeQuickFailure(qm, err)
 	e := qm.sa.e
 	qm.stop()
 	qm.releaseSPI()

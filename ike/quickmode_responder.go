@@ -33,12 +33,14 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	t, err := matchTunnel(sa.conn, ps, sa)
 	if err != nil {
 		e.recordError(sa, err)
+		e.observeQuick(sa, nil, false, err, false)
 		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyInvalidIDInformation, nil)
 		return nil
 	}
 	ch, err := chooseESP(&t.cfg, offer)
 	if err != nil {
 		e.recordError(sa, fmt.Errorf("tunnel %s: %w", t.cfg.Name, err))
+		e.observeQuick(sa, t, false, err, false)
 		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyNoProposalChosen, nil)
 		return nil
 	}
@@ -59,6 +61,7 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
 		e.recordError(sa, fmt.Errorf("tunnel %s: allocating SPI: %w", t.cfg.Name, err))
+		e.observeQuick(sa, t, false, err, false)
 		return nil
 	}
 	qm.spiIn, qm.spiOut, qm.prop, qm.encap = spi, ch.spi, ch.prop, ch.encap

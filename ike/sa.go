@@ -223,6 +223,7 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa, gen: t.installs, nonceI: clone(qm.nonceI)}
 	e.children[cs.SPIIn] = ch
 	old := t.child
+	e.observeQuick(sa, t, qm.initiator, nil, old != nil)
 	t.child = ch
 	t.manualDown = false
 	if e.opts.KeyLog != nil {
@@ -252,6 +253,7 @@ func (e *Engine) deleteChild(ch *childSA, tell bool) {
 	if e.children[ch.SPIIn] != ch {
 		return
 	}
+	e.observeChildDeleted(ch, tell)
 	delete(e.children, ch.SPIIn)
 	for _, t := range []*time.Timer{ch.expiry, ch.softExpiry} {
 		if t != nil {
@@ -277,6 +279,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	if sa.state == stateDeleted {
 		return
 	}
+	e.observeIKESADeleted(sa, tell)
 	for _, ch := range e.children {
 		if ch.ike == sa {
 			e.deleteChild(ch, tell)

@@ -13,12 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler returns an http.Handler serving c, plus the Go runtime and process collectors, in
-// the Prometheus exposition format.
-func Handler(c *Collector) (http.Handler, error) {
+// Handler returns an http.Handler serving c and extra, plus the Go runtime and process
+// collectors, in the Prometheus exposition format.
+func Handler(c *Collector, extra ...prometheus.Collector) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	for _, col := range []prometheus.Collector{c, collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+	for _, col := range append([]prometheus.Collector{c, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}, extra...) {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("register collector: %w", err)
 		}
@@ -26,9 +26,9 @@ func Handler(c *Collector) (http.Handler, error) {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}), nil
 }
 
-// Serve serves /metrics on ln until ctx is done.
-func Serve(ctx context.Context, ln net.Listener, c *Collector) error {
-	h, err := Handler(c)
+// Serve serves /metrics (c and extra, see Handler) on ln until ctx is done.
+func Serve(ctx context.Context, ln net.Listener, c *Collector, extra ...prometheus.Collector) error {
+	h, err := Handler(c, extra...)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ const (
 	DropMalformed  DropReason = iota // not an IP packet, or ESP too short
 	DropUnknownSPI                   // no inbound SA with this SPI
 	DropReplay                       // outside or already seen in the anti-replay window
-	DropAuth                         // ICV mismatch
+	DropAuth                         // ICV mismatch ("icv")
 	DropTrailer                      // bad padding or next header after decryption
 	DropSelector                     // inner packet outside the SA's traffic selector
 	DropExpired                      // SA past its hard lifetime or out of sequence numbers
@@ -22,7 +22,7 @@ const (
 )
 
 var dropNames = [numDropReasons]string{
-	"malformed", "unknown_spi", "replay", "auth", "trailer", "selector", "expired",
+	"malformed", "unknown_spi", "replay", "icv", "trailer", "selector", "expired",
 	"queue_full", "too_big", "no_policy", "no_sa", "send",
 }
 
@@ -38,3 +38,13 @@ type dropCounters [numDropReasons]atomic.Uint64
 func (c *dropCounters) inc(r DropReason) { c[r].Add(1) }
 
 func (c *dropCounters) add(r DropReason, n uint64) { c[r].Add(n) }
+
+// DropCounts reports the packets discarded so far by reason, every reason included; the
+// xfrm datapath reports the same set.
+func (d *Datapath) DropCounts() (map[string]uint64, error) {
+	out := make(map[string]uint64, numDropReasons)
+	for r := range numDropReasons {
+		out[r.String()] = d.drops[r].Load()
+	}
+	return out, nil
+}

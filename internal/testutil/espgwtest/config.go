@@ -9,6 +9,7 @@ import (
 // and save_keys.
 type Config struct {
 	Datapath    string // auto, xfrm or userspace; "" = auto
+	Metrics     string // metrics.listen, e.g. 127.0.0.1:9814; "" = none
 	Connections []Connection
 }
 
@@ -36,6 +37,9 @@ var configTemplate = template.Must(template.New("espgw.yaml").Parse(`# written b
 control_socket: {{.Socket}}
 save_keys: {{.KeyDir}}
 datapath: {{or .Datapath "auto"}}
+{{- if .Metrics}}
+metrics: {listen: "{{.Metrics}}"}
+{{- end}}
 connections:
 {{- range .Connections}}
   {{.Name}}:

@@ -1,0 +1,161 @@
+package metrics
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TunnelState is the state of one configured tunnel.
+type TunnelState struct {
+	Connection, Tunnel string
+	Up                 bool      // an SA pair is installed
+	Expiry             time.Time // hard expiry of the newest installed SA pair; zero: none or no time limit
+	// LastInbound is when the tunnel's inbound packet counter was last seen rising (sampled
+	// at every scrape); zero: not yet.
+	LastInbound time.Time
+}
+
+// ConnState is the state of one configured connection's IKE SA.
+type ConnState struct {
+	Connection string
+	IKESAUp    bool
+	DPD        string    // one of DPDStates
+	LastDPDAck time.Time // zero unless DPD runs
+}
+
+// DPDStates are the values of espgw_ike_dpd_state's state label (ike.DPDStates).
+var DPDStates = []string{"off", "alive", "probing"}
+
+// ESPDropReasons are the values of espgw_esp_drops_total's reason label: the userspace
+// datapath's reasons, which the xfrm datapath maps the kernel's XFRM statistics onto, and
+// "other" for anything else.
+var ESPDropReasons = []string{"malformed", "unknown_spi", "replay", "icv", "trailer", "selector", "expired",
+	"queue_full", "too_big", "no_policy", "no_sa", "send", "other"}
+
+// StateSource reports tunnel and IKE SA state at scrape time.
+type StateSource interface {
+	TunnelStates() ([]TunnelState, error)
+	ConnStates() ([]ConnState, error)
+}
+
+// DropSource reports the datapath's ESP drops by reason (see ESPDropReasons).
+type DropSource interface {
+	DropCounts() (map[string]uint64, error)
+}
+
+var (
+	tunnelUp = prometheus.NewDesc("espgw_tunnel_up",
+		"1 while the tunnel has an SA pair installed, else 0.", policyLabels, nil)
+	tunnelExpiry = prometheus.NewDesc("espgw_tunnel_sa_expiry_timestamp_seconds",
+		"When the newest SA pair of the tunnel reaches its hard lifetime (Unix time); absent while the tunnel is down.", policyLabels, nil)
+	tunnelLastIn = prometheus.NewDesc("espgw_tunnel_last_inbound_timestamp_seconds",
+		"When the tunnel's inbound ESP packet count was last seen rising (Unix time, sampled at each scrape).", policyLabels, nil)
+	ikeSAUp = prometheus.NewDesc("espgw_ike_sa_up",
+		"1 while the connection has an established IKE SA, else 0.", []string{"connection"}, nil)
+	dpdState = prometheus.NewDesc("espgw_ike_dpd_state",
+		"Dead peer detection of the connection's newest IKE SA: 1 for the current state (off, alive: last R-U-THERE acknowledged within dpd_delay, probing: not), 0 for the others.",
+		[]string{"connection", "state"}, nil)
+	dpdLastAck = prometheus.NewDesc("espgw_ike_dpd_last_ack_timestamp_seconds",
+		"When the peer last acknowledged an R-U-THERE (or DPD started) on the newest IKE SA (Unix time); absent while DPD is off.",
+		[]string{"connection"}, nil)
+	espDrops = prometheus.NewDesc("espgw_esp_drops_total",
+		"ESP and tunnel packets the datapath dropped, by reason. With datapath xfrm these are the kernel's XFRM statistics of espgw's network namespace.",
+		[]string{"reason"}, nil)
+)
+
+// StateCollector is a prometheus.Collector over a StateSource and a DropSource; either may be nil.
+type StateCollector struct {
+	state StateSource
+	drops DropSource
+}
+
+// NewStateCollector returns a StateCollector.
+func NewStateCollector(state StateSource, drops DropSource) *StateCollector {
+	return &StateCollector{state: state, drops: drops}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{tunnelUp, tunnelExpiry, tunnelLastIn, ikeSAUp, dpdState, dpdLastAck, espDrops} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A failing source fails the scrape with its error.
+func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.state != nil {
+		c.collectTunnels(ch)
+		c.collectConns(ch)
+	}
+	if c.drops != nil {
+		c.collectDrops(ch)
+	}
+}
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func (c *StateCollector) collectTunnels(ch chan<- prometheus.Metric) {
+	ts, err := c.state.TunnelStates()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(tunnelUp, fmt.Errorf("read tunnel state: %w", err))
+		return
+	}
+	for _, t := range ts {
+		ch <- gauge(tunnelUp, boolGauge(t.Up), t.Connection, t.Tunnel)
+		if t.Up && !t.Expiry.IsZero() {
+			ch <- gauge(tunnelExpiry, unixSeconds(t.Expiry), t.Connection, t.Tunnel)
+		}
+		if !t.LastInbound.IsZero() {
+			ch <- gauge(tunnelLastIn, unixSeconds(t.LastInbound), t.Connection, t.Tunnel)
+		}
+	}
+}
+
+func (c *StateCollector) collectConns(ch chan<- prometheus.Metric) {
+	cs, err := c.state.ConnStates()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(ikeSAUp, fmt.Errorf("read IKE SA state: %w", err))
+		return
+	}
+	for _, s := range cs {
+		ch <- gauge(ikeSAUp, boolGauge(s.IKESAUp), s.Connection)
+		for _, st := range DPDStates {
+			ch <- gauge(dpdState, boolGauge(st == s.DPD), s.Connection, st)
+		}
+		if !s.LastDPDAck.IsZero() {
+			ch <- gauge(dpdLastAck, unixSeconds(s.LastDPDAck), s.Connection)
+		}
+	}
+}
+
+func (c *StateCollector) collectDrops(ch chan<- prometheus.Metric) {
+	counts, err := c.drops.DropCounts()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(espDrops, fmt.Errorf("read ESP drops: %w", err))
+		return
+	}
+	sums := make(map[string]uint64, len(ESPDropReasons))
+	for r, n := range counts {
+		if !slices.Contains(ESPDropReasons, r) {
+			r = "other"
+		}
+		sums[r] += n
+	}
+	for _, r := range ESPDropReasons {
+		ch <- counter(espDrops, sums[r], r)
+	}
+}
