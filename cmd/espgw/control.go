@@ -34,12 +34,16 @@ func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(c
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, watch bool
+	var interval float64
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watch {
+				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
+			}
 			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
 				st, err := c.Status(ctx)
 				if err != nil {
@@ -53,6 +57,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until interrupted, with rates per tunnel (in place on a terminal, one line per tunnel when piped)")
+	cmd.Flags().Float64VarP(&interval, "interval", "n", 2, "seconds between refreshes of --watch")
 	return cmd
 }
 
