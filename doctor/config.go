@@ -13,15 +13,22 @@ import (
 )
 
 // checkConfig loads the configuration: one FAIL per problem, or one OK. It returns nil when
-// the file does not load; the checks that need it are then left out.
+// the file does not load even with psk_file permissions ignored; the checks that need it are
+// then left out.
 func checkConfig(r *report, path string) *config.Config {
 	cfg, err := config.Load(path)
 	if err != nil {
+		// With only psk_file permissions wrong (the psk check names them), the rest can
+		// still be checked.
+		loose, lerr := config.LoadIgnoringPSKFileMode(path)
 		fix := fmt.Sprintf("edit %s (`espgw config check -c %s` lists every problem); checks that need the configuration were skipped", path, path)
+		if lerr == nil {
+			fix = "fix the psk_file as the psk line says; the other checks ran with this configuration"
+		}
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.fail(IDConfig, path, fix, "%s", line)
 		}
-		return nil
+		return loose
 	}
 	tunnels := 0
 	for _, c := range cfg.Connections {

@@ -22,6 +22,9 @@ import (
 // pingReplyTimeout is how long ping waits for each echo reply.
 const pingReplyTimeout = time.Second
 
+// pingPayload makes 64-byte echo requests, as ping(8) sends by default.
+var pingPayload = []byte("espgw ping through the tunnel, 56 bytes of payload......")
+
 func newPingCmd(g *globals) *cobra.Command {
 	var count int
 	cmd := &cobra.Command{
@@ -243,7 +246,7 @@ func echoes(ctx context.Context, w io.Writer, src, dst netip.Addr, count int) (i
 	replies := 0
 	buf := make([]byte, 1500)
 	for seq := 1; seq <= count && ctx.Err() == nil; seq++ {
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("espgw ping 0123456789abcdefghijklmnopqrstuvwxyz")}}
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: pingPayload}}
 		b, err := msg.Marshal(nil)
 		if err != nil {
 			return replies, err
