@@ -9,8 +9,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/daemon"
 )
@@ -113,11 +116,14 @@ func Run(ctx context.Context, opts Options) *Report {
 	if socket == "" && cfg != nil {
 		socket = cfg.ControlSocket
 	}
+	daemonPID := 0
 	if socket != "" {
-		st = daemonStatus(ctx, r, socket)
+		if st = daemonStatus(ctx, r, socket); st != nil {
+			daemonPID = peerPID(socket)
+		}
 	}
 	checkKernel(ctx, r, cfg)
-	checkPorts(r, cfg, st != nil)
+	checkPorts(r, cfg, st != nil, daemonPID)
 	if cfg != nil {
 		checkAddresses(r, cfg, st)
 	}
@@ -182,3 +188,24 @@ func daemonStatus(ctx context.Context, r *report, socket string) *daemon.Status 
 
 // subject names a tunnel.
 func subject(conn, tunnel string) string { return conn + "/" + tunnel }
+
+// peerPID returns the PID of the process serving the unix socket at path (SO_PEERCRED), 0 if
+// unknown.
+func peerPID(path string) int {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	raw.Control(func(fd uintptr) {
+		if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}

@@ -119,9 +119,9 @@ var ikeDaemons = map[string]struct{ product, stop string }{
 }
 
 // checkPorts reports who holds UDP 500 and 4500 on the addresses espgw binds (its
-// local_addresses, or any when there is no configuration). espgw itself is expected there
-// while the daemon runs.
-func checkPorts(r *report, cfg *config.Config, daemonUp bool) {
+// local_addresses, or any when there is no configuration). espgw itself, the process serving
+// the control socket (daemonPID, 0 if none), is expected there while the daemon runs.
+func checkPorts(r *report, cfg *config.Config, daemonUp bool, daemonPID int) {
 	var socks []udpSocket
 	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
 		if fh, err := os.Open(f); err == nil {
@@ -165,7 +165,7 @@ func checkPorts(r *report, cfg *config.Config, daemonUp bool) {
 				details = append(details, map[string]any{"address": s.Local.String(), "pid": p.PID, "process": p.Name})
 				desc := fmt.Sprintf("%s (pid %d) on %s", p.Name, p.PID, s.Local)
 				switch _, isIKE := ikeDaemons[p.Name]; {
-				case p.Name == "espgw":
+				case daemonPID != 0 && p.PID == daemonPID, daemonPID == 0 && p.Name == "espgw":
 					ours = append(ours, desc)
 				case isIKE:
 					ike = append(ike, p.Name)

@@ -28,7 +28,7 @@ var pingPayload = []byte("espgw ping through the tunnel, 56 bytes of payload....
 func newPingCmd(g *globals) *cobra.Command {
 	var count int
 	cmd := &cobra.Command{
-		Use:   "ping [CONNECTION/]TUNNEL [HOST]",
+		Use:   "ping [CONNECTION/]TUNNEL [HOST] [-c N]",
 		Short: "Ping HOST through a tunnel from its local address and show the tunnel's ESP counters before and after",
 		Long: "Sends ICMP echo requests from the tunnel's local address (the service address) to HOST, by default\n" +
 			"the first host of the remote subnet, after bringing the tunnel up if it starts on demand (the seed's\n" +
@@ -44,6 +44,9 @@ func newPingCmd(g *globals) *cobra.Command {
 				host = args[1]
 			}
 			ctx := cmd.Context()
+			if cmd.Flags().Changed("config") { // ping's own --config (see below)
+				g.root.PersistentFlags().Set("config", g.configFile)
+			}
 			path, err := g.socketPath()
 			if err != nil {
 				return err
@@ -64,7 +67,10 @@ func newPingCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	// -c is the count, as in ping(8); defining --config here keeps cobra from adding the
+	// global one, whose -c would clash.
 	cmd.Flags().IntVarP(&count, "count", "c", 3, "number of echo requests")
+	cmd.Flags().StringVar(&g.configFile, "config", DefaultConfigFile, "configuration file (for its control_socket; -c is the count here)")
 	return cmd
 }
 

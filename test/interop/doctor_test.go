@@ -93,6 +93,7 @@ func requireLines(t *testing.T, what, out string, patterns ...string) {
 	for _, p := range patterns {
 		if !regexp.MustCompile("(?m)" + p).MatchString(out) {
 			t.Errorf("%s: no line matches %q in:\n%s", what, p, out)
+			return
 		}
 	}
 }
@@ -211,13 +212,13 @@ func TestDoctorOneSidedTunnel(t *testing.T) {
 	}
 
 	l.gw.Exec(t, "ip", "addr", "del", serviceAddr+"/32", "dev", gwWAN)
-	r = gwRun(t, g, "doctor")
+	r = gwRun(t, g, "doctor", "-c", g.ConfigPath())
 	if r.Code != 1 {
 		t.Errorf("espgw doctor exited %d, want 1", r.Code)
 	}
 	requireLines(t, "espgw doctor", r.Stdout,
 		`^OK +daemon +.*espgw is running \(datapath userspace\)`,
-		`^OK +port +udp/500: held by espgw \(pid \d+\) on 192\.0\.2\.1:500`,
+		`^OK +port +udp/500: held by espgw: \S+ \(pid \d+\) on 192\.0\.2\.1:500`,
 		`^OK +ike +megatelecom: ISAKMP-SA established 192\.0\.2\.1\[(500|4500)\]-192\.0\.2\.2\[(500|4500)\] 3des-sha1-modp1024 .*; last IKE message from the peer \S+ ago`,
 		`^FAIL +service_address +megatelecom: service address 10\.10\.1\.1/32 is missing from gw-wan .* -> fix: restart espgw`,
 		`^FAIL +tunnel +megatelecom/api: packets go out but nothing comes back: .*in 0 B \(0 packets\), out \S+ \S+ \(3 packets\).*likely: the partner's ESP in UDP 4500 arrives \(3 packets with SPI \w+ seen by XDP .*a firewall rule .* -> fix: allow inbound ESP in UDP 4500 from 192\.0\.2\.2`)
@@ -245,7 +246,7 @@ func TestPingLiveTunnel(t *testing.T) {
 
 	r := gwRun(t, g, "ping", tunnelName)
 	if r.Code != 0 {
-		t.Errorf("espgw ping exited %d, want 0", r.Code)
+		t.Errorf("espgw ping exited %d, want 0; stderr:\n%s", r.Code, r.Stderr)
 	}
 	requireLines(t, "espgw ping", r.Stdout,
 		`^tunnel megatelecom/api is down: bringing it up \(start: on-demand\)$`,
@@ -262,7 +263,7 @@ func TestPingLiveTunnel(t *testing.T) {
 	if rep.Summary.Fail != 0 || !rep.Daemon {
 		t.Errorf("doctor on a working tunnel: daemon %v, FAIL %q; want none", rep.Daemon, rep.failed())
 	}
-	r = gwRun(t, g, "doctor")
+	r = gwRun(t, g, "doctor", "-c", g.ConfigPath())
 	requireLines(t, "espgw doctor", r.Stdout,
 		`^OK +tunnel +megatelecom/api: up, esp 3des-sha1 pfs modp1024, SA \S+ old, \S+ left, in \S+ \S+ \(3 packets\), out \S+ \S+ \(3 packets\)$`)
 

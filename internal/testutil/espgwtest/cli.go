@@ -65,9 +65,10 @@ func Run(ctx context.Context, ns *testutil.NetNS, args ...string) (Result, error
 	return r, nil
 }
 
-// RunIn runs `espgw args...` in the gateway's namespace with its configuration (-c) and socket.
+// RunIn runs `espgw args...` in the gateway's namespace with its socket; args choose the
+// configuration (--config g.ConfigPath()) if the command needs it.
 func (g *Gateway) RunIn(ctx context.Context, args ...string) (Result, error) {
-	return Run(ctx, g.NS, append([]string{"-c", g.ConfigPath(), "--socket", g.socket}, args...)...)
+	return Run(ctx, g.NS, append([]string{"--socket", g.socket}, args...)...)
 }
 
 // ConfigPath is the gateway's espgw.yaml.
