@@ -109,7 +109,11 @@ func checkErrors(r *report, c config.Connection, st *daemon.Status, sa *daemon.I
 		if g.e.Ours != "" || g.e.Theirs != "" {
 			msg += fmt.Sprintf(" [ours: %s] [theirs: %s]", orNone(g.e.Ours), orNone(g.e.Theirs))
 		}
-		msg = fmt.Sprintf("%s (%d times, last %s)", msg, g.count, ago(now.Sub(g.e.Time)))
+		times := "once"
+		if g.count > 1 {
+			times = fmt.Sprintf("%d times", g.count)
+		}
+		msg = fmt.Sprintf("%s (%s, last %s)", msg, times, ago(now.Sub(g.e.Time)))
 		ch := r.warn
 		if !up {
 			ch = r.fail
@@ -131,12 +135,13 @@ func orNone(s string) string {
 func errorFix(c config.Connection, e daemon.NegotiationError) string {
 	switch {
 	case e.Theirs != "":
+		// Phase 1 errors start so (ike/phase1sa.go); the others are a tunnel's quick mode.
 		where := "the proposals"
-		if e.Ours == proposal.FormatIKE(c.IKE.Proposals) {
+		if strings.HasPrefix(e.Error, "phase 1") && e.Ours == proposal.FormatIKE(c.IKE.Proposals) {
 			where = fmt.Sprintf("connections.%s.ike.proposals", c.Name)
 		}
 		for _, t := range c.Tunnels {
-			if e.Ours == proposal.FormatESP(t.Proposals) {
+			if !strings.HasPrefix(e.Error, "phase 1") && e.Ours == proposal.FormatESP(t.Proposals) {
 				where = fmt.Sprintf("connections.%s.tunnels.%s.proposals", c.Name, t.Name)
 			}
 		}
@@ -181,7 +186,7 @@ func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *daemon.Sta
 		case ts.State == daemon.TunnelConnecting:
 			r.warn(IDTunnel, subj, "wait; if it stays, see the negotiation lines", "negotiating")
 		case ts.LastError != "":
-			r.fail(IDTunnel, subj, errorFix(c, daemon.NegotiationError{Error: ts.LastError}), "down: %s (%s)", ts.LastError, ago(now.Sub(ts.LastErrorTime)))
+			r.fail(IDTunnel, subj, "see the connection's negotiation lines", "down: %s (%s)", ts.LastError, ago(now.Sub(ts.LastErrorTime)))
 		case t.Start == config.StartAlways:
 			r.fail(IDTunnel, subj, "espgw up "+subj, "down although start: always")
 		default:

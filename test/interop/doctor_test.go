@@ -280,3 +280,45 @@ func TestPingLiveTunnel(t *testing.T) {
 		t.Errorf("espgw status --watch -n 0.4 piped for 1.5 s: %d tunnel lines, want at least 2:\n%s%s", len(lines), w.Stdout, w.Stderr)
 	}
 }
+
+// TestDoctorProposalMismatch: strongSwan initiates with proposals espgw does not accept;
+// doctor shows the failed negotiation with both sides' offers in swanctl syntax and the fix,
+// and `espgw ping` through the tunnel, which is down and starts manually, sees no ESP leave.
+func TestDoctorProposalMismatch(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	theirs := proposalSets[1]
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, theirs, remoteSubnet, localSubnet)
+	ours := proposalSets[0]
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "userspace", Connections: []espgwtest.Connection{gwConn(ours.ike, ours.esp, "manual")}})
+	if err := sw.Initiate("s2s", 10*time.Second); err == nil {
+		t.Fatal("strongSwan negotiated although the proposals differ")
+	}
+
+	r := gwRun(t, g, "doctor", "-c", g.ConfigPath())
+	if r.Code != 1 {
+		t.Errorf("espgw doctor exited %d, want 1", r.Code)
+	}
+	requireLines(t, "espgw doctor", r.Stdout,
+		`^FAIL +negotiation +megatelecom: phase 1 with 192\.0\.2\.2:500: no proposal chosen: we accept 3des-sha1-modp1024, peer offered aes256-sha256-modp2048 \[ours: 3des-sha1-modp1024\] \[theirs: aes256-sha256-modp2048\] \(once, last \S+ ago\) -> fix: add one of the partner's proposals \(aes256-sha256-modp2048\) to connections\.megatelecom\.ike\.proposals, or ask the partner to offer 3des-sha1-modp1024$`,
+		`^FAIL +tunnel +megatelecom/api: down: phase 1 with 192\.0\.2\.2:500: no proposal chosen: .* -> fix: see the connection's negotiation lines$`)
+	rep := doctorJSON(t, l.gw, "-c", g.ConfigPath())
+	found := false
+	for _, c := range rep.Checks {
+		if c.ID == "negotiation" {
+			found = c.Level == "FAIL" && c.Details["ours"] == "3des-sha1-modp1024" && c.Details["theirs"] == "aes256-sha256-modp2048"
+		}
+	}
+	if !found {
+		t.Errorf("doctor --json: no FAIL negotiation check with ours/theirs details in %+v", rep.Checks)
+	}
+
+	r = gwRun(t, g, "ping", connName+"/"+tunnelName, "-c", "1")
+	if r.Code != 1 {
+		t.Errorf("espgw ping through a down manual tunnel exited %d, want 1", r.Code)
+	}
+	requireLines(t, "espgw ping", r.Stdout,
+		`^tunnel megatelecom/api is down and starts manually: not bringing it up \(espgw up megatelecom/api\)$`,
+		`^--- 10\.20\.0\.1: 0 of 1 replies; tunnel ESP packets out \+0, in \+0$`,
+		`^no ESP left: the tunnel has no SA \(state down, last error: phase 1 with 192\.0\.2\.2:500: no proposal chosen`)
+}
