@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -22,5 +23,22 @@ func TestEveryCommandsFlags(t *testing.T) {
 	}
 	if code, _, errOut := espgw("ping", "api", "-c", "0"); code != 1 || !strings.Contains(errOut, "-c 0: want at least 1 echo request") {
 		t.Errorf("espgw ping api -c 0 = %d, %s; want 1 naming -c", code, errOut)
+	}
+}
+
+// TestLogFormatJSON: --log-format json writes one JSON object a line with the message and the
+// structured fields.
+func TestLogFormatJSON(t *testing.T) {
+	var b strings.Builder
+	g := &globals{logLevel: "info", logFormat: "json", stderr: &b}
+	log, err := g.logger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("ISAKMP-SA established 192.0.2.1[500]-192.0.2.2[500] spi:0102030405060708:1112131415161718", "conn", "megatelecom")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &rec); err != nil || rec["msg"] != "ISAKMP-SA established 192.0.2.1[500]-192.0.2.2[500] spi:0102030405060708:1112131415161718" ||
+		rec["conn"] != "megatelecom" || rec["level"] != "INFO" {
+		t.Errorf("--log-format json wrote %q (%v), want one JSON object with msg, level and conn", b.String(), err)
 	}
 }
