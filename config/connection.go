@@ -100,7 +100,7 @@ func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
 			return nil
 		}
 		defer f.Close()
-		if err := checkPSKFile(f); err != nil {
+		if err := checkPSKFile(f); err != nil && !d.loosePSK {
 			d.failErr(filePath, err, "%q", name)
 			return nil
 		}

@@ -13,6 +13,7 @@ import (
 // everything below them (a missing field is no news when its mapping was malformed).
 type decoder struct {
 	baseDir  string // relative psk_file paths start here
+	loosePSK bool   // accept psk_files others may read (LoadIgnoringPSKFileMode)
 	errs     []*FieldError
 	reported map[string]bool
 }

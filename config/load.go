@@ -25,17 +25,28 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return parse(f, filepath.Dir(path))
+	return parse(f, &decoder{baseDir: filepath.Dir(path)})
+}
+
+// LoadIgnoringPSKFileMode is Load without the checks of psk_file's owner and mode, for
+// `espgw doctor`, which reports those itself and goes on checking the rest.
+func LoadIgnoringPSKFileMode(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return parse(f, &decoder{baseDir: filepath.Dir(path), loosePSK: true})
 }
 
 // Parse reads and validates a YAML configuration. A relative psk_file is resolved against
 // the working directory. The error joins one FieldError per problem found (see errors.Join),
 // or is a YAML syntax error.
 func Parse(r io.Reader) (*Config, error) {
-	return parse(r, ".")
+	return parse(r, &decoder{baseDir: "."})
 }
 
-func parse(r io.Reader, baseDir string) (*Config, error) {
+func parse(r io.Reader, d *decoder) (*Config, error) {
 	// "::" instead of "." so that connection and tunnel names may contain dots.
 	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
 	v.SetConfigType("yaml")
@@ -48,7 +59,6 @@ func parse(r io.Reader, baseDir string) (*Config, error) {
 		top, _, _ := strings.Cut(k, "::")
 		raw[top] = v.Get(top)
 	}
-	d := &decoder{baseDir: baseDir}
 	cfg := d.config(raw)
 	errs := d.errs
 	for _, e := range cfg.check() {

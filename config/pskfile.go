@@ -29,3 +29,14 @@ func checkPSKFile(f *os.File) error {
 	}
 	return nil
 }
+
+// CheckPSKFile opens path and applies the checks Load applies to a psk_file (espgw doctor
+// reports them without loading the whole configuration).
+func CheckPSKFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return checkPSKFile(f)
+}

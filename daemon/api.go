@@ -40,6 +40,26 @@ type Status struct {
 	IPsecSAs []IPsecSA     `json:"ipsec_sas"`
 	Tunnels  []TunnelState `json:"tunnels"`
 	EBPF     EBPFStatus    `json:"ebpf"`
+	// Errors are the recent negotiation failures, oldest first (at most 32).
+	Errors []NegotiationError `json:"errors"`
+}
+
+// NegotiationError is one failed negotiation. Ours and Theirs are both sides' proposals in
+// swanctl syntax when no proposal matched and the peer's offer was seen.
+type NegotiationError struct {
+	Connection string    `json:"connection"`
+	Time       time.Time `json:"time"`
+	Error      string    `json:"error"`
+	Ours       string    `json:"ours,omitempty"`
+	Theirs     string    `json:"theirs,omitempty"`
+}
+
+// DPD is the dead peer detection (RFC 3706) of one IKE SA.
+type DPD struct {
+	DelaySeconds int64     `json:"delay_seconds"` // dpd_delay; 0 = off
+	PeerSupports bool      `json:"peer_supports"` // the peer announced DPD
+	Running      bool      `json:"running"`       // R-U-THERE probes go out
+	LastAck      time.Time `json:"last_ack,omitzero"`
 }
 
 // EBPFStatus tells whether the eBPF programs run, where, and what the XDP filter counted.
@@ -66,8 +86,10 @@ type IKESA struct {
 	Mode            string         `json:"mode"`       // "main" or "aggressive"
 	Algorithms      string         `json:"algorithms"` // "3des-sha1-modp1024", "" until chosen
 	Established     time.Time      `json:"established,omitzero"`
-	AgeSeconds      int64          `json:"age_seconds"` // since established, or since created if not yet
-	NATT            bool           `json:"nat_t"`       // a NAT was detected and IKE floated to 4500
+	AgeSeconds      int64          `json:"age_seconds"`            // since established, or since created if not yet
+	NATT            bool           `json:"nat_t"`                  // a NAT was detected and IKE floated to 4500
+	LastReceived    time.Time      `json:"last_received,omitzero"` // last IKE message from the peer for this SA
+	DPD             DPD            `json:"dpd"`
 }
 
 // IPsecSA is one child SA: an inbound and an outbound ESP SA negotiated together.
@@ -92,6 +114,9 @@ type IPsecSA struct {
 	EncapLocalPort   uint16     `json:"encap_local_port,omitempty"` // ESP in UDP (RFC 3948); 0 = raw ESP
 	EncapRemotePort  uint16     `json:"encap_remote_port,omitempty"`
 	CountersError    string     `json:"counters_error,omitempty"` // why the counters are missing
+	// XDPPacketsIn counts the ESP packets with SPIIn that reached the WAN interface, before
+	// any firewall: more than PacketsIn means this host drops them. Nil without eBPF.
+	XDPPacketsIn *uint64 `json:"xdp_packets_in,omitempty"`
 }
 
 // Tunnel states.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/ike/proposal"
 )
 
 // chooseDatapath resolves cfg.Datapath: auto is xfrm when the kernel can carry every
@@ -57,6 +58,15 @@ func transforms(cfg *config.Config) ([]Transform, error) {
 		}
 	}
 	return ts, nil
+}
+
+// ESPTransform is the datapath transform an ESP proposal negotiates (doctor probes it).
+func ESPTransform(p proposal.ESP) (Transform, error) {
+	enc, integ, err := transform(p)
+	if err != nil {
+		return Transform{}, err
+	}
+	return Transform{Enc: enc, Integ: integ, KeyBits: p.KeyBits}, nil
 }
 
 // localAddresses are the distinct local_address values, the addresses IKE listens on.

@@ -3,11 +3,13 @@ package daemon
 import (
 	"cmp"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/loader"
 )
 
 // status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
@@ -16,7 +18,7 @@ func (d *daemon) status() *Status {
 	st := d.engine.Status()
 	tunnels := d.engine.Tunnels()
 	now := time.Now()
-	out := &Status{Datapath: d.dp.Name(), IKESAs: []IKESA{}, IPsecSAs: []IPsecSA{}, Tunnels: []TunnelState{}}
+	out := &Status{Datapath: d.dp.Name(), IKESAs: []IKESA{}, IPsecSAs: []IPsecSA{}, Tunnels: []TunnelState{}, Errors: []NegotiationError{}}
 	up := make(map[tunnelKey]bool)
 	negotiating := make(map[string]bool) // connections with a phase 1 in progress
 	for _, s := range st.IKESAs {
@@ -32,6 +34,7 @@ func (d *daemon) status() *Status {
 	lastErr := make(map[string]ike.ConnError)
 	for _, e := range st.Errors { // oldest first: the last one wins
 		lastErr[e.Connection] = e
+		out.Errors = append(out.Errors, NegotiationError{Connection: e.Connection, Time: e.Time, Error: e.Err, Ours: e.Ours, Theirs: e.Theirs})
 	}
 	d.mu.Lock()
 	upping := make(map[tunnelKey]bool, len(d.upping))
@@ -47,6 +50,15 @@ func (d *daemon) status() *Status {
 		var err error
 		if policies, err = d.ebpf.policyCounters(); err != nil {
 			out.EBPF.CountersError = err.Error()
+		}
+		if wire, err := d.ebpf.l.SACounters(loader.Inbound); err == nil {
+			for i, sa := range out.IPsecSAs {
+				if spi, err := strconv.ParseUint(sa.SPIIn, 16, 32); err == nil {
+					if c, ok := wire[uint32(spi)]; ok {
+						out.IPsecSAs[i].XDPPacketsIn = &c.Packets
+					}
+				}
+			}
 		}
 	}
 	for _, t := range tunnels {
@@ -82,6 +94,9 @@ func ikeSA(s ike.IKESAStatus) IKESA {
 		InitiatorCookie: s.InitiatorCookie, ResponderCookie: s.ResponderCookie,
 		State: s.State, Initiator: s.Initiator, Mode: mode, Algorithms: s.Proposal,
 		Established: s.Established, AgeSeconds: int64(s.Age / time.Second), NATT: s.NATDetected,
+		LastReceived: s.LastReceived,
+		DPD: DPD{DelaySeconds: int64(s.DPD.Delay / time.Second), PeerSupports: s.DPD.PeerSupports,
+			Running: s.DPD.Running, LastAck: s.DPD.LastAck},
 	}
 }
 

@@ -56,6 +56,7 @@ func (e *Engine) handlePacket(pkt conn.Packet) {
 		}
 		return
 	}
+	sa.lastRecv = e.now()
 	switch h.Exchange {
 	case isakmp.ExchangeIdentityProtection, isakmp.ExchangeAggressive:
 		if h.MessageID != 0 || sa.state == stateDeleted {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/espgw/espgw/ike/proposal"
 )
 
 // ErrPSKMismatch is wrapped by the errors of a phase 1 that failed because the peers do
@@ -42,6 +44,9 @@ type ConnError struct {
 	Connection string
 	Time       time.Time
 	Err        string
+	// Ours and Theirs are both sides' proposals in swanctl syntax when no proposal matched
+	// and we saw the peer's offer (we were the responder).
+	Ours, Theirs string
 }
 
 // maxConnErrors bounds the error history kept for Status.
@@ -59,7 +64,11 @@ func (e *Engine) addError(conn string, err error) {
 	if len(e.errs) == maxConnErrors {
 		e.errs = slices.Delete(e.errs, 0, 1)
 	}
-	e.errs = append(e.errs, ConnError{Connection: conn, Time: e.now(), Err: err.Error()})
+	ce := ConnError{Connection: conn, Time: e.now(), Err: err.Error()}
+	if npc := (*proposal.NoProposalChosenError)(nil); errors.As(err, &npc) {
+		ce.Ours, ce.Theirs = npc.Ours, npc.Theirs
+	}
+	e.errs = append(e.errs, ce)
 }
 
 func hexCookie(c [8]byte) string { return fmt.Sprintf("%x", c[:]) }

@@ -185,7 +185,7 @@ func (e *Engine) establish(sa *ikeSA) {
 	sa.state = stateEstablished
 	sa.established = e.now()
 	sa.dhKey = nil
-	e.log.Info("IKE SA established", sa.logArgs("proposal", sa.prop.String(), "nat", sa.natDetected(),
+	e.log.Info(fmt.Sprintf("ISAKMP-SA established %s-%s spi:%x:%x", racoonAddr(sa.local), racoonAddr(sa.remote), sa.icookie, sa.rcookie), sa.logArgs("proposal", sa.prop.String(), "nat", sa.natDetected(),
 		"initiator", sa.initiator)...)
 	if e.opts.KeyLog != nil {
 		e.opts.KeyLog.IKESA(sa.icookie, sa.keys.encKey)

@@ -3,6 +3,7 @@ package ike
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -80,6 +81,7 @@ type ikeSA struct {
 	rcookie     [8]byte
 	created     time.Time
 	established time.Time
+	lastRecv    time.Time // last message from the peer for this SA (status: is it still talking?)
 
 	prop    proposal.IKE
 	saiB    []byte // SA payload body as the initiator sent it (RFC 2409 SAi_b)
@@ -229,7 +231,11 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 	if e.opts.KeyLog != nil {
 		e.opts.KeyLog.ChildSA(cs)
 	}
-	e.log.Info("child SA established", sa.logArgs("tunnel", t.cfg.Name, "child", cs)...)
+	// racoon's milestone lines, which operators grep for, with the structured fields.
+	e.log.Info(fmt.Sprintf("IPsec-SA established: ESP/Tunnel %s->%s spi=%d(0x%x)", racoonAddr(sa.remote), racoonAddr(sa.local), cs.SPIIn, cs.SPIIn),
+		sa.logArgs("tunnel", t.cfg.Name, "dir", "in", "child", cs)...)
+	e.log.Info(fmt.Sprintf("IPsec-SA established: ESP/Tunnel %s->%s spi=%d(0x%x)", racoonAddr(sa.local), racoonAddr(sa.remote), cs.SPIOut, cs.SPIOut),
+		sa.logArgs("tunnel", t.cfg.Name, "dir", "out", "child", cs)...)
 	// A child SA we rekeyed is replaced now. Any other older one (the peer rekeyed, or both
 	// sides initiated at once) stays until the peer deletes it or it expires: deleting it
 	// here could delete both sides' newest SAs in a simultaneous exchange.

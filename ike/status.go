@@ -2,6 +2,7 @@ package ike
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -25,7 +26,17 @@ type IKESAStatus struct {
 	Established                      time.Time
 	Age                              time.Duration // since established (since created if half-open)
 	NATDetected                      bool
+	LastReceived                     time.Time // last message from the peer for this SA; zero = none yet
+	DPD                              DPDStatus
 	ChildSAs                         []ChildSAStatus
+}
+
+// DPDStatus is the RFC 3706 dead peer detection of one IKE SA.
+type DPDStatus struct {
+	Delay        time.Duration // dpd_delay; 0 = off
+	PeerSupports bool          // the peer sent the DPD vendor ID
+	Running      bool          // R-U-THERE probes go out
+	LastAck      time.Time     // last R-U-THERE-ACK (or when probing started)
 }
 
 // ChildSAStatus describes one installed child SA.
@@ -51,7 +62,9 @@ func (e *Engine) Status() Status {
 			Connection: sa.conn.cfg.Name, Local: sa.local, Remote: sa.remote,
 			InitiatorCookie: hexCookie(sa.icookie), ResponderCookie: hexCookie(sa.rcookie),
 			State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
-			Established: sa.established, NATDetected: sa.natDetected(),
+			Established: sa.established, NATDetected: sa.natDetected(), LastReceived: sa.lastRecv,
+			DPD: DPDStatus{Delay: sa.conn.cfg.IKE.DPDDelay, PeerSupports: sa.peerDPD,
+				Running: sa.dpd.timer != nil, LastAck: sa.dpd.lastAck},
 		}
 		if sa.keys != nil {
 			s.Proposal = sa.prop.String()
@@ -80,3 +93,6 @@ func (e *Engine) Status() Status {
 	st.Errors = slices.Clone(e.errs)
 	return st
 }
+
+// racoonAddr formats an address the way racoon's log lines do: 192.0.2.1[500].
+func racoonAddr(a netip.AddrPort) string { return fmt.Sprintf("%s[%d]", a.Addr(), a.Port()) }

@@ -34,7 +34,8 @@ func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(c
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON, all bool
+	var asJSON, all, watch bool
+	var interval float64
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters (of connection NAME)",
@@ -42,6 +43,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 			"and no NAME, one line per connection (--all: every table).", daemon.SummaryTunnels),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch {
+				if len(args) > 0 {
+					return fmt.Errorf("--watch shows every tunnel: drop %q", args[0])
+				}
+				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
+			}
 			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
 				st, err := c.Status(ctx)
 				if err != nil {
@@ -65,6 +72,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
 	cmd.Flags().BoolVar(&all, "all", false, "print every table even with many tunnels")
+	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until interrupted, with rates per tunnel (in place on a terminal, one line per tunnel when piped)")
+	cmd.Flags().Float64VarP(&interval, "interval", "n", 2, "seconds between refreshes of --watch")
 	return cmd
 }
 

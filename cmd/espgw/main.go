@@ -48,6 +48,7 @@ type globals struct {
 	configFile string
 	socket     string
 	logLevel   string
+	logFormat  string
 	stderr     io.Writer
 	root       *cobra.Command
 }
@@ -67,6 +68,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVarP(&g.configFile, "config", "c", DefaultConfigFile, "configuration file")
 	pf.StringVar(&g.socket, "socket", "", "control socket (default: control_socket of -c if given, else "+config.DefaultControlSocket+")")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	root.AddCommand(
 		newRunCmd(g),
 		newStatusCmd(g),
@@ -76,6 +78,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newReloadCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(),
+		newDoctorCmd(g),
+		newPingCmd(g),
 	)
 	return root
 }
@@ -95,13 +99,20 @@ func (g *globals) socketPath() (string, error) {
 	return cfg.ControlSocket, nil
 }
 
-// logger is a text logger to stderr at --log-level.
+// logger logs to stderr at --log-level in --log-format.
 func (g *globals) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 }
 
 // loadConfig loads -c, printing every problem found.

@@ -3,10 +3,14 @@ package espgwtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // CLI runs `espgw --socket S args...` and returns its combined output. It runs outside the
@@ -28,3 +32,44 @@ func (g *Gateway) Up(target string, timeout time.Duration) error {
 	_, err := g.CLI(ctx, "up", target)
 	return err
 }
+
+// Result is the outcome of one espgw command run by Run.
+type Result struct {
+	Stdout, Stderr string
+	Code           int // exit status
+}
+
+// Run runs `espgw args...` inside ns (for commands that look at the namespace: doctor, ping)
+// and returns its output and exit status; err is set only if it could not run or ctx ended.
+func Run(ctx context.Context, ns *testutil.NetNS, args ...string) (Result, error) {
+	if bin == "" {
+		return Result{}, fmt.Errorf("espgwtest: no espgw binary: call Find or Build from TestMain")
+	}
+	cmd := ns.Command(append([]string{bin}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("espgw %s: %w", strings.Join(args, " "), err)
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	defer stop()
+	err := cmd.Wait()
+	r := Result{Stdout: out.String(), Stderr: errOut.String(), Code: cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		return r, fmt.Errorf("espgw %s: %w", strings.Join(args, " "), ctx.Err())
+	}
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return r, fmt.Errorf("espgw %s: %w", strings.Join(args, " "), err)
+	}
+	return r, nil
+}
+
+// RunIn runs `espgw args...` in the gateway's namespace with its socket; args choose the
+// configuration (--config g.ConfigPath()) if the command needs it.
+func (g *Gateway) RunIn(ctx context.Context, args ...string) (Result, error) {
+	return Run(ctx, g.NS, append([]string{"--socket", g.socket}, args...)...)
+}
+
+// ConfigPath is the gateway's espgw.yaml.
+func (g *Gateway) ConfigPath() string { return filepath.Join(g.Dir, "espgw.yaml") }

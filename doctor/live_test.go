@@ -1,0 +1,93 @@
+package doctor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/daemon"
+)
+
+const liveConfig = `connections:
+  bank:
+    local_address: 192.0.2.1
+    remote_address: 192.0.2.2
+    psk: "k"
+    ike: {proposals: [aes256-sha256-modp2048]}
+    tunnels:
+      api: {local_subnet: 10.10.1.1/32, remote_subnet: 10.20.0.0/24, proposals: [3des-sha1-modp1024], start: always}
+`
+
+// TestCheckLive feeds status snapshots as the daemon reports them and checks the verdicts the
+// acceptance tests cannot produce cheaply: the one-sided tunnel without XDP evidence, unknown
+// SPIs, a quick-mode proposal mismatch and a start: always tunnel without an ISAKMP SA.
+func TestCheckLive(t *testing.T) {
+	cfg, err := config.Parse(strings.NewReader(liveConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	zero := uint64(0)
+	upTunnel := []daemon.TunnelState{{Connection: "bank", Tunnel: "api", State: daemon.TunnelUp, Start: "always"}}
+	tests := []struct {
+		name string
+		st   daemon.Status
+		want []string // substrings of "LEVEL id subject: message -> fix", one per check
+	}{{
+		name: "one-sided, nothing arrived, unknown SPIs dropped",
+		st: daemon.Status{
+			IKESAs: []daemon.IKESA{{Connection: "bank", State: "ESTABLISHED", Established: now.Add(-time.Minute), LastReceived: now.Add(-5 * time.Second)}},
+			IPsecSAs: []daemon.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c1", SPIOut: "c2", Established: now.Add(-time.Minute),
+				PacketsOut: 9, BytesOut: 900, XDPPacketsIn: &zero, LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24"}},
+			Tunnels: upTunnel,
+			EBPF:    daemon.EBPFStatus{UnknownSPIDrops: 4},
+		},
+		want: []string{
+			"OK ike bank: ISAKMP-SA established", "last IKE message from the peer 5s ago",
+			"OK dpd bank: off",
+			"FAIL tunnel bank/api: packets go out but nothing comes back", "no ESP with SPI c1 reached the WAN interface at all",
+			"XDP dropped 4 ESP packets with SPIs we did not negotiate", "its host has no route back to 10.10.1.1/32",
+			"-> fix: ask the partner whether their SA with SPI c2 counts our packets",
+		},
+	}, {
+		name: "quick mode proposal mismatch, start always without ISAKMP SA",
+		st: daemon.Status{
+			Errors: []daemon.NegotiationError{
+				{Connection: "bank", Time: now.Add(-2 * time.Minute), Error: "quick mode for tunnel api: no proposal chosen: we accept 3des-sha1-modp1024, peer offered aes128-sha1", Ours: "3des-sha1-modp1024", Theirs: "aes128-sha1"},
+				{Connection: "bank", Time: now.Add(-time.Minute), Error: "quick mode for tunnel api: no proposal chosen: we accept 3des-sha1-modp1024, peer offered aes128-sha1", Ours: "3des-sha1-modp1024", Theirs: "aes128-sha1"},
+				{Connection: "bank", Time: now.Add(-time.Hour), Error: "too old to matter"},
+			},
+			Tunnels: []daemon.TunnelState{{Connection: "bank", Tunnel: "api", State: daemon.TunnelDown, Start: "always"}},
+		},
+		want: []string{
+			"FAIL ike bank: no ISAKMP-SA although a tunnel has start: always",
+			"FAIL negotiation bank: quick mode for tunnel api: no proposal chosen", "(2 times, last 1m0s ago)",
+			"-> fix: add one of the partner's proposals (aes128-sha1) to connections.bank.tunnels.api.proposals, or ask the partner to offer 3des-sha1-modp1024",
+			"FAIL tunnel bank/api: down although start: always",
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &report{}
+			checkLive(r, cfg, &tt.st, now)
+			var lines []string
+			for _, c := range r.checks {
+				l := string(c.Level) + " " + c.ID + " " + c.Subject + ": " + c.Message
+				if c.Fix != "" {
+					l += " -> fix: " + c.Fix
+				}
+				lines = append(lines, l)
+			}
+			all := strings.Join(lines, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("no check contains %q in:\n%s", w, all)
+				}
+			}
+			if strings.Contains(all, "too old to matter") {
+				t.Errorf("an error older than %s was reported:\n%s", recentErrors, all)
+			}
+		})
+	}
+}
