@@ -77,6 +77,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(g),
 		newVersionCmd(),
 	)
+	root.AddCommand(newImportCmd(g))
 	return root
 }
 
