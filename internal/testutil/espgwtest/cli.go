@@ -28,3 +28,16 @@ func (g *Gateway) Up(target string, timeout time.Duration) error {
 	_, err := g.CLI(ctx, "up", target)
 	return err
 }
+
+// Run runs the espgw binary under test with args, outside any namespace and without a
+// daemon (import, sheet, config check), and returns its stdout and stderr.
+func Run(args ...string) (stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("espgw %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(errOut.Bytes()))
+	}
+	return out.String(), errOut.String(), err
+}
