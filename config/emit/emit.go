@@ -7,6 +7,7 @@ package emit
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -170,3 +171,24 @@ func Scalar(s string) string {
 
 // quote is a YAML double-quoted scalar; Go's escapes (\", \\, \n, \xNN, \uNNNN) are YAML's too.
 func quote(s string) string { return strconv.Quote(s) }
+
+// TunnelName names a tunnel after its remote side, for converters whose input has no names:
+// "10.20.0.0-24", "10.22.0.10-32-tcp-443".
+func TunnelName(remote netip.Prefix, port uint16, proto uint8) string {
+	n := strings.ReplaceAll(remote.Masked().String(), "/", "-")
+	switch proto {
+	case 0:
+	case 1:
+		n += "-icmp"
+	case 6:
+		n += "-tcp"
+	case 17:
+		n += "-udp"
+	default:
+		n += fmt.Sprintf("-proto%d", proto)
+	}
+	if port != 0 {
+		n += fmt.Sprintf("-%d", port)
+	}
+	return n
+}

@@ -350,7 +350,7 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 	}
 	si.used = true
 	t := config.Tunnel{
-		Name: tunnelName(remote, rport, proto), LocalSubnet: local.Masked(), RemoteSubnet: remote.Masked(),
+		Name: emit.TunnelName(remote, rport, proto), LocalSubnet: local.Masked(), RemoteSubnet: remote.Masked(),
 		Protocol: proto, LocalPort: lport, RemotePort: rport, Proposals: si.proposals,
 		Lifetime: si.lifetime, LifeKilobytes: si.kilobytes, ReplayWindow: config.DefaultReplayWindow, Start: start,
 	}
@@ -359,26 +359,6 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 		b.ns.changed(si.stmt, "no lifetime time: espgw's default %s applies to %s", emit.Duration(t.Lifetime), pair)
 	}
 	return t, true
-}
-
-// tunnelName names a tunnel after its remote side: "10.20.0.0-24", "10.22.0.10-32-tcp-443".
-func tunnelName(remote netip.Prefix, port uint16, proto uint8) string {
-	n := strings.ReplaceAll(remote.Masked().String(), "/", "-")
-	switch proto {
-	case 0:
-	case 1:
-		n += "-icmp"
-	case 6:
-		n += "-tcp"
-	case 17:
-		n += "-udp"
-	default:
-		n += fmt.Sprintf("-proto%d", proto)
-	}
-	if port != 0 {
-		n += fmt.Sprintf("-%d", port)
-	}
-	return n
 }
 
 // serviceAddress finds the address the seed put on a secondary IP: a tunnel's local side
