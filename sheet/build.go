@@ -166,6 +166,9 @@ func (im *importer) address(v value, ours bool) netip.Addr {
 		s, col, who = v.ours, im.l.ours, "our"
 	}
 	if !v.has {
+		if !ours { // reported once, for both sides
+			return netip.Addr{}
+		}
 		im.res.Problems = append(im.res.Problems, Problem{Addr: im.g.Name, Reason: "no public IP address row (want e.g. \"Peer IP\" or \"Внешний IP-адрес\")"})
 		return netip.Addr{}
 	}

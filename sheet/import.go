@@ -247,11 +247,17 @@ func (im *importer) tableRow(r int, cols map[string]int) {
 // prefix reads the single subnet in cell (r, c).
 func (im *importer) prefix(r, c int) (netip.Prefix, bool) {
 	ps, ok := im.prefixes(r, c)
-	if ok && len(ps) != 1 {
+	switch {
+	case !ok && im.g.Cell(r, c) == "":
+		im.problem(r, c, "no subnet in this tunnel row")
+		return netip.Prefix{}, false
+	case !ok:
+		return netip.Prefix{}, false
+	case len(ps) != 1:
 		im.problem(r, c, "want one subnet per tunnel row, found %d", len(ps))
 		return netip.Prefix{}, false
 	}
-	return ps[0], ok && len(ps) == 1
+	return ps[0], true
 }
 
 // domains reads an encryption domain row: the subnets in our column are ours, those in the

@@ -143,6 +143,9 @@ var translit = map[rune]string{
 // nameFrom makes a connection name from a column header: "МегаТелеком" → "megatelekom",
 // "Partner: MegaTelecom" → "megatelecom". "" if nothing usable is left.
 func nameFrom(head string) string {
+	if i, j := strings.IndexByte(head, '('), strings.LastIndexByte(head, ')'); i >= 0 && j > i && validName(head[i+1:j]) {
+		return head[i+1 : j] // "Partner (megatelecom)", as Export writes it
+	}
 	n := norm(head)
 	for _, w := range []string{"partner", "партнер", "side", "сторона", "value", "значение", "fills in", "заполняет", "peer", "remote", "their", "bank", "банк"} {
 		n = strings.ReplaceAll(n, w, " ")

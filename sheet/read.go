@@ -110,9 +110,27 @@ func ReadCSV(r io.Reader, name string) (*Grid, error) {
 	if strings.Count(firstLine, ";") > strings.Count(firstLine, ",") {
 		cr.Comma = ';'
 	}
-	rows, err := cr.ReadAll()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+	// encoding/csv skips blank lines; a spreadsheet keeps them as empty rows, and the cell
+	// addresses in reports must match what the user sees.
+	var rows [][]string
+	nextLine := 1 // the line the next row would start on without blank lines in between
+	for len(rows) < maxRows {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		line, _ := cr.FieldPos(0)
+		for ; nextLine < line && len(rows) < maxRows; nextLine++ {
+			rows = append(rows, nil)
+		}
+		rows = append(rows, rec)
+		nextLine = line + 1
+		for _, f := range rec {
+			nextLine += strings.Count(f, "\n")
+		}
 	}
 	return &Grid{Name: name, Rows: clip(rows)}, nil
 }

@@ -77,7 +77,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(g),
 		newVersionCmd(),
 	)
-	root.AddCommand(newImportCmd(g))
+	root.AddCommand(newImportCmd(g), newSheetCmd(g))
 	return root
 }
 
