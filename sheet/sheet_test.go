@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xuri/excelize/v2"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -287,4 +289,55 @@ func TestValues(t *testing.T) {
 			t.Errorf("parseDPD(%q) = %v, %v; want %v", s, d, err, want)
 		}
 	}
+}
+
+// TestExportXLSXLayout checks what makes the workbook readable: the header row frozen, bold
+// headings, columns as wide as their text, the title and sections merged across the table.
+func TestExportXLSXLayout(t *testing.T) {
+	res := Import(readFile(t, "megatelecom-ru.xlsx"), Options{Name: "megatelecom"})
+	var buf bytes.Buffer
+	if err := Export(&buf, res.Conn.Connection, "xlsx"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := excelize.OpenReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	panes, err := f.GetPanes(sheetName)
+	if err != nil || !panes.Freeze || panes.YSplit != 3 || panes.TopLeftCell != "A4" {
+		t.Errorf("panes %+v, %v; want frozen below row 3 (the header)", panes, err)
+	}
+	if v, _ := f.GetCellValue(sheetName, "A3"); v != "Parameter" {
+		t.Errorf("A3 = %q, want the header row", v)
+	}
+	for _, c := range []string{"A1", "A3", "A4", "A7", "A17", "A23", "A24"} {
+		id, _ := f.GetCellStyle(sheetName, c)
+		st, err := f.GetStyle(id)
+		if err != nil || st.Font == nil || !st.Font.Bold {
+			t.Errorf("%s (%q) is not bold", c, cellValue(f, c))
+		}
+	}
+	rows, _ := f.GetRows(sheetName)
+	for col := 1; col <= 4; col++ {
+		name, _ := excelize.ColumnNumberToName(col)
+		w, _ := f.GetColWidth(sheetName, name)
+		for r, row := range rows {
+			if r > 1 && col <= len(row) && !strings.HasPrefix(row[0], "Phase") && float64(len([]rune(row[col-1]))) > w && w < 60 {
+				t.Errorf("column %s is %.0f wide, %q in row %d is longer", name, w, row[col-1], r+1)
+			}
+		}
+	}
+	merged, _ := f.GetMergeCells(sheetName)
+	if len(merged) != 5 { // title + 4 sections
+		t.Errorf("%d merged ranges, want 5 (title, General, Phase 1, Phase 2, Encryption domains)", len(merged))
+	}
+	if v := cellValue(f, "A24"); v != "Tunnel" {
+		t.Errorf("A24 = %q, want the tunnels table header", v)
+	}
+}
+
+func cellValue(f *excelize.File, c string) string {
+	v, _ := f.GetCellValue(sheetName, c)
+	return v
 }
