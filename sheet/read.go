@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // Limits on what a sheet may hold: a parameter sheet is a page, not a database.
@@ -92,8 +94,8 @@ func clip(rows [][]string) [][]string {
 	return rows
 }
 
-// ReadCSV reads a sheet saved as CSV, separated by commas or (as Excel does in many
-// locales) semicolons; name prefixes the cell addresses.
+// ReadCSV reads a sheet saved as CSV (UTF-8 or Windows-1251), separated by commas or (as
+// Excel does in many locales) semicolons; name prefixes the cell addresses.
 func ReadCSV(r io.Reader, name string) (*Grid, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxUnzipped+1))
 	if err != nil {
@@ -103,6 +105,12 @@ func ReadCSV(r io.Reader, name string) (*Grid, error) {
 		return nil, fmt.Errorf("read %s: larger than %d bytes", name, maxUnzipped)
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if !utf8.Valid(data) {
+		// Excel with Russian settings saves CSV in Windows-1251.
+		if data, err = charmap.Windows1251.NewDecoder().Bytes(data); err != nil {
+			return nil, fmt.Errorf("read %s: neither UTF-8 nor Windows-1251: %w", name, err)
+		}
+	}
 	cr := csv.NewReader(bytes.NewReader(data))
 	cr.FieldsPerRecord = -1
 	cr.LazyQuotes = true

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/text/encoding/charmap"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/proposal"
@@ -340,4 +341,20 @@ func TestExportXLSXLayout(t *testing.T) {
 func cellValue(f *excelize.File, c string) string {
 	v, _ := f.GetCellValue(sheetName, c)
 	return v
+}
+
+// TestReadCSVWindows1251: Excel with Russian settings saves CSV in Windows-1251.
+func TestReadCSVWindows1251(t *testing.T) {
+	utf := "Параметр;МегаТелеком;Клиент\nВнешний IP-адрес;192.0.2.2;192.0.2.1\n"
+	cp, err := charmap.Windows1251.NewEncoder().String(utf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ReadCSV(strings.NewReader(cp), "анкета.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Cell(1, 0) != "Внешний IP-адрес" || g.Cell(0, 2) != "Клиент" {
+		t.Errorf("rows %q", g.Rows)
+	}
 }
