@@ -249,7 +249,7 @@ func TestValues(t *testing.T) {
 			t.Errorf("parseCipher(%q) = %v, %v", s, c, err)
 		}
 	}
-	for s, bits := range map[string]int{"AES-256": 256, "AES256-CBC": 256, "aes 128": 128, "AES": 128, "AES-CBC-192": 192} {
+	for s, bits := range map[string]int{"AES-256": 256, "AES256-CBC": 256, "aes 128": 128, "AES": 128, "AES-CBC-192": 192, "AES-CBC 256 bits": 256, "AES 256 bit": 256} {
 		if c, err := parseCipher(s, false); err != nil || c.enc != proposal.EncAESCBC || c.bits != bits {
 			t.Errorf("parseCipher(%q) = %v, %v", s, c, err)
 		}
@@ -265,14 +265,15 @@ func TestValues(t *testing.T) {
 		}
 	}
 	for s, g := range map[string]uint16{"Group 2": 2, "DH2": 2, "modp1024": 2, "2": 2, "DH Group 14": 14, "MODP-2048": 14,
-		"Group 2 (modp1024)": 2, "ECP-256": 19, "группа 5": 5} {
+		"Group 2 (modp1024)": 2, "ECP-256": 19, "группа 5": 5, "DH Group 2 (1024 bit)": 2, "(modp2048)": 14, "MODP 1536 bit": 5} {
 		if got, err := parseGroup(s); err != nil || got != g {
 			t.Errorf("parseGroup(%q) = %d, %v; want %d", s, got, err, g)
 		}
 	}
 	lifetimes := map[string][2]uint64{"86400": {86400, 0}, "24h": {86400, 0}, "86400 sec": {86400, 0}, "86400 сек": {86400, 0},
 		"28800 seconds / 4608000 KB": {28800, 4608000}, "8 hours": {28800, 0}, "1 day": {86400, 0}, "28800 сек / 4608000 КБ": {28800, 4608000},
-		"3600 s (1h)": {3600, 0}, "4608000 KB": {0, 4608000}, "1h30m": {5400, 0}}
+		"3600 s (1h)": {3600, 0}, "4608000 KB": {0, 4608000}, "1h30m": {5400, 0}, "86 400 сек.": {86400, 0},
+		"28 800 s / 4 608 000 KB": {28800, 4608000}}
 	for s, want := range lifetimes {
 		d, kb, err := parseLifetime(s)
 		if err != nil || uint64(d.Seconds()) != want[0] || kb != want[1] {

@@ -67,7 +67,7 @@ func parseCipher(s string, phase2 bool) (cipher, error) {
 		}
 		icv, c = n, c[:i]
 	}
-	rest := strings.NewReplacer("aes", "", "gcm", "", "cbc", "", "bit", "", "bits", "").Replace(c)
+	rest := strings.NewReplacer("aes", "", "gcm", "", "cbc", "", "bits", "", "bit", "").Replace(c)
 	if gcm && strings.HasSuffix(rest, "16") && len(rest) > 3 { // aes256gcm16 → "25616"
 		rest = rest[:len(rest)-2]
 	}
@@ -137,18 +137,25 @@ var groupNames = map[string]uint16{
 
 var groupNumber = regexp.MustCompile(`^(?:dh|dhgroup|group|gr|modpgroup|grp|группа|группаdh)?(\d+)$`)
 
-// parseGroup reads "Group 2", "DH2", "DH Group 14", "modp1024", "MODP-2048", "2", "ECP-256".
+// parseGroup reads "Group 2", "DH2", "DH Group 14", "modp1024", "MODP-2048", "2", "ECP-256",
+// "Group 2 (modp1024)", "DH Group 2 (1024 bit)".
 func parseGroup(s string) (uint16, error) {
-	c := strings.NewReplacer("bit", "", "(", "", ")", "").Replace(compact(s))
+	g, err := groupWord(compact(stripParens(s)))
+	if err == nil || !strings.Contains(s, "(") {
+		return g, err
+	}
+	if i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')'); j > i {
+		if g, err2 := groupWord(compact(s[i+1 : j])); err2 == nil {
+			return g, nil
+		}
+	}
+	return 0, err
+}
+
+func groupWord(c string) (uint16, error) {
+	c = strings.TrimSuffix(strings.TrimSuffix(c, "bits"), "bit")
 	if g, ok := groupNames[c]; ok {
 		return g, nil
-	}
-	for name, g := range groupNames { // "group 2 (modp1024)"
-		if strings.HasSuffix(c, name) {
-			if m := groupNumber.FindStringSubmatch(strings.TrimSuffix(c, name)); m != nil && m[1] == strconv.Itoa(int(g)) {
-				return g, nil
-			}
-		}
 	}
 	if m := groupNumber.FindStringSubmatch(c); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -179,6 +186,9 @@ var kbUnits = map[string]uint64{
 	"b": 0, "bytes": 0, "байт": 0, // handled as bytes
 }
 
+// digitGroups finds thousands separated by a (no-break, thin) space.
+var digitGroups = regexp.MustCompile(`(\d)[ \x{a0}\x{202f}](\d{3}\b)`)
+
 var lifePart = regexp.MustCompile(`^(\d+)\s*([a-zа-я]*)$`)
 
 // parseLifetime reads "86400", "24h", "86400 sec", "86400 сек", "8 hours",
@@ -186,6 +196,8 @@ var lifePart = regexp.MustCompile(`^(\d+)\s*([a-zа-я]*)$`)
 func parseLifetime(s string) (time.Duration, uint64, error) {
 	var d time.Duration
 	var kb uint64
+	s = digitGroups.ReplaceAllString(s, "$1$2") // "86 400" → "86400"
+	s = digitGroups.ReplaceAllString(s, "$1$2")
 	parts := strings.FieldsFunc(strings.ToLower(stripParens(s)), func(r rune) bool { return r == '/' || r == ';' || r == ',' || r == '\n' || r == '|' })
 	if len(parts) == 0 {
 		return 0, 0, fmt.Errorf("empty lifetime")
