@@ -37,7 +37,7 @@ type Result struct {
 var topUnmapped = map[string]string{
 	"log":     "not a configuration setting: run espgw with --log-level debug",
 	"timer":   "espgw's retransmission is built in: resends after 1, 3, 7 and 15 s, gives up after 28 s",
-	"padding": "espgw pads as RFC 2409 asks and accepts any valid padding",
+	"padding": "espgw's ISAKMP padding is built in; there is nothing to set",
 	"privsep": "espgw runs as one process; run it as root",
 	"gss_id":  "espgw authenticates with pre-shared keys only",
 }

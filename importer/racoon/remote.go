@@ -41,7 +41,7 @@ var remoteUnmapped = map[string]string{
 	"initial_contact":   "espgw sends INITIAL-CONTACT with its first ISAKMP SA to a peer, as racoon does by default",
 	"support_proxy":     "espgw negotiates the tunnel's subnets as proxy IDs in every quick mode",
 	"ike_frag":          "espgw has no IKE fragmentation (PSK messages fit in one datagram)",
-	"esp_frag":          "the kernel or espgw's datapath fragments ESP as the path needs",
+	"esp_frag":          "espgw has no ESP fragment setting; ebpf.mss_clamp keeps TCP segments inside the path MTU",
 	"send_cert":         "espgw authenticates with pre-shared keys only",
 	"send_cr":           "espgw authenticates with pre-shared keys only",
 	"certificate_type":  "espgw authenticates with pre-shared keys only",
