@@ -81,6 +81,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDoctorCmd(g),
 		newPingCmd(g),
 	)
+	root.AddCommand(newImportCmd(g), newSheetCmd(g))
 	return root
 }
 

@@ -39,13 +39,17 @@ type Result struct {
 	Code           int // exit status
 }
 
-// Run runs `espgw args...` inside ns (for commands that look at the namespace: doctor, ping)
-// and returns its output and exit status; err is set only if it could not run or ctx ended.
+// Run runs `espgw args...` inside ns (for commands that look at the namespace: doctor, ping),
+// or where the test runs if ns is nil (import, sheet, config check), and returns its output
+// and exit status; err is set only if it could not run or ctx ended.
 func Run(ctx context.Context, ns *testutil.NetNS, args ...string) (Result, error) {
 	if bin == "" {
 		return Result{}, fmt.Errorf("espgwtest: no espgw binary: call Find or Build from TestMain")
 	}
-	cmd := ns.Command(append([]string{bin}, args...)...)
+	cmd := exec.Command(bin, args...)
+	if ns != nil {
+		cmd = ns.Command(append([]string{bin}, args...)...)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
@@ -63,6 +67,14 @@ func Run(ctx context.Context, ns *testutil.NetNS, args ...string) (Result, error
 		return r, fmt.Errorf("espgw %s: %w", strings.Join(args, " "), err)
 	}
 	return r, nil
+}
+
+// Err is nil for exit status 0, else an error with the command's standard error.
+func (r Result) Err() error {
+	if r.Code == 0 {
+		return nil
+	}
+	return fmt.Errorf("espgw exited with %d: %s", r.Code, strings.TrimSpace(r.Stderr))
 }
 
 // RunIn runs `espgw args...` in the gateway's namespace with its socket; args choose the

@@ -3,6 +3,7 @@ package espgwtest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,21 @@ type Gateway struct {
 // It fails the test if TestMain called neither Find nor Build.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Helper()
+	return start(tb, ns, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+}
+
+// StartYAML is Start with a configuration written elsewhere (e.g. by `espgw import`): yaml
+// must not set control_socket or save_keys, which StartYAML puts in front of it.
+func StartYAML(tb testing.TB, ns *testutil.NetNS, yaml []byte) *Gateway {
+	tb.Helper()
+	return start(tb, ns, func(w io.Writer, socket, keyDir string) error {
+		_, err := fmt.Fprintf(w, "control_socket: %s\nsave_keys: %s\n%s", socket, keyDir, yaml)
+		return err
+	})
+}
+
+func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, keyDir string) error) *Gateway {
+	tb.Helper()
 	if bin == "" {
 		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
 	}
@@ -41,7 +57,7 @@ func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	g := &Gateway{NS: ns, Dir: dir, socket: filepath.Join(dir, "ctl.sock")}
 	var yaml bytes.Buffer
-	if err := cfg.write(&yaml, g.socket, g.KeyDir()); err != nil {
+	if err := write(&yaml, g.socket, g.KeyDir()); err != nil {
 		tb.Fatalf("espgwtest: espgw.yaml: %v", err)
 	}
 	conf := filepath.Join(dir, "espgw.yaml")

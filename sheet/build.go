@@ -1,0 +1,332 @@
+package sheet
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/config/emit"
+	"github.com/espgw/espgw/ike/proposal"
+)
+
+// build turns the rows read into a connection.
+func (im *importer) build(opt Options) *Result {
+	res := im.res
+	c := config.Connection{Name: opt.Name}
+	if c.Name == "" && im.l.header >= 0 {
+		c.Name = nameFrom(im.g.Cell(im.l.header, im.l.theirs))
+	}
+	if c.Name == "" || !validName(c.Name) {
+		c.Name = "partner"
+	}
+	gen := im.fields[secGeneral]
+	c.LocalAddress = im.address(gen[fPeerIP], true)
+	c.RemoteAddress = im.address(gen[fPeerIP], false)
+	c.LocalID = config.Identity{Kind: config.IDAddr, Addr: c.LocalAddress}
+	c.RemoteID = config.Identity{Kind: config.IDAddr, Addr: c.RemoteAddress}
+	if v, ok := gen[fIdentity]; ok {
+		c.LocalID = im.identity(v.row, im.l.ours, v.ours, c.LocalID)
+		c.RemoteID = im.identity(v.row, im.l.theirs, v.theirs, c.RemoteID)
+	}
+	im.check(gen, fVersion, func(s string) error {
+		switch compact(s) {
+		case "ikev1", "v1", "1", "ike1", "ikeversion1", "ikev1only":
+			return nil
+		}
+		return fmt.Errorf("espgw speaks IKEv1 only")
+	})
+	im.check(gen, fAuth, func(s string) error {
+		if has(norm(s), "pre shared", "preshared", "psk", "shared secret", "общий ключ", "предварительн", "pre share") {
+			return nil
+		}
+		return fmt.Errorf("espgw authenticates with a pre-shared key only")
+	})
+	c.IKE = config.IKE{Mode: config.ModeMain, NATTraversal: config.NATTAuto, DPDTimeout: config.DefaultDPDTimeout, Lifetime: config.DefaultIKELifetime}
+	if v, ok := gen[fMode]; ok {
+		s, col := im.agreed(v, func(a, b string) bool { return modeOf(a) == modeOf(b) })
+		switch m := modeOf(s); m {
+		case "":
+			im.problem(v.row, col, "unknown phase 1 mode (want main or aggressive)")
+		default:
+			c.IKE.Mode = config.Mode(m)
+		}
+	} else {
+		res.Defaults = append(res.Defaults, "phase 1 mode: main")
+	}
+	p1 := im.fields[secPhase1]
+	c.IKE.Proposals = im.ikeProposals(p1)
+	if d, _, ok := im.lifetime(p1, "phase 1"); ok {
+		c.IKE.Lifetime = d
+	} else {
+		res.Defaults = append(res.Defaults, "phase 1 lifetime: "+emit.Duration(c.IKE.Lifetime))
+	}
+	natt := p1[fNATT]
+	if !natt.has {
+		natt = im.fields[secGeneral][fNATT]
+	}
+	if natt.has {
+		s, col := im.agreed(natt, func(a, b string) bool { return norm(a) == norm(b) })
+		if has(norm(s), "force", "always", "принудительн", "всегда") {
+			c.IKE.NATTraversal = config.NATTForce
+		} else if yes, ok := yesNo(s); ok && !yes {
+			c.IKE.NATTraversal = config.NATTOff
+		} else if !ok {
+			im.problem(natt.row, col, "unknown NAT traversal setting (want yes, no or force)")
+		}
+	} else {
+		res.Defaults = append(res.Defaults, "NAT traversal: auto")
+	}
+	dpd := p1[fDPD]
+	if !dpd.has {
+		dpd = im.fields[secGeneral][fDPD]
+	}
+	if dpd.has {
+		s, col := im.agreed(dpd, func(a, b string) bool { return true }) // each side picks its own interval
+		if d, err := parseDPD(s); err != nil {
+			im.problem(dpd.row, col, "%v", err)
+		} else {
+			c.IKE.DPDDelay = d
+		}
+	}
+	p2 := im.fields[secPhase2]
+	im.check(p2, fProtocol, func(s string) error {
+		if has(norm(s), "esp") {
+			return nil
+		}
+		return fmt.Errorf("espgw protects traffic with ESP in tunnel mode only")
+	})
+	esp := im.espProposals(p2)
+	life, kb, ok := im.lifetime(p2, "phase 2")
+	if !ok {
+		life = config.DefaultTunnelLifetime
+		res.Defaults = append(res.Defaults, "phase 2 lifetime: "+emit.Duration(life))
+	}
+	c.Tunnels = im.tunnels(esp, life, kb)
+	res.Conn = emit.Connection{Connection: c, PSKNote: "the pre-shared key is sent separately: put it here, or use psk_file"}
+	if sa := serviceCandidate(c); sa.IsValid() {
+		res.Conn.Comments = append(res.Conn.Comments, fmt.Sprintf("%v is our encryption domain but not our public IP: add\n  service_address: {address: %v, interface: <the LAN or WAN interface>}", sa, sa))
+	}
+	return res
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 64 && s[0] != '-' && s[0] != '.' && s[0] != '_'
+}
+
+// serviceCandidate is our single-address domain that is not our public address.
+func serviceCandidate(c config.Connection) netip.Prefix {
+	for _, t := range c.Tunnels {
+		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress {
+			return t.LocalSubnet
+		}
+	}
+	return netip.Prefix{}
+}
+
+func modeOf(s string) string {
+	n := norm(s)
+	switch {
+	case has(n, "main", "основн", "identity protection", "id prot"):
+		return "main"
+	case has(n, "aggressive", "агрессивн"):
+		return "aggressive"
+	}
+	return ""
+}
+
+// check reads a field that only has to be acceptable.
+func (im *importer) check(fs map[field]value, f field, ok func(string) error) {
+	v, found := fs[f]
+	if !found {
+		return
+	}
+	for _, side := range []struct {
+		s   string
+		col int
+	}{{v.ours, im.l.ours}, {v.theirs, im.l.theirs}} {
+		if side.s != "" {
+			if err := ok(side.s); err != nil {
+				im.problem(v.row, side.col, "%v", err)
+			}
+		}
+	}
+}
+
+func (im *importer) address(v value, ours bool) netip.Addr {
+	s, col, who := v.theirs, im.l.theirs, "the partner's"
+	if ours {
+		s, col, who = v.ours, im.l.ours, "our"
+	}
+	if !v.has {
+		if !ours { // reported once, for both sides
+			return netip.Addr{}
+		}
+		im.res.Problems = append(im.res.Problems, Problem{Addr: im.g.Name, Reason: "no public IP address row (want e.g. \"Peer IP\" or \"Внешний IP-адрес\")"})
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(stripParens(s))
+	if s == "" {
+		im.problem(v.row, col, "%s public IP address is empty", who)
+	} else if err != nil || !a.Is4() {
+		im.problem(v.row, col, "not an IPv4 address (want %s public IP, e.g. 192.0.2.1)", who)
+		return netip.Addr{}
+	}
+	return a
+}
+
+func (im *importer) identity(r, c int, s string, def config.Identity) config.Identity {
+	if s == "" {
+		return def
+	}
+	id, err := config.ParseIdentity(s)
+	if err != nil {
+		im.problem(r, c, "IKE identity %v", err)
+		return def
+	}
+	return id
+}
+
+// lifetime reads the lifetime of a phase: seconds and, for phase 2, kilobytes.
+func (im *importer) lifetime(fs map[field]value, phase string) (time.Duration, uint64, bool) {
+	v, ok := fs[fLifetime]
+	if !ok {
+		return 0, 0, false
+	}
+	s, col := im.agreed(v, func(a, b string) bool {
+		da, ka, e1 := parseLifetime(a)
+		db, kb, e2 := parseLifetime(b)
+		return e1 != nil || e2 != nil || (da == db && ka == kb)
+	})
+	d, kb, err := parseLifetime(s)
+	switch {
+	case err != nil:
+		im.problem(v.row, col, "%v", err)
+		return 0, 0, false
+	case phase == "phase 1" && kb != 0:
+		im.problem(v.row, col, "espgw's ISAKMP SA has a time lifetime only (the KB part is left out)")
+	case d == 0:
+		im.problem(v.row, col, "no time in the %s lifetime (want e.g. 28800 seconds)", phase)
+		return 0, 0, false
+	}
+	return d, kb, true
+}
+
+// algos reads a field listing algorithms and parses each; problems name the cell.
+func algos[T any](im *importer, fs map[field]value, f field, phase string, parse func(string) (T, error)) ([]T, bool) {
+	v, ok := fs[f]
+	if !ok {
+		im.res.Problems = append(im.res.Problems, Problem{Addr: im.g.Name, Reason: fmt.Sprintf("no %s %s row", phase, fieldNames[f])})
+		return nil, false
+	}
+	s, col := im.agreed(v, func(a, b string) bool { return compact(a) == compact(b) })
+	var out []T
+	for _, p := range list(s) {
+		x, err := parse(p)
+		if err != nil {
+			im.problem(v.row, col, "%v", err)
+			return nil, false
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		im.problem(v.row, col, "%s %s is empty", phase, fieldNames[f])
+	}
+	return out, len(out) > 0
+}
+
+func (im *importer) ikeProposals(fs map[field]value) []proposal.IKE {
+	ciphers, ok1 := algos(im, fs, fEncryption, "phase 1", func(s string) (cipher, error) { return parseCipher(s, false) })
+	hashes, ok2 := algos(im, fs, fHash, "phase 1", func(s string) (proposal.Hash, error) { return parseHash(s, false) })
+	groups, ok3 := algos(im, fs, fGroup, "phase 1", parseGroup)
+	if !ok1 || !ok2 || !ok3 {
+		return nil
+	}
+	var out []proposal.IKE
+	for _, c := range ciphers {
+		for _, h := range hashes {
+			for _, g := range groups {
+				out = append(out, proposal.IKE{Encryption: c.enc, KeyBits: c.bits, Hash: h, Group: g})
+			}
+		}
+	}
+	return out
+}
+
+func (im *importer) espProposals(fs map[field]value) []proposal.ESP {
+	ciphers, ok1 := algos(im, fs, fEncryption, "phase 2", func(s string) (cipher, error) { return parseCipher(s, true) })
+	var hashes []proposal.Hash
+	aeadOnly := ok1 && !slices.ContainsFunc(ciphers, func(c cipher) bool { return c.enc != proposal.EncAESGCM16 })
+	ok2 := true
+	if !aeadOnly { // AES-GCM needs no integrity row; sheets write "n/a" or "-" there
+		hashes, ok2 = algos(im, fs, fHash, "phase 2", func(s string) (proposal.Hash, error) { return parseHash(s, true) })
+	}
+	var pfs uint16
+	if v, found := fs[fPFS]; found {
+		s, col := im.agreed(v, func(a, b string) bool {
+			ga, e1 := parsePFS(a)
+			gb, e2 := parsePFS(b)
+			return e1 != nil || e2 != nil || ga == gb
+		})
+		g, err := parsePFS(s)
+		if err != nil {
+			im.problem(v.row, col, "%v", err)
+			return nil
+		}
+		pfs = g
+	} else {
+		im.res.Defaults = append(im.res.Defaults, "PFS: no")
+	}
+	if !ok1 || !ok2 {
+		return nil
+	}
+	var out []proposal.ESP
+	for _, c := range ciphers {
+		if c.enc == proposal.EncAESGCM16 {
+			out = append(out, proposal.ESP{Encryption: c.enc, KeyBits: c.bits, Integrity: proposal.HashNone, Group: pfs})
+			continue
+		}
+		for _, h := range hashes {
+			out = append(out, proposal.ESP{Encryption: c.enc, KeyBits: c.bits, Integrity: h, Group: pfs})
+		}
+	}
+	return out
+}
+
+// tunnels are the rows of a tunnels table, else every pair of our and the partner's subnets.
+func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) []config.Tunnel {
+	mk := func(name string, local, remote netip.Prefix, proto uint8, lp, rp uint16) config.Tunnel {
+		if name == "" || !validName(name) {
+			name = emit.TunnelName(remote, rp, proto)
+		}
+		return config.Tunnel{Name: name, LocalSubnet: local, RemoteSubnet: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
+			Proposals: esp, Lifetime: life, LifeKilobytes: kb, ReplayWindow: config.DefaultReplayWindow, Start: config.StartOnDemand}
+	}
+	var out []config.Tunnel
+	for _, t := range im.table {
+		out = append(out, mk(t.name, t.local, t.remote, t.proto, t.localPort, t.remotePort))
+	}
+	if len(out) == 0 {
+		for _, l := range im.ourNet {
+			for _, r := range im.theirs {
+				name := emit.TunnelName(r, 0, 0)
+				if len(im.ourNet) > 1 {
+					name = strings.ReplaceAll(l.String(), "/", "-") + "-to-" + name
+				}
+				out = append(out, mk(name, l, r, 0, 0, 0))
+			}
+		}
+	}
+	if len(out) == 0 {
+		im.res.Problems = append(im.res.Problems, Problem{Addr: im.g.Name, Reason: "no encryption domains: want our and the partner's subnets (\"Encryption domain\", \"Сеть клиента\")"})
+	}
+	slices.SortFunc(out, func(a, b config.Tunnel) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
