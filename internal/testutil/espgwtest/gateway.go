@@ -13,8 +13,9 @@ import (
 	"github.com/espgw/espgw/internal/testutil"
 )
 
-// startTimeout bounds how long `espgw run` may take until its control socket answers.
-const startTimeout = 15 * time.Second
+// startTimeout bounds how long `espgw run` may take until its control socket answers (generous:
+// the VM emulates its CPU, and a loaded host slows the eBPF verifier).
+const startTimeout = 45 * time.Second
 
 // Gateway is one `espgw run` process in a network namespace.
 type Gateway struct {
