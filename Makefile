@@ -7,15 +7,23 @@ GO ?= go
 BUILD := build
 # Debian packages the tests and the demo use (strongSwan is the interop partner, tshark the wire oracle).
 DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins tshark tcpdump iperf3 \
-	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping
+	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping \
+	systemd ruby
 GO_TEST_TIMEOUT ?= 30m
+# espgw's version (`espgw version`, the package's name), from git.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all build deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
+.PHONY: all build package deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
 
 all: build
 
 build:
-	$(GO) build -o $(BUILD)/espgw ./cmd/espgw
+	$(GO) build -ldflags '-X main.version=$(VERSION)' -o $(BUILD)/espgw ./cmd/espgw
+
+# $(BUILD)/espgw_<version>_amd64.deb: static binary, hardened systemd unit, example config,
+# man pages, completions (packaging/, built with nfpm from go.mod).
+package:
+	VERSION=$(VERSION) packaging/build-deb.sh $(BUILD)
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:

@@ -76,6 +76,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newReloadCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(),
+		newManCmd(g),
 	)
 	return root
 }
