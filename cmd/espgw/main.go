@@ -96,11 +96,14 @@ func (g *globals) socketPath() (string, error) {
 	return cfg.ControlSocket, nil
 }
 
-// logger is a text logger to stderr at --log-level.
+// logger is a text logger to stderr at --log-level; under systemd, in the journal's format.
 func (g *globals) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	if underJournal(g.stderr) {
+		return slog.New(newJournalHandler(g.stderr, level)), nil
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})), nil
 }
