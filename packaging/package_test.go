@@ -95,7 +95,7 @@ func TestPackage(t *testing.T) {
 			fields[f] = strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, f))
 		}
 		want := map[string]string{"Package": "espgw", "Version": debVersion(t, version), "Architecture": "amd64",
-			"Depends": "", "Pre-Depends": "", "Section": "net"} // static binary: nothing to depend on
+			"Depends": "procps", "Pre-Depends": "", "Section": "net"} // static binary; the unit runs /bin/kill
 		for k, v := range want {
 			if fields[k] != v {
 				t.Errorf("control field %s = %q, want %q", k, fields[k], v)

@@ -9,12 +9,12 @@ OURS=${OURS:-192.0.2.1}
 BANK=${BANK:-192.0.2.2}
 PSK=${PSK:-SUPERPASSWORD}
 
-pkgs="charon-systemd strongswan-swanctl libstrongswan-standard-plugins iproute2"
-missing=""
-for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
-if [ -n "$missing" ]; then
+# by file: the VM test's image has them unpacked without a dpkg database (and no network)
+if [ ! -x /usr/sbin/charon-systemd ] || [ ! -x /usr/sbin/swanctl ] || [ ! -x /sbin/ip ] ||
+	[ ! -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ]; then
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		charon-systemd strongswan-swanctl libstrongswan-standard-plugins iproute2
 fi
 
 cat > /etc/swanctl/conf.d/ours.conf <<CONF
