@@ -8,7 +8,7 @@ BUILD := build
 # Debian packages the tests and the demo use (strongSwan is the interop partner, tshark the wire oracle).
 DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins tshark tcpdump iperf3 \
 	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping \
-	systemd ruby
+	systemd ruby git
 GO_TEST_TIMEOUT ?= 30m
 # espgw's version (`espgw version`, the package's name), from git.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)

@@ -80,7 +80,9 @@ for f in "$W"/debs/*.deb; do
   case $f in */linux-image-*) continue;; esac
   dpkg-deb --fsys-tarfile "$f" | tar -x --keep-directory-symlink -C "$R"
 done
-mkdir -p "$R"/{etc,proc,sys,dev,run,tmp,root,host,ctl,var/tmp}; ln -sfn /run "$R/var/run"
+mkdir -p "$R"/{etc,proc,sys,dev,run,tmp,root,host,ctl,var/tmp}
+# /var/run and /var/lock point into /run as on a booted Debian (base-files ships them as directories)
+rm -rf "$R/var/run" "$R/var/lock"; ln -sfn /run "$R/var/run"; ln -sfn /run/lock "$R/var/lock"
 cp "$R/usr/share/base-passwd/passwd.master" "$R/etc/passwd"; cp "$R/usr/share/base-passwd/group.master" "$R/etc/group"
 echo 'tcpdump:x:104:108::/nonexistent:/usr/sbin/nologin' >> "$R/etc/passwd"; echo 'tcpdump:x:108:' >> "$R/etc/group"
 rm -rf "$R"/usr/share/{doc,man,locale,info,lintian}
