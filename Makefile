@@ -12,17 +12,24 @@ BUILD := build
 # strongSwan is the interop partner, tshark the wire oracle, qemu & co. run `make vmtest`.
 DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
 	tshark tcpdump iperf3 nftables clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping \
-	qemu-system-x86 cpio zstd kmod prometheus
+	qemu-system-x86 cpio zstd kmod prometheus systemd ruby git
 # The Go release go.mod asks for; `make build` says how to get it instead of "go: command not found".
 GO_MIN := 1.26
 GO_TEST_TIMEOUT ?= 30m
+# espgw's version (`espgw version`, the package's name), from git.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: all build go-check deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
+.PHONY: all build go-check package deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean
 
 all: build
 
 build: go-check
-	$(GO) build -o $(BUILD)/espgw ./cmd/espgw
+	$(GO) build -ldflags '-X main.version=$(VERSION)' -o $(BUILD)/espgw ./cmd/espgw
+
+# $(BUILD)/espgw_<version>_amd64.deb: static binary, hardened systemd unit, example config,
+# man pages, completions (packaging/, built with nfpm from go.mod).
+package: go-check
+	VERSION=$(VERSION) packaging/build-deb.sh $(BUILD)
 
 # One line that says what to do when Go is missing or too old (GOTOOLCHAIN=local: no download).
 go-check:

@@ -22,7 +22,7 @@ func (d *daemon) handle(ctx context.Context, req Request) Response {
 			err = d.engine.Down(ctx, req.Connection, req.Tunnel)
 		}
 	case CmdReload:
-		err = d.reload(ctx)
+		err = d.reloadNotify(ctx)
 	default:
 		err = fmt.Errorf("unknown command %q (want %s, %s, %s, %s or %s)",
 			req.Command, CmdStatus, CmdUp, CmdDown, CmdReload, CmdFlows)

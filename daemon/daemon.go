@@ -54,7 +54,21 @@ type Options struct {
 	// Ready, if set, is called once the control socket accepts requests and the tunnels'
 	// policies are installed.
 	Ready func()
+	// Notify, if set, tells a service manager (sd_notify in cmd/espgw) what the daemon does:
+	// NotifyReady when Ready is called and after every reload, whatever its outcome;
+	// NotifyReloading before a reload; NotifyStopping at shutdown. status is one line for
+	// humans (the tunnel count, a failed reload's error).
+	Notify func(state NotifyState, status string)
 }
+
+// NotifyState is a lifecycle step reported through Options.Notify.
+type NotifyState int
+
+const (
+	NotifyReady NotifyState = iota + 1
+	NotifyReloading
+	NotifyStopping
+)
 
 // Transform is an ESP algorithm combination the configuration may negotiate.
 type Transform struct {
@@ -189,8 +203,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if opts.Ready != nil {
 		opts.Ready()
 	}
+	d.notify(NotifyReady, "")
 	err = d.serve(ctx, engineErr)
 	d.log.Info("shutting down")
+	d.notify(NotifyStopping, "stopping: removing SAs, policies and addresses")
 	return err
 }
 
@@ -203,11 +219,44 @@ func (d *daemon) serve(ctx context.Context, engineErr <-chan error) error {
 		case err := <-engineErr:
 			return fmt.Errorf("IKE engine stopped: %w", cmp.Or(err, errors.New("unexpectedly")))
 		case <-d.opts.Reload:
-			if err := d.reload(ctx); err != nil {
+			if err := d.reloadNotify(ctx); err != nil {
 				d.log.Error("reload failed: keeping the running configuration", "err", err)
 			}
 		}
 	}
+}
+
+// reloadNotify is reload between NotifyReloading and NotifyReady.
+func (d *daemon) reloadNotify(ctx context.Context) error {
+	d.notify(NotifyReloading, "reloading "+d.opts.ConfigPath)
+	err := d.reload(ctx)
+	if err != nil {
+		d.notify(NotifyReady, "reload failed (see the log), running the previous configuration")
+	} else {
+		d.notify(NotifyReady, "")
+	}
+	return err
+}
+
+// notify calls Options.Notify; an empty status says what runs.
+func (d *daemon) notify(state NotifyState, status string) {
+	if d.opts.Notify == nil {
+		return
+	}
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	tunnels := 0
+	for _, c := range cfg.Connections {
+		tunnels += len(c.Tunnels)
+	}
+	running := fmt.Sprintf("%d connections, %d tunnels, %s datapath", len(cfg.Connections), tunnels, d.dp.Name())
+	if status == "" {
+		status = "running: " + running
+	} else if state == NotifyReady {
+		status += ": " + running
+	}
+	d.opts.Notify(state, status)
 }
 
 // openDatapath chooses the datapath, opens the IKE sockets and then the datapath on them.

@@ -80,6 +80,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(),
 		newDoctorCmd(g),
 		newPingCmd(g),
+		newManCmd(g),
 	)
 	root.AddCommand(newImportCmd(g), newSheetCmd(g))
 	return root
@@ -100,11 +101,14 @@ func (g *globals) socketPath() (string, error) {
 	return cfg.ControlSocket, nil
 }
 
-// logger logs to stderr at --log-level in --log-format.
+// logger logs to stderr at --log-level in --log-format; under systemd, in the journal's format.
 func (g *globals) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	if underJournal(g.stderr) {
+		return slog.New(newJournalHandler(g.stderr, level)), nil
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {

@@ -104,3 +104,24 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+// TestManPages: one page per command, from the commands' own help.
+func TestManPages(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errOut := espgw("man", dir); code != 0 {
+		t.Fatalf("espgw man = %d\n%s%s", code, out, errOut)
+	}
+	for _, page := range []string{"espgw.8", "espgw-run.8", "espgw-config-check.8", "espgw-reload.8", "espgw-completion-bash.8"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, []byte(`.nh`)) || !bytes.Contains(b, []byte(`.TH "ESPGW" "8"`)) {
+			t.Errorf("%s is not a section 8 man page:\n%.200s", page, b)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "espgw-run.8"))
+	if !bytes.Contains(b, []byte("SIGHUP reloads")) {
+		t.Errorf("espgw-run.8 lacks the command's help text:\n%s", b)
+	}
+}

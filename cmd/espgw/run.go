@@ -46,6 +46,7 @@ func newRunCmd(g *globals) *cobra.Command {
 				NewDatapath:    newDatapath,
 				ProbeKernelESP: probeKernelESP,
 				OpenLoader:     loader.Open,
+				Notify:         sdNotifier(log),
 			})
 		},
 	}

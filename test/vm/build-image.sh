@@ -15,6 +15,9 @@ KFLAVOUR=${KFLAVOUR:-amd64}
 # ethtool: testutil turns TX checksum offload off on captured links. libstrongswan-standard-plugins:
 # openssl (3DES, modp1024) and gcm for the strongSwan partner.
 PKGS=${PKGS:-"dash busybox iproute2 iputils-ping tcpdump ethtool kmod strongswan-charon strongswan-swanctl libstrongswan-standard-plugins base-passwd libc-bin"}
+# systemd, dpkg, charon-systemd, base-files, procps (/bin/kill, for ExecReload): the boot with systemd
+# as PID 1 (rdinit=, see vmtest.sh) in which TestSystemdLifecycle runs the espgw package as a service.
+PKGS="$PKGS systemd dpkg charon-systemd base-files procps"
 PKGS="$PKGS ${EXTRA_PKGS:-}"
 t0=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
@@ -77,7 +80,9 @@ for f in "$W"/debs/*.deb; do
   case $f in */linux-image-*) continue;; esac
   dpkg-deb --fsys-tarfile "$f" | tar -x --keep-directory-symlink -C "$R"
 done
-mkdir -p "$R"/{etc,proc,sys,dev,run,tmp,root,host,ctl,var/tmp}; ln -sfn /run "$R/var/run"
+mkdir -p "$R"/{etc,proc,sys,dev,run,tmp,root,host,ctl,var/tmp}
+# /var/run and /var/lock point into /run as on a booted Debian (base-files ships them as directories)
+rm -rf "$R/var/run" "$R/var/lock"; ln -sfn /run "$R/var/run"; ln -sfn /run/lock "$R/var/lock"
 cp "$R/usr/share/base-passwd/passwd.master" "$R/etc/passwd"; cp "$R/usr/share/base-passwd/group.master" "$R/etc/group"
 echo 'tcpdump:x:104:108::/nonexistent:/usr/sbin/nologin' >> "$R/etc/passwd"; echo 'tcpdump:x:108:' >> "$R/etc/group"
 rm -rf "$R"/usr/share/{doc,man,locale,info,lintian}
@@ -111,38 +116,75 @@ depmod -b "$R" "$KVER"
 echo "virtio_pci 9pnet_virtio 9p virtio_net veth dummy tun xfrm_user af_key esp4 esp6 xfrm4_tunnel xfrm6_tunnel
  xfrm_interface authenc cbc ctr gcm ccm ghash echainiv seqiv drbg des3_ede sha1 sha256 sha512 aesni_intel" > "$R/etc/vm-modules"
 
+mkdir -p "$R/usr/local/sbin"
+cat > "$R/usr/local/sbin/vm-cmd" <<'EOF'
+#!/bin/sh
+# Load modules, mount the 9p shares, run /ctl/cmd.sh (output -> console + /ctl/log, exit code ->
+# /ctl/rc). Exit 0 after the command, 2 without the 9p share, 3 without /ctl/cmd.sh.
+# Called by /init (busybox PID 1) and by vm-cmd.service (systemd PID 1).
+export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin HOME=/root TERM=${TERM:-linux}
+modprobe -a $(cat /etc/vm-modules) 2>/dev/null || for m in $(cat /etc/vm-modules); do
+  modprobe "$m" 2>/dev/null || echo "[vm-init] modprobe $m failed"; done
+mkdir -p /run/netns /run/lock
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ctl /ctl; then
+  echo "[vm-init] cannot mount 9p share 'ctl' (kernel without 9p? cloud-amd64 has none): powering off"
+  exit 2; fi
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host0 /host 2>/dev/null
+[ -f /ctl/cmd.sh ] || exit 3
+echo "[vm-init] up at $(cut -d' ' -f1 /proc/uptime)s, running command"
+cd /host 2>/dev/null || cd /
+# log to a file, not a pipe: daemons the command leaves running would hold a pipe open forever
+: > /run/cmd.log; tail -f /run/cmd.log > /dev/console & tailpid=$!
+/bin/sh /ctl/cmd.sh < /dev/null > /run/cmd.log 2>&1; rc=$?
+sleep 1.2; kill $tailpid 2>/dev/null   # busybox tail -f polls once a second
+cp /run/cmd.log /ctl/log; echo "$rc" > /ctl/rc
+echo "[vm-init] command exited rc=$rc at $(cut -d' ' -f1 /proc/uptime)s"
+cd /; sync; umount /host /ctl 2>/dev/null
+exit 0
+EOF
+chmod 755 "$R/usr/local/sbin/vm-cmd"
 cat > "$R/init" <<'EOF'
 #!/bin/sh
-# PID 1: mount basics, load modules, mount 9p shares, run /ctl/cmd.sh (output -> console + /ctl/log,
-# exit code -> /ctl/rc), power off. Without /ctl/cmd.sh: interactive shell on the console.
+# PID 1: mount basics, run vm-cmd, power off. Without /ctl/cmd.sh: interactive shell on the console.
 export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/bin HOME=/root TERM=${TERM:-linux}
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm; mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp; mkdir -p /run/netns /run/lock
+mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null    # for pinned eBPF maps and links
 busybox hostname vm; ip link set lo up
-modprobe -a $(cat /etc/vm-modules) 2>/dev/null || for m in $(cat /etc/vm-modules); do
-  modprobe "$m" 2>/dev/null || echo "[vm-init] modprobe $m failed"; done
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ctl /ctl; then
-  echo "[vm-init] cannot mount 9p share 'ctl' (kernel without 9p? cloud-amd64 has none): powering off"
-  busybox poweroff -f; fi
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host0 /host 2>/dev/null
-echo "[vm-init] up at $(cut -d' ' -f1 /proc/uptime)s, running command"
-if [ -f /ctl/cmd.sh ]; then
-  cd /host 2>/dev/null || cd /
-  # log to a file, not a pipe: daemons the command leaves running would hold a pipe open forever
-  : > /run/cmd.log; tail -f /run/cmd.log > /dev/console & tailpid=$!
-  /bin/sh /ctl/cmd.sh < /dev/null > /run/cmd.log 2>&1; rc=$?
-  sleep 1.2; kill $tailpid 2>/dev/null   # busybox tail -f polls once a second
-  cp /run/cmd.log /ctl/log; echo "$rc" > /ctl/rc
-  echo "[vm-init] command exited rc=$rc at $(cut -d' ' -f1 /proc/uptime)s"
-else
-  busybox setsid busybox cttyhack /bin/sh -l
-fi
-sync; umount /host /ctl 2>/dev/null
+vm-cmd
+[ $? = 3 ] && busybox setsid busybox cttyhack /bin/sh -l
 busybox poweroff -f
 EOF
 chmod 755 "$R/init"
+# The systemd boot (kernel command line rdinit=/lib/systemd/systemd, see vmtest.sh): vm-cmd as a
+# service, then power off. No udev in the image: gettys would wait for their devices: masked.
+S=$R/etc/systemd/system
+mkdir -p "$S/multi-user.target.wants"
+cat > "$S/vm-cmd.service" <<'EOF'
+[Unit]
+Description=vmtest: run /ctl/cmd.sh from the host, then power off
+After=basic.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+[Service]
+Type=oneshot
+TimeoutStartSec=infinity
+ExecStart=/usr/local/sbin/vm-cmd
+StandardOutput=journal+console
+EOF
+ln -sfn ../vm-cmd.service "$S/multi-user.target.wants/vm-cmd.service"
+ln -sfn /usr/lib/systemd/system/multi-user.target "$S/default.target"
+for u in serial-getty@.service getty@.service systemd-firstboot.service; do ln -sfn /dev/null "$S/$u"; done
+: > "$R/etc/machine-id"; echo vm > "$R/etc/hostname"
+# dpkg's database: every unpacked package as installed (no file lists, no conffiles), so that
+# `dpkg -i` of the espgw package finds its dependencies
+mkdir -p "$R"/var/lib/dpkg/{info,updates,triggers,alternatives} "$R/var/log"
+for f in "$W"/debs/*.deb; do
+  case $f in */linux-image-*) continue;; esac
+  dpkg-deb -f "$f" | sed '1a Status: install ok installed'; echo
+done > "$R/var/lib/dpkg/status"
+: > "$R/var/lib/dpkg/available"
 
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 cp "$W/k/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
