@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/loader/pkttest"
 )
@@ -24,9 +24,7 @@ import (
 // each sample's packets through the loaded tc program: up tunnels pass and count per SA,
 // down ones are dropped, then passed after the reload. One tunnel more is refused.
 func TestEBPFManyTunnels(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs")
-	}
+	testutil.RequireRoot(t)
 	l, err := loader.Open(loader.Options{EventInterval: time.Hour})
 	if err != nil {
 		t.Fatalf("loader.Open: %v", err)

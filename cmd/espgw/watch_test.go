@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/internal/testutil"
 )
 
 // serveStatus answers status requests on a unix socket in dir, like the daemon's control
@@ -66,7 +67,7 @@ func openPTY(t *testing.T) (ctrl, term *os.File) {
 	t.Helper()
 	ctrl, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		testutil.Skipf(t, "no pseudo-terminals: %v", err)
 	}
 	t.Cleanup(func() { ctrl.Close() })
 	if err := unix.IoctlSetPointerInt(int(ctrl.Fd()), unix.TIOCSPTLCK, 0); err != nil {
