@@ -22,15 +22,23 @@ const (
 func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *daemon.Client) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	path, err := g.socketPath()
-	if err != nil {
-		return err
-	}
-	c, err := daemon.Dial(ctx, path)
+	c, err := g.dial(ctx)
 	if err != nil {
 		return err
 	}
 	return f(ctx, c)
+}
+
+// dial connects to the daemon's control socket within queryTimeout; the client outlives that
+// (ping and status --watch run as long as they are told to).
+func (g *globals) dial(ctx context.Context) (*daemon.Client, error) {
+	path, err := g.socketPath()
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	return daemon.Dial(dctx, path)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {

@@ -47,13 +47,7 @@ func newPingCmd(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("config") { // ping's own --config (see below)
 				g.root.PersistentFlags().Set("config", g.configFile)
 			}
-			path, err := g.socketPath()
-			if err != nil {
-				return err
-			}
-			dctx, cancel := context.WithTimeout(ctx, queryTimeout)
-			c, err := daemon.Dial(dctx, path)
-			cancel()
+			c, err := g.dial(ctx)
 			if err != nil {
 				return err
 			}

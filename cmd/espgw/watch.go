@@ -125,13 +125,7 @@ func (g *globals) watch(cmd *cobra.Command, interval time.Duration) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	path, err := g.socketPath()
-	if err != nil {
-		return err
-	}
-	dctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	c, err := daemon.Dial(dctx, path)
-	cancel()
+	c, err := g.dial(ctx)
 	if err != nil {
 		return err
 	}
