@@ -2,21 +2,10 @@ package sheet
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
-)
 
-func addSeeds(f *testing.F, pattern string) {
-	names, _ := filepath.Glob(filepath.Join("testdata", pattern))
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-}
+	"github.com/espgw/espgw/internal/testutil"
+)
 
 // importAll runs Import and WriteYAML on g: neither may panic, and every problem names a
 // cell of g's sheet.
@@ -34,7 +23,7 @@ func importAll(t *testing.T, g *Grid) {
 
 // FuzzReadCSV: any CSV either fails to read or imports without panicking.
 func FuzzReadCSV(f *testing.F) {
-	addSeeds(f, "*.csv")
+	testutil.AddFileSeeds(f, "*.csv")
 	f.Add([]byte("Parameter;Partner;Our side\n\n\"a\nb\";x;y\nPhase 2;;\nPFS;yes (group 2);\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := ReadCSV(bytes.NewReader(data), "fuzz.csv")
@@ -47,7 +36,7 @@ func FuzzReadCSV(f *testing.F) {
 
 // FuzzReadXLSX: any bytes either fail to open as a workbook or import without panicking.
 func FuzzReadXLSX(f *testing.F) {
-	addSeeds(f, "*.xlsx")
+	testutil.AddFileSeeds(f, "*.xlsx")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := ReadXLSX(bytes.NewReader(data))
 		if err != nil {

@@ -2,31 +2,18 @@ package racoon
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/internal/testutil"
 )
-
-// seeds adds every file under testdata matching pattern as a seed.
-func seeds(f *testing.F, pattern string) {
-	names, _ := filepath.Glob(filepath.Join("testdata", pattern))
-	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-}
 
 // FuzzRacoonConf: any racoon.conf either fails to parse or converts without panicking, and
 // the YAML it produces is read back by espgw's loader without a syntax error.
 func FuzzRacoonConf(f *testing.F) {
-	seeds(f, "seed/racoon.conf")
-	seeds(f, "variants/*.conf")
-	seeds(f, "variants/include/racoon.d/*.conf")
+	testutil.AddFileSeeds(f, "seed/racoon.conf")
+	testutil.AddFileSeeds(f, "variants/*.conf")
+	testutil.AddFileSeeds(f, "variants/include/racoon.d/*.conf")
 	f.Fuzz(func(t *testing.T, src []byte) {
 		stmts, err := Parse("fuzz.conf", src)
 		if err != nil {
@@ -46,8 +33,8 @@ func FuzzRacoonConf(f *testing.F) {
 // FuzzSetkey: any setkey file either fails to parse or yields policies with both tunnel
 // endpoints and a valid direction.
 func FuzzSetkey(f *testing.F) {
-	seeds(f, "seed/ipsec-tools.conf")
-	seeds(f, "variants/*.setkey")
+	testutil.AddFileSeeds(f, "seed/ipsec-tools.conf")
+	testutil.AddFileSeeds(f, "variants/*.setkey")
 	f.Fuzz(func(t *testing.T, src []byte) {
 		sk, err := ParseSetkey("fuzz.setkey", src)
 		if err != nil {
