@@ -133,10 +133,12 @@ func (r *netlinkRoutes) Close() error {
 	return err
 }
 
-// localSource returns the address of a single-address local selector if it is configured
-// on an interface here; the route then makes the kernel pick it as the source.
+// localSource returns an address configured on an interface here that lies inside the local
+// selector (the service address, or the gateway's own address in its LAN): the route then
+// makes the kernel pick it as the source of the host's own traffic, which the selector
+// matches. Without one the kernel would pick the WAN address, which no selector matches.
 func (r *netlinkRoutes) localSource(local netip.Prefix) netip.Addr {
-	if !local.IsValid() || !local.IsSingleIP() {
+	if !local.IsValid() {
 		return netip.Addr{}
 	}
 	addrs, err := r.h.AddrList(nil, 0)
@@ -144,8 +146,8 @@ func (r *netlinkRoutes) localSource(local netip.Prefix) netip.Addr {
 		return netip.Addr{}
 	}
 	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == local.Addr() {
-			return local.Addr()
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && local.Contains(ip.Unmap()) {
+			return ip.Unmap()
 		}
 	}
 	return netip.Addr{}

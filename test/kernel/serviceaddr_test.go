@@ -12,7 +12,8 @@ import (
 	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
-// TestServiceAddressHome (issue 15): espgw on the xfrm datapath adds site a's protected
+// TestServiceAddressHome (issue 15): espgw on the xfrm datapath (and, for the dummy, the
+// userspace one) adds site a's protected
 // address itself as its service address, held on lo, on a dummy interface or on the WAN
 // link, and strongSwan (kernel-netlink) is the partner. Site a has no route of its own to
 // b's subnet: traffic passes only if espgw's route leaves the way the ESP does (the WAN
@@ -20,10 +21,17 @@ import (
 // espgw leaves a's routes, rules and addresses as they were.
 func TestServiceAddressHome(t *testing.T) {
 	t.Parallel()
-	for _, home := range []string{"lo", "dummy", "wan"} {
+	// dummy-userspace: this host's kernel has no dummy driver, so the userspace datapath's
+	// dummy case runs here; its lo and WAN cases run in test/interop.
+	for _, home := range []string{"lo", "dummy", "wan", "dummy-userspace"} {
 		t.Run(home, func(t *testing.T) { // one at a time: three espgw and charons starting at once overload TCG
+			home, datapath, _ := strings.Cut(home, "-")
+			if datapath == "" {
+				datapath = "xfrm"
+			}
 			l := newLab(t)
 			a := &l.a
+			out := map[string]string{"xfrm": a.dev, "userspace": "espgw0"}[datapath] // where b's subnet leaves
 			a.ns.Exec(t, "ip", "addr", "del", a.inner.String()+"/32", "dev", "lo")
 			a.ns.Exec(t, "ip", "route", "del", l.b.protect.String())
 			iface := map[string]string{"lo": "lo", "dummy": "svc0", "wan": a.dev}[home]
@@ -40,7 +48,7 @@ func TestServiceAddressHome(t *testing.T) {
 				LocalTS: l.b.protect.String(), RemoteTS: a.protect.String(), KernelESP: true, LogLevel: 2,
 			})
 			g := espgwtest.Start(t, a.ns, espgwtest.Config{
-				Datapath: "xfrm",
+				Datapath: datapath,
 				Connections: []espgwtest.Connection{{
 					Name: connName, Local: a.outer.String(), Remote: l.b.outer.String(), PSK: labPSK,
 					IKEProposal: "aes128-sha256-modp2048", NATTraversal: "off",
@@ -54,9 +62,10 @@ func TestServiceAddressHome(t *testing.T) {
 			g.WaitTunnelUp(t, connName, tunnelName, 30*time.Second)
 			sw.WaitInstalled(t, "s2s", 10*time.Second)
 
-			// The kernel's own answer: to b's subnet from the service address, out of the WAN.
-			if got := a.ns.Exec(t, "ip", "route", "get", l.b.inner.String()); !strings.Contains(got, "dev "+a.dev) || !strings.Contains(got, "src "+a.inner.String()) {
-				t.Errorf("ip route get %s in a: %q, want dev %s src %s", l.b.inner, got, a.dev, a.inner)
+			// The kernel's own answer: to b's subnet from the service address, out of the WAN
+			// (xfrm) or into espgw's TUN (userspace).
+			if got := a.ns.Exec(t, "ip", "route", "get", l.b.inner.String()); !strings.Contains(got, "dev "+out) || !strings.Contains(got, "src "+a.inner.String()) {
+				t.Errorf("ip route get %s in a: %q, want dev %s src %s", l.b.inner, got, out, a.inner)
 			}
 			if got := a.ns.Exec(t, "ip", "-4", "addr", "show", "dev", iface); !strings.Contains(got, "inet "+a.inner.String()+"/32") {
 				t.Errorf("service address not on %s:\n%s", iface, got)
