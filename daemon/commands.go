@@ -112,7 +112,7 @@ func (d *daemon) flowReport(limit int) *FlowReport {
 		limit = d.cfg.EBPF.TopFlows
 		d.mu.Unlock()
 	}
-	fs, err := d.ebpf.topFlows(limit)
+	fs, err := d.topFlows(limit)
 	if err != nil {
 		r.EBPFOff = err.Error()
 		return r

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/datapath/ebpfdp"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
-	"github.com/espgw/espgw/loader"
 )
 
 // status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
@@ -42,20 +42,18 @@ func (d *daemon) status() *Status {
 		upping[k] = true
 	}
 	d.mu.Unlock()
-	var policies map[uint32]tunnelCounters
-	if d.ebpf == nil {
-		out.EBPF = EBPFStatus{Reason: d.ebpfOff}
-	} else {
-		out.EBPF = d.ebpf.status()
+	out.EBPF = d.ebpfStatus()
+	var policies map[uint32]ebpfdp.TunnelCounters
+	if d.ebpf != nil {
 		var err error
-		if policies, err = d.ebpf.policyCounters(); err != nil {
+		if policies, err = d.ebpf.TunnelCounters(); err != nil {
 			out.EBPF.CountersError = err.Error()
 		}
-		if wire, err := d.ebpf.l.SACounters(loader.Inbound); err == nil {
+		if wire, err := d.ebpf.InboundPackets(); err == nil {
 			for i, sa := range out.IPsecSAs {
 				if spi, err := strconv.ParseUint(sa.SPIIn, 16, 32); err == nil {
-					if c, ok := wire[uint32(spi)]; ok {
-						out.IPsecSAs[i].XDPPacketsIn = &c.Packets
+					if n, ok := wire[uint32(spi)]; ok {
+						out.IPsecSAs[i].XDPPacketsIn = &n
 					}
 				}
 			}
@@ -77,7 +75,8 @@ func (d *daemon) status() *Status {
 			ts.LastError, ts.LastErrorTime = e.Err, e.Time
 		}
 		if tc, ok := policies[t.ReqID]; ok {
-			ts.Policy = &tc.PolicyCounters
+			pc := PolicyCounters(tc)
+			ts.Policy = &pc
 		}
 		out.Tunnels = append(out.Tunnels, ts)
 	}
