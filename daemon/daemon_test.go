@@ -22,6 +22,7 @@ import (
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/datapathtest"
 	"github.com/espgw/espgw/loader"
@@ -64,7 +65,7 @@ type testDaemon struct {
 	dir, cfgFile, sock string
 	dp                 *datapathtest.Datapath
 	logs               *lockedBuffer
-	client             *Client
+	client             *control.Client
 	stop               func() error // cancels Run and returns its error
 }
 
@@ -116,7 +117,7 @@ func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *datapathte
 	case <-time.After(10 * time.Second):
 		t.Fatalf("daemon %s did not become ready", name)
 	}
-	if d.client, err = Dial(context.Background(), d.sock); err != nil {
+	if d.client, err = control.Dial(context.Background(), d.sock); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -130,7 +131,7 @@ func (d *testDaemon) writeConfig(t *testing.T, yaml string) {
 	}
 }
 
-func (d *testDaemon) status(t *testing.T) *Status {
+func (d *testDaemon) status(t *testing.T) *control.Status {
 	t.Helper()
 	st, err := d.client.Status(context.Background())
 	if err != nil {
@@ -151,13 +152,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func tunnelState(st *Status, conn, tunnel string) TunnelState {
+func tunnelState(st *control.Status, conn, tunnel string) control.TunnelState {
 	for _, t := range st.Tunnels {
 		if t.Connection == conn && t.Tunnel == tunnel {
 			return t
 		}
 	}
-	return TunnelState{}
+	return control.TunnelState{}
 }
 
 // sortedLines returns the lines of a file, sorted.
@@ -194,14 +195,14 @@ func TestDaemonPair(t *testing.T) {
 		f.Local != netip.MustParseAddr("192.0.2.1") || f.Remote != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("flow = %+v", f)
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown || st.Start != "on-demand" || st.Policy != nil {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelDown || st.Start != "on-demand" || st.Policy != nil {
 		t.Errorf("tunnel before traffic = %+v, want down, on-demand, no eBPF counters", st)
 	}
 
 	// Traffic hits A's policy: the datapath reports an acquire.
 	a.dp.Send(datapath.Event{Kind: datapath.EventAcquire, ReqID: f.ReqID})
 	waitFor(t, "tunnel up on both sides", func() bool {
-		return tunnelState(a.status(t), "mega", "api").State == TunnelUp && tunnelState(b.status(t), "mega", "api").State == TunnelUp
+		return tunnelState(a.status(t), "mega", "api").State == control.TunnelUp && tunnelState(b.status(t), "mega", "api").State == control.TunnelUp
 	})
 
 	sa, sb := a.status(t), b.status(t)
@@ -273,13 +274,13 @@ func TestDaemonPair(t *testing.T) {
 		sasB, _, _ := b.dp.Snapshot()
 		return len(sasA) == 0 && len(sasB) == 0
 	})
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelDown {
 		t.Errorf("after down: %+v", st)
 	}
 	if err := a.client.Up(ctx, "mega", "api"); err != nil {
 		t.Fatal(err)
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelUp {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelUp {
 		t.Errorf("after up: %+v", st)
 	}
 	for _, tc := range []struct{ conn, tunnel, err string }{
@@ -291,7 +292,7 @@ func TestDaemonPair(t *testing.T) {
 			t.Errorf("Up(%q, %q) = %v, want %q", tc.conn, tc.tunnel, err, tc.err)
 		}
 	}
-	if _, err := a.client.Do(ctx, Request{Command: "explode"}); err == nil || !strings.Contains(err.Error(), `unknown command "explode"`) {
+	if _, err := a.client.Do(ctx, control.Request{Command: "explode"}); err == nil || !strings.Contains(err.Error(), `unknown command "explode"`) {
 		t.Errorf("unknown command: %v", err)
 	}
 
@@ -316,7 +317,7 @@ func TestDaemonPair(t *testing.T) {
 	if ops := slices.DeleteFunc(a.dp.PolicyOps(), func(op string) bool { return strings.Contains(op, "10.30.0.0") }); !slices.Equal(ops, wantOps) {
 		t.Errorf("policy changes for api:\n%s\nwant\n%s", strings.Join(ops, "\n"), strings.Join(wantOps, "\n"))
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelUp {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelUp {
 		t.Errorf("api after adding a tunnel by reload: %+v, want still up", st)
 	}
 	stateBefore := tunnelState(a.status(t), "mega", "api")
@@ -352,7 +353,7 @@ func TestDaemonPSKMismatch(t *testing.T) {
 		t.Fatalf("Up with mismatched keys = %v, want a pre-shared key mismatch", err)
 	}
 	st := tunnelState(a.status(t), "mega", "api")
-	if st.State == TunnelUp || !strings.Contains(st.LastError, "pre-shared key mismatch") || st.LastErrorTime.IsZero() {
+	if st.State == control.TunnelUp || !strings.Contains(st.LastError, "pre-shared key mismatch") || st.LastErrorTime.IsZero() {
 		t.Errorf("tunnel = %+v, want down with last error pre-shared key mismatch", st)
 	}
 	for _, secret := range []string{"SUPERPASSWORD", "not-the-same"} {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/metrics"
 )
 
@@ -65,26 +66,26 @@ func (s ebpfSource) TopFlows(n int) ([]metrics.FlowStat, error) {
 }
 
 // topFlows returns the n flows with the most bytes, named after their tunnels.
-func (d *daemon) topFlows(n int) ([]TopFlow, error) {
+func (d *daemon) topFlows(n int) ([]control.TopFlow, error) {
 	fs, err := d.ebpf.TopFlows(n)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TopFlow, len(fs))
+	out := make([]control.TopFlow, len(fs))
 	for i, f := range fs {
 		conn, tunnel := d.tunnelNames(f.ReqID)
-		out[i] = TopFlow{Connection: conn, Tunnel: tunnel, ReqID: f.ReqID, Src: f.Src, Dst: f.Dst, Proto: f.Proto,
+		out[i] = control.TopFlow{Connection: conn, Tunnel: tunnel, ReqID: f.ReqID, Src: f.Src, Dst: f.Dst, Proto: f.Proto,
 			SrcPort: f.SrcPort, DstPort: f.DstPort, Packets: f.Packets, Bytes: f.Bytes}
 	}
 	return out, nil
 }
 
 // ebpfStatus reports where the programs are attached and what the XDP filter counted.
-func (d *daemon) ebpfStatus() EBPFStatus {
+func (d *daemon) ebpfStatus() control.EBPFStatus {
 	if d.ebpf == nil {
-		return EBPFStatus{Reason: d.ebpfOff}
+		return control.EBPFStatus{Reason: d.ebpfOff}
 	}
-	st := EBPFStatus{Loaded: true, Attached: d.ebpfAttached}
+	st := control.EBPFStatus{Loaded: true, Attached: d.ebpfAttached}
 	f, err := ebpfSource{d}.FilterStats()
 	if err != nil {
 		st.CountersError = err.Error()

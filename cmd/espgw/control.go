@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/cmd/espgw/internal/render"
+	"github.com/espgw/espgw/control"
 )
 
 // Client command timeouts: `up` waits for a negotiation, which the daemon bounds at 60 s.
@@ -19,14 +20,14 @@ const (
 )
 
 // withClient dials the daemon's control socket and runs f within timeout.
-func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *daemon.Client) error) error {
+func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *control.Client) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	path, err := g.socketPath()
 	if err != nil {
 		return err
 	}
-	c, err := daemon.Dial(ctx, path)
+	c, err := control.Dial(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status [NAME]",
 		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters (of connection NAME)",
 		Long: fmt.Sprintf("Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters. With more than %d tunnels\n"+
-			"and no NAME, one line per connection (--all: every table).", daemon.SummaryTunnels),
+			"and no NAME, one line per connection (--all: every table).", render.SummaryTunnels),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if watch {
@@ -49,7 +50,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
 			}
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				st, err := c.Status(ctx)
 				if err != nil {
 					return err
@@ -63,10 +64,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 				switch {
 				case asJSON:
 					return writeJSON(cmd, st)
-				case len(args) == 0 && !all && len(st.Tunnels) > daemon.SummaryTunnels:
-					return daemon.RenderSummary(cmd.OutOrStdout(), st)
+				case len(args) == 0 && !all && len(st.Tunnels) > render.SummaryTunnels:
+					return render.Summary(cmd.OutOrStdout(), st)
 				}
-				return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
+				return render.Status(cmd.OutOrStdout(), st, time.Now())
 			})
 		},
 	}
@@ -88,7 +89,7 @@ func newFlowsCmd(g *globals) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("-n %d: want a number of flows, 0 for ebpf.top_flows", limit)
 			}
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				report, err := c.Flows(ctx, limit)
 				if err != nil {
 					return err
@@ -96,7 +97,7 @@ func newFlowsCmd(g *globals) *cobra.Command {
 				if asJSON {
 					return writeJSON(cmd, report)
 				}
-				return daemon.RenderFlows(cmd.OutOrStdout(), report)
+				return render.Flows(cmd.OutOrStdout(), report)
 			})
 		},
 	}
@@ -130,7 +131,7 @@ func newUpDownCmd(g *globals, verb string) *cobra.Command {
 			if verb == "up" {
 				timeout = upTimeout
 			}
-			return g.withClient(cmd, timeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, timeout, func(ctx context.Context, c *control.Client) error {
 				var err error
 				if verb == "up" {
 					err = c.Up(ctx, conn, tunnel)
@@ -153,7 +154,7 @@ func newReloadCmd(g *globals) *cobra.Command {
 		Short: "Make the daemon re-read its configuration file (as SIGHUP does)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				if err := c.Reload(ctx); err != nil {
 					return err
 				}

@@ -17,16 +17,6 @@ func TestRenderSummary(t *testing.T) {
 	golden(t, "status-summary.golden", b.Bytes())
 }
 
-func TestStatusConnection(t *testing.T) {
-	st, ok := seedStatus.Connection("partner")
-	if !ok || len(st.IKESAs) != 1 || len(st.IPsecSAs) != 0 || len(st.Tunnels) != 1 || st.Tunnels[0].Tunnel != "db" {
-		t.Fatalf("Connection(partner) = %+v, %v; want its IKE SA and tunnel db", st, ok)
-	}
-	if _, ok := seedStatus.Connection("nobody"); ok {
-		t.Fatal("Connection(nobody) found a connection")
-	}
-}
-
 // TestRenderSummaryManyTunnels renders 200 connections of 5 tunnels: one line each, sorted.
 func TestRenderSummaryManyTunnels(t *testing.T) {
 	st := &control.Status{Datapath: "userspace"}
