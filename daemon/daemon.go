@@ -1,7 +1,7 @@
 // Package daemon runs espgw: it wires the configuration to the IKE engine and the engine
-// to a datapath, installs the tunnels' policies, forwards datapath events to the engine,
-// serves the control socket (JSON over a unix socket, see api.go) and writes the
-// save_keys files. It is the only package besides cmd/espgw that logs.
+// to a datapath (wrapped by ebpfdp when the eBPF programs run), installs the tunnels'
+// policies, forwards datapath events to the engine, serves the control socket (the
+// protocol of package control) and writes the save_keys files.
 package daemon
 
 import (
@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe() // before the engine stops: requests in progress end first
 	if cfg.MetricsListen != "" {
-		var src metrics.EBPFSource // an interface holding a nil *ebpfSource would not be nil
+		var src metrics.EBPFSource // nil without eBPF
 		if d.ebpf != nil {
 			src = ebpfSource{d}
 		}

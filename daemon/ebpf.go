@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"slices"
 
@@ -47,7 +46,9 @@ func (d *daemon) openEBPF(cfg *config.Config) (*ebpfdp.Datapath, []string, error
 	if err != nil {
 		return nil, nil, errors.Join(err, l.Close())
 	}
-	e, err := ebpfdp.New(d.dp, l, ebpfOptions(cfg, d.log.With("component", "ebpf")))
+	opts := ebpfOptions(cfg)
+	opts.Log = d.log.With("component", "ebpf")
+	e, err := ebpfdp.New(d.dp, l, opts)
 	if err != nil {
 		return nil, nil, errors.Join(err, l.Close())
 	}
@@ -55,9 +56,9 @@ func (d *daemon) openEBPF(cfg *config.Config) (*ebpfdp.Datapath, []string, error
 }
 
 // ebpfOptions are the settings of the programs in cfg.
-func ebpfOptions(cfg *config.Config, log *slog.Logger) ebpfdp.Options {
+func ebpfOptions(cfg *config.Config) ebpfdp.Options {
 	o := ebpfdp.Options{Peers: peers(cfg), XDP: xdpFilters(cfg.EBPF), WhenDown: loader.ActionDrop,
-		MSSClamp: cfg.EBPF.MSSClamp, PathMTU: cfg.EBPF.PathMTU, Log: log}
+		MSSClamp: cfg.EBPF.MSSClamp, PathMTU: cfg.EBPF.PathMTU}
 	if cfg.EBPF.WhenSADown == config.SADownPass {
 		o.WhenDown = loader.ActionPass
 	}

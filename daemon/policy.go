@@ -72,12 +72,11 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 		if _, keep := want[p]; keep || failed[p.Selector] {
 			continue
 		}
-		err := d.dp.DeletePolicy(ctx, p)
-		if err != nil {
+		if err := d.dp.DeletePolicy(ctx, p); err != nil {
 			errs = append(errs, fmt.Errorf("remove policy of %s/%s: %w", t.Connection, t.Tunnel, err))
-		}
-		if err != nil && !programError(err) {
-			continue
+			if !programError(err) {
+				continue
+			}
 		}
 		delete(d.policies, p)
 		d.log.Info("policy removed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID)
@@ -90,13 +89,13 @@ func (d *daemon) removePolicies() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for p, t := range d.policies {
-		err := d.dp.DeletePolicy(context.Background(), p)
-		if err != nil {
+		if err := d.dp.DeletePolicy(context.Background(), p); err != nil {
 			d.log.Error("cannot remove policy", "conn", t.Connection, "tunnel", t.Tunnel, "err", err)
+			if !programError(err) {
+				continue
+			}
 		}
-		if err == nil || programError(err) {
-			delete(d.policies, p)
-		}
+		delete(d.policies, p)
 	}
 }
 

@@ -41,7 +41,7 @@ func (d *daemon) reload(ctx context.Context) error {
 	d.events.Configure(connTunnels(cfg))
 	var ebpfErr error
 	if d.ebpf != nil {
-		ebpfErr = d.ebpf.Reconfigure(ebpfOptions(cfg, nil))
+		ebpfErr = d.ebpf.Reconfigure(ebpfOptions(cfg))
 	}
 	if err := errors.Join(ebpfErr, d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
 		return fmt.Errorf("reload %s: configuration applied, but: %w", d.opts.ConfigPath, err)

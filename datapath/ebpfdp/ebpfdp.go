@@ -104,7 +104,7 @@ func New(dp datapath.Datapath, l *loader.Loader, opts Options) (*Datapath, error
 func (d *Datapath) Backend() datapath.Datapath { return d.Datapath }
 
 // Reconfigure applies changed settings: peers, XDP filters, the SA-down action and the MSS
-// clamp of every policy.
+// clamp of every policy. opts.Log is ignored: the logger stays.
 func (d *Datapath) Reconfigure(opts Options) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
