@@ -46,9 +46,7 @@ func (d *daemon) openEBPF(cfg *config.Config) (*ebpfdp.Datapath, []string, error
 	if err != nil {
 		return nil, nil, errors.Join(err, l.Close())
 	}
-	opts := ebpfOptions(cfg)
-	opts.Log = d.log.With("component", "ebpf")
-	e, err := ebpfdp.New(d.dp, l, opts)
+	e, err := ebpfdp.New(d.dp, l, ebpfOptions(cfg), d.log.With("component", "ebpf"))
 	if err != nil {
 		return nil, nil, errors.Join(err, l.Close())
 	}

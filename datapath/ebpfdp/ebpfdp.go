@@ -32,7 +32,6 @@ type Options struct {
 	WhenDown loader.Action     // what the classifier does with a tunnel's traffic while its SA is down
 	MSSClamp bool              // clamp the MSS of TCP SYNs through the tunnels
 	PathMTU  int               // the MTU the clamp is computed from
-	Log      *slog.Logger      // nil discards
 }
 
 // Datapath is a datapath.Datapath whose eBPF programs follow what it installs. Its methods
@@ -40,6 +39,7 @@ type Options struct {
 type Datapath struct {
 	datapath.Datapath
 	l      *loader.Loader
+	log    *slog.Logger
 	events chan datapath.Event
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -85,15 +85,16 @@ func (e *ProgramError) Error() string { return "ebpf: " + e.Err.Error() }
 func (e *ProgramError) Unwrap() error { return e.Err }
 
 // New wraps dp with the open loader l, which holds no policies yet, and applies opts' peers
-// and XDP filters. Close closes both.
-func New(dp datapath.Datapath, l *loader.Loader, opts Options) (*Datapath, error) {
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
+// and XDP filters. Close closes both. log (nil discards) gets what the programs could not
+// follow.
+func New(dp datapath.Datapath, l *loader.Loader, opts Options, log *slog.Logger) (*Datapath, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if err := errors.Join(l.SetPeers(opts.Peers), l.SetXDPFilters(opts.XDP)); err != nil {
 		return nil, fmt.Errorf("ebpf: %w", err)
 	}
-	d := &Datapath{Datapath: dp, l: l, events: make(chan datapath.Event), done: make(chan struct{}), opts: opts,
+	d := &Datapath{Datapath: dp, l: l, log: log, events: make(chan datapath.Event), done: make(chan struct{}), opts: opts,
 		ids: make(map[datapath.Policy]uint32), policies: make(map[uint32]datapath.Policy),
 		up: make(map[uint32]outSA), sas: make(map[saKey]sa), pending: make(map[uint32]time.Time)}
 	d.wg.Go(d.forwardEvents)
@@ -104,11 +105,10 @@ func New(dp datapath.Datapath, l *loader.Loader, opts Options) (*Datapath, error
 func (d *Datapath) Backend() datapath.Datapath { return d.Datapath }
 
 // Reconfigure applies changed settings: peers, XDP filters, the SA-down action and the MSS
-// clamp of every policy. opts.Log is ignored: the logger stays.
+// clamp of every policy.
 func (d *Datapath) Reconfigure(opts Options) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	opts.Log = d.opts.Log
 	d.opts = opts
 	errs := []error{d.l.SetPeers(opts.Peers), d.l.SetXDPFilters(opts.XDP)}
 	for id := range d.policies {
@@ -137,7 +137,7 @@ func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint
 		}
 	}
 	if err := d.l.AddSA(loader.Inbound, spi); err != nil {
-		d.opts.Log.Warn("XDP filter will drop ESP for this SPI", "spi", fmt.Sprintf("%08x", spi), "err", err)
+		d.log.Warn("XDP filter will drop ESP for this SPI", "spi", fmt.Sprintf("%08x", spi), "err", err)
 		return spi, nil
 	}
 	d.pending[spi] = now
@@ -148,7 +148,7 @@ func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint
 func (d *Datapath) forgetPending(spi uint32) {
 	delete(d.pending, spi)
 	if err := d.l.DeleteSA(loader.Inbound, spi); err != nil {
-		d.opts.Log.Warn("cannot forget an unused inbound SPI", "spi", fmt.Sprintf("%08x", spi), "err", err)
+		d.log.Warn("cannot forget an unused inbound SPI", "spi", fmt.Sprintf("%08x", spi), "err", err)
 	}
 }
 
@@ -170,7 +170,7 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 		d.l.AddSA(loader.Outbound, p.Out.SPI),
 		d.writeTunnel(reqID))
 	if err != nil {
-		d.opts.Log.Error("eBPF programs do not know the new SA", "reqid", reqID,
+		d.log.Error("eBPF programs do not know the new SA", "reqid", reqID,
 			"spi_in", fmt.Sprintf("%08x", p.In.SPI), "spi_out", fmt.Sprintf("%08x", p.Out.SPI), "err", err)
 	}
 	return nil
@@ -191,7 +191,7 @@ func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) err
 		}
 		errs = append(errs, d.l.DeleteSA(s.dir, spi))
 		if err := errors.Join(errs...); err != nil {
-			d.opts.Log.Error("eBPF programs still see a deleted SA", "reqid", s.reqID, "spi", fmt.Sprintf("%08x", spi), "err", err)
+			d.log.Error("eBPF programs still see a deleted SA", "reqid", s.reqID, "spi", fmt.Sprintf("%08x", spi), "err", err)
 		}
 	} else if _, ok := d.pending[spi]; ok {
 		d.forgetPending(spi)
@@ -274,7 +274,7 @@ func (d *Datapath) clampMSS(p datapath.Policy, sa outSA) uint16 {
 	}
 	mss, err := loader.ClampMSS(d.opts.PathMTU, sa.natt, sa.enc, sa.integ)
 	if err != nil {
-		d.opts.Log.Warn("no MSS clamp for this tunnel", "reqid", p.ReqID,
+		d.log.Warn("no MSS clamp for this tunnel", "reqid", p.ReqID,
 			"local", p.Selector.Local, "remote", p.Selector.Remote, "err", err)
 		return 0
 	}
@@ -314,7 +314,7 @@ func (d *Datapath) forwardEvents() {
 			}
 			f := e.Flow
 			ev = datapath.Event{Kind: datapath.EventAcquire, ReqID: d.reqID(e.PolicyID)}
-			d.opts.Log.Debug("eBPF: traffic for a tunnel whose SA is down", "reqid", ev.ReqID,
+			d.log.Debug("eBPF: traffic for a tunnel whose SA is down", "reqid", ev.ReqID,
 				"src", f.Src, "dst", f.Dst, "proto", f.Proto, "sport", f.SrcPort, "dport", f.DstPort)
 		}
 		select {

@@ -55,7 +55,7 @@ func open(t *testing.T, spiBase uint32, lopts loader.Options) (*Datapath, *backe
 		t.Fatalf("loader.Open: %v", err)
 	}
 	b := &backend{Datapath: datapathtest.New(spiBase), verdict: make(map[uint32]uint32)}
-	d, err := New(b, l, defaults)
+	d, err := New(b, l, defaults, nil)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
