@@ -5,34 +5,36 @@ import (
 	"context"
 	"fmt"
 	"slices"
+
+	"github.com/espgw/espgw/control"
 )
 
 // handle executes one control request.
-func (d *daemon) handle(ctx context.Context, req Request) Response {
+func (d *daemon) handle(ctx context.Context, req control.Request) control.Response {
 	var err error
 	switch req.Command {
-	case CmdStatus:
-		return Response{Status: d.status()}
-	case CmdFlows:
-		return Response{Flows: d.flowReport(req.Limit)}
-	case CmdUp:
+	case control.CmdStatus:
+		return control.Response{Status: d.status()}
+	case control.CmdFlows:
+		return control.Response{Flows: d.flowReport(req.Limit)}
+	case control.CmdUp:
 		err = d.up(ctx, req.Connection, req.Tunnel)
-	case CmdDown:
+	case control.CmdDown:
 		if err = d.checkTarget(req.Connection, req.Tunnel); err == nil {
 			err = d.engine.Down(ctx, req.Connection, req.Tunnel)
 		}
-	case CmdReload:
+	case control.CmdReload:
 		err = d.reloadNotify(ctx)
 	default:
 		err = fmt.Errorf("unknown command %q (want %s, %s, %s, %s or %s)",
-			req.Command, CmdStatus, CmdUp, CmdDown, CmdReload, CmdFlows)
+			req.Command, control.CmdStatus, control.CmdUp, control.CmdDown, control.CmdReload, control.CmdFlows)
 	}
 	if err != nil {
 		d.log.Warn("control command failed", "command", req.Command, "conn", req.Connection, "tunnel", req.Tunnel, "err", err)
-		return Response{Error: err.Error()}
+		return control.Response{Error: err.Error()}
 	}
 	d.log.Info("control command done", "command", req.Command, "conn", req.Connection, "tunnel", req.Tunnel)
-	return Response{}
+	return control.Response{}
 }
 
 // up negotiates and waits, marking the tunnels connecting meanwhile.
@@ -101,8 +103,8 @@ func (d *daemon) cfgTunnels() []tunnelKey {
 }
 
 // flowReport lists the limit top flows (0: ebpf.top_flows) and the installed policies.
-func (d *daemon) flowReport(limit int) *FlowReport {
-	r := &FlowReport{TopFlows: []TopFlow{}, Policies: d.flows()}
+func (d *daemon) flowReport(limit int) *control.FlowReport {
+	r := &control.FlowReport{TopFlows: []control.TopFlow{}, Policies: d.flows()}
 	if d.ebpf == nil {
 		r.EBPFOff = d.ebpfOff
 		return r
@@ -112,7 +114,7 @@ func (d *daemon) flowReport(limit int) *FlowReport {
 		limit = d.cfg.EBPF.TopFlows
 		d.mu.Unlock()
 	}
-	fs, err := d.ebpf.topFlows(limit)
+	fs, err := d.topFlows(limit)
 	if err != nil {
 		r.EBPFOff = err.Error()
 		return r
@@ -124,18 +126,18 @@ func (d *daemon) flowReport(limit int) *FlowReport {
 }
 
 // flows lists the installed policies, sorted by connection and tunnel.
-func (d *daemon) flows() []Flow {
+func (d *daemon) flows() []control.Flow {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fs := make([]Flow, 0, len(d.policies))
+	fs := make([]control.Flow, 0, len(d.policies))
 	for _, t := range d.policies {
-		fs = append(fs, Flow{
+		fs = append(fs, control.Flow{
 			Connection: t.Connection, Tunnel: t.Tunnel, ReqID: t.ReqID,
 			LocalSelector: t.LocalTS.String(), RemoteSelector: t.RemoteTS.String(),
 			Local: t.LocalAddr, Remote: t.RemoteAddr,
 		})
 	}
-	slices.SortFunc(fs, func(a, b Flow) int {
+	slices.SortFunc(fs, func(a, b control.Flow) int {
 		return cmp.Or(cmp.Compare(a.Connection, b.Connection), cmp.Compare(a.Tunnel, b.Tunnel))
 	})
 	return fs

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/espgw/espgw/control"
 )
 
 // Control socket limits: a request must arrive quickly; `up` may wait for a whole
@@ -57,7 +59,7 @@ func listenControl(path string) (*net.UnixListener, error) {
 
 // handler executes control commands.
 type handler interface {
-	handle(ctx context.Context, req Request) Response
+	handle(ctx context.Context, req control.Request) control.Response
 }
 
 // serveControl answers requests on l, one per connection, until ctx ends or l is closed,
@@ -82,13 +84,13 @@ func serveControl(ctx context.Context, l *net.UnixListener, h handler, log *slog
 func serveRequest(ctx context.Context, c *net.UnixConn, h handler, log *slog.Logger) {
 	defer c.Close()
 	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	var req Request
+	var req control.Request
 	if err := json.NewDecoder(c).Decode(&req); err != nil {
 		if errors.Is(err, io.EOF) {
 			return // a liveness probe such as Dial's: connected, sent nothing
 		}
 		log.Warn("control socket: bad request", "err", err)
-		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("bad request: %v (want one JSON object)", err)})
+		json.NewEncoder(c).Encode(control.Response{Error: fmt.Sprintf("bad request: %v (want one JSON object)", err)})
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)

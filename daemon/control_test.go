@@ -11,12 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/espgw/espgw/control"
 )
 
 // handlerFunc lets a test answer control requests.
-type handlerFunc func(ctx context.Context, req Request) Response
+type handlerFunc func(ctx context.Context, req control.Request) control.Response
 
-func (f handlerFunc) handle(ctx context.Context, req Request) Response { return f(ctx, req) }
+func (f handlerFunc) handle(ctx context.Context, req control.Request) control.Response {
+	return f(ctx, req)
+}
 
 func TestListenControl(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run", "espgw", "espgw.sock")
@@ -61,8 +65,8 @@ func TestListenControl(t *testing.T) {
 
 func TestDialNotRunning(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "espgw.sock")
-	_, err := Dial(context.Background(), path)
-	var nr *NotRunningError
+	_, err := control.Dial(context.Background(), path)
+	var nr *control.NotRunningError
 	if !errors.As(err, &nr) || err.Error() != "cannot reach espgw at "+path+": is `espgw run` running?" {
 		t.Errorf("Dial(absent) = %v", err)
 	}
@@ -78,21 +82,21 @@ func TestControlRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		serveControl(ctx, l, handlerFunc(func(ctx context.Context, req Request) Response {
+		serveControl(ctx, l, handlerFunc(func(ctx context.Context, req control.Request) control.Response {
 			switch req.Command {
-			case CmdStatus:
-				return Response{Status: &Status{Datapath: "test", Tunnels: []TunnelState{{Connection: req.Connection}}}}
-			case CmdFlows:
-				return Response{Flows: &FlowReport{Policies: []Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
-					TopFlows: []TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
+			case control.CmdStatus:
+				return control.Response{Status: &control.Status{Datapath: "test", Tunnels: []control.TunnelState{{Connection: req.Connection}}}}
+			case control.CmdFlows:
+				return control.Response{Flows: &control.FlowReport{Policies: []control.Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
+					TopFlows: []control.TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
 			}
-			return Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
+			return control.Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
 		}), slog.New(slog.DiscardHandler))
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()
 
-	c, err := Dial(ctx, path)
+	c, err := control.Dial(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +118,7 @@ func TestControlRoundTrip(t *testing.T) {
 	}
 	defer raw.Close()
 	io.WriteString(raw, "status please\n")
-	var resp Response
+	var resp control.Response
 	if err := json.NewDecoder(raw).Decode(&resp); err != nil || !strings.HasPrefix(resp.Error, "bad request: ") {
 		t.Errorf("answer to garbage = %+v, %v; want a bad request error", resp, err)
 	}

@@ -1,7 +1,7 @@
 // Package daemon runs espgw: it wires the configuration to the IKE engine and the engine
-// to a datapath, installs the tunnels' policies, forwards datapath events to the engine,
-// serves the control socket (JSON over a unix socket, see api.go) and writes the
-// save_keys files. It is the only package besides cmd/espgw that logs.
+// to a datapath (wrapped by ebpfdp when the eBPF programs run), installs the tunnels'
+// policies, forwards datapath events to the engine, serves the control socket (the
+// protocol of package control) and writes the save_keys files.
 package daemon
 
 import (
@@ -17,6 +17,7 @@ import (
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/ebpfdp"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/metrics"
@@ -79,15 +80,18 @@ type Transform struct {
 
 // daemon is one running espgw.
 type daemon struct {
-	log    *slog.Logger
-	opts   Options
+	log  *slog.Logger
+	opts Options
+	// dp is what SAs and policies are installed through: the backend, wrapped by ebpf when
+	// the eBPF programs run.
 	dp     datapath.Datapath
 	kernel *kernel
 	engine *ike.Engine
-	ebpf   *ebpfProgs // nil: no eBPF programs, for the reason in ebpfOff
-	// ebpfOff says why there are no eBPF programs.
-	ebpfOff string
-	events  *metrics.Events // what the engine reports, for /metrics
+	ebpf   *ebpfdp.Datapath // nil: no eBPF programs, for the reason in ebpfOff
+	// ebpfOff says why there are no eBPF programs; ebpfAttached where they are.
+	ebpfOff      string
+	ebpfAttached []string
+	events       *metrics.Events // what the engine reports, for /metrics
 
 	reloadMu sync.Mutex // serializes reloads
 	mu       sync.Mutex // guards what follows; never held while calling the engine
@@ -144,21 +148,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	// unseen, and come out after the policies at shutdown.
 	var off offError
 	var ebpfErr error
-	if d.ebpf, ebpfErr = d.openEBPF(cfg); errors.As(ebpfErr, &off) {
+	if d.ebpf, d.ebpfAttached, ebpfErr = d.openEBPF(cfg); errors.As(ebpfErr, &off) {
 		d.ebpfOff = ebpfErr.Error()
 		d.log.Info("eBPF programs off", "reason", ebpfErr)
 	} else if ebpfErr != nil {
 		d.ebpfOff = ebpfErr.Error()
 		d.log.Warn("eBPF programs not loaded: running without the fail-closed guard, MSS clamp, XDP filter and flow counters", "reason", ebpfErr)
 	} else {
-		defer func() {
-			if cerr := d.ebpf.close(); cerr != nil {
-				err = errors.Join(err, fmt.Errorf("detach eBPF programs: %w", cerr))
-			}
-		}()
-		d.log.Info("eBPF programs attached", "at", d.ebpf.attached)
+		d.dp = d.ebpf // closed by the deferred d.dp.Close, before the backend
+		d.log.Info("eBPF programs attached", "at", d.ebpfAttached)
 	}
-	d.kernel = newKernel(d.dp, d.ebpf)
+	d.kernel = newKernel(d.dp)
 	d.kernel.configure(cfg)
 	d.events = newEvents(cfg)
 	d.engine = ike.New(ike.Options{Logger: d.log, Bind: bind, Kernel: d.kernel, KeyLog: keyLog, Observer: observer{d.events}})
@@ -175,9 +175,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	engineErr := make(chan error, 1)
 	wg.Go(func() { engineErr <- d.engine.Run(engineCtx) })
 	wg.Go(func() { d.forwardEvents(engineCtx) })
-	if d.ebpf != nil {
-		wg.Go(func() { d.forwardEBPFEvents(engineCtx) })
-	}
 	if err := d.engine.Configure(cfg.Connections); err != nil {
 		return fmt.Errorf("configure IKE engine: %w", err)
 	}
@@ -188,9 +185,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe() // before the engine stops: requests in progress end first
 	if cfg.MetricsListen != "" {
-		var src metrics.EBPFSource // an interface holding a nil *ebpfProgs would not be nil
+		var src metrics.EBPFSource // nil without eBPF
 		if d.ebpf != nil {
-			src = d.ebpf
+			src = ebpfSource{d}
 		}
 		waitMetrics, err := startMetrics(serveCtx, cfg.MetricsListen, d.kernel, src, cfg.EBPF.TopFlows, d.log, d.events, d.stateCollector())
 		if err != nil {

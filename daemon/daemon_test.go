@@ -22,7 +22,9 @@ import (
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/datapathtest"
 	"github.com/espgw/espgw/loader"
 )
 
@@ -61,16 +63,16 @@ func (l *lockedBuffer) String() string {
 // testDaemon is a Run in a goroutine with a real engine, the given bind and a fake datapath.
 type testDaemon struct {
 	dir, cfgFile, sock string
-	dp                 *fakeDatapath
+	dp                 *datapathtest.Datapath
 	logs               *lockedBuffer
-	client             *Client
+	client             *control.Client
 	stop               func() error // cancels Run and returns its error
 }
 
 // startDaemon runs the configuration yaml, to which it adds control_socket and save_keys
 // in a temporary directory, and waits until it is ready.
 // Options may be changed by mods.
-func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *fakeDatapath, mods ...func(*Options)) *testDaemon {
+func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *datapathtest.Datapath, mods ...func(*Options)) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	var logs lockedBuffer
@@ -115,7 +117,7 @@ func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *fakeDatapa
 	case <-time.After(10 * time.Second):
 		t.Fatalf("daemon %s did not become ready", name)
 	}
-	if d.client, err = Dial(context.Background(), d.sock); err != nil {
+	if d.client, err = control.Dial(context.Background(), d.sock); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -129,7 +131,7 @@ func (d *testDaemon) writeConfig(t *testing.T, yaml string) {
 	}
 }
 
-func (d *testDaemon) status(t *testing.T) *Status {
+func (d *testDaemon) status(t *testing.T) *control.Status {
 	t.Helper()
 	st, err := d.client.Status(context.Background())
 	if err != nil {
@@ -150,13 +152,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func tunnelState(st *Status, conn, tunnel string) TunnelState {
+func tunnelState(st *control.Status, conn, tunnel string) control.TunnelState {
 	for _, t := range st.Tunnels {
 		if t.Connection == conn && t.Tunnel == tunnel {
 			return t
 		}
 	}
-	return TunnelState{}
+	return control.TunnelState{}
 }
 
 // sortedLines returns the lines of a file, sorted.
@@ -169,8 +171,8 @@ func sortedLines(t *testing.T, name string) []string {
 // extraA goes at the top of A's configuration.
 func startPair(t *testing.T, pskB, extraA string) (a, b *testDaemon) {
 	ba, bb := bindtest.NewPair()
-	a = startDaemon(t, "A", extraA+peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "SUPERPASSWORD"), ba, newFakeDatapath(0x1000))
-	b = startDaemon(t, "B", peerYAML("192.0.2.2", "192.0.2.1", "10.20.0.0/24", "10.10.1.0/24", pskB), bb, newFakeDatapath(0x2000))
+	a = startDaemon(t, "A", extraA+peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "SUPERPASSWORD"), ba, datapathtest.New(0x1000))
+	b = startDaemon(t, "B", peerYAML("192.0.2.2", "192.0.2.1", "10.20.0.0/24", "10.10.1.0/24", pskB), bb, datapathtest.New(0x2000))
 	return a, b
 }
 
@@ -193,14 +195,14 @@ func TestDaemonPair(t *testing.T) {
 		f.Local != netip.MustParseAddr("192.0.2.1") || f.Remote != netip.MustParseAddr("192.0.2.2") {
 		t.Errorf("flow = %+v", f)
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown || st.Start != "on-demand" || st.Policy != nil {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelDown || st.Start != "on-demand" || st.Policy != nil {
 		t.Errorf("tunnel before traffic = %+v, want down, on-demand, no eBPF counters", st)
 	}
 
 	// Traffic hits A's policy: the datapath reports an acquire.
-	a.dp.events <- datapath.Event{Kind: datapath.EventAcquire, ReqID: f.ReqID}
+	a.dp.Send(datapath.Event{Kind: datapath.EventAcquire, ReqID: f.ReqID})
 	waitFor(t, "tunnel up on both sides", func() bool {
-		return tunnelState(a.status(t), "mega", "api").State == TunnelUp && tunnelState(b.status(t), "mega", "api").State == TunnelUp
+		return tunnelState(a.status(t), "mega", "api").State == control.TunnelUp && tunnelState(b.status(t), "mega", "api").State == control.TunnelUp
 	})
 
 	sa, sb := a.status(t), b.status(t)
@@ -223,8 +225,8 @@ func TestDaemonPair(t *testing.T) {
 	}
 
 	// What A installed for inbound is what B installed for outbound, keys included.
-	sasA, _, _ := a.dp.snapshot()
-	sasB, _, _ := b.dp.snapshot()
+	sasA, _, _ := a.dp.Snapshot()
+	sasB, _, _ := b.dp.Snapshot()
 	if len(sasA) != 2 || len(sasB) != 2 {
 		t.Fatalf("A installed %d SAs, B %d; want 2 each", len(sasA), len(sasB))
 	}
@@ -268,17 +270,17 @@ func TestDaemonPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "SAs deleted on both sides", func() bool {
-		sasA, _, _ := a.dp.snapshot()
-		sasB, _, _ := b.dp.snapshot()
+		sasA, _, _ := a.dp.Snapshot()
+		sasB, _, _ := b.dp.Snapshot()
 		return len(sasA) == 0 && len(sasB) == 0
 	})
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelDown {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelDown {
 		t.Errorf("after down: %+v", st)
 	}
 	if err := a.client.Up(ctx, "mega", "api"); err != nil {
 		t.Fatal(err)
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelUp {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelUp {
 		t.Errorf("after up: %+v", st)
 	}
 	for _, tc := range []struct{ conn, tunnel, err string }{
@@ -290,7 +292,7 @@ func TestDaemonPair(t *testing.T) {
 			t.Errorf("Up(%q, %q) = %v, want %q", tc.conn, tc.tunnel, err, tc.err)
 		}
 	}
-	if _, err := a.client.Do(ctx, Request{Command: "explode"}); err == nil || !strings.Contains(err.Error(), `unknown command "explode"`) {
+	if _, err := a.client.Do(ctx, control.Request{Command: "explode"}); err == nil || !strings.Contains(err.Error(), `unknown command "explode"`) {
 		t.Errorf("unknown command: %v", err)
 	}
 
@@ -312,10 +314,10 @@ func TestDaemonPair(t *testing.T) {
 	}
 	// Reqids stay with their tunnels: api's policy was left alone, and so was its SA.
 	wantOps := []string{"add 10.10.1.0/24 10.20.0.0/24 reqid 1 prio 1000"}
-	if ops := slices.DeleteFunc(a.dp.policyOps(), func(op string) bool { return strings.Contains(op, "10.30.0.0") }); !slices.Equal(ops, wantOps) {
+	if ops := slices.DeleteFunc(a.dp.PolicyOps(), func(op string) bool { return strings.Contains(op, "10.30.0.0") }); !slices.Equal(ops, wantOps) {
 		t.Errorf("policy changes for api:\n%s\nwant\n%s", strings.Join(ops, "\n"), strings.Join(wantOps, "\n"))
 	}
-	if st := tunnelState(a.status(t), "mega", "api"); st.State != TunnelUp {
+	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelUp {
 		t.Errorf("api after adding a tunnel by reload: %+v, want still up", st)
 	}
 	stateBefore := tunnelState(a.status(t), "mega", "api")
@@ -332,14 +334,14 @@ func TestDaemonPair(t *testing.T) {
 	if err := a.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if _, _, closed := a.dp.snapshot(); !closed || a.dp.leftAtClose != 0 {
-		t.Errorf("datapath closed %v with %d SAs and policies left, want closed with 0", closed, a.dp.leftAtClose)
+	if _, _, closed := a.dp.Snapshot(); !closed || a.dp.LeftAtClose() != 0 {
+		t.Errorf("datapath closed %v with %d SAs and policies left, want closed with 0", closed, a.dp.LeftAtClose())
 	}
 	if _, err := os.Stat(a.sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket still there after exit: %v", err)
 	}
 	waitFor(t, "B to see the Delete from A's shutdown", func() bool {
-		sas, _, _ := b.dp.snapshot()
+		sas, _, _ := b.dp.Snapshot()
 		return len(sas) == 0
 	})
 }
@@ -351,7 +353,7 @@ func TestDaemonPSKMismatch(t *testing.T) {
 		t.Fatalf("Up with mismatched keys = %v, want a pre-shared key mismatch", err)
 	}
 	st := tunnelState(a.status(t), "mega", "api")
-	if st.State == TunnelUp || !strings.Contains(st.LastError, "pre-shared key mismatch") || st.LastErrorTime.IsZero() {
+	if st.State == control.TunnelUp || !strings.Contains(st.LastError, "pre-shared key mismatch") || st.LastErrorTime.IsZero() {
 		t.Errorf("tunnel = %+v, want down with last error pre-shared key mismatch", st)
 	}
 	for _, secret := range []string{"SUPERPASSWORD", "not-the-same"} {
@@ -409,7 +411,7 @@ func TestDaemonMetrics(t *testing.T) {
 // runs without them.
 func TestDaemonEBPFUnavailable(t *testing.T) {
 	ba, _ := bindtest.NewPair()
-	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "x"), ba, newFakeDatapath(0x1000),
+	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "x"), ba, datapathtest.New(0x1000),
 		func(o *Options) {
 			o.OpenLoader = func(loader.Options) (*loader.Loader, error) {
 				return nil, errors.New("load tc programs: operation not permitted")
@@ -434,14 +436,14 @@ func TestDaemonEBPFUnavailable(t *testing.T) {
 // match none of its tunnels) leaves no SPI reserved in the datapath.
 func TestDaemonQuickModeFailureReleasesSPI(t *testing.T) {
 	ba, bb := bindtest.NewPair()
-	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "k"), ba, newFakeDatapath(0x1000))
-	b := startDaemon(t, "B", peerYAML("192.0.2.2", "192.0.2.1", "10.20.0.0/24", "10.10.9.0/24", "k"), bb, newFakeDatapath(0x2000))
+	a := startDaemon(t, "A", peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "k"), ba, datapathtest.New(0x1000))
+	b := startDaemon(t, "B", peerYAML("192.0.2.2", "192.0.2.1", "10.20.0.0/24", "10.10.9.0/24", "k"), bb, datapathtest.New(0x2000))
 	err := a.client.Up(context.Background(), "mega", "api")
 	if err == nil || !strings.Contains(err.Error(), "identity mismatch") {
 		t.Fatalf("Up with mismatched proxy IDs = %v, want an identity mismatch", err)
 	}
 	for _, d := range []*testDaemon{a, b} {
-		if got := d.dp.reservedSPIs(); len(got) != 0 {
+		if got := d.dp.ReservedSPIs(); len(got) != 0 {
 			t.Errorf("SPIs %x still reserved after the failed quick mode", got)
 		}
 	}

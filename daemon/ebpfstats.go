@@ -2,70 +2,37 @@ package daemon
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/metrics"
 )
 
-var _ metrics.EBPFSource = (*ebpfProgs)(nil)
+// ebpfSource implements metrics.EBPFSource: the eBPF programs' counters, named after the
+// tunnels whose policies the daemon installed.
+type ebpfSource struct{ d *daemon }
 
-// names returns the connection and tunnel of classifier policy id, empty if it is gone.
-func (e *ebpfProgs) names(id uint32) (conn, tunnel string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p := e.policies[id]
-	return p.conn, p.tunnel
-}
+var _ metrics.EBPFSource = ebpfSource{}
 
-// tunnelCounters are a tunnel's policy counters with its names.
-type tunnelCounters struct {
-	conn, tunnel string
-	PolicyCounters
-}
-
-// policyCounters returns the counters of every tunnel's policies by reqid, with its MSS
-// clamp. While a tunnel's policy is being replaced it has two; their counters are summed.
-func (e *ebpfProgs) policyCounters() (map[uint32]tunnelCounters, error) {
-	cs, err := e.l.PolicyCounters()
-	if err != nil {
-		return nil, fmt.Errorf("ebpf: %w", err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make(map[uint32]tunnelCounters, len(cs))
-	for id, c := range cs {
-		p, ok := e.policies[id]
-		if !ok {
-			continue
-		}
-		t := out[p.reqID]
-		t.conn, t.tunnel = p.conn, p.tunnel
-		t.PacketsOut += c.Out.Packets
-		t.BytesOut += c.Out.Bytes
-		t.PacketsIn += c.In.Packets
-		t.BytesIn += c.In.Bytes
-		t.SADownDrops += c.SADownDrops
-		t.SADownPasses += c.SADownPasses
-		t.MSSRewrites += c.MSSRewrites
-		t.Events += c.Events
-		if sa, up := e.sas[p.reqID]; up {
-			t.MSS = e.clampMSS(p, sa)
-		}
-		out[p.reqID] = t
-	}
-	return out, nil
+// tunnelNames returns the connection and tunnel of the installed policy with reqID, empty
+// if it is gone.
+func (d *daemon) tunnelNames(reqID uint32) (conn, tunnel string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, _ := d.tunnelByReqID(reqID)
+	return t.Connection, t.Tunnel
 }
 
 // PolicyStats implements metrics.EBPFSource.
-func (e *ebpfProgs) PolicyStats() ([]metrics.PolicyStat, error) {
-	cs, err := e.policyCounters()
+func (s ebpfSource) PolicyStats() ([]metrics.PolicyStat, error) {
+	cs, err := s.d.ebpf.TunnelCounters()
 	if err != nil {
 		return nil, err
 	}
 	var out []metrics.PolicyStat
-	for _, c := range cs {
-		out = append(out, metrics.PolicyStat{Connection: c.conn, Tunnel: c.tunnel,
+	for reqID, c := range cs {
+		conn, tunnel := s.d.tunnelNames(reqID)
+		out = append(out, metrics.PolicyStat{Connection: conn, Tunnel: tunnel,
 			SADownDrops: c.SADownDrops, SADownPasses: c.SADownPasses, MSSRewrites: c.MSSRewrites, Events: c.Events})
 	}
 	slices.SortFunc(out, func(a, b metrics.PolicyStat) int {
@@ -75,18 +42,18 @@ func (e *ebpfProgs) PolicyStats() ([]metrics.PolicyStat, error) {
 }
 
 // FilterStats implements metrics.EBPFSource.
-func (e *ebpfProgs) FilterStats() (metrics.FilterStats, error) {
-	x, err := e.l.XDPCounters()
+func (s ebpfSource) FilterStats() (metrics.FilterStats, error) {
+	x, err := s.d.ebpf.XDPCounters()
 	if err != nil {
-		return metrics.FilterStats{}, fmt.Errorf("ebpf: %w", err)
+		return metrics.FilterStats{}, err
 	}
 	return metrics.FilterStats{UnknownSPIDrops: x.UnknownSPIDrops, UnknownSPIPasses: x.UnknownSPIPasses,
 		NonPeerDrops: x.NonPeerDrops, NonPeerPasses: x.NonPeerPasses}, nil
 }
 
 // TopFlows implements metrics.EBPFSource.
-func (e *ebpfProgs) TopFlows(n int) ([]metrics.FlowStat, error) {
-	fs, err := e.topFlows(n)
+func (s ebpfSource) TopFlows(n int) ([]metrics.FlowStat, error) {
+	fs, err := s.d.topFlows(n)
 	if err != nil {
 		return nil, err
 	}
@@ -99,24 +66,27 @@ func (e *ebpfProgs) TopFlows(n int) ([]metrics.FlowStat, error) {
 }
 
 // topFlows returns the n flows with the most bytes, named after their tunnels.
-func (e *ebpfProgs) topFlows(n int) ([]TopFlow, error) {
-	fs, err := e.l.TopFlows(n)
+func (d *daemon) topFlows(n int) ([]control.TopFlow, error) {
+	fs, err := d.ebpf.TopFlows(n)
 	if err != nil {
-		return nil, fmt.Errorf("ebpf: %w", err)
+		return nil, err
 	}
-	out := make([]TopFlow, len(fs))
+	out := make([]control.TopFlow, len(fs))
 	for i, f := range fs {
-		conn, tunnel := e.names(f.PolicyID)
-		out[i] = TopFlow{Connection: conn, Tunnel: tunnel, ReqID: e.reqID(f.PolicyID), Src: f.Src, Dst: f.Dst, Proto: f.Proto,
+		conn, tunnel := d.tunnelNames(f.ReqID)
+		out[i] = control.TopFlow{Connection: conn, Tunnel: tunnel, ReqID: f.ReqID, Src: f.Src, Dst: f.Dst, Proto: f.Proto,
 			SrcPort: f.SrcPort, DstPort: f.DstPort, Packets: f.Packets, Bytes: f.Bytes}
 	}
 	return out, nil
 }
 
-// status reports where the programs are attached and what the XDP filter counted.
-func (e *ebpfProgs) status() EBPFStatus {
-	st := EBPFStatus{Loaded: true, Attached: e.attached}
-	f, err := e.FilterStats()
+// ebpfStatus reports where the programs are attached and what the XDP filter counted.
+func (d *daemon) ebpfStatus() control.EBPFStatus {
+	if d.ebpf == nil {
+		return control.EBPFStatus{Reason: d.ebpfOff}
+	}
+	st := control.EBPFStatus{Loaded: true, Attached: d.ebpfAttached}
+	f, err := ebpfSource{d}.FilterStats()
 	if err != nil {
 		st.CountersError = err.Error()
 	}

@@ -17,8 +17,7 @@ import (
 // kernel adapts ike.Kernel onto a datapath.Datapath and remembers the child SAs it
 // installed, for status and counters.
 type kernel struct {
-	dp   datapath.Datapath
-	ebpf *ebpfProgs // nil without eBPF
+	dp datapath.Datapath
 
 	mu        sync.Mutex
 	tunnels   map[tunnelKey]config.Tunnel // the running configuration, for the replay window
@@ -39,8 +38,8 @@ type installedSA struct {
 
 var _ ike.Kernel = (*kernel)(nil)
 
-func newKernel(dp datapath.Datapath, ebpf *ebpfProgs) *kernel {
-	return &kernel{dp: dp, ebpf: ebpf, installed: make(map[uint32]installedSA)}
+func newKernel(dp datapath.Datapath) *kernel {
+	return &kernel{dp: dp, installed: make(map[uint32]installedSA)}
 }
 
 // configure makes cfg's tunnel settings the ones later SAs are installed with.
@@ -57,11 +56,7 @@ func (k *kernel) configure(cfg *config.Config) {
 }
 
 func (k *kernel) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error) {
-	spi, err := k.dp.AllocSPI(ctx, local, remote)
-	if err == nil {
-		k.ebpf.allocSPI(spi)
-	}
-	return spi, err
+	return k.dp.AllocSPI(ctx, local, remote)
 }
 
 // ReleaseSPI gives back an inbound SPI whose quick mode failed: the datapath deletes the
@@ -74,7 +69,6 @@ func (k *kernel) ReleaseSPI(ctx context.Context, local, remote netip.Addr, spi u
 	if installed {
 		return nil
 	}
-	k.ebpf.releaseSPI(spi)
 	if err := k.dp.DeleteSA(ctx, local, spi); err != nil {
 		return fmt.Errorf("release SPI %08x for %v -> %v: %w", spi, remote, local, err)
 	}
@@ -103,7 +97,6 @@ func (k *kernel) InstallChildSA(ctx context.Context, sa *ike.ChildSA) error {
 		expiry: expiry(sa),
 	}
 	k.mu.Unlock()
-	k.ebpf.saInstalled(sa)
 	return nil
 }
 
@@ -111,7 +104,6 @@ func (k *kernel) DeleteChildSA(ctx context.Context, sa *ike.ChildSA) error {
 	k.mu.Lock()
 	delete(k.installed, sa.SPIIn)
 	k.mu.Unlock()
-	k.ebpf.saDeleted(sa) // first: the guard stops the traffic before the SA goes
 	return errors.Join(
 		k.dp.DeleteSA(ctx, sa.Local, sa.SPIIn),
 		k.dp.DeleteSA(ctx, sa.Remote, sa.SPIOut),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/datapathtest"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -112,8 +113,8 @@ func TestChooseDatapath(t *testing.T) {
 // our address) and leaves the SPI of an installed child SA alone.
 func TestKernelReleaseSPI(t *testing.T) {
 	ctx := context.Background()
-	dp := newFakeDatapath(0x1000)
-	k := newKernel(dp, nil)
+	dp := datapathtest.New(0x1000)
+	k := newKernel(dp)
 	cfg, err := config.Parse(strings.NewReader(peerYAML("192.0.2.1", "192.0.2.2", "10.10.1.0/24", "10.20.0.0/24", "k")))
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +137,11 @@ func TestKernelReleaseSPI(t *testing.T) {
 			t.Errorf("ReleaseSPI(%08x): %v", spi, err)
 		}
 	}
-	if got := dp.reservedSPIs(); len(got) != 0 {
+	if got := dp.ReservedSPIs(); len(got) != 0 {
 		t.Errorf("datapath still reserves %x after ReleaseSPI", got)
 	}
-	sas, _, _ := dp.snapshot()
-	if _, ok := sas[saKey{sa.Local, sa.SPIIn}]; !ok {
+	sas, _, _ := dp.Snapshot()
+	if _, ok := sas[datapathtest.SAKey{Dst: sa.Local, SPI: sa.SPIIn}]; !ok {
 		t.Errorf("ReleaseSPI of installed SPI %08x deleted its inbound SA", sa.SPIIn)
 	}
 	if _, ok := k.childSA(sa.SPIIn); !ok {

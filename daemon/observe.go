@@ -87,7 +87,11 @@ type stateSource struct {
 // ESP drops, if the datapath counts them.
 func (d *daemon) stateCollector() *metrics.StateCollector {
 	var drops metrics.DropSource
-	if ds, ok := d.dp.(metrics.DropSource); ok {
+	backend := d.dp
+	if d.ebpf != nil {
+		backend = d.ebpf.Backend()
+	}
+	if ds, ok := backend.(metrics.DropSource); ok {
 		drops = ds
 	}
 	return metrics.NewStateCollector(&stateSource{k: d.kernel, engine: d.engine,

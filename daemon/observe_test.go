@@ -8,6 +8,7 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/datapathtest"
 	"github.com/espgw/espgw/datapath/userspace"
 	"github.com/espgw/espgw/datapath/xfrm"
 	"github.com/espgw/espgw/metrics"
@@ -22,8 +23,8 @@ var (
 // TestTunnelStates: every configured tunnel is reported, up with the newest SA's expiry
 // while one is installed; the last inbound time moves only when the packet count rises.
 func TestTunnelStates(t *testing.T) {
-	dp := newFakeDatapath(0x1000)
-	k := newKernel(dp, nil)
+	dp := datapathtest.New(0x1000)
+	k := newKernel(dp)
 	k.configure(&config.Config{Connections: []config.Connection{{Name: "c", Tunnels: []config.Tunnel{{Name: "a"}, {Name: "b"}}}}})
 	local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/espgw/espgw/datapath"
+	"github.com/espgw/espgw/datapath/ebpfdp"
 	"github.com/espgw/espgw/ike"
 )
 
@@ -53,15 +54,16 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 			d.policies[p] = t // the start action may have changed
 			continue
 		}
-		if err := d.dp.AddPolicy(ctx, p); err != nil {
+		err := d.dp.AddPolicy(ctx, p)
+		if err != nil && !programError(err) {
 			errs = append(errs, fmt.Errorf("install policy of %s/%s (%v <-> %v): %w",
 				t.Connection, t.Tunnel, t.LocalTS, t.RemoteTS, err))
 			failed[p.Selector] = true
 			continue
 		}
 		d.policies[p] = t
-		if err := d.ebpf.setPolicy(p, t); err != nil {
-			errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy of %s/%s: %w", t.Connection, t.Tunnel, err))
 		}
 		d.log.Info("policy installed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID,
 			"local", t.LocalTS, "remote", t.RemoteTS, "start", t.Start)
@@ -72,12 +74,11 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 		}
 		if err := d.dp.DeletePolicy(ctx, p); err != nil {
 			errs = append(errs, fmt.Errorf("remove policy of %s/%s: %w", t.Connection, t.Tunnel, err))
-			continue
+			if !programError(err) {
+				continue
+			}
 		}
 		delete(d.policies, p)
-		if err := d.ebpf.deletePolicy(p); err != nil {
-			errs = append(errs, err)
-		}
 		d.log.Info("policy removed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID)
 	}
 	return errors.Join(errs...)
@@ -90,13 +91,19 @@ func (d *daemon) removePolicies() {
 	for p, t := range d.policies {
 		if err := d.dp.DeletePolicy(context.Background(), p); err != nil {
 			d.log.Error("cannot remove policy", "conn", t.Connection, "tunnel", t.Tunnel, "err", err)
-			continue
+			if !programError(err) {
+				continue
+			}
 		}
 		delete(d.policies, p)
-		if err := d.ebpf.deletePolicy(p); err != nil {
-			d.log.Error("cannot remove policy", "conn", t.Connection, "tunnel", t.Tunnel, "err", err)
-		}
 	}
+}
+
+// programError says the datapath made a policy change the eBPF programs could not follow:
+// the change counts as made.
+func programError(err error) bool {
+	var pe *ebpfdp.ProgramError
+	return errors.As(err, &pe)
 }
 
 // tunnelByReqID finds an installed tunnel by reqid. Caller holds d.mu.

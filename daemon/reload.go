@@ -39,7 +39,11 @@ func (d *daemon) reload(ctx context.Context) error {
 	d.cfg = cfg
 	d.mu.Unlock()
 	d.events.Configure(connTunnels(cfg))
-	if err := errors.Join(d.ebpf.reconfigure(cfg), d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
+	var ebpfErr error
+	if d.ebpf != nil {
+		ebpfErr = d.ebpf.Reconfigure(ebpfOptions(cfg))
+	}
+	if err := errors.Join(ebpfErr, d.syncServiceAddresses(ctx, cfg), d.syncPolicies(ctx)); err != nil {
 		return fmt.Errorf("reload %s: configuration applied, but: %w", d.opts.ConfigPath, err)
 	}
 	d.log.Info("configuration reloaded", "file", d.opts.ConfigPath, "connections", len(cfg.Connections))

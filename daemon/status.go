@@ -7,18 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/control"
+	"github.com/espgw/espgw/datapath/ebpfdp"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/ike/proposal"
-	"github.com/espgw/espgw/loader"
 )
 
 // status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
 // eBPF programs' counters.
-func (d *daemon) status() *Status {
+func (d *daemon) status() *control.Status {
 	st := d.engine.Status()
 	tunnels := d.engine.Tunnels()
 	now := time.Now()
-	out := &Status{Datapath: d.dp.Name(), IKESAs: []IKESA{}, IPsecSAs: []IPsecSA{}, Tunnels: []TunnelState{}, Errors: []NegotiationError{}}
+	out := &control.Status{Datapath: d.dp.Name(), IKESAs: []control.IKESA{}, IPsecSAs: []control.IPsecSA{}, Tunnels: []control.TunnelState{}, Errors: []control.NegotiationError{}}
 	up := make(map[tunnelKey]bool)
 	negotiating := make(map[string]bool) // connections with a phase 1 in progress
 	for _, s := range st.IKESAs {
@@ -34,7 +35,7 @@ func (d *daemon) status() *Status {
 	lastErr := make(map[string]ike.ConnError)
 	for _, e := range st.Errors { // oldest first: the last one wins
 		lastErr[e.Connection] = e
-		out.Errors = append(out.Errors, NegotiationError{Connection: e.Connection, Time: e.Time, Error: e.Err, Ours: e.Ours, Theirs: e.Theirs})
+		out.Errors = append(out.Errors, control.NegotiationError{Connection: e.Connection, Time: e.Time, Error: e.Err, Ours: e.Ours, Theirs: e.Theirs})
 	}
 	d.mu.Lock()
 	upping := make(map[tunnelKey]bool, len(d.upping))
@@ -42,20 +43,18 @@ func (d *daemon) status() *Status {
 		upping[k] = true
 	}
 	d.mu.Unlock()
-	var policies map[uint32]tunnelCounters
-	if d.ebpf == nil {
-		out.EBPF = EBPFStatus{Reason: d.ebpfOff}
-	} else {
-		out.EBPF = d.ebpf.status()
+	out.EBPF = d.ebpfStatus()
+	var policies map[uint32]ebpfdp.TunnelCounters
+	if d.ebpf != nil {
 		var err error
-		if policies, err = d.ebpf.policyCounters(); err != nil {
+		if policies, err = d.ebpf.TunnelCounters(); err != nil {
 			out.EBPF.CountersError = err.Error()
 		}
-		if wire, err := d.ebpf.l.SACounters(loader.Inbound); err == nil {
+		if wire, err := d.ebpf.InboundPackets(); err == nil {
 			for i, sa := range out.IPsecSAs {
 				if spi, err := strconv.ParseUint(sa.SPIIn, 16, 32); err == nil {
-					if c, ok := wire[uint32(spi)]; ok {
-						out.IPsecSAs[i].XDPPacketsIn = &c.Packets
+					if n, ok := wire[uint32(spi)]; ok {
+						out.IPsecSAs[i].XDPPacketsIn = &n
 					}
 				}
 			}
@@ -63,45 +62,46 @@ func (d *daemon) status() *Status {
 	}
 	for _, t := range tunnels {
 		k := tunnelKey{t.Connection, t.Tunnel}
-		ts := TunnelState{
-			Connection: t.Connection, Tunnel: t.Tunnel, Start: string(t.Start), State: TunnelDown,
+		ts := control.TunnelState{
+			Connection: t.Connection, Tunnel: t.Tunnel, Start: string(t.Start), State: control.TunnelDown,
 			LocalSelector: t.LocalTS.String(), RemoteSelector: t.RemoteTS.String(),
 		}
 		switch {
 		case up[k]:
-			ts.State = TunnelUp
+			ts.State = control.TunnelUp
 		case upping[k] || negotiating[t.Connection]:
-			ts.State = TunnelConnecting
+			ts.State = control.TunnelConnecting
 		}
-		if e, ok := lastErr[t.Connection]; ok && ts.State != TunnelUp {
+		if e, ok := lastErr[t.Connection]; ok && ts.State != control.TunnelUp {
 			ts.LastError, ts.LastErrorTime = e.Err, e.Time
 		}
 		if tc, ok := policies[t.ReqID]; ok {
-			ts.Policy = &tc.PolicyCounters
+			pc := control.PolicyCounters(tc)
+			ts.Policy = &pc
 		}
 		out.Tunnels = append(out.Tunnels, ts)
 	}
 	return out
 }
 
-func ikeSA(s ike.IKESAStatus) IKESA {
+func ikeSA(s ike.IKESAStatus) control.IKESA {
 	mode := "main"
 	if s.Aggressive {
 		mode = "aggressive"
 	}
-	return IKESA{
+	return control.IKESA{
 		Connection: s.Connection, Local: s.Local, Peer: s.Remote,
 		InitiatorCookie: s.InitiatorCookie, ResponderCookie: s.ResponderCookie,
 		State: s.State, Initiator: s.Initiator, Mode: mode, Algorithms: s.Proposal,
 		Established: s.Established, AgeSeconds: int64(s.Age / time.Second), NATT: s.NATDetected,
 		LastReceived: s.LastReceived,
-		DPD: DPD{DelaySeconds: int64(s.DPD.Delay / time.Second), PeerSupports: s.DPD.PeerSupports,
+		DPD: control.DPD{DelaySeconds: int64(s.DPD.Delay / time.Second), PeerSupports: s.DPD.PeerSupports,
 			Running: s.DPD.Running, LastAck: s.DPD.LastAck},
 	}
 }
 
-func (d *daemon) ipsecSA(s ike.IKESAStatus, c ike.ChildSAStatus, now time.Time) IPsecSA {
-	sa := IPsecSA{
+func (d *daemon) ipsecSA(s ike.IKESAStatus, c ike.ChildSAStatus, now time.Time) control.IPsecSA {
+	sa := control.IPsecSA{
 		Connection: s.Connection, Tunnel: c.Tunnel, ReqID: c.ReqID,
 		SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut),
 		Algorithms: "esp " + c.Proposal,

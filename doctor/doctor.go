@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 )
 
 // Level is a check's verdict.
@@ -111,7 +111,7 @@ func Run(ctx context.Context, opts Options) *Report {
 	r := &report{}
 	cfg := checkConfig(r, opts.ConfigPath)
 	checkPSK(r, opts.ConfigPath)
-	var st *daemon.Status
+	var st *control.Status
 	socket := opts.Socket
 	if socket == "" && cfg != nil {
 		socket = cfg.ControlSocket
@@ -168,10 +168,10 @@ func (rep *Report) Render(w io.Writer) error {
 
 // daemonStatus asks the daemon at socket for its status; a daemon that does not run is not a
 // failure (doctor also serves before the first start), one that does not answer is.
-func daemonStatus(ctx context.Context, r *report, socket string) *daemon.Status {
+func daemonStatus(ctx context.Context, r *report, socket string) *control.Status {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := daemon.Dial(ctx, socket)
+	c, err := control.Dial(ctx, socket)
 	if err != nil {
 		r.ok(IDDaemon, socket, "espgw is not running (%v); checking without it", err)
 		return nil

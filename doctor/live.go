@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/config"
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -16,7 +16,7 @@ const recentErrors = 30 * time.Minute
 
 // checkLive reports, per configured connection, its ISAKMP SA, DPD and recent negotiation
 // errors, and per tunnel its SA and counters, from the running daemon's status.
-func checkLive(r *report, cfg *config.Config, st *daemon.Status, now time.Time) {
+func checkLive(r *report, cfg *config.Config, st *control.Status, now time.Time) {
 	for _, c := range cfg.Connections {
 		sa := newestIKESA(st, c.Name)
 		checkIKESA(r, c, st, sa, now)
@@ -28,8 +28,8 @@ func checkLive(r *report, cfg *config.Config, st *daemon.Status, now time.Time) 
 }
 
 // newestIKESA returns the connection's newest established ISAKMP SA, nil if none.
-func newestIKESA(st *daemon.Status, conn string) *daemon.IKESA {
-	var best *daemon.IKESA
+func newestIKESA(st *control.Status, conn string) *control.IKESA {
+	var best *control.IKESA
 	for i, s := range st.IKESAs {
 		if s.Connection == conn && s.State == "ESTABLISHED" && (best == nil || s.Established.After(best.Established)) {
 			best = &st.IKESAs[i]
@@ -38,7 +38,7 @@ func newestIKESA(st *daemon.Status, conn string) *daemon.IKESA {
 	return best
 }
 
-func checkIKESA(r *report, c config.Connection, st *daemon.Status, sa *daemon.IKESA, now time.Time) {
+func checkIKESA(r *report, c config.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
 	if sa == nil {
 		for _, s := range st.IKESAs {
 			if s.Connection == c.Name {
@@ -81,13 +81,13 @@ func checkIKESA(r *report, c config.Connection, st *daemon.Status, sa *daemon.IK
 
 // checkErrors reports the connection's failed negotiations since its newest ISAKMP SA came up
 // (within recentErrors if none did), one line per distinct error.
-func checkErrors(r *report, c config.Connection, st *daemon.Status, sa *daemon.IKESA, now time.Time) {
+func checkErrors(r *report, c config.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
 	since := now.Add(-recentErrors)
 	if sa != nil && sa.Established.After(since) {
 		since = sa.Established
 	}
 	type group struct {
-		e     daemon.NegotiationError
+		e     control.NegotiationError
 		count int
 	}
 	var groups []*group
@@ -103,7 +103,7 @@ func checkErrors(r *report, c config.Connection, st *daemon.Status, sa *daemon.I
 		groups[i].e.Time = e.Time
 		groups[i].count++
 	}
-	up := slices.ContainsFunc(st.Tunnels, func(t daemon.TunnelState) bool { return t.Connection == c.Name && t.State == daemon.TunnelUp })
+	up := slices.ContainsFunc(st.Tunnels, func(t control.TunnelState) bool { return t.Connection == c.Name && t.State == control.TunnelUp })
 	for _, g := range groups {
 		msg := g.e.Error
 		if g.e.Ours != "" || g.e.Theirs != "" {
@@ -132,7 +132,7 @@ func orNone(s string) string {
 }
 
 // errorFix is what to do about a failed negotiation, from its error.
-func errorFix(c config.Connection, e daemon.NegotiationError) string {
+func errorFix(c config.Connection, e control.NegotiationError) string {
 	switch {
 	case e.Theirs != "":
 		// Phase 1 errors start so (ike/phase1sa.go); the others are a tunnel's quick mode.
@@ -162,8 +162,8 @@ func errorFix(c config.Connection, e daemon.NegotiationError) string {
 }
 
 // newestChild returns the tunnel's newest IPsec SA, nil if none.
-func newestChild(st *daemon.Status, conn, tunnel string) *daemon.IPsecSA {
-	var best *daemon.IPsecSA
+func newestChild(st *control.Status, conn, tunnel string) *control.IPsecSA {
+	var best *control.IPsecSA
 	for i, s := range st.IPsecSAs {
 		if s.Connection == conn && s.Tunnel == tunnel && (best == nil || s.Established.After(best.Established)) {
 			best = &st.IPsecSAs[i]
@@ -172,9 +172,9 @@ func newestChild(st *daemon.Status, conn, tunnel string) *daemon.IPsecSA {
 	return best
 }
 
-func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *daemon.Status, now time.Time) {
+func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *control.Status, now time.Time) {
 	subj := subject(c.Name, t.Name)
-	var ts daemon.TunnelState
+	var ts control.TunnelState
 	for _, x := range st.Tunnels {
 		if x.Connection == c.Name && x.Tunnel == t.Name {
 			ts = x
@@ -183,7 +183,7 @@ func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *daemon.Sta
 	sa := newestChild(st, c.Name, t.Name)
 	if sa == nil {
 		switch {
-		case ts.State == daemon.TunnelConnecting:
+		case ts.State == control.TunnelConnecting:
 			r.warn(IDTunnel, subj, "wait; if it stays, see the negotiation lines", "negotiating")
 		case ts.LastError != "":
 			r.fail(IDTunnel, subj, "see the connection's negotiation lines", "down: %s (%s)", ts.LastError, ago(now.Sub(ts.LastErrorTime)))
@@ -219,7 +219,7 @@ func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *daemon.Sta
 
 // oneSidedCauses lists the likely reasons why ESP goes out and none comes in, the most likely
 // first, from what XDP saw on the WAN interface.
-func oneSidedCauses(c config.Connection, t config.Tunnel, sa *daemon.IPsecSA, st *daemon.Status) (causes []string, fix string) {
+func oneSidedCauses(c config.Connection, t config.Tunnel, sa *control.IPsecSA, st *control.Status) (causes []string, fix string) {
 	wire := "ESP"
 	if sa.EncapLocalPort != 0 {
 		wire = fmt.Sprintf("ESP in UDP %d", sa.EncapLocalPort)

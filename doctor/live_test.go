@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/config"
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 )
 
 const liveConfig = `connections:
@@ -29,19 +29,19 @@ func TestCheckLive(t *testing.T) {
 	}
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	zero := uint64(0)
-	upTunnel := []daemon.TunnelState{{Connection: "bank", Tunnel: "api", State: daemon.TunnelUp, Start: "always"}}
+	upTunnel := []control.TunnelState{{Connection: "bank", Tunnel: "api", State: control.TunnelUp, Start: "always"}}
 	tests := []struct {
 		name string
-		st   daemon.Status
+		st   control.Status
 		want []string // substrings of "LEVEL id subject: message -> fix", one per check
 	}{{
 		name: "one-sided, nothing arrived, unknown SPIs dropped",
-		st: daemon.Status{
-			IKESAs: []daemon.IKESA{{Connection: "bank", State: "ESTABLISHED", Established: now.Add(-time.Minute), LastReceived: now.Add(-5 * time.Second)}},
-			IPsecSAs: []daemon.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c1", SPIOut: "c2", Established: now.Add(-time.Minute),
+		st: control.Status{
+			IKESAs: []control.IKESA{{Connection: "bank", State: "ESTABLISHED", Established: now.Add(-time.Minute), LastReceived: now.Add(-5 * time.Second)}},
+			IPsecSAs: []control.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c1", SPIOut: "c2", Established: now.Add(-time.Minute),
 				PacketsOut: 9, BytesOut: 900, XDPPacketsIn: &zero, LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24"}},
 			Tunnels: upTunnel,
-			EBPF:    daemon.EBPFStatus{UnknownSPIDrops: 4},
+			EBPF:    control.EBPFStatus{UnknownSPIDrops: 4},
 		},
 		want: []string{
 			"OK ike bank: ISAKMP-SA established", "last IKE message from the peer 5s ago",
@@ -52,13 +52,13 @@ func TestCheckLive(t *testing.T) {
 		},
 	}, {
 		name: "quick mode proposal mismatch, start always without ISAKMP SA",
-		st: daemon.Status{
-			Errors: []daemon.NegotiationError{
+		st: control.Status{
+			Errors: []control.NegotiationError{
 				{Connection: "bank", Time: now.Add(-2 * time.Minute), Error: "quick mode for tunnel api: no proposal chosen: we accept 3des-sha1-modp1024, peer offered aes128-sha1", Ours: "3des-sha1-modp1024", Theirs: "aes128-sha1"},
 				{Connection: "bank", Time: now.Add(-time.Minute), Error: "quick mode for tunnel api: no proposal chosen: we accept 3des-sha1-modp1024, peer offered aes128-sha1", Ours: "3des-sha1-modp1024", Theirs: "aes128-sha1"},
 				{Connection: "bank", Time: now.Add(-time.Hour), Error: "too old to matter"},
 			},
-			Tunnels: []daemon.TunnelState{{Connection: "bank", Tunnel: "api", State: daemon.TunnelDown, Start: "always"}},
+			Tunnels: []control.TunnelState{{Connection: "bank", Tunnel: "api", State: control.TunnelDown, Start: "always"}},
 		},
 		want: []string{
 			"FAIL ike bank: no ISAKMP-SA although a tunnel has start: always",

@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/daemon"
 	"github.com/espgw/espgw/loader"
 )
@@ -16,7 +17,7 @@ import (
 // checkAddresses checks, per connection, that local_address is on this host, the route to
 // the peer with its MTU and the MSS the eBPF clamp will use, and the service address: on
 // its interface and the source of the routes into the tunnels while the daemon runs.
-func checkAddresses(r *report, cfg *config.Config, st *daemon.Status) {
+func checkAddresses(r *report, cfg *config.Config, st *control.Status) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		r.fail(IDLocalAddress, "", "run espgw doctor as root", "list addresses: %v", err)
@@ -73,7 +74,7 @@ func routeTo(dst netip.Addr) (dev string, src netip.Addr, mtu int, err error) {
 
 // checkPeerRoute reports the route to the peer, its MTU and the MSS clamped per tunnel
 // (loader.ClampMSS of the tunnel's first proposal, with and without NAT-T when not known).
-func checkPeerRoute(r *report, cfg *config.Config, c config.Connection, st *daemon.Status) {
+func checkPeerRoute(r *report, cfg *config.Config, c config.Connection, st *control.Status) {
 	dev, src, mtu, err := routeTo(c.RemoteAddress)
 	if err != nil {
 		r.fail(IDRoute, c.Name, fmt.Sprintf("add a route (ip route add %s via GATEWAY) or a default route", c.RemoteAddress),
@@ -141,7 +142,7 @@ func checkPeerRoute(r *report, cfg *config.Config, c config.Connection, st *daem
 }
 
 // liveNATT reports whether the connection's newest ISAKMP SA detected a NAT; nil without one.
-func liveNATT(st *daemon.Status, conn string) *bool {
+func liveNATT(st *control.Status, conn string) *bool {
 	var out *bool
 	for _, s := range st.IKESAs {
 		if s.Connection == conn && s.State == "ESTABLISHED" {

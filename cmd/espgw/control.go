@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/cmd/espgw/internal/render"
+	"github.com/espgw/espgw/control"
 )
 
 // Client command timeouts: `up` waits for a negotiation, which the daemon bounds at 60 s.
@@ -19,7 +20,7 @@ const (
 )
 
 // withClient dials the daemon's control socket and runs f within timeout.
-func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *daemon.Client) error) error {
+func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(context.Context, *control.Client) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	c, err := g.dial(ctx)
@@ -31,14 +32,14 @@ func (g *globals) withClient(cmd *cobra.Command, timeout time.Duration, f func(c
 
 // dial connects to the daemon's control socket within queryTimeout; the client outlives that
 // (ping and status --watch run as long as they are told to).
-func (g *globals) dial(ctx context.Context) (*daemon.Client, error) {
+func (g *globals) dial(ctx context.Context) (*control.Client, error) {
 	path, err := g.socketPath()
 	if err != nil {
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	return daemon.Dial(dctx, path)
+	return control.Dial(dctx, path)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -48,7 +49,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status [NAME]",
 		Short: "Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters (of connection NAME)",
 		Long: fmt.Sprintf("Show IKE SAs, IPsec SAs, tunnel states and the eBPF programs' counters. With more than %d tunnels\n"+
-			"and no NAME, one line per connection (--all: every table).", daemon.SummaryTunnels),
+			"and no NAME, one line per connection (--all: every table).", render.SummaryTunnels),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if watch {
@@ -57,7 +58,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
 			}
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				st, err := c.Status(ctx)
 				if err != nil {
 					return err
@@ -71,10 +72,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 				switch {
 				case asJSON:
 					return writeJSON(cmd, st)
-				case len(args) == 0 && !all && len(st.Tunnels) > daemon.SummaryTunnels:
-					return daemon.RenderSummary(cmd.OutOrStdout(), st)
+				case len(args) == 0 && !all && len(st.Tunnels) > render.SummaryTunnels:
+					return render.Summary(cmd.OutOrStdout(), st)
 				}
-				return daemon.RenderStatus(cmd.OutOrStdout(), st, time.Now())
+				return render.Status(cmd.OutOrStdout(), st, time.Now())
 			})
 		},
 	}
@@ -96,7 +97,7 @@ func newFlowsCmd(g *globals) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("-n %d: want a number of flows, 0 for ebpf.top_flows", limit)
 			}
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				report, err := c.Flows(ctx, limit)
 				if err != nil {
 					return err
@@ -104,7 +105,7 @@ func newFlowsCmd(g *globals) *cobra.Command {
 				if asJSON {
 					return writeJSON(cmd, report)
 				}
-				return daemon.RenderFlows(cmd.OutOrStdout(), report)
+				return render.Flows(cmd.OutOrStdout(), report)
 			})
 		},
 	}
@@ -138,7 +139,7 @@ func newUpDownCmd(g *globals, verb string) *cobra.Command {
 			if verb == "up" {
 				timeout = upTimeout
 			}
-			return g.withClient(cmd, timeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, timeout, func(ctx context.Context, c *control.Client) error {
 				var err error
 				if verb == "up" {
 					err = c.Up(ctx, conn, tunnel)
@@ -161,7 +162,7 @@ func newReloadCmd(g *globals) *cobra.Command {
 		Short: "Make the daemon re-read its configuration file (as SIGHUP does)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *daemon.Client) error {
+			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
 				if err := c.Reload(ctx); err != nil {
 					return err
 				}

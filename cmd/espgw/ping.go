@@ -16,7 +16,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 )
 
 // pingReplyTimeout is how long ping waits for each echo reply.
@@ -70,17 +70,17 @@ func newPingCmd(g *globals) *cobra.Command {
 
 // pingTarget is the tunnel to ping through, from the daemon's status.
 type pingTarget struct {
-	state    daemon.TunnelState
+	state    control.TunnelState
 	src, dst netip.Addr
 }
 
 // findTunnel resolves CONNECTION/TUNNEL, or a TUNNEL name that only one connection has.
-func findTunnel(st *daemon.Status, arg string) (daemon.TunnelState, error) {
+func findTunnel(st *control.Status, arg string) (control.TunnelState, error) {
 	conn, tun, qualified := strings.Cut(arg, "/")
 	if !qualified {
 		conn, tun = "", arg
 	}
-	var found []daemon.TunnelState
+	var found []control.TunnelState
 	var names []string
 	for _, t := range st.Tunnels {
 		names = append(names, t.Connection+"/"+t.Tunnel)
@@ -92,9 +92,9 @@ func findTunnel(st *daemon.Status, arg string) (daemon.TunnelState, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return daemon.TunnelState{}, fmt.Errorf("no tunnel %q (configured: %s)", arg, strings.Join(names, ", "))
+		return control.TunnelState{}, fmt.Errorf("no tunnel %q (configured: %s)", arg, strings.Join(names, ", "))
 	}
-	return daemon.TunnelState{}, fmt.Errorf("tunnel %q is in several connections: name it CONNECTION/TUNNEL (configured: %s)", arg, strings.Join(names, ", "))
+	return control.TunnelState{}, fmt.Errorf("tunnel %q is in several connections: name it CONNECTION/TUNNEL (configured: %s)", arg, strings.Join(names, ", "))
 }
 
 // selectorPrefix parses a status selector, "10.10.1.1/32" or "10.10.1.0/24[6/443]".
@@ -105,7 +105,7 @@ func selectorPrefix(s string) (netip.Prefix, error) {
 
 // resolvePing picks the source (the host's address inside the local subnet) and destination
 // (host, or the first host of the remote subnet).
-func resolvePing(t daemon.TunnelState, host string) (pingTarget, error) {
+func resolvePing(t control.TunnelState, host string) (pingTarget, error) {
 	local, err := selectorPrefix(t.LocalSelector)
 	if err != nil {
 		return pingTarget{}, fmt.Errorf("tunnel %s/%s local subnet %q: %w", t.Connection, t.Tunnel, t.LocalSelector, err)
@@ -142,9 +142,9 @@ func resolvePing(t daemon.TunnelState, host string) (pingTarget, error) {
 }
 
 // espCounters are the packets each SA of a tunnel carried, by inbound SPI.
-type espCounters map[string]daemon.IPsecSA
+type espCounters map[string]control.IPsecSA
 
-func tunnelCounters(st *daemon.Status, conn, tunnel string) espCounters {
+func tunnelCounters(st *control.Status, conn, tunnel string) espCounters {
 	out := espCounters{}
 	for _, sa := range st.IPsecSAs {
 		if sa.Connection == conn && sa.Tunnel == tunnel {
@@ -165,7 +165,7 @@ func delta(before, after espCounters) (in, out uint64) {
 }
 
 // pingTunnel pings through the tunnel and explains the outcome; ok means a reply came.
-func pingTunnel(ctx context.Context, w io.Writer, c *daemon.Client, arg, host string, count int) (bool, error) {
+func pingTunnel(ctx context.Context, w io.Writer, c *control.Client, arg, host string, count int) (bool, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return false, err
@@ -175,7 +175,7 @@ func pingTunnel(ctx context.Context, w io.Writer, c *daemon.Client, arg, host st
 		return false, err
 	}
 	name := t.Connection + "/" + t.Tunnel
-	if t.State != daemon.TunnelUp {
+	if t.State != control.TunnelUp {
 		if t.Start == "manual" {
 			fmt.Fprintf(w, "tunnel %s is %s and starts manually: not bringing it up (espgw up %s)\n", name, t.State, name)
 		} else {
@@ -227,7 +227,7 @@ func pingTunnel(ctx context.Context, w io.Writer, c *daemon.Client, arg, host st
 	return replies > 0, nil
 }
 
-func lastError(t daemon.TunnelState) string {
+func lastError(t control.TunnelState) string {
 	if t.LastError == "" {
 		return ""
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
@@ -66,7 +66,7 @@ func startGateway(t *testing.T, ns *testutil.NetNS, args ...string) *gateway {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw run exited: %v\n%s", err, g.proc.Log())
 		}
-		_, err := daemon.Dial(context.Background(), g.sock)
+		_, err := control.Dial(context.Background(), g.sock)
 		return err == nil, nil
 	})
 	return g
@@ -81,12 +81,12 @@ func (g *gateway) writeConfig(t *testing.T, extra string) {
 }
 
 // status runs `espgw status --json`.
-func (g *gateway) status(t *testing.T) (*daemon.Status, error) {
+func (g *gateway) status(t *testing.T) (*control.Status, error) {
 	code, out, errOut := espgw("status", "--json", "--socket", g.sock)
 	if code != 0 {
 		return nil, fmt.Errorf("espgw status: %s", errOut)
 	}
-	var st daemon.Status
+	var st control.Status
 	return &st, json.Unmarshal([]byte(out), &st)
 }
 
@@ -185,11 +185,11 @@ func TestRunPair(t *testing.T) {
 	}
 
 	code, out, errOut = espgw("flows", "--json", "--socket", l.sock)
-	var report daemon.FlowReport
+	var report control.FlowReport
 	if code != 0 || json.Unmarshal([]byte(out), &report) != nil {
 		t.Fatalf("espgw flows --json = %d %s %s", code, out, errOut)
 	}
-	ping := slices.IndexFunc(report.TopFlows, func(f daemon.TopFlow) bool {
+	ping := slices.IndexFunc(report.TopFlows, func(f control.TopFlow) bool {
 		return f.Src == netip.MustParseAddr("10.10.1.1") && f.Dst == netip.MustParseAddr("10.20.0.1") && f.Proto == 1
 	})
 	if ping < 0 || report.TopFlows[ping].Packets < 3 || report.TopFlows[ping].Connection != "mega" || len(report.Policies) != 1 {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -109,7 +109,7 @@ func TestRunSystemd(t *testing.T) {
 	if got, want := recv("READY=1"), "READY=1\nSTATUS=running: 1 connections, 1 tunnels, userspace datapath\n"; got != want {
 		t.Fatalf("notification %q, want %q", got, want)
 	}
-	c, err := daemon.Dial(context.Background(), g.sock)
+	c, err := control.Dial(context.Background(), g.sock)
 	if err == nil {
 		_, err = c.Status(context.Background())
 	}

@@ -14,7 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/cmd/espgw/internal/render"
+	"github.com/espgw/espgw/control"
 )
 
 // clearScreen moves a terminal's cursor home and clears it, to redraw from the top.
@@ -39,8 +40,8 @@ type tunnelRate struct {
 
 // rates computes per-tunnel rates from the counter growth of each SA (by inbound SPI)
 // between prev and cur, elapsed apart. SAs new in cur count from zero.
-func rates(prev, cur *daemon.Status, elapsed time.Duration) []tunnelRate {
-	old := make(map[string]daemon.IPsecSA)
+func rates(prev, cur *control.Status, elapsed time.Duration) []tunnelRate {
+	old := make(map[string]control.IPsecSA)
 	if prev != nil {
 		for _, sa := range prev.IPsecSAs {
 			old[sa.SPIIn] = sa
@@ -67,9 +68,9 @@ func rates(prev, cur *daemon.Status, elapsed time.Duration) []tunnelRate {
 
 // watchStatus shows the status every interval until ctx ends: redrawn in place with the
 // full tables and a rates table on a terminal, one line per tunnel and interval otherwise.
-func watchStatus(ctx context.Context, w io.Writer, c *daemon.Client, interval time.Duration) error {
+func watchStatus(ctx context.Context, w io.Writer, c *control.Client, interval time.Duration) error {
 	tty := isTerminal(w)
-	var prev *daemon.Status
+	var prev *control.Status
 	var prevAt time.Time
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -89,7 +90,7 @@ func watchStatus(ctx context.Context, w io.Writer, c *daemon.Client, interval ti
 			var b strings.Builder
 			b.WriteString(clearScreen)
 			fmt.Fprintf(&b, "espgw status, every %s (Ctrl-C ends)    %s\n\n", interval, now.Format(time.TimeOnly))
-			if err := daemon.RenderStatus(&b, st, now); err != nil {
+			if err := render.Status(&b, st, now); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)

@@ -18,13 +18,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/espgw/espgw/daemon"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/internal/testutil"
 )
 
 // serveStatus answers status requests on a unix socket in dir, like the daemon's control
 // socket, with a tunnel whose SA grows by 1000 bytes and 10 packets each way per answer.
-func serveStatus(t *testing.T) *daemon.Client {
+func serveStatus(t *testing.T) *control.Client {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ctl.sock")
 	ln, err := net.Listen("unix", path)
@@ -40,22 +40,22 @@ func serveStatus(t *testing.T) *daemon.Client {
 			if err != nil {
 				return
 			}
-			var req daemon.Request
+			var req control.Request
 			if json.NewDecoder(c).Decode(&req) == nil {
 				mu.Lock()
 				n++
 				k := n
 				mu.Unlock()
-				st := &daemon.Status{Datapath: "userspace",
-					IPsecSAs: []daemon.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c0000001", SPIOut: "c0000002",
+				st := &control.Status{Datapath: "userspace",
+					IPsecSAs: []control.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c0000001", SPIOut: "c0000002",
 						BytesIn: 1000 * k, BytesOut: 1000 * k, PacketsIn: 10 * k, PacketsOut: 10 * k}},
-					Tunnels: []daemon.TunnelState{{Connection: "bank", Tunnel: "api", State: daemon.TunnelUp}}}
-				json.NewEncoder(c).Encode(daemon.Response{Status: st})
+					Tunnels: []control.TunnelState{{Connection: "bank", Tunnel: "api", State: control.TunnelUp}}}
+				json.NewEncoder(c).Encode(control.Response{Status: st})
 			}
 			c.Close()
 		}
 	}()
-	c, err := daemon.Dial(context.Background(), path)
+	c, err := control.Dial(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 // statusTimeout bounds one `espgw status --json`.
 const statusTimeout = 10 * time.Second
 
-// Status mirrors the JSON of `espgw status --json` (documented in daemon/api.go) field by
+// Status mirrors the JSON of `espgw status --json` (documented in control/api.go) field by
 // field, in types of its own rather than the daemon's, so that a change of the documented
 // output breaks the tests that read it.
 type Status struct {

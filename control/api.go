@@ -1,12 +1,14 @@
-package daemon
+// Package control is espgw's control protocol: the requests a client sends to the daemon's
+// unix socket, the answers (status, flows) and the Client that sends them.
+package control
 
 import (
 	"net/netip"
 	"time"
 )
 
-// The control protocol: the client connects to the unix socket, writes one JSON Request,
-// reads one JSON Response, and the daemon closes the connection.
+// The client connects to the unix socket, writes one JSON Request, reads one JSON Response,
+// and the daemon closes the connection.
 
 // Commands of a Request.
 const (
@@ -187,4 +189,27 @@ type Flow struct {
 	RemoteSelector string     `json:"remote_selector"`
 	Local          netip.Addr `json:"local"`
 	Remote         netip.Addr `json:"remote"`
+}
+
+// Connection returns the part of st that concerns connection name: its IKE SAs, IPsec SAs
+// and tunnels, with the daemon-wide datapath and eBPF lines. ok is false when st knows no
+// such connection.
+func (st *Status) Connection(name string) (_ *Status, ok bool) {
+	out := &Status{Datapath: st.Datapath, EBPF: st.EBPF}
+	for _, s := range st.IKESAs {
+		if s.Connection == name {
+			out.IKESAs = append(out.IKESAs, s)
+		}
+	}
+	for _, s := range st.IPsecSAs {
+		if s.Connection == name {
+			out.IPsecSAs = append(out.IPsecSAs, s)
+		}
+	}
+	for _, t := range st.Tunnels {
+		if t.Connection == name {
+			out.Tunnels = append(out.Tunnels, t)
+		}
+	}
+	return out, len(out.IKESAs)+len(out.IPsecSAs)+len(out.Tunnels) > 0
 }

@@ -1,44 +1,36 @@
-package daemon
+package render
 
 import (
 	"bytes"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/espgw/espgw/control"
 )
 
 func TestRenderSummary(t *testing.T) {
 	var b bytes.Buffer
-	if err := RenderSummary(&b, seedStatus); err != nil {
+	if err := Summary(&b, seedStatus); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status-summary.golden", b.Bytes())
 }
 
-func TestStatusConnection(t *testing.T) {
-	st, ok := seedStatus.Connection("partner")
-	if !ok || len(st.IKESAs) != 1 || len(st.IPsecSAs) != 0 || len(st.Tunnels) != 1 || st.Tunnels[0].Tunnel != "db" {
-		t.Fatalf("Connection(partner) = %+v, %v; want its IKE SA and tunnel db", st, ok)
-	}
-	if _, ok := seedStatus.Connection("nobody"); ok {
-		t.Fatal("Connection(nobody) found a connection")
-	}
-}
-
 // TestRenderSummaryManyTunnels renders 200 connections of 5 tunnels: one line each, sorted.
 func TestRenderSummaryManyTunnels(t *testing.T) {
-	st := &Status{Datapath: "userspace"}
+	st := &control.Status{Datapath: "userspace"}
 	for c := range 200 {
 		for tn := range 5 {
-			state := TunnelUp
+			state := control.TunnelUp
 			if c == 7 && tn == 3 {
-				state = TunnelDown
+				state = control.TunnelDown
 			}
-			st.Tunnels = append(st.Tunnels, TunnelState{Connection: fmt.Sprintf("peer%03d", c), Tunnel: fmt.Sprintf("t%d", tn), State: state})
+			st.Tunnels = append(st.Tunnels, control.TunnelState{Connection: fmt.Sprintf("peer%03d", c), Tunnel: fmt.Sprintf("t%d", tn), State: state})
 		}
 	}
 	var b bytes.Buffer
-	if err := RenderSummary(&b, st); err != nil {
+	if err := Summary(&b, st); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")

@@ -1,4 +1,6 @@
-package daemon
+// Package render writes the daemon's answers as plain-text tables: `espgw status` (in full
+// or one line per connection) and `espgw flows`.
+package render
 
 import (
 	"fmt"
@@ -7,11 +9,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/espgw/espgw/control"
 )
 
-// RenderStatus writes st as plain-text tables in the spirit of `racoonctl show-sa`: the
+// Status writes st as plain-text tables in the spirit of `racoonctl show-sa`: the
 // IKE SAs, the IPsec SAs and the tunnels. now dates the tunnels' last errors.
-func RenderStatus(w io.Writer, st *Status, now time.Time) error {
+func Status(w io.Writer, st *control.Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Datapath: %s\n\n", st.Datapath)
 
@@ -67,7 +71,7 @@ func RenderStatus(w io.Writer, st *Status, now time.Time) error {
 
 // renderEBPF writes where the eBPF programs run, the XDP filter's drops and each tunnel's
 // policy counters.
-func renderEBPF(w io.Writer, st *Status) {
+func renderEBPF(w io.Writer, st *control.Status) {
 	e := st.EBPF
 	if !e.Loaded {
 		fmt.Fprintf(w, "\neBPF: off (%s)\n", dash(e.Reason))
@@ -95,8 +99,8 @@ func renderEBPF(w io.Writer, st *Status) {
 	}
 }
 
-// RenderFlows writes the top flows and the installed policies as plain-text tables.
-func RenderFlows(w io.Writer, r *FlowReport) error {
+// Flows writes the top flows and the installed policies as plain-text tables.
+func Flows(w io.Writer, r *control.FlowReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	switch {
 	case r.EBPFOff != "":

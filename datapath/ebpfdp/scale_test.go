@@ -1,40 +1,27 @@
-package daemon
+package ebpfdp
 
 import (
+	"context"
 	"encoding/binary"
-	"fmt"
-	"log/slog"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 
-	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
-	"github.com/espgw/espgw/ike"
-	"github.com/espgw/espgw/ike/proposal"
-	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/loader"
 	"github.com/espgw/espgw/loader/pkttest"
 )
 
-// TestEBPFManyTunnels installs loader.MaxPolicies tunnels' policies through the daemon's
-// classifier glue, brings SAs up on a sample, reloads with when_sa_down: pass, and checks
+// TestManyTunnels installs loader.MaxPolicies tunnels' policies through the decorator,
+// brings SAs up on a sample, reconfigures with when_sa_down: pass, and checks
 // each sample's packets through the loaded tc program: up tunnels pass and count per SA,
-// down ones are dropped, then passed after the reload. One tunnel more is refused.
-func TestEBPFManyTunnels(t *testing.T) {
-	testutil.RequireRoot(t)
-	l, err := loader.Open(loader.Options{EventInterval: time.Hour})
-	if err != nil {
-		t.Fatalf("loader.Open: %v", err)
-	}
-	e := newEBPFProgs(l, config.DefaultEBPF, slog.New(slog.DiscardHandler))
-	t.Cleanup(func() {
-		if err := e.close(); err != nil {
-			t.Error(err)
-		}
-	})
+// down ones are dropped, then passed. One tunnel more is refused by the classifier only.
+func TestManyTunnels(t *testing.T) {
+	ctx := context.Background()
+	d, b, l := open(t, 0, loader.Options{EventInterval: time.Hour})
 	at := func(base uint32) netip.Addr {
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], base)
@@ -43,27 +30,31 @@ func TestEBPFManyTunnels(t *testing.T) {
 	// Tunnel i: 10.64.0.0/16 split into /28s ⇄ 10.128.0.0/12 split into /24s.
 	local := func(i int) netip.Addr { return at(0x0a400000 + 16*uint32(i)) }
 	remote := func(i int) netip.Addr { return at(0x0a800000 + 256*uint32(i)) }
-	policy := func(i int) (datapath.Policy, ike.TunnelInfo) {
+	policy := func(i int) datapath.Policy {
 		sel := datapath.Selector{Local: netip.PrefixFrom(local(i), 28), Remote: netip.PrefixFrom(remote(i), 24)}
-		return datapath.Policy{Selector: sel, ReqID: uint32(1 + i), Priority: policyPriority},
-			ike.TunnelInfo{Connection: fmt.Sprintf("peer%d", i/5), Tunnel: fmt.Sprintf("t%d", i%5)}
+		return datapath.Policy{Selector: sel, ReqID: uint32(1 + i), Priority: 1000}
 	}
 	start := time.Now()
 	for i := range loader.MaxPolicies {
-		if err := e.setPolicy(policy(i)); err != nil {
+		if err := d.AddPolicy(ctx, policy(i)); err != nil {
 			t.Fatalf("tunnel %d: %v", i, err)
 		}
 	}
 	t.Logf("%d policies installed in %v", loader.MaxPolicies, time.Since(start))
-	if err := e.setPolicy(policy(loader.MaxPolicies)); err == nil {
-		t.Fatal("a policy beyond loader.MaxPolicies was accepted")
+	var pe *ProgramError
+	if err := d.AddPolicy(ctx, policy(loader.MaxPolicies)); !errors.As(err, &pe) {
+		t.Fatalf("a policy beyond loader.MaxPolicies: %v, want a *ProgramError (in the backend, not in the classifier)", err)
+	}
+	if _, policies, _ := b.Snapshot(); len(policies) != loader.MaxPolicies+1 {
+		t.Errorf("backend holds %d policies, want %d", len(policies), loader.MaxPolicies+1)
 	}
 
 	samples := []int{0, 1, 777, 2048, loader.MaxPolicies - 1}
 	for _, i := range samples[:3] {
-		e.allocSPI(uint32(0x10000 + i))
-		e.saInstalled(&ike.ChildSA{ReqID: uint32(1 + i), SPIIn: uint32(0x10000 + i), SPIOut: uint32(0x20000 + i),
-			Proposal: proposal.ESP{Encryption: proposal.EncAESGCM16, KeyBits: 128}})
+		p := pair(uint32(1+i), uint32(0x10000+i), uint32(0x20000+i), datapath.EncAESGCM16, datapath.IntegNone, false)
+		if err := d.AddSAPair(ctx, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	send := func(i int) uint32 {
 		t.Helper()
@@ -97,11 +88,11 @@ func TestEBPFManyTunnels(t *testing.T) {
 	}
 	check("installed", tcActShot)
 	start = time.Now()
-	passCfg := config.DefaultEBPF
-	passCfg.WhenSADown = config.SADownPass
-	if err := e.reconfigure(&config.Config{EBPF: passCfg}); err != nil {
+	pass := defaults
+	pass.WhenDown = loader.ActionPass
+	if err := d.Reconfigure(pass); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("reload rewrote %d policies in %v", loader.MaxPolicies, time.Since(start))
-	check("after reload with when_sa_down: pass", tcActOK)
+	t.Logf("Reconfigure rewrote %d policies in %v", loader.MaxPolicies, time.Since(start))
+	check("after Reconfigure with when_sa_down: pass", tcActOK)
 }

@@ -1,4 +1,4 @@
-package daemon
+package render
 
 import (
 	"fmt"
@@ -6,36 +6,15 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+
+	"github.com/espgw/espgw/control"
 )
 
 // SummaryTunnels is the number of tunnels above which `espgw status` shows one line per
 // connection instead of every SA and tunnel.
 const SummaryTunnels = 20
 
-// Connection returns the part of st that concerns connection name: its IKE SAs, IPsec SAs
-// and tunnels, with the daemon-wide datapath and eBPF lines. ok is false when st knows no
-// such connection.
-func (st *Status) Connection(name string) (_ *Status, ok bool) {
-	out := &Status{Datapath: st.Datapath, EBPF: st.EBPF}
-	for _, s := range st.IKESAs {
-		if s.Connection == name {
-			out.IKESAs = append(out.IKESAs, s)
-		}
-	}
-	for _, s := range st.IPsecSAs {
-		if s.Connection == name {
-			out.IPsecSAs = append(out.IPsecSAs, s)
-		}
-	}
-	for _, t := range st.Tunnels {
-		if t.Connection == name {
-			out.Tunnels = append(out.Tunnels, t)
-		}
-	}
-	return out, len(out.IKESAs)+len(out.IPsecSAs)+len(out.Tunnels) > 0
-}
-
-// connSummary is one line of RenderSummary.
+// connSummary is one line of Summary.
 type connSummary struct {
 	peer               string
 	ike                string // state of the newest IKE SA
@@ -46,10 +25,10 @@ type connSummary struct {
 	saDownDrops        uint64
 }
 
-// RenderSummary writes st with one line per connection: its IKE SA, how many of its tunnels
+// Summary writes st with one line per connection: its IKE SA, how many of its tunnels
 // are up, its IPsec SAs, their traffic, the packets dropped while an SA was down and the
 // tunnels with an error. `espgw status NAME` shows a connection in full.
-func RenderSummary(w io.Writer, st *Status) error {
+func Summary(w io.Writer, st *control.Status) error {
 	conns := make(map[string]*connSummary)
 	get := func(name string) *connSummary {
 		c := conns[name]
@@ -77,7 +56,7 @@ func RenderSummary(w io.Writer, st *Status) error {
 	for _, t := range st.Tunnels {
 		c := get(t.Connection)
 		c.tunnels++
-		if t.State == TunnelUp {
+		if t.State == control.TunnelUp {
 			c.up++
 		}
 		if t.LastError != "" {
