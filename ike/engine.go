@@ -203,14 +203,18 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range ts {
+	for _, t := range ts { // first, so that ending a quick mode starts none of them
 		t.manualDown = true
+		t.conn.unqueue(t)
+	}
+	for _, t := range ts {
 		if t.child != nil {
 			e.deleteChild(t.child, true)
 		}
 		if t.qm != nil {
 			t.qm.fail(errDown)
 		}
+		t.notify(errDown)
 	}
 	if tunnel == "" {
 		c := e.conns[connName]

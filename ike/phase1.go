@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
@@ -22,7 +23,8 @@ const (
 	maxHalfOpenPerPeer = 16
 )
 
-// startTunnel asks for a child SA for t: at once if an IKE SA is up, else after phase 1.
+// startTunnel asks for a child SA for t: it joins the connection's queue, which starts
+// quick modes as the IKE SA has room for them, after phase 1 if none is up (runQueue).
 // done, if not nil, receives the outcome.
 func (e *Engine) startTunnel(t *tunnel, done chan error) {
 	if done != nil {
@@ -32,19 +34,10 @@ func (e *Engine) startTunnel(t *tunnel, done chan error) {
 		return
 	}
 	c := t.conn
-	if sa := e.establishedSA(c); sa != nil {
-		e.startQuickMode(sa, t)
-		return
+	if !slices.Contains(c.waiting, t) {
+		c.waiting = append(c.waiting, t)
 	}
-	for _, w := range c.waiting {
-		if w == t {
-			return
-		}
-	}
-	c.waiting = append(c.waiting, t)
-	if e.negotiatingSA(c) == nil {
-		e.startPhase1(c)
-	}
+	e.runQueue(c)
 }
 
 // newIKESA creates an IKE SA with fresh cookie(s) and registers it.
@@ -195,15 +188,7 @@ func (e *Engine) establish(sa *ikeSA) {
 	e.startNATKeepalive(sa)
 	e.adoptChildren(sa)
 	e.armIKELifetime(sa)
-	waiting := sa.conn.waiting
-	sa.conn.waiting = nil
-	for _, t := range waiting {
-		if t.qm == nil && (t.child == nil || t.child.rekeying) {
-			e.startQuickMode(sa, t)
-		} else {
-			t.notify(nil)
-		}
-	}
+	e.runQueue(sa.conn)
 }
 
 // hasOtherSA reports whether another established IKE SA with sa's peer exists (INITIAL-CONTACT

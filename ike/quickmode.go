@@ -113,6 +113,7 @@ func (qm *quickMode) fail(err error) {
 		}
 		qm.tunnel.notify(err)
 	}
+	qm.sa.quickModeEnded()
 }
 
 // releaseSPI hands the reserved inbound SPI back to the kernel unless it was installed.
@@ -129,13 +130,16 @@ func (qm *quickMode) releaseSPI() {
 }
 
 // finish keeps a completed quick mode around to answer retransmissions, then forgets it.
+// As initiator that is how the peer gets our QM3 again when it lost it and resends QM2
+// (RFC 2409 5.5): for as long as peers retransmit.
 func (qm *quickMode) finish() {
 	qm.done = true
 	if qm.initiator && qm.tunnel.qm == qm {
 		qm.tunnel.qm = nil
 	}
 	e := qm.sa.e
-	time.AfterFunc(e.opts.Retransmit.Timeout, func() {
+	qm.sa.quickModeEnded()
+	time.AfterFunc(e.opts.Retransmit.Linger, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if qm.sa.qms[qm.msgID] == qm {

@@ -17,7 +17,8 @@ import (
 type connection struct {
 	cfg     config.Connection
 	tunnels map[string]*tunnel
-	// waiting tunnels want a child SA as soon as an IKE SA with this peer is established.
+	// waiting tunnels want a child SA, in the order they asked: runQueue starts their quick
+	// modes once an IKE SA with the peer is established and has room for them.
 	waiting []*tunnel
 }
 
@@ -43,7 +44,7 @@ type childSA struct {
 	gen        uint64      // tunnel.installs when it was installed
 	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
 	expiry     *time.Timer // hard lifetime
-	softExpiry *time.Timer // rekey at 90 % of the lifetime
+	softExpiry *time.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.
@@ -76,6 +77,7 @@ type ikeSA struct {
 	initiator   bool
 	aggressive  bool
 	state       phase1State
+	deleting    bool // deleteIKESA is under way: no new quick modes, not a candidate SA
 	icookie     [8]byte
 	rcookie     [8]byte
 	created     time.Time
@@ -195,7 +197,7 @@ func (e *Engine) findChild(spi uint32) *childSA {
 func (e *Engine) establishedSA(c *connection) *ikeSA {
 	var best *ikeSA
 	for _, sa := range e.ikeSAs {
-		if sa.conn == c && sa.state == stateEstablished && (best == nil || sa.established.After(best.established)) {
+		if sa.conn == c && sa.state == stateEstablished && !sa.deleting && (best == nil || sa.established.After(best.established)) {
 			best = sa
 		}
 	}
@@ -205,7 +207,7 @@ func (e *Engine) establishedSA(c *connection) *ikeSA {
 // negotiatingSA returns a half-open IKE SA for c.
 func (e *Engine) negotiatingSA(c *connection) *ikeSA {
 	for _, sa := range e.ikeSAs {
-		if sa.conn == c && sa.state != stateEstablished && sa.state != stateDeleted {
+		if sa.conn == c && sa.state != stateEstablished && sa.state != stateDeleted && !sa.deleting {
 			return sa
 		}
 	}
@@ -238,10 +240,11 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 	e.settleDuplicates(ch, qm.gen)
 	if cs.Lifetime > 0 {
 		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
-		// Only the side that initiated the child rekeys it early, so both sides do not.
+		// Only the side that initiated the child rekeys it early, so both sides do not; the
+		// jitter spreads the rekeys of tunnels negotiated together (they queue anyway).
 		ch.expiry = time.AfterFunc(cs.Lifetime, func() { e.Expire(cs.SPIIn, true) })
 		if cs.Initiator {
-			ch.softExpiry = time.AfterFunc(cs.Lifetime*9/10, func() { e.Expire(cs.SPIIn, false) })
+			ch.softExpiry = time.AfterFunc(e.rekeyTime(cs.Lifetime), func() { e.Expire(cs.SPIIn, false) })
 		}
 	}
 	return nil
@@ -277,6 +280,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	if sa.state == stateDeleted {
 		return
 	}
+	sa.deleting = true
 	for _, ch := range e.children {
 		if ch.ike == sa {
 			e.deleteChild(ch, tell)
@@ -298,7 +302,6 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 			t.Stop()
 		}
 	}
-	negotiating := sa.state != stateEstablished
 	// An SA of a possibly spoofed MM1/AM1 comes and goes at debug level, like its creation.
 	level := slog.LevelInfo
 	if sa.peerUnverified() {
@@ -312,12 +315,14 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	if e.ikeSAs[sa.icookie] == sa {
 		delete(e.ikeSAs, sa.icookie)
 	}
-	// Tunnels waiting for phase 1 fail with it, unless another negotiation is under way.
-	if negotiating && e.negotiatingSA(sa.conn) == nil {
-		for _, t := range sa.conn.waiting {
+	// Queued tunnels fail with it, unless another IKE SA with the peer is up or under way.
+	if c := sa.conn; e.establishedSA(c) == nil && e.negotiatingSA(c) == nil {
+		for _, t := range c.waiting {
 			t.notify(err)
 		}
-		sa.conn.waiting = nil
+		c.waiting = nil
+	} else {
+		e.runQueue(c)
 	}
 	e.log.Log(context.Background(), level, "IKE SA deleted", sa.logArgs("reason", errString(err))...)
 }

@@ -82,7 +82,7 @@ func (n *node) established(t *testing.T) *ikeSA {
 // quick mode (SPI allocation, DH, QM2 retransmissions).
 func TestReplayedQM1Ignored(t *testing.T) {
 	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 300 * time.Millisecond}}
+		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 300 * time.Millisecond, Linger: 300 * time.Millisecond}}
 	a, b := upPair(t, pc)
 	qm1 := sentOf(a.bind, isakmp.ExchangeQuickMode)[0]
 	sa := b.established(t)

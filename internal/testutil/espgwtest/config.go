@@ -10,6 +10,7 @@ import (
 type Config struct {
 	Datapath    string // auto, xfrm or userspace; "" = auto
 	Connections []Connection
+	NoEBPF      bool // ebpf: {enabled: false}
 }
 
 // Connection is one entry of connections:, in main mode with a 1 h ISAKMP SA lifetime.
@@ -36,6 +37,9 @@ var configTemplate = template.Must(template.New("espgw.yaml").Parse(`# written b
 control_socket: {{.Socket}}
 save_keys: {{.KeyDir}}
 datapath: {{or .Datapath "auto"}}
+{{- if .NoEBPF}}
+ebpf: {enabled: false}
+{{- end}}
 connections:
 {{- range .Connections}}
   {{.Name}}:
