@@ -10,9 +10,10 @@ import (
 // dpdState runs RFC 3706 dead peer detection for one IKE SA: every DPDDelay an R-U-THERE
 // goes out; a peer that acknowledges none for DPDTimeout is dead.
 type dpdState struct {
-	timer   *time.Timer
-	seq     uint32
-	lastAck time.Time
+	timer    *time.Timer
+	seq      uint32
+	lastAck  time.Time
+	lastSent time.Time
 }
 
 func (d *dpdState) stop() {
@@ -59,7 +60,11 @@ func (e *Engine) startDPD(sa *ikeSA) {
 			e.restartAlways(c)
 			return
 		}
+		// The peer is alive if it acknowledged the previous probe: then a child SA that
+		// only sends is one the peer lost.
+		e.checkOneSided(sa, !sa.dpd.lastSent.IsZero() && !sa.dpd.lastAck.Before(sa.dpd.lastSent))
 		sa.dpd.seq++
+		sa.dpd.lastSent = time.Now()
 		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
 			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThere, Data: binary.BigEndian.AppendUint32(nil, sa.dpd.seq)})
 		sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)

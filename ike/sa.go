@@ -33,6 +33,8 @@ type tunnel struct {
 	manualDown bool
 	removed    bool   // no longer configured: nothing may be installed for it
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
+	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
+	lastOneSided time.Time
 }
 
 // childSA is an installed child SA and the IKE SA it was negotiated under.
@@ -45,6 +47,7 @@ type childSA struct {
 	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
 	expiry     *time.Timer // hard lifetime
 	softExpiry *time.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
+	watch      oneSided    // traffic both ways? (onesided.go)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.

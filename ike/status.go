@@ -38,6 +38,9 @@ type ChildSAStatus struct {
 	Encapsulated      bool
 	Lifetime          time.Duration
 	Established       time.Time
+	// OneSidedSince is when the child SA began to send packets while receiving none with
+	// the peer answering DPD (onesided.go); zero while traffic flows both ways or is unknown.
+	OneSidedSince time.Time
 }
 
 // Status returns the current IKE and child SAs, sorted by connection and creation.
@@ -69,6 +72,7 @@ func (e *Engine) Status() Status {
 				Tunnel: ch.Tunnel, ReqID: ch.ReqID, SPIIn: ch.SPIIn, SPIOut: ch.SPIOut,
 				Proposal: ch.Proposal.String(), LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
 				Encapsulated: ch.EncapRemotePort != 0, Lifetime: ch.Lifetime, Established: ch.Established,
+				OneSidedSince: ch.watch.since,
 			})
 		}
 		slices.SortFunc(s.ChildSAs, func(a, b ChildSAStatus) int { return cmp.Compare(a.Tunnel, b.Tunnel) })
