@@ -202,16 +202,17 @@ func (e *Engine) hasOtherSA(sa *ikeSA) bool {
 	return false
 }
 
-// initialContact deletes every other SA with the peer of sa, which announced that it has
-// no state from before (RFC 2407 4.6.3.3).
+// initialContact deletes every other SA of sa's connection: the peer announced that it has
+// no state from before (RFC 2407 4.6.3.3). Other connections to the same address (from
+// another local address) are other peers' SAs as far as it is concerned, and stay.
 func (e *Engine) initialContact(sa *ikeSA) {
 	for _, o := range e.ikeSAs {
-		if o != sa && o.state == stateEstablished && o.remote.Addr() == sa.remote.Addr() {
+		if o != sa && o.state == stateEstablished && o.conn == sa.conn {
 			e.deleteIKESA(o, false, errReplaced)
 		}
 	}
 	for _, ch := range e.children {
-		if ch.ike != sa && ch.Remote == sa.remote.Addr() {
+		if ch.ike != sa && ch.tunnel.conn == sa.conn {
 			e.deleteChild(ch, false)
 		}
 	}

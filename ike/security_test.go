@@ -308,3 +308,37 @@ func TestPlaintextAM3InitialContactIgnored(t *testing.T) {
 		t.Errorf("responder has %d child SAs after a plaintext AM3 with INITIAL-CONTACT, want the existing 1", n)
 	}
 }
+
+// INITIAL-CONTACT on one connection leaves the SAs of another connection to the same
+// remote address (from another local address) alone.
+func TestInitialContactScopedToConnection(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	addrA2 := netip.MustParseAddr("192.0.2.3")
+	ca1, cb1 := connPair(t, pc)
+	ca2, cb2 := connPair(t, pc)
+	ca2.Name, ca2.LocalAddress = "peer2", addrA2
+	cb2.Name, cb2.RemoteAddress = "peer2", addrA2
+	for i := range ca2.Tunnels {
+		ca2.Tunnels[i].LocalSubnet = netip.MustParsePrefix("10.11.0.1/32")
+		cb2.Tunnels[i].RemoteSubnet = netip.MustParsePrefix("10.11.0.1/32")
+	}
+	ba, bb := bindtest.NewPair()
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca1, ca2)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb1, cb2)
+	for _, c := range []string{"peer", "peer2"} {
+		if err := a.e.Up(upCtx(t), c, ""); err != nil {
+			t.Fatalf("Up %s: %v", c, err)
+		}
+	}
+	waitFor(t, "both connections up at B", func() bool { return len(b.k.active()) == 2 })
+	a.e.mu.Lock()
+	a.e.initialContact(a.e.establishedSA(a.e.conns["peer"]))
+	other := a.e.establishedSA(a.e.conns["peer2"])
+	a.e.mu.Unlock()
+	if other == nil {
+		t.Error("INITIAL-CONTACT on connection peer deleted the IKE SA of connection peer2")
+	}
+	if got := a.k.active(); len(got) != 2 {
+		t.Errorf("%d child SAs after INITIAL-CONTACT on connection peer, want 2 (both connections')", len(got))
+	}
+}
