@@ -486,6 +486,33 @@ func TestLoadRelativePSKFile(t *testing.T) {
 	}
 }
 
+// An inline psk in a file group or others can read is a warning naming the setting; in a
+// file only its owner reads, or with psk_file, there is none.
+func TestInlinePSKWarning(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "espgw.yaml")
+	if err := os.WriteFile(path, []byte(edit(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	_, warnings, err := LoadWarn(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "connections.mega.psk: a pre-shared key inline in " + path + ", which group or others may read (mode 0644): chmod 600 it or use psk_file"
+	if len(warnings) != 1 || warnings[0] != want {
+		t.Errorf("warnings %q, want [%q]", warnings, want)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, warnings, err = LoadWarn(path); err != nil || len(warnings) != 0 {
+		t.Errorf("mode 0600: warnings %q, error %v; want none", warnings, err)
+	}
+}
+
 func TestValidateBuiltConfig(t *testing.T) {
 	c := &Config{ControlSocket: DefaultControlSocket, Datapath: "auto", Connections: []Connection{seedConn, seedConn}}
 	c.Connections[1].Tunnels = nil

@@ -92,6 +92,7 @@ func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
 			d.fail(pskPath, "is not a string (want the key in quotes)")
 			return nil
 		}
+		d.inlinePSK = append(d.inlinePSK, pskPath)
 		return Secret(s)
 	case m["psk_file"] != nil:
 		d.markReported(pskPath) // problems are reported on psk_file

@@ -15,6 +15,8 @@ type decoder struct {
 	baseDir  string // relative psk_file paths start here
 	errs     []*FieldError
 	reported map[string]bool
+	// inlinePSK are the paths of psk settings (key in the file itself), for LoadWarn.
+	inlinePSK []string
 }
 
 func (d *decoder) fail(path, format string, args ...any) {

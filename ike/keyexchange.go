@@ -66,7 +66,16 @@ func (sa *ikeSA) computeShared() error {
 	if err != nil {
 		return fmt.Errorf("phase-1 KE: %w", err)
 	}
+	defer clear(shared) // SKEYID_d/a/e are derived from it; nothing keeps it
 	return sa.deriveKeys(shared)
+}
+
+// dropKey destroys a DH private key that is no longer needed and forgets it.
+func dropKey(k *dh.PrivateKey) {
+	if *k != nil {
+		(*k).Destroy()
+		*k = nil
+	}
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

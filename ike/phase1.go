@@ -175,7 +175,7 @@ func (e *Engine) establish(sa *ikeSA) {
 	}
 	sa.state = stateEstablished
 	sa.established = e.now()
-	sa.dhKey = nil
+	dropKey(&sa.dhKey)
 	e.log.Info("IKE SA established", sa.logArgs("proposal", sa.prop.String(), "nat", sa.natDetected(),
 		"initiator", sa.initiator)...)
 	if e.opts.KeyLog != nil {

@@ -103,6 +103,7 @@ func (qm *quickMode) fail(err error) {
 	e := qm.sa.e
 	qm.stop()
 	qm.releaseSPI()
+	dropKey(&qm.dhKey)
 	if qm.sa.qms[qm.msgID] == qm {
 		delete(qm.sa.qms, qm.msgID)
 	}
@@ -352,7 +353,8 @@ func (qm *quickMode) install() error {
 	}
 	cs.EncKeyIn, cs.IntegKeyIn = keys(qm.spiIn)
 	cs.EncKeyOut, cs.IntegKeyOut = keys(qm.spiOut)
-	qm.dhKey = nil
+	clear(gxy)
+	dropKey(&qm.dhKey)
 	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
 		return nil

@@ -311,7 +311,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 		level = slog.LevelDebug
 	}
 	sa.state = stateDeleted
-	sa.dhKey = nil
+	dropKey(&sa.dhKey)
 	if sa.keys != nil {
 		sa.keys.zero()
 	}

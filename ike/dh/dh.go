@@ -33,6 +33,9 @@ type PrivateKey interface {
 	// RFC 2409 and RFC 5903 require for SKEYID: MODP left-padded to the prime's
 	// length, ECP the x coordinate only.
 	SharedSecret(peerPublic []byte) ([]byte, error)
+	// Destroy overwrites the private value where the implementation can reach it (the
+	// MODP exponent; crypto/ecdh keeps its scalar out of reach) and makes the key unusable.
+	Destroy()
 }
 
 // ErrUnsupportedGroup is returned by ByID for a group number this package does not implement.

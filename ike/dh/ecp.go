@@ -44,9 +44,13 @@ func (g *ecpGroup) GenerateKey(rand io.Reader) (PrivateKey, error) {
 
 type ecpKey struct {
 	redacted
-	group *ecpGroup
-	k     *ecdh.PrivateKey
+	group     *ecpGroup
+	k         *ecdh.PrivateKey
+	destroyed bool
 }
+
+// Destroy makes the key unusable; crypto/ecdh offers no way to overwrite its scalar.
+func (k *ecpKey) Destroy() { k.destroyed = true }
 
 // Public is x | y without the SEC 1 0x04 prefix (RFC 5903 section 7).
 func (k *ecpKey) Public() []byte { return k.k.PublicKey().Bytes()[1:] }
@@ -63,6 +67,9 @@ func (k *ecpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
 	pub, err := g.curve.NewPublicKey(append([]byte{4}, peerPublic...))
 	if err != nil {
 		return nil, fmt.Errorf("dh: group %d: peer public value is not a point on the curve: %w", g.id, ErrInvalidPublic)
+	}
+	if k.destroyed {
+		return nil, fmt.Errorf("dh: group %d: key destroyed", g.id)
 	}
 	z, err := k.k.ECDH(pub)
 	if err != nil {

@@ -75,8 +75,20 @@ func (k *modpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
 	if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(g.pMinus1) >= 0 {
 		return nil, fmt.Errorf("dh: group %d: peer public value outside 1 < y < p-1: %w", g.id, ErrInvalidPublic)
 	}
+	if k.x == nil {
+		return nil, fmt.Errorf("dh: group %d: key destroyed", g.id)
+	}
 	z := new(big.Int).Exp(y, k.x, g.p)
+	defer clear(z.Bits())
 	return z.FillBytes(make([]byte, g.size)), nil
+}
+
+// Destroy zeroes the exponent's words in place (big.Int.Bits shares them).
+func (k *modpKey) Destroy() {
+	if k.x != nil {
+		clear(k.x.Bits())
+		k.x = nil
+	}
 }
 
 // The primes are p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + c) with
