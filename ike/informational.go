@@ -279,10 +279,20 @@ func (e *Engine) handlePlainNotify(sa *ikeSA, in *inbound) error {
 // restartAlways renegotiates the start: always tunnels of c that went down, after a short
 // pause so that a peer deleting everything does not meet an instant storm.
 func (e *Engine) restartAlways(c *connection) {
+	e.restartAlwaysAfter(c, e.opts.Retransmit.Initial)
+}
+
+// phase1Retries is the pause, in first-retransmission intervals (10 s by default), before
+// start: always tunnels try again after phase 1 failed: a partner that is down or refuses
+// us sees one attempt about every 40 s, and one that comes up late is met within that.
+const phase1Retries = 10
+
+// restartAlwaysAfter is restartAlways after delay.
+func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {
 	if e.closed {
 		return
 	}
-	time.AfterFunc(e.opts.Retransmit.Initial, func() {
+	time.AfterFunc(delay, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if e.closed || e.conns[c.cfg.Name] != c {

@@ -378,3 +378,21 @@ func TestDeleteNamingOurInboundSPI(t *testing.T) {
 	b.e.mu.Unlock()
 	waitFor(t, "initiator deletes the pair", func() bool { return len(a.k.active()) == 0 })
 }
+
+// A start: always tunnel whose partner is down when espgw starts comes up once the partner
+// does, after phase 1 gave up.
+func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start = config.StartAlways
+	var down atomic.Bool
+	down.Store(true)
+	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !down.Load() })
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	waitFor(t, "phase 1 given up", func() bool { return len(a.e.Status().Errors) > 0 })
+	down.Store(false)
+	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}

@@ -112,6 +112,9 @@ func (e *Engine) failPhase1(sa *ikeSA, err error) {
 		e.recordError(sa, err)
 	}
 	e.deleteIKESA(sa, false, err)
+	if sa.initiator {
+		e.restartAlwaysAfter(sa.conn, phase1Retries*e.opts.Retransmit.Initial)
+	}
 }
 
 // sendPhase1Notify tells the peer of a half-open SA why we give up, unencrypted because
