@@ -57,6 +57,20 @@ type lifetimes struct {
 // defaultChildLifetime applies when neither side states one (RFC 2407 4.5).
 const defaultChildLifetime = 8 * time.Hour
 
+// Sweet32Kilobytes is the volume limit of a child SA with a 64-bit block cipher (3DES)
+// that has none: 1 GiB, 2^27 blocks, keeps the chance of a CBC block collision, which
+// leaks plaintext (Sweet32, CVE-2016-2183), near 2^-11 per SA. It is ours alone (not
+// offered): the datapath asks for the rekey before it.
+const Sweet32Kilobytes = 1 << 20
+
+// volumeLimit gives a child SA with a 64-bit block cipher and no volume limit Sweet32Kilobytes.
+func volumeLimit(l lifetimes, p proposal.ESP) lifetimes {
+	if l.kilobytes == 0 && p.Encryption.BlockSize() == 8 {
+		l.kilobytes = Sweet32Kilobytes
+	}
+	return l
+}
+
 // offeredLifetime is what our quick-mode offer for t amounts to: its lifetimes, with the
 // RFC default when it states no time limit.
 func offeredLifetime(t *config.Tunnel) lifetimes {
@@ -345,7 +359,7 @@ func (qm *quickMode) install() error {
 		Local: sa.local.Addr(), Remote: sa.remote.Addr(),
 		Proposal: qm.prop, SPIIn: qm.spiIn, SPIOut: qm.spiOut,
 		LocalTS: t.localTS(), RemoteTS: t.remoteTS(),
-		Lifetime: qm.life.seconds, LifeKilobytes: qm.life.kilobytes,
+		Lifetime: qm.life.seconds, LifeKilobytes: volumeLimit(qm.life, qm.prop).kilobytes,
 		Established: e.now(), Initiator: qm.initiator,
 	}
 	if qm.encap {

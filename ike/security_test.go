@@ -342,3 +342,34 @@ func TestInitialContactScopedToConnection(t *testing.T) {
 		t.Errorf("%d child SAs after INITIAL-CONTACT on connection peer, want 2 (both connections')", len(got))
 	}
 }
+
+// A 3DES child SA without a volume limit gets Sweet32Kilobytes at both ends, shown in
+// Status; AES and a configured limit are left as they are.
+func TestSweet32VolumeLimit(t *testing.T) {
+	tests := []struct {
+		esp  string
+		kb   uint64 // configured
+		want uint64
+	}{
+		{"3des-sha1", 0, Sweet32Kilobytes},
+		{"3des-sha1", 1000, 1000},
+		{"aes128-sha1", 0, 0},
+	}
+	for _, tt := range tests {
+		pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: tt.esp, pskA: "k"}
+		ba, bb := bindtest.NewPair()
+		ca, cb := connPair(t, pc)
+		ca.Tunnels[0].LifeKilobytes, cb.Tunnels[0].LifeKilobytes = tt.kb, tt.kb
+		a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+		b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+		if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+		st := a.e.Status()
+		if got := st.IKESAs[0].ChildSAs[0].LifeKilobytes; got != tt.want || a.k.active()[0].LifeKilobytes != tt.want || b.k.active()[0].LifeKilobytes != tt.want {
+			t.Errorf("%s, %d KB configured: status %d KB, installed %d/%d KB; want %d", tt.esp, tt.kb, got,
+				a.k.active()[0].LifeKilobytes, b.k.active()[0].LifeKilobytes, tt.want)
+		}
+	}
+}
