@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"crypto/rand"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,5 +373,51 @@ func TestSweet32VolumeLimit(t *testing.T) {
 			t.Errorf("%s, %d KB configured: status %d KB, installed %d/%d KB; want %d", tt.esp, tt.kb, got,
 				a.k.active()[0].LifeKilobytes, b.k.active()[0].LifeKilobytes, tt.want)
 		}
+	}
+}
+
+// exponentReads counts the reads of a DH exponent's size (dh's exponentBytes, 64) from
+// an engine's random source: one per key generated.
+type exponentReads struct{ n atomic.Int32 }
+
+func (r *exponentReads) Read(p []byte) (int, error) {
+	if len(p) == 64 {
+		r.n.Add(1)
+	}
+	return rand.Read(p)
+}
+
+// A forged AM1 whose public value is out of range (here 0) is refused before the responder
+// makes its own DH key: flooding it costs no exponentiation (review finding 1).
+func TestAM1InvalidKEBeforeDH(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
+	ca, cb := connPair(t, pc)
+	ba, bb := bindtest.NewPair()
+	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	go a.e.Up(upCtx(t), "peer", "")
+	waitFor(t, "A's AM1", func() bool { return len(sentOf(ba, isakmp.ExchangeAggressive)) > 0 })
+	m, err := isakmp.Decode(sentOf(ba, isakmp.ExchangeAggressive)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Payloads {
+		if ke, ok := p.(*isakmp.KeyExchange); ok {
+			clear(ke.Data)
+		}
+	}
+	forged := m.Marshal()
+
+	var reads exponentReads
+	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000), Rand: &reads})
+	if err := b.Configure([]config.Connection{cb}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.handlePacket(conn.Packet{Data: forged, Local: portB, Remote: portA})
+	open := len(b.ikeSAs)
+	b.mu.Unlock()
+	if got := reads.n.Load(); got != 0 || open != 0 {
+		t.Errorf("forged AM1 with public value 0: %d DH keys made, %d IKE SAs open; want none", got, open)
 	}
 }

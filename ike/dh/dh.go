@@ -23,6 +23,9 @@ type Group interface {
 	// GenerateKey makes a new private key whose secret is read from rand
 	// (crypto/rand.Reader in production).
 	GenerateKey(rand io.Reader) (PrivateKey, error)
+	// CheckPublic validates a peer's public value as SharedSecret does, cheaply and before
+	// any exponentiation: a responder checks it before it makes its own key.
+	CheckPublic(peerPublic []byte) error
 }
 
 // PrivateKey is one side's ephemeral Diffie-Hellman secret.
