@@ -421,3 +421,36 @@ func TestAM1InvalidKEBeforeDH(t *testing.T) {
 		t.Errorf("forged AM1 with public value 0: %d DH keys made, %d IKE SAs open; want none", got, open)
 	}
 }
+
+// Sixteen forged AM1s from the real peer's address (answered, so AM2_SENT, until they time
+// out) do not lock the real peer out: its AM1 evicts one of them (review finding 2).
+func TestForgedAM1sDoNotLockOut(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 100 * time.Millisecond, MaxTries: 4, Timeout: 3 * time.Second}}
+	ca, cb := connPair(t, pc)
+	ba, bb := bindtest.NewPair()
+	var cut atomic.Bool
+	cut.Store(true)
+	ba.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !cut.Load() })
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	up := make(chan error, 1)
+	go func() { up <- a.e.Up(upCtx(t), "peer", "") }()
+	waitFor(t, "A's AM1", func() bool { return len(sentOf(ba, isakmp.ExchangeAggressive)) > 0 })
+	am1 := sentOf(ba, isakmp.ExchangeAggressive)[0]
+	for i := range maxHalfOpenPerPeer {
+		forged := append([]byte(nil), am1...)
+		forged[0] ^= byte(i + 1) // another initiator cookie
+		deliver(b, forged, portB, portA)
+	}
+	b.e.mu.Lock()
+	open := len(b.e.ikeSAs)
+	b.e.mu.Unlock()
+	if open != maxHalfOpenPerPeer {
+		t.Fatalf("%d half-open SAs after the forged AM1s, want %d", open, maxHalfOpenPerPeer)
+	}
+	cut.Store(false) // A's retransmitted AM1 gets through now
+	if err := <-up; err != nil {
+		t.Fatalf("the real peer was locked out: %v", err)
+	}
+}
