@@ -103,6 +103,7 @@ type Engine struct {
 	closed    bool
 	errs      []ConnError
 	unauth    unauthLog
+	dhLimit   dhLimit
 }
 
 // New returns an Engine; it does nothing until Configure and Run are called.

@@ -441,6 +441,9 @@ func TestForgedAM1sDoNotLockOut(t *testing.T) {
 	for i := range maxHalfOpenPerPeer {
 		forged := append([]byte(nil), am1...)
 		forged[0] ^= byte(i + 1) // another initiator cookie
+		b.e.mu.Lock()
+		b.e.dhLimit = dhLimit{} // as if the forged AM1s came slowly enough for the DH rate limit
+		b.e.mu.Unlock()
 		deliver(b, forged, portB, portA)
 	}
 	b.e.mu.Lock()
@@ -453,4 +456,46 @@ func TestForgedAM1sDoNotLockOut(t *testing.T) {
 	if err := <-up; err != nil {
 		t.Fatalf("the real peer was locked out: %v", err)
 	}
+}
+
+// A flood of forged AM1s with valid public values from one peer's address makes the
+// responder compute no more than the per-peer DH burst (review finding 1).
+func TestResponderDHRateLimited(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k"}
+	ca, cb := connPair(t, pc)
+	am1 := am1Of(t, ca)
+	_, bb := bindtest.NewPair()
+	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000)})
+	if err := b.Configure([]config.Connection{cb}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.mu.Lock(); b.closed = true; b.mu.Unlock() })
+	const flood = 100
+	for i := range flood {
+		forged := append([]byte(nil), am1...)
+		forged[0], forged[1] = byte(i), byte(i>>8)
+		b.mu.Lock()
+		b.handlePacket(conn.Packet{Data: forged, Local: portB, Remote: portA})
+		b.mu.Unlock()
+	}
+	// Each answered AM1 (a DH key made) left a half-open SA: none expired meanwhile.
+	b.mu.Lock()
+	answered := len(b.ikeSAs)
+	b.mu.Unlock()
+	if answered > dhPeerBurst || answered == 0 {
+		t.Errorf("%d of %d forged AM1s answered with DH, want between 1 and %d", answered, flood, dhPeerBurst)
+	}
+}
+
+// am1Of returns the AM1 an initiator configured with c sends.
+func am1Of(t *testing.T, c config.Connection) []byte {
+	t.Helper()
+	bind, _ := bindtest.NewPair()
+	n := startNode(t, "template", bind, 0xc0000000, RetransmitPolicy{}, c)
+	n.stop()
+	n.e.mu.Lock()
+	n.e.startPhase1(n.e.conns[c.Name])
+	n.e.mu.Unlock()
+	sent := bind.Sent()
+	return sent[len(sent)-1].Data
 }
