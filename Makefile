@@ -7,7 +7,7 @@ GO ?= go
 BUILD := build
 # Debian packages the tests and the demo use (strongSwan is the interop partner, tshark the wire oracle).
 DEB_PKGS := strongswan-charon strongswan-swanctl libcharon-extra-plugins tshark tcpdump iperf3 \
-	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping
+	clang-14 llvm-14 libbpf-dev linux-libc-dev iproute2 ethtool iputils-ping nftables
 GO_TEST_TIMEOUT ?= 30m
 
 .PHONY: all build deps generate generate-check vet test test-go vmtest vmshell fuzz bench demo clean

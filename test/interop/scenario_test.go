@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,50 @@ func TestPartnerLate(t *testing.T) {
 	if sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
 		t.Errorf("espgw SPI out %s, strongSwan SPI in %08x", sa.SPIOut, child.SPIIn)
 	}
+	g.Stop(t)
+}
+
+// TestQM3DroppedOnce: the partner's firewall drops espgw's first QM3 (the only small quick-
+// mode message espgw sends). strongSwan retransmits QM2; espgw, which has installed its side
+// already, answers with the same QM3 (RFC 2409 5.5) and the child SA is INSTALLED at
+// strongSwan too: no black hole.
+func TestQM3DroppedOnce(t *testing.T) {
+	testutil.RequireTool(t, "nft", "nftables")
+	set := proposalSets[1]
+	l := newLab(t)
+	// IKE on 4500 (strongSwan forces NAT-T) is marker(4) + ISAKMP header, whose exchange
+	// type is at byte 18: bit (8+4+18)*8 of the transport header. QM1 and QM2 carry a KE
+	// (PFS, modp2048) and are far larger than 200 bytes; "quota until 150 bytes" matches
+	// only the first such packet (about 110 bytes).
+	const rules = `table inet qm3 {
+	chain in {
+		type filter hook input priority -10;
+		udp dport 4500 @th,240,8 32 meta length < 200 quota until 150 bytes counter drop
+	}
+}
+`
+	cmd := l.partner.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "always")}})
+	_, child := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	if sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
+		t.Errorf("espgw SPI out %s, strongSwan SPI in %08x", sa.SPIOut, child.SPIIn)
+	}
+	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 3); err != nil {
+		t.Error(err)
+	}
+	out := l.partner.Exec(t, "nft", "list", "table", "inet", "qm3")
+	if !strings.Contains(out, "counter packets 1 ") {
+		t.Errorf("the rule did not drop exactly one QM3:\n%s", out)
+	}
+	if !sw.LogContains("sending retransmit 1 of response message ID") {
+		t.Errorf("charon did not retransmit QM2")
+	}
+	l.partner.Exec(t, "nft", "delete", "table", "inet", "qm3")
 	g.Stop(t)
 }
