@@ -234,11 +234,12 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		e.opts.KeyLog.ChildSA(cs)
 	}
 	e.log.Info("child SA established", sa.logArgs("tunnel", t.cfg.Name, "child", cs)...)
-	// A child SA we rekeyed is replaced now. Any other older one (the peer rekeyed, or both
-	// sides initiated at once) stays until the peer deletes it or it expires: deleting it
-	// here could delete both sides' newest SAs in a simultaneous exchange.
+	// A child SA we rekeyed is replaced now, and deleted a little later (retireChild). Any
+	// other older one (the peer rekeyed, or both sides initiated at once) stays until the
+	// peer deletes it or it expires: deleting it here could delete both sides' newest SAs
+	// in a simultaneous exchange.
 	if old != nil && old.rekeying {
-		e.deleteChild(old, true)
+		e.retireChild(old)
 	}
 	e.settleDuplicates(ch, qm.gen)
 	if cs.Lifetime > 0 {
@@ -252,6 +253,25 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 	}
 	return nil
 }
+
+// retireChild deletes a child SA replaced by our rekey after replacedChildDelay rather than
+// right after QM3: strongSwan's worker threads may take a Delete sent behind the QM3
+// before it, and a Delete for the SA its quick mode is rekeying aborts that quick mode
+// (the QM3 then fails to decrypt and the new child is never installed: measured with
+// 5.9.8). The delay also covers a lost QM3, which strongSwan asks for again after 4 s.
+func (e *Engine) retireChild(old *childSA) {
+	time.AfterFunc(replacedChildDelay*e.opts.Retransmit.Initial, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if !e.closed {
+			e.deleteChild(old, true)
+		}
+	})
+}
+
+// replacedChildDelay is how long, in first-retransmission intervals (5 s by default), a
+// child SA we replaced stays installed after its successor.
+const replacedChildDelay = 5
 
 // deleteChild removes a child SA from the kernel and, if tell, sends an ESP Delete.
 func (e *Engine) deleteChild(ch *childSA, tell bool) {

@@ -82,3 +82,65 @@ func TestQM3DroppedOnce(t *testing.T) {
 	l.partner.Exec(t, "nft", "delete", "table", "inet", "qm3")
 	g.Stop(t)
 }
+
+// TestOneSidedTunnel: the partner's firewall drops the ESP espgw sends (IKE passes), so
+// espgw's pings go out and nothing comes back while strongSwan answers DPD. espgw must
+// notice within a few DPD rounds and re-key the tunnel: strongSwan gets a new CHILD_SA
+// (new SPIs) without anyone deleting the old one first. strongSwan itself never notices.
+func TestOneSidedTunnel(t *testing.T) {
+	testutil.RequireTool(t, "nft", "nftables")
+	set := proposalSets[1]
+	l := newLab(t)
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	c := gwConn(set.ike, set.esp, "always")
+	c.DPDDelay = "2s"
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
+	_, first := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
+		t.Fatalf("before the fault: %v", err)
+	}
+
+	// ESP in UDP has a non-zero SPI where IKE on 4500 has the zero non-ESP marker.
+	cmd := l.partner.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader("table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n" +
+		"\t\tudp dport 4500 @th,64,32 != 0 counter drop\n\t}\n}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	begin := time.Now()
+	pinging := make(chan struct{})
+	go func() {
+		defer close(pinging)
+		testutil.Ping(l.gw, serviceAddr, hostAddr, 12) // fails: that is the fault
+	}()
+	var rekeyed time.Duration
+	err := testutil.Poll(30*time.Second, func() (bool, error) {
+		sas, err := sw.ListSAs()
+		if err != nil {
+			return false, err
+		}
+		for _, s := range sas {
+			for _, ch := range s.Children {
+				if ch.State == "INSTALLED" && ch.SPIIn != first.SPIIn {
+					rekeyed = time.Since(begin)
+					return true, nil
+				}
+			}
+		}
+		return false, fmt.Errorf("strongSwan still has only CHILD_SA %08x/%08x", first.SPIIn, first.SPIOut)
+	})
+	<-pinging
+	if err != nil {
+		t.Fatalf("one-sided tunnel not re-keyed: %v", err)
+	}
+	t.Logf("one-sided tunnel re-keyed at strongSwan %v after the fault began (DPD every 2 s)", rekeyed.Round(100*time.Millisecond))
+	if !strings.Contains(g.Log(), "one-sided tunnel: re-keying") {
+		t.Errorf("espgw log does not say why it re-keyed")
+	}
+	l.partner.Exec(t, "nft", "delete", "table", "inet", "oneway")
+	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
+		t.Errorf("after the fault: %v", err)
+	}
+	g.Stop(t)
+}

@@ -21,6 +21,7 @@ type Connection struct {
 	IKEProposal               string // e.g. 3des-sha1-modp1024
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
+	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
 	Tunnels                   []Tunnel
 }
 
@@ -54,6 +55,9 @@ connections:
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
       lifetime: 1h
+{{- if .DPDDelay}}
+      dpd_delay: {{.DPDDelay}}
+{{- end}}
     tunnels:
 {{- range .Tunnels}}
       {{.Name}}:
