@@ -1,8 +1,10 @@
 package interop
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,5 +144,44 @@ func TestOneSidedTunnel(t *testing.T) {
 	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
 		t.Errorf("after the fault: %v", err)
 	}
+	g.Stop(t)
+}
+
+// TestPartnerReboot: the partner's charon is killed -9 and started again with no state
+// (LAB-NOTES: its ipsec0 must be gone first). espgw's R-U-THEREs go unanswered, DPD declares the
+// peer dead after dpd_timeout and start: always negotiates anew: the new child SA is
+// INSTALLED at the new charon and traffic passes within 2 × (dpd_delay + dpd_timeout).
+func TestPartnerReboot(t *testing.T) {
+	set := proposalSets[1]
+	l := newLab(t)
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	c := gwConn(set.ike, set.esp, "always")
+	c.DPDDelay, c.DPDTimeout = "2s", "6s"
+	const within = 2 * (2 + 6) * time.Second
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
+	_, first := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+
+	if err := syscall.Kill(sw.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() (bool, error) { // reaped by the harness
+		return errors.Is(syscall.Kill(sw.PID(), 0), syscall.ESRCH), nil
+	})
+	l.partner.Command("ip", "link", "delete", "ipsec0").Run() // a TUN goes with its process; if not, it must
+	rebooted := time.Now()
+	sw2 := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	_, child := sw2.WaitInstalled(t, "s2s", within)
+	if child.SPIIn == first.SPIIn {
+		t.Errorf("the rebooted charon has the old SPI %08x", child.SPIIn)
+	}
+	err := testutil.Poll(within-time.Since(rebooted), func() (bool, error) {
+		return testutil.Ping(l.gw, serviceAddr, hostAddr, 1) == nil, nil
+	})
+	took := time.Since(rebooted)
+	if err != nil {
+		t.Fatalf("no traffic %v after the partner rebooted: %v", took.Round(time.Second), err)
+	}
+	t.Logf("traffic back %v after the partner's reboot (DPD 2 s / 6 s, bound %v)", took.Round(100*time.Millisecond), within)
 	g.Stop(t)
 }

@@ -22,6 +22,7 @@ type Connection struct {
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
 	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
+	DPDTimeout                string // ike.dpd_timeout, e.g. 6s; "" = 30s
 	Tunnels                   []Tunnel
 }
 
@@ -57,6 +58,9 @@ connections:
       lifetime: 1h
 {{- if .DPDDelay}}
       dpd_delay: {{.DPDDelay}}
+{{- end}}
+{{- if .DPDTimeout}}
+      dpd_timeout: {{.DPDTimeout}}
 {{- end}}
     tunnels:
 {{- range .Tunnels}}
