@@ -151,13 +151,23 @@ func TestOneSidedTunnel(t *testing.T) {
 // (LAB-NOTES: its ipsec0 must be gone first). espgw's R-U-THEREs go unanswered, DPD declares the
 // peer dead after dpd_timeout and start: always negotiates anew: the new child SA is
 // INSTALLED at the new charon and traffic passes within 2 × (dpd_delay + dpd_timeout).
+// When the rebooted partner initiates itself, with INITIAL-CONTACT, espgw drops the dead
+// SAs at once: traffic passes long before DPD could have noticed (dpd_timeout 60 s).
 func TestPartnerReboot(t *testing.T) {
+	t.Run("DPD", func(t *testing.T) { testPartnerReboot(t, false) })
+	t.Run("partner initiates", func(t *testing.T) { testPartnerReboot(t, true) })
+}
+
+func testPartnerReboot(t *testing.T, partnerInitiates bool) {
 	set := proposalSets[1]
 	l := newLab(t)
 	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 	c := gwConn(set.ike, set.esp, "always")
 	c.DPDDelay, c.DPDTimeout = "2s", "6s"
-	const within = 2 * (2 + 6) * time.Second
+	within := 2 * (2 + 6) * time.Second
+	if partnerInitiates {
+		c.DPDTimeout, within = "60s", 10*time.Second
+	}
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
 	_, first := sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
@@ -171,6 +181,14 @@ func TestPartnerReboot(t *testing.T) {
 	l.partner.Command("ip", "link", "delete", "ipsec0").Run() // a TUN goes with its process; if not, it must
 	rebooted := time.Now()
 	sw2 := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	if partnerInitiates {
+		if err := sw2.Initiate("s2s", negotiationTimeout); err != nil {
+			t.Fatal(err)
+		}
+		if !sw2.LogContains("INITIAL_CONTACT") {
+			t.Errorf("the rebooted charon sent no INITIAL-CONTACT")
+		}
+	}
 	_, child := sw2.WaitInstalled(t, "s2s", within)
 	if child.SPIIn == first.SPIIn {
 		t.Errorf("the rebooted charon has the old SPI %08x", child.SPIIn)
@@ -182,6 +200,9 @@ func TestPartnerReboot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no traffic %v after the partner rebooted: %v", took.Round(time.Second), err)
 	}
-	t.Logf("traffic back %v after the partner's reboot (DPD 2 s / 6 s, bound %v)", took.Round(100*time.Millisecond), within)
+	t.Logf("traffic back %v after the partner's reboot (DPD %s / %s, bound %v)", took.Round(100*time.Millisecond), c.DPDDelay, c.DPDTimeout, within)
+	if ikes := g.MustStatus(t).ConnectionSAs(connName); partnerInitiates && (len(ikes) != 1 || ikes[0].Initiator) {
+		t.Errorf("espgw IKE SAs after the partner's INITIAL-CONTACT: %+v; want only the partner's", ikes)
+	}
 	g.Stop(t)
 }
