@@ -396,3 +396,28 @@ func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
 	down.Store(false)
 	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
 }
+
+// A start: always tunnel whose quick mode timed out (every QM2 lost) tries again.
+func TestAlwaysRetriesAfterQuickModeTimeout(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start = config.StartAlways
+	var lossy atomic.Bool
+	lossy.Store(true)
+	bb.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy))
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	waitFor(t, "quick mode given up", func() bool { return len(a.e.Status().Errors) > 0 })
+	lossy.Store(false)
+	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}
+
+// dropWhile drops the messages of exchange x a Bind sends while on is set.
+func dropWhile(x isakmp.ExchangeType, on *atomic.Bool) bindtest.Filter {
+	return func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+		h, err := isakmp.ParseHeader(msg)
+		return !isIKE || err != nil || h.Exchange != x || !on.Load()
+	}
+}

@@ -107,7 +107,12 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
 		iv: sa.phase2IV(msgID),
 	}
-	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	qm.onGiveUp = func() {
+		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout))
+		// Our QM1s or the peer's QM2s got lost every time: start: always tries again, like
+		// after a failed phase 1.
+		sa.e.restartAlwaysAfter(t.conn, phase1Retries*sa.e.opts.Retransmit.Initial)
+	}
 	sa.qms[msgID] = qm
 	return qm
 }
