@@ -166,6 +166,9 @@ func TestDuplicateFromOtherAddressIgnored(t *testing.T) {
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{Initial: time.Hour, MaxTries: 1, Timeout: time.Hour}, cb)
 	a.stop()
+	// Only the test delivers A's MM1: through the Bind, B's Run loop would answer it too,
+	// at a moment of its choosing.
+	ba.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
 	a.e.mu.Lock()
 	a.e.startPhase1(a.e.conns["peer"])
 	a.e.mu.Unlock()
