@@ -31,6 +31,14 @@ func (d *dpdState) ack(data []byte, now time.Time) {
 	}
 }
 
+// quickModeQuiet is how long after a quick mode, in first-retransmission intervals (15 s
+// by default), DPD sends no probe: strongSwan resends QM2 after 4 and 11 s when our QM3
+// is lost, and needs that exchange's IV until the QM3 arrives.
+const quickModeQuiet = 15
+
+// peerAlive records an authenticated message from the peer as an answer to DPD.
+func (sa *ikeSA) peerAlive() { sa.dpd.lastAck = time.Now() }
+
 // startDPD arms DPD when configured and the peer announced support.
 func (e *Engine) startDPD(sa *ikeSA) {
 	cfg := sa.conn.cfg.IKE
@@ -58,6 +66,14 @@ func (e *Engine) startDPD(sa *ikeSA) {
 			c := sa.conn
 			e.deleteIKESA(sa, false, errDPD)
 			e.restartAlways(c)
+			return
+		}
+		// No probe while a quick mode runs or may still be completing at the peer: each
+		// probe and its ACK take an IV slot at strongSwan, which keeps 3 per ISAKMP SA,
+		// and a QM3 whose slot went is undecryptable (quickModeQuiet). The quick mode's
+		// messages show the peer alive meanwhile.
+		if sa.quickModesInFlight() > 0 || time.Since(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial {
+			sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
 			return
 		}
 		// The peer is alive if it acknowledged the previous probe: then a child SA that

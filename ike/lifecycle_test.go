@@ -421,3 +421,24 @@ func dropWhile(x isakmp.ExchangeType, on *atomic.Bool) bindtest.Filter {
 		return !isIKE || err != nil || h.Exchange != x || !on.Load()
 	}
 }
+
+// No R-U-THERE goes out while a quick mode is in flight: strongSwan would spend the IV slots
+// of its 3 the exchange still needs on the probe and its ACK.
+func TestDPDQuietDuringQuickMode(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		dpdDelay: 10 * time.Millisecond, dpdTimeout: 10 * time.Second,
+		retransmit: RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 10 * time.Second}}
+	a, b := startPair(t, pc)
+	var lossy atomic.Bool
+	lossy.Store(true)
+	b.bind.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy)) // A's quick mode stays open
+	go a.e.Up(upCtx(t), "peer", "")
+	waitFor(t, "A's QM1", func() bool { return len(sentOf(a.bind, isakmp.ExchangeQuickMode)) > 0 })
+	probes := len(sentOf(a.bind, isakmp.ExchangeInformational))
+	time.Sleep(20 * pc.dpdDelay)
+	if got := len(sentOf(a.bind, isakmp.ExchangeInformational)) - probes; got != 0 {
+		t.Errorf("%d informationals (R-U-THERE) sent while the quick mode was open, want 0", got)
+	}
+	lossy.Store(false)
+	waitFor(t, "child SA at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}

@@ -3,6 +3,7 @@ package ike
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/espgw/espgw/config"
 )
@@ -38,6 +39,7 @@ func (sa *ikeSA) quickModesInFlight() int {
 // quickModeEnded lets the next queued tunnels start after a quick mode completed or failed,
 // unless the IKE SA is being deleted (deleteIKESA settles the queue itself).
 func (sa *ikeSA) quickModeEnded() {
+	sa.lastQM = time.Now()
 	if !sa.deleting {
 		sa.e.runQueue(sa.conn)
 	}

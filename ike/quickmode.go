@@ -253,6 +253,8 @@ func (qm *quickMode) openProtected(in *inbound, prefix []byte) ([]isakmp.Payload
 	}
 	qm.iv = iv
 	qm.accepted(in.raw)
+	qm.sa.lastQM = time.Now()
+	qm.sa.peerAlive()
 	return ps[1:], nil
 }
 

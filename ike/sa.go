@@ -110,6 +110,7 @@ type ikeSA struct {
 	qms    map[uint32]*quickMode
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
+	lastQM time.Time   // when a quick mode last ended or heard from the peer (monotonic)
 	expiry *time.Timer // end of the lifetime
 	rekey  *time.Timer // initiator: start the replacement
 	retire *time.Timer // replaced: delete after the overlap
