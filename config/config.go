@@ -77,6 +77,10 @@ type IKE struct {
 	NATTraversal NATTraversal
 	DPDDelay     time.Duration // 0 = no DPD (RFC 3706)
 	DPDTimeout   time.Duration
+	// QuickModes is how many quick modes may be in flight under one ISAKMP SA at once; the
+	// rest wait in order. Peers keep the CBC IV of only a few phase-2 exchanges per ISAKMP
+	// SA (strongSwan: charon.max_ikev1_exchanges, 3, counting DPD too).
+	QuickModes int
 }
 
 // ServiceAddress is the address the protected traffic leaves from (the seed's secondary IP).

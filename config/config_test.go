@@ -58,7 +58,7 @@ var (
 		LocalID: Identity{Kind: IDAddr, Addr: addr1}, RemoteID: Identity{Kind: IDAddr, Addr: addr2},
 		PSK: Secret("SUPERPASSWORD"),
 		IKE: IKE{Mode: ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-			NATTraversal: NATTAuto, DPDTimeout: 30 * time.Second},
+			NATTraversal: NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: DefaultQuickModes},
 		ServiceAddress: &ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
 		Tunnels: []Tunnel{{
 			Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
@@ -95,7 +95,7 @@ func TestDefaults(t *testing.T) {
 			RemoteID: Identity{Kind: IDAddr, Addr: addr2}, // remote_address
 			PSK:      Secret("SUPERPASSWORD"),
 			IKE: IKE{Mode: ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-				NATTraversal: NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second},
+				NATTraversal: NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1},
 			Tunnels: []Tunnel{{
 				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
 				RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Protocol: 0,
@@ -116,14 +116,14 @@ func TestParseValid(t *testing.T) {
 		check func(t *testing.T, c *Config)
 	}{{
 		name: "fqdn ids, aggressive, dpd, nat-t off",
-		yaml: edit(t, "    ike:\n", "    local_id: vpn.example.com\n    remote_id: peer@example.com\n    ike:\n      mode: aggressive\n      nat_traversal: off\n      dpd_delay: 10s\n      dpd_timeout: 5s\n      lifetime: 1h30m\n"),
+		yaml: edit(t, "    ike:\n", "    local_id: vpn.example.com\n    remote_id: peer@example.com\n    ike:\n      mode: aggressive\n      nat_traversal: off\n      dpd_delay: 10s\n      dpd_timeout: 5s\n      lifetime: 1h30m\n      quick_modes: 3\n"),
 		check: func(t *testing.T, c *Config) {
 			got := c.Connections[0]
 			if got.LocalID != (Identity{Kind: IDFQDN, Name: "vpn.example.com"}) || got.RemoteID != (Identity{Kind: IDUserFQDN, Name: "peer@example.com"}) {
 				t.Errorf("ids = %+v %+v", got.LocalID, got.RemoteID)
 			}
 			if got.IKE.Mode != ModeAggressive || got.IKE.NATTraversal != NATTOff || got.IKE.DPDDelay != 10*time.Second ||
-				got.IKE.DPDTimeout != 5*time.Second || got.IKE.Lifetime != 90*time.Minute {
+				got.IKE.DPDTimeout != 5*time.Second || got.IKE.Lifetime != 90*time.Minute || got.IKE.QuickModes != 3 {
 				t.Errorf("ike = %+v", got.IKE)
 			}
 		},
@@ -334,6 +334,14 @@ func TestParseInvalid(t *testing.T) {
 			tunnel + "replay_window: the number -1 is not a number of packets (0 = off)",
 		},
 	}, {
+		name: "quick_modes out of range",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      quick_modes: 0\n    tunnels:"),
+		want: []string{conn + "ike.quick_modes: 0 is not from 1 to 16 (want e.g. 1: strongSwan keeps the state of only 3 exchanges per ISAKMP SA)"},
+	}, {
+		name: "quick_modes not a number",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      quick_modes: many\n    tunnels:"),
+		want: []string{conn + `ike.quick_modes: "many" is not a number of quick modes in flight`},
+	}, {
 		name: "ports without a protocol that has them",
 		yaml: edit(t, "        proposals: [3des-sha1-modp1024]\n", "        proposals: [3des-sha1-modp1024]\n        remote_port: 443\n"),
 		want: []string{tunnel + "protocol: any has no ports but local_port/remote_port are set (want tcp or udp)"},
@@ -482,6 +490,33 @@ func TestLoadRelativePSKFile(t *testing.T) {
 	}
 	if got := string(cfg.Connections[0].PSK); got != "SUPER PASSWORD" {
 		t.Errorf("PSK = %q, want %q", got, "SUPER PASSWORD")
+	}
+}
+
+// An inline psk in a file group or others can read is a warning naming the setting; in a
+// file only its owner reads, or with psk_file, there is none.
+func TestInlinePSKWarning(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "espgw.yaml")
+	if err := os.WriteFile(path, []byte(edit(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	_, warnings, err := LoadWarn(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "connections.mega.psk: a pre-shared key inline in " + path + ", which group or others may read (mode 0644): chmod 600 it or use psk_file"
+	if len(warnings) != 1 || warnings[0] != want {
+		t.Errorf("warnings %q, want [%q]", warnings, want)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, warnings, err = LoadWarn(path); err != nil || len(warnings) != 0 {
+		t.Errorf("mode 0600: warnings %q, error %v; want none", warnings, err)
 	}
 }
 

@@ -16,6 +16,8 @@ type decoder struct {
 	loosePSK bool   // accept psk_files others may read (LoadIgnoringPSKFileMode)
 	errs     []*FieldError
 	reported map[string]bool
+	// inlinePSK are the paths of psk settings (key in the file itself), for LoadWarn.
+	inlinePSK []string
 }
 
 func (d *decoder) fail(path, format string, args ...any) {

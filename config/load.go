@@ -20,38 +20,58 @@ const (
 // resolved against the directory of path; a psk_file that group or others may access, or
 // that another user owns, is refused like racoon does (checkPSKFile).
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	return parse(f, &decoder{baseDir: filepath.Dir(path)})
+	cfg, _, err := LoadWarn(path)
+	return cfg, err
+}
+
+// LoadWarn is Load that also returns warnings: problems that do not stop espgw but
+// should be fixed. An inline psk in a file that group or others can read is one.
+func LoadWarn(path string) (*Config, []string, error) {
+	return load(path, &decoder{baseDir: filepath.Dir(path)})
 }
 
 // LoadIgnoringPSKFileMode is Load without the checks of psk_file's owner and mode, for
 // `espgw doctor`, which reports those itself and goes on checking the rest.
 func LoadIgnoringPSKFileMode(path string) (*Config, error) {
+	cfg, _, err := load(path, &decoder{baseDir: filepath.Dir(path), loosePSK: true})
+	return cfg, err
+}
+
+func load(path string, d *decoder) (*Config, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return parse(f, &decoder{baseDir: filepath.Dir(path), loosePSK: true})
+	cfg, inline, err := parse(f, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		for _, p := range inline {
+			warnings = append(warnings, fmt.Sprintf("%s: a pre-shared key inline in %s, which group or others may read (mode %04o): "+
+				"chmod 600 it or use psk_file", p, path, fi.Mode().Perm()))
+		}
+	}
+	return cfg, warnings, nil
 }
 
 // Parse reads and validates a YAML configuration. A relative psk_file is resolved against
 // the working directory. The error joins one FieldError per problem found (see errors.Join),
 // or is a YAML syntax error.
 func Parse(r io.Reader) (*Config, error) {
-	return parse(r, &decoder{baseDir: "."})
+	cfg, _, err := parse(r, &decoder{baseDir: "."})
+	return cfg, err
 }
 
-func parse(r io.Reader, d *decoder) (*Config, error) {
+// parse also returns the paths of the inline psk settings.
+func parse(r io.Reader, d *decoder) (*Config, []string, error) {
 	// "::" instead of "." so that connection and tunnel names may contain dots.
 	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
 	v.SetConfigType("yaml")
 	if err := v.ReadConfig(r); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	// AllSettings drops null values and empty mappings; Get of a top-level key keeps them.
 	raw := make(map[string]any)
@@ -67,9 +87,9 @@ func parse(r io.Reader, d *decoder) (*Config, error) {
 		}
 	}
 	if err := join(errs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return cfg, nil
+	return cfg, d.inlinePSK, nil
 }
 
 var topKeys = []string{"control_socket", "datapath", "save_keys", "metrics", "ebpf", "connections"}

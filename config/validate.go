@@ -155,6 +155,10 @@ func (v *validator) ike(path string, ike *IKE) {
 	if ike.DPDDelay > 0 && ike.DPDTimeout <= 0 {
 		v.add(sub(path, "dpd_timeout"), "%v is not positive while dpd_delay is on (want e.g. 30s)", ike.DPDTimeout)
 	}
+	if ike.QuickModes < 1 || ike.QuickModes > MaxQuickModes {
+		v.add(sub(path, "quick_modes"), "%d is not from 1 to %d (want e.g. %d: strongSwan keeps the state of only 3 exchanges per ISAKMP SA)",
+			ike.QuickModes, MaxQuickModes, DefaultQuickModes)
+	}
 }
 
 // oneGroup reports proposals that differ in their Diffie-Hellman group (PFS or not):

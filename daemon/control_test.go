@@ -32,13 +32,21 @@ func TestListenControl(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
 		t.Fatalf("socket %v, %v: want a socket with mode 0600", fi.Mode(), err)
 	}
+	// The directories it created are private, and the one it bound in is gone.
+	for _, d := range []string{filepath.Dir(path), filepath.Dir(filepath.Dir(path))} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("directory %s: %v, %v; want mode 0700", d, fi.Mode(), err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Errorf("socket directory holds %d entries, want the socket only", len(ents))
+	}
 	if _, err := listenControl(path); err == nil || !strings.Contains(err.Error(), "another espgw is running") {
 		t.Errorf("second listen on a live socket = %v, want another espgw is running", err)
 	}
 
 	// A socket left behind by a dead daemon is replaced.
-	l.SetUnlinkOnClose(false)
-	l.Close()
+	l.UnixListener.Close()
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("stale socket not left for the test: %v", err)
 	}
@@ -121,5 +129,30 @@ func TestControlRoundTrip(t *testing.T) {
 	var resp control.Response
 	if err := json.NewDecoder(raw).Decode(&resp); err != nil || !strings.HasPrefix(resp.Error, "bad request: ") {
 		t.Errorf("answer to garbage = %+v, %v; want a bad request error", resp, err)
+	}
+
+	// A request beyond maxRequestBytes is refused after that many bytes, not buffered whole.
+	big, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	go func() {
+		io.WriteString(big, `{"command": "status", "connection": "`+strings.Repeat("a", 4*maxRequestBytes)+`"}`)
+	}()
+	resp = control.Response{}
+	if err := json.NewDecoder(big).Decode(&resp); err != nil || resp.Error != "bad request: request larger than 65536 bytes (want one JSON object)" {
+		t.Errorf("answer to a %d-byte request = %+v, %v; want request larger than 65536 bytes", 4*maxRequestBytes, resp, err)
+	}
+}
+
+// Root and espgw's own user may use the control socket, nobody else; this process (root or
+// the owner) gets through SO_PEERCRED, as TestControlRoundTrip shows.
+func TestPeerAllowed(t *testing.T) {
+	if !peerAllowed(0) || !peerAllowed(uint32(os.Geteuid())) {
+		t.Error("root or our own uid refused")
+	}
+	if other := uint32(os.Geteuid()) + 1; other != 0 && peerAllowed(other) {
+		t.Errorf("uid %d allowed", other)
 	}
 }

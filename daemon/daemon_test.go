@@ -244,7 +244,9 @@ func TestDaemonPair(t *testing.T) {
 		want := datapath.SA{SPI: in.SPI, Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("192.0.2.1"),
 			Enc: datapath.Enc3DESCBC, EncKey: in.EncKey, Integ: datapath.IntegHMACSHA1_96, IntegKey: in.IntegKey,
 			ReplayWindow: 64, ReqID: f.ReqID,
-			Lifetime: datapath.Lifetime{Hard: 8 * time.Hour, Soft: 8 * time.Hour / 10 * 9}, // A initiated
+			// A initiated; 3DES gets the Sweet32 volume limit.
+			Lifetime: datapath.Lifetime{Hard: 8 * time.Hour, Soft: 8 * time.Hour / 10 * 9,
+				HardBytes: 1 << 30, SoftBytes: 1 << 30 / 10 * 9}, // ike.Sweet32Kilobytes
 			Selector: datapath.Selector{Local: netip.MustParsePrefix("10.10.1.0/24"), Remote: netip.MustParsePrefix("10.20.0.0/24")},
 		}
 		if !reflect.DeepEqual(in, want) {

@@ -196,3 +196,19 @@ func transform(p proposal.ESP) (datapath.Encryption, datapath.Integrity, error) 
 	}
 	return enc, integ, nil
 }
+
+var _ ike.TrafficCounter = (*kernel)(nil)
+
+// ChildSAPackets implements ike.TrafficCounter (one-sided tunnel detection): the packets
+// the datapath counted on sa's inbound and outbound SA.
+func (k *kernel) ChildSAPackets(ctx context.Context, sa *ike.ChildSA) (in, out uint64, err error) {
+	ci, err := k.dp.Counters(sa.Local, sa.SPIIn)
+	if err != nil {
+		return 0, 0, err
+	}
+	co, err := k.dp.Counters(sa.Remote, sa.SPIOut)
+	if err != nil {
+		return 0, 0, err
+	}
+	return ci.Packets, co.Packets, nil
+}

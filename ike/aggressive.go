@@ -70,6 +70,9 @@ func (e *Engine) respondAM1(c *connection, in *inbound) error {
 	if err := sa.takeKENonce(in.m.Payloads); err != nil {
 		return err
 	}
+	if !e.allowResponderDH(in.remote.Addr()) {
+		return errDHRateLimit
+	}
 	kn, err := e.ourKENonce(sa)
 	if err != nil {
 		return err

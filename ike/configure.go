@@ -3,7 +3,6 @@ package ike
 import (
 	"fmt"
 	"reflect"
-	"slices"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/dh"
@@ -176,7 +175,7 @@ func (e *Engine) removeTunnel(t *tunnel) {
 		}
 	}
 	c := t.conn
-	c.waiting = slices.DeleteFunc(c.waiting, func(w *tunnel) bool { return w == t })
+	c.unqueue(t)
 	t.notify(errRemoved)
 	delete(c.tunnels, t.cfg.Name)
 }

@@ -1,8 +1,11 @@
 package ike
 
 import (
+	"encoding/binary"
 	"errors"
+	"io"
 	"net/netip"
+	"slices"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
@@ -142,34 +145,49 @@ func (e *Engine) handleNewSA(in *inbound) {
 }
 
 // admitResponder reports whether a new responder IKE SA with remote may be created: fewer
-// than maxHalfOpen half-open ones in all and fewer than maxHalfOpenPerPeer with remote, so
-// that MM1s spoofed from one configured peer's address cannot lock out the others. When
-// remote is at its limit, its oldest half-open SA that never got beyond MM1 (no MM3, no
-// DH work done) makes room: a flood of spoofed MM1s then has to outpace the real peer's
-// MM1-MM3 round trip.
+// than maxHalfOpenPerPeer half-open ones with remote, so that first messages spoofed from
+// one configured peer's address cannot lock out the others, and fewer than maxHalfOpen in
+// all. At either limit a half-open SA still waiting for its peer's second message (MM3 or
+// AM3) makes room, chosen at random: at the peer's own limit one of that peer's, at the
+// global one one of the peer with the most. A flood of spoofed MM1s or AM1s then evicts
+// the real peer's SA only by chance, and only our own initiations are never at stake.
 func (e *Engine) admitResponder(remote netip.Addr) bool {
-	if e.halfOpen >= maxHalfOpen {
-		return false
-	}
-	n := 0
-	var oldest *ikeSA
+	byPeer := map[netip.Addr][]*ikeSA{}
 	for _, sa := range e.ikeSAs {
-		if sa.initiator || sa.state == stateEstablished || sa.remote.Addr() != remote {
-			continue
-		}
-		n++
-		if sa.state == stateMM2Sent && (oldest == nil || sa.created.Before(oldest.created)) {
-			oldest = sa
+		if !sa.initiator && sa.state != stateEstablished && sa.state != stateDeleted {
+			byPeer[sa.remote.Addr()] = append(byPeer[sa.remote.Addr()], sa)
 		}
 	}
-	if n < maxHalfOpenPerPeer {
+	victims := byPeer[remote]
+	switch {
+	case len(victims) >= maxHalfOpenPerPeer:
+	case e.halfOpen >= maxHalfOpen:
+		victims = nil
+		for _, sas := range byPeer {
+			if len(sas) > len(victims) {
+				victims = sas
+			}
+		}
+	default:
 		return true
 	}
-	if oldest == nil {
+	victims = slices.DeleteFunc(slices.Clone(victims), func(sa *ikeSA) bool {
+		return sa.state != stateMM2Sent && sa.state != stateAM2Sent
+	})
+	if len(victims) == 0 {
 		return false
 	}
-	e.deleteIKESA(oldest, false, errEvicted)
+	e.deleteIKESA(victims[e.randomIndex(len(victims))], false, errEvicted)
 	return true
+}
+
+// randomIndex returns a random index below n (n > 0).
+func (e *Engine) randomIndex(n int) int {
+	var b [4]byte
+	if _, err := io.ReadFull(e.opts.Rand, b[:]); err != nil {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(b[:]) % uint32(n))
 }
 
 // newResponderSA creates the state for a peer's MM1/AM1 (not yet registered).

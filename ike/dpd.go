@@ -10,9 +10,10 @@ import (
 // dpdState runs RFC 3706 dead peer detection for one IKE SA: every DPDDelay an R-U-THERE
 // goes out; a peer that acknowledges none for DPDTimeout is dead.
 type dpdState struct {
-	timer   *time.Timer
-	seq     uint32
-	lastAck time.Time
+	timer    *time.Timer
+	seq      uint32
+	lastAck  time.Time
+	lastSent time.Time
 }
 
 func (d *dpdState) stop() {
@@ -29,6 +30,14 @@ func (d *dpdState) ack(data []byte, now time.Time) {
 		d.lastAck = now
 	}
 }
+
+// quickModeQuiet is how long after a quick mode, in first-retransmission intervals (15 s
+// by default), DPD sends no probe: strongSwan resends QM2 after 4 and 11 s when our QM3
+// is lost, and needs that exchange's IV until the QM3 arrives.
+const quickModeQuiet = 15
+
+// peerAlive records an authenticated message from the peer as an answer to DPD.
+func (sa *ikeSA) peerAlive() { sa.dpd.lastAck = time.Now() }
 
 // startDPD arms DPD when configured and the peer announced support.
 func (e *Engine) startDPD(sa *ikeSA) {
@@ -59,7 +68,19 @@ func (e *Engine) startDPD(sa *ikeSA) {
 			e.restartAlways(c)
 			return
 		}
+		// No probe while a quick mode runs or may still be completing at the peer: each
+		// probe and its ACK take an IV slot at strongSwan, which keeps 3 per ISAKMP SA,
+		// and a QM3 whose slot went is undecryptable (quickModeQuiet). The quick mode's
+		// messages show the peer alive meanwhile.
+		if sa.quickModesInFlight() > 0 || time.Since(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial {
+			sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+			return
+		}
+		// The peer is alive if it acknowledged the previous probe: then a child SA that
+		// only sends is one the peer lost.
+		e.checkOneSided(sa, !sa.dpd.lastSent.IsZero() && !sa.dpd.lastAck.Before(sa.dpd.lastSent))
 		sa.dpd.seq++
+		sa.dpd.lastSent = time.Now()
 		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
 			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThere, Data: binary.BigEndian.AppendUint32(nil, sa.dpd.seq)})
 		sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)

@@ -104,6 +104,7 @@ type Engine struct {
 	closed    bool
 	errs      []ConnError
 	unauth    unauthLog
+	dhLimit   dhLimit
 }
 
 // New returns an Engine; it does nothing until Configure and Run are called.
@@ -204,14 +205,18 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range ts {
+	for _, t := range ts { // first, so that ending a quick mode starts none of them
 		t.manualDown = true
+		t.conn.unqueue(t)
+	}
+	for _, t := range ts {
 		if t.child != nil {
 			e.deleteChild(t.child, true)
 		}
 		if t.qm != nil {
 			t.qm.fail(errDown)
 		}
+		t.notify(errDown)
 	}
 	if tunnel == "" {
 		c := e.conns[connName]

@@ -200,7 +200,7 @@ func startNode(tb testing.TB, name string, b *bindtest.Bind, spiBase uint32, rp 
 	tb.Helper()
 	k := newFakeKernel(spiBase)
 	if rp.Initial == 0 {
-		rp = RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 5, Timeout: 3 * time.Second}
+		rp = RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 5, Timeout: 3 * time.Second, Linger: 3 * time.Second}
 	}
 	e := New(Options{Logger: testLogger(tb, name), Bind: b, Kernel: k, Retransmit: rp})
 	if err := e.Configure(conns); err != nil {

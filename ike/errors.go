@@ -34,6 +34,8 @@ var (
 	errExpired  = errors.New("lifetime expired")
 	errRekeyed  = errors.New("replaced by a newer IKE SA (reauthentication)")
 	errEvicted  = errors.New("half-open SA evicted for a newer one from the same peer")
+	// errDHRateLimit drops an AM1 or MM3 when the responder's DH budget is spent (dhlimit.go).
+	errDHRateLimit = errors.New("responder Diffie-Hellman rate limit reached, message dropped")
 
 	// errReplayedMsgID drops a phase-2 message whose message ID the IKE SA already used.
 	errReplayedMsgID = errors.New("message ID already used in this IKE SA (replayed or reflected message)")

@@ -147,6 +147,8 @@ func (e *Engine) handleNotify(sa *ikeSA, n *isakmp.Notification) {
 		sa.dpd.ack(n.Data, time.Now())
 	case n.NotifyType == isakmp.NotifyInitialContact:
 		e.initialContact(sa)
+	case n.NotifyType == isakmp.NotifyInvalidSPI && n.ProtocolID == isakmp.ProtoESP:
+		e.invalidSPI(sa, n)
 	case n.NotifyType.IsError():
 		err := fmt.Errorf("%w %s", ErrPeerNotify, n.NotifyType)
 		if n.NotifyType == isakmp.NotifyInvalidIDInformation {
@@ -168,6 +170,44 @@ func (e *Engine) handleNotify(sa *ikeSA, n *isakmp.Notification) {
 			}
 		}
 	}
+}
+
+// invalidSPIGrace is how young a child SA may be for the peer's INVALID-SPI to be taken as
+// a race with our QM3 (ESP that overtook it) rather than a lost SA.
+const invalidSPIGrace = 2 * time.Second
+
+// invalidSPI acts on the peer's protected INVALID-SPI (Cisco's "invalid SPI recovery"): it
+// got ESP with an SPI it does not know, so the child SA with that outbound SPI carries our
+// traffic into a black hole. It is deleted and the tunnel renegotiated, whatever its start
+// action: it had traffic. The SPI is in the notification's SPI field or, from some peers,
+// in its data.
+func (e *Engine) invalidSPI(sa *ikeSA, n *isakmp.Notification) {
+	raw := n.SPI
+	if len(raw) != 4 {
+		raw = n.Data
+	}
+	if len(raw) != 4 {
+		return
+	}
+	spi := binary.BigEndian.Uint32(raw)
+	for _, ch := range e.children {
+		if ch.tunnel.conn != sa.conn || ch.SPIOut != spi {
+			continue
+		}
+		t := ch.tunnel
+		if e.now().Sub(ch.Established) < invalidSPIGrace {
+			e.log.Debug("peer sent INVALID-SPI for a child SA just installed; ignored", sa.logArgs("tunnel", t.cfg.Name, "spi", hexSPI(spi))...)
+			return
+		}
+		e.log.Warn("peer does not know the child SA (INVALID-SPI): renegotiating", sa.logArgs("tunnel", t.cfg.Name, "spi_out", hexSPI(spi))...)
+		e.addError(sa.conn.cfg.Name, fmt.Errorf("tunnel %s: %w INVALID-SPI for our outbound SPI %08x: renegotiating", t.cfg.Name, ErrPeerNotify, spi))
+		e.deleteChild(ch, true)
+		if !t.manualDown && !t.removed {
+			e.startTunnel(t, nil)
+		}
+		return
+	}
+	e.log.Debug("peer sent INVALID-SPI for an SPI we do not use", sa.logArgs("spi", hexSPI(spi))...)
 }
 
 // openInformational decrypts a protected informational message and verifies HASH(1).
@@ -239,10 +279,20 @@ func (e *Engine) handlePlainNotify(sa *ikeSA, in *inbound) error {
 // restartAlways renegotiates the start: always tunnels of c that went down, after a short
 // pause so that a peer deleting everything does not meet an instant storm.
 func (e *Engine) restartAlways(c *connection) {
+	e.restartAlwaysAfter(c, e.opts.Retransmit.Initial)
+}
+
+// phase1Retries is the pause, in first-retransmission intervals (10 s by default), before
+// start: always tunnels try again after phase 1 failed: a partner that is down or refuses
+// us sees one attempt about every 40 s, and one that comes up late is met within that.
+const phase1Retries = 10
+
+// restartAlwaysAfter is restartAlways after delay.
+func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {
 	if e.closed {
 		return
 	}
-	time.AfterFunc(e.opts.Retransmit.Initial, func() {
+	time.AfterFunc(delay, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if e.closed || e.conns[c.cfg.Name] != c {

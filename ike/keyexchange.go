@@ -44,7 +44,9 @@ func (sa *ikeSA) takeKENonce(ps []isakmp.Payload) error {
 	return nil
 }
 
-// checkKE verifies that a KE payload has the length of the negotiated group.
+// checkKE validates a KE payload's public value for the negotiated group (length, range,
+// point on the curve) before we spend an exponentiation on the exchange: a forged first
+// message with a bad value costs no DH.
 func checkKE(group uint16, pub []byte) error {
 	g, err := dh.ByID(group)
 	if err != nil {
@@ -53,7 +55,7 @@ func checkKE(group uint16, pub []byte) error {
 	if len(pub) != g.PublicLen() {
 		return fmt.Errorf("KE payload length %d, want %d for DH group %d", len(pub), g.PublicLen(), group)
 	}
-	return nil
+	return g.CheckPublic(pub)
 }
 
 // computeShared derives g^xy and the phase-1 keys.
@@ -66,7 +68,16 @@ func (sa *ikeSA) computeShared() error {
 	if err != nil {
 		return fmt.Errorf("phase-1 KE: %w", err)
 	}
+	defer clear(shared) // SKEYID_d/a/e are derived from it; nothing keeps it
 	return sa.deriveKeys(shared)
+}
+
+// dropKey destroys a DH private key that is no longer needed and forgets it.
+func dropKey(k *dh.PrivateKey) {
+	if *k != nil {
+		(*k).Destroy()
+		*k = nil
+	}
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

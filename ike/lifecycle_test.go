@@ -378,3 +378,67 @@ func TestDeleteNamingOurInboundSPI(t *testing.T) {
 	b.e.mu.Unlock()
 	waitFor(t, "initiator deletes the pair", func() bool { return len(a.k.active()) == 0 })
 }
+
+// A start: always tunnel whose partner is down when espgw starts comes up once the partner
+// does, after phase 1 gave up.
+func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start = config.StartAlways
+	var down atomic.Bool
+	down.Store(true)
+	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !down.Load() })
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	waitFor(t, "phase 1 given up", func() bool { return len(a.e.Status().Errors) > 0 })
+	down.Store(false)
+	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}
+
+// A start: always tunnel whose quick mode timed out (every QM2 lost) tries again.
+func TestAlwaysRetriesAfterQuickModeTimeout(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.Tunnels[0].Start = config.StartAlways
+	var lossy atomic.Bool
+	lossy.Store(true)
+	bb.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy))
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	waitFor(t, "quick mode given up", func() bool { return len(a.e.Status().Errors) > 0 })
+	lossy.Store(false)
+	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}
+
+// dropWhile drops the messages of exchange x a Bind sends while on is set.
+func dropWhile(x isakmp.ExchangeType, on *atomic.Bool) bindtest.Filter {
+	return func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+		h, err := isakmp.ParseHeader(msg)
+		return !isIKE || err != nil || h.Exchange != x || !on.Load()
+	}
+}
+
+// No R-U-THERE goes out while a quick mode is in flight: strongSwan would spend the IV slots
+// of its 3 the exchange still needs on the probe and its ACK.
+func TestDPDQuietDuringQuickMode(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		dpdDelay: 10 * time.Millisecond, dpdTimeout: 10 * time.Second,
+		retransmit: RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 10 * time.Second}}
+	a, b := startPair(t, pc)
+	var lossy atomic.Bool
+	lossy.Store(true)
+	b.bind.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy)) // A's quick mode stays open
+	go a.e.Up(upCtx(t), "peer", "")
+	waitFor(t, "A's QM1", func() bool { return len(sentOf(a.bind, isakmp.ExchangeQuickMode)) > 0 })
+	probes := len(sentOf(a.bind, isakmp.ExchangeInformational))
+	time.Sleep(20 * pc.dpdDelay)
+	if got := len(sentOf(a.bind, isakmp.ExchangeInformational)) - probes; got != 0 {
+		t.Errorf("%d informationals (R-U-THERE) sent while the quick mode was open, want 0", got)
+	}
+	lossy.Store(false)
+	waitFor(t, "child SA at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+}

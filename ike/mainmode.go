@@ -83,6 +83,9 @@ func (e *Engine) handleMM3(sa *ikeSA, in *inbound) error {
 	if err := sa.takeKENonce(in.m.Payloads); err != nil {
 		return err
 	}
+	if !e.allowResponderDH(in.remote.Addr()) {
+		return errDHRateLimit // the peer retransmits MM3
+	}
 	sa.checkNATD(in.m.Payloads, in.local, in.remote)
 	ps, err := e.ourKENonce(sa)
 	if err != nil {

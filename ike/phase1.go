@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
@@ -22,7 +23,8 @@ const (
 	maxHalfOpenPerPeer = 16
 )
 
-// startTunnel asks for a child SA for t: at once if an IKE SA is up, else after phase 1.
+// startTunnel asks for a child SA for t: it joins the connection's queue, which starts
+// quick modes as the IKE SA has room for them, after phase 1 if none is up (runQueue).
 // done, if not nil, receives the outcome.
 func (e *Engine) startTunnel(t *tunnel, done chan error) {
 	if done != nil {
@@ -32,19 +34,10 @@ func (e *Engine) startTunnel(t *tunnel, done chan error) {
 		return
 	}
 	c := t.conn
-	if sa := e.establishedSA(c); sa != nil {
-		e.startQuickMode(sa, t)
-		return
+	if !slices.Contains(c.waiting, t) {
+		c.waiting = append(c.waiting, t)
 	}
-	for _, w := range c.waiting {
-		if w == t {
-			return
-		}
-	}
-	c.waiting = append(c.waiting, t)
-	if e.negotiatingSA(c) == nil {
-		e.startPhase1(c)
-	}
+	e.runQueue(c)
 }
 
 // newIKESA creates an IKE SA with fresh cookie(s) and registers it.
@@ -120,6 +113,9 @@ func (e *Engine) failPhase1(sa *ikeSA, err error) {
 		e.recordError(sa, err)
 	}
 	e.deleteIKESA(sa, false, err)
+	if sa.initiator {
+		e.restartAlwaysAfter(sa.conn, phase1Retries*e.opts.Retransmit.Initial)
+	}
 }
 
 // sendPhase1Notify tells the peer of a half-open SA why we give up, unencrypted because
@@ -184,7 +180,7 @@ func (e *Engine) establish(sa *ikeSA) {
 	}
 	sa.state = stateEstablished
 	sa.established = e.now()
-	sa.dhKey = nil
+	dropKey(&sa.dhKey)
 	e.log.Info(fmt.Sprintf("ISAKMP-SA established %s-%s spi:%x:%x", racoonAddr(sa.local), racoonAddr(sa.remote), sa.icookie, sa.rcookie), sa.logArgs("proposal", sa.prop.String(), "nat", sa.natDetected(),
 		"initiator", sa.initiator)...)
 	if e.opts.KeyLog != nil {
@@ -197,15 +193,7 @@ func (e *Engine) establish(sa *ikeSA) {
 	e.startNATKeepalive(sa)
 	e.adoptChildren(sa)
 	e.armIKELifetime(sa)
-	waiting := sa.conn.waiting
-	sa.conn.waiting = nil
-	for _, t := range waiting {
-		if t.qm == nil && (t.child == nil || t.child.rekeying) {
-			e.startQuickMode(sa, t)
-		} else {
-			t.notify(nil)
-		}
-	}
+	e.runQueue(sa.conn)
 }
 
 // hasOtherSA reports whether another established IKE SA with sa's peer exists (INITIAL-CONTACT
@@ -219,16 +207,17 @@ func (e *Engine) hasOtherSA(sa *ikeSA) bool {
 	return false
 }
 
-// initialContact deletes every other SA with the peer of sa, which announced that it has
-// no state from before (RFC 2407 4.6.3.3).
+// initialContact deletes every other SA of sa's connection: the peer announced that it has
+// no state from before (RFC 2407 4.6.3.3). Other connections to the same address (from
+// another local address) are other peers' SAs as far as it is concerned, and stay.
 func (e *Engine) initialContact(sa *ikeSA) {
 	for _, o := range e.ikeSAs {
-		if o != sa && o.state == stateEstablished && o.remote.Addr() == sa.remote.Addr() {
+		if o != sa && o.state == stateEstablished && o.conn == sa.conn {
 			e.deleteIKESA(o, false, errReplaced)
 		}
 	}
 	for _, ch := range e.children {
-		if ch.ike != sa && ch.Remote == sa.remote.Addr() {
+		if ch.ike != sa && ch.tunnel.conn == sa.conn {
 			e.deleteChild(ch, false)
 		}
 	}

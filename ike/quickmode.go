@@ -57,6 +57,20 @@ type lifetimes struct {
 // defaultChildLifetime applies when neither side states one (RFC 2407 4.5).
 const defaultChildLifetime = 8 * time.Hour
 
+// Sweet32Kilobytes is the volume limit of a child SA with a 64-bit block cipher (3DES)
+// that has none: 1 GiB, 2^27 blocks, keeps the chance of a CBC block collision, which
+// leaks plaintext (Sweet32, CVE-2016-2183), near 2^-11 per SA. It is ours alone (not
+// offered): the datapath asks for the rekey before it.
+const Sweet32Kilobytes = 1 << 20
+
+// volumeLimit gives a child SA with a 64-bit block cipher and no volume limit Sweet32Kilobytes.
+func volumeLimit(l lifetimes, p proposal.ESP) lifetimes {
+	if l.kilobytes == 0 && p.Encryption.BlockSize() == 8 {
+		l.kilobytes = Sweet32Kilobytes
+	}
+	return l
+}
+
 // offeredLifetime is what our quick-mode offer for t amounts to: its lifetimes, with the
 // RFC default when it states no time limit.
 func offeredLifetime(t *config.Tunnel) lifetimes {
@@ -93,7 +107,12 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
 		iv: sa.phase2IV(msgID),
 	}
-	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	qm.onGiveUp = func() {
+		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout))
+		// Our QM1s or the peer's QM2s got lost every time: start: always tries again, like
+		// after a failed phase 1.
+		sa.e.restartAlwaysAfter(t.conn, phase1Retries*sa.e.opts.Retransmit.Initial)
+	}
 	sa.qms[msgID] = qm
 	return qm
 }
@@ -104,6 +123,7 @@ func (qm *quickMode) fail(err error) {
 	e := qm.sa.e
 	qm.stop()
 	qm.releaseSPI()
+	dropKey(&qm.dhKey)
 	if qm.sa.qms[qm.msgID] == qm {
 		delete(qm.sa.qms, qm.msgID)
 	}
@@ -114,6 +134,7 @@ func (qm *quickMode) fail(err error) {
 		}
 		qm.tunnel.notify(err)
 	}
+	qm.sa.quickModeEnded()
 }
 
 // releaseSPI hands the reserved inbound SPI back to the kernel unless it was installed.
@@ -130,13 +151,16 @@ func (qm *quickMode) releaseSPI() {
 }
 
 // finish keeps a completed quick mode around to answer retransmissions, then forgets it.
+// As initiator that is how the peer gets our QM3 again when it lost it and resends QM2
+// (RFC 2409 5.5): for as long as peers retransmit.
 func (qm *quickMode) finish() {
 	qm.done = true
 	if qm.initiator && qm.tunnel.qm == qm {
 		qm.tunnel.qm = nil
 	}
 	e := qm.sa.e
-	time.AfterFunc(e.opts.Retransmit.Timeout, func() {
+	qm.sa.quickModeEnded()
+	time.AfterFunc(e.opts.Retransmit.Linger, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if qm.sa.qms[qm.msgID] == qm {
@@ -230,6 +254,8 @@ func (qm *quickMode) openProtected(in *inbound, prefix []byte) ([]isakmp.Payload
 	}
 	qm.iv = iv
 	qm.accepted(in.raw)
+	qm.sa.lastQM = time.Now()
+	qm.sa.peerAlive()
 	return ps[1:], nil
 }
 
@@ -341,7 +367,7 @@ func (qm *quickMode) install() error {
 		Local: sa.local.Addr(), Remote: sa.remote.Addr(),
 		Proposal: qm.prop, SPIIn: qm.spiIn, SPIOut: qm.spiOut,
 		LocalTS: t.localTS(), RemoteTS: t.remoteTS(),
-		Lifetime: qm.life.seconds, LifeKilobytes: qm.life.kilobytes,
+		Lifetime: qm.life.seconds, LifeKilobytes: volumeLimit(qm.life, qm.prop).kilobytes,
 		Established: e.now(), Initiator: qm.initiator,
 	}
 	if qm.encap {
@@ -349,7 +375,8 @@ func (qm *quickMode) install() error {
 	}
 	cs.EncKeyIn, cs.IntegKeyIn = keys(qm.spiIn)
 	cs.EncKeyOut, cs.IntegKeyOut = keys(qm.spiOut)
-	qm.dhKey = nil
+	clear(gxy)
+	dropKey(&qm.dhKey)
 	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
 		return nil

@@ -60,6 +60,7 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	// qm.fail (which releases it) or qm.install.
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
+		dropKey(&qm.dhKey)
 		e.recordError(sa, fmt.Errorf("tunnel %s: allocating SPI: %w", t.cfg.Name, err))
 		e.observeQuick(sa, t, false, err, false)
 		return nil

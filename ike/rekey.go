@@ -49,8 +49,8 @@ func (e *Engine) armIKELifetime(sa *ikeSA) {
 	})
 }
 
-// rekeyTime is when an initiator starts replacing an IKE SA with that lifetime: at 90 %,
-// less a random jitter of up to 5 %.
+// rekeyTime is when an initiator starts replacing an IKE or child SA with that lifetime: at
+// 90 %, less a random jitter of up to 5 %.
 func (e *Engine) rekeyTime(life time.Duration) time.Duration {
 	at := life * 9 / 10
 	var b [2]byte

@@ -9,15 +9,19 @@ import (
 // RetransmitPolicy controls how an unanswered message is resent: after Initial, then with
 // the interval doubling, at most MaxTries sends in all, and never past Timeout after the
 // first send. An exchange that exhausts it fails and its half-open state is deleted.
+// A completed quick mode answers the peer's retransmissions for Linger.
 type RetransmitPolicy struct {
 	Initial  time.Duration
 	MaxTries int
 	Timeout  time.Duration
+	Linger   time.Duration
 }
 
 // DefaultRetransmit sends at 0, 1, 3, 7 and 15 s (intervals doubling from 1 s) and gives up
-// at 28 s, so a failed negotiation is reported within 30 s.
-var DefaultRetransmit = RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 28 * time.Second}
+// at 28 s, so a failed negotiation is reported within 30 s. It lingers for as long as
+// peers retransmit: strongSwan's default schedule (5 tries from 4 s, factor 1.8) gives up
+// after about 165 s.
+var DefaultRetransmit = RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 28 * time.Second, Linger: 3 * time.Minute}
 
 func (p RetransmitPolicy) withDefaults() RetransmitPolicy {
 	if p.Initial <= 0 {
@@ -28,6 +32,9 @@ func (p RetransmitPolicy) withDefaults() RetransmitPolicy {
 	}
 	if p.Timeout <= 0 {
 		p.Timeout = DefaultRetransmit.Timeout
+	}
+	if p.Linger <= 0 {
+		p.Linger = DefaultRetransmit.Linger
 	}
 	return p
 }

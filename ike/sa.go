@@ -18,7 +18,8 @@ import (
 type connection struct {
 	cfg     config.Connection
 	tunnels map[string]*tunnel
-	// waiting tunnels want a child SA as soon as an IKE SA with this peer is established.
+	// waiting tunnels want a child SA, in the order they asked: runQueue starts their quick
+	// modes once an IKE SA with the peer is established and has room for them.
 	waiting []*tunnel
 }
 
@@ -33,6 +34,8 @@ type tunnel struct {
 	manualDown bool
 	removed    bool   // no longer configured: nothing may be installed for it
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
+	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
+	lastOneSided time.Time
 }
 
 // childSA is an installed child SA and the IKE SA it was negotiated under.
@@ -44,7 +47,8 @@ type childSA struct {
 	gen        uint64      // tunnel.installs when it was installed
 	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
 	expiry     *time.Timer // hard lifetime
-	softExpiry *time.Timer // rekey at 90 % of the lifetime
+	softExpiry *time.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
+	watch      oneSided    // traffic both ways? (onesided.go)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.
@@ -77,6 +81,7 @@ type ikeSA struct {
 	initiator   bool
 	aggressive  bool
 	state       phase1State
+	deleting    bool // deleteIKESA is under way: no new quick modes, not a candidate SA
 	icookie     [8]byte
 	rcookie     [8]byte
 	created     time.Time
@@ -107,6 +112,7 @@ type ikeSA struct {
 	qms    map[uint32]*quickMode
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
+	lastQM time.Time   // when a quick mode last ended or heard from the peer (monotonic)
 	expiry *time.Timer // end of the lifetime
 	rekey  *time.Timer // initiator: start the replacement
 	retire *time.Timer // replaced: delete after the overlap
@@ -197,7 +203,7 @@ func (e *Engine) findChild(spi uint32) *childSA {
 func (e *Engine) establishedSA(c *connection) *ikeSA {
 	var best *ikeSA
 	for _, sa := range e.ikeSAs {
-		if sa.conn == c && sa.state == stateEstablished && (best == nil || sa.established.After(best.established)) {
+		if sa.conn == c && sa.state == stateEstablished && !sa.deleting && (best == nil || sa.established.After(best.established)) {
 			best = sa
 		}
 	}
@@ -207,7 +213,7 @@ func (e *Engine) establishedSA(c *connection) *ikeSA {
 // negotiatingSA returns a half-open IKE SA for c.
 func (e *Engine) negotiatingSA(c *connection) *ikeSA {
 	for _, sa := range e.ikeSAs {
-		if sa.conn == c && sa.state != stateEstablished && sa.state != stateDeleted {
+		if sa.conn == c && sa.state != stateEstablished && sa.state != stateDeleted && !sa.deleting {
 			return sa
 		}
 	}
@@ -236,23 +242,44 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		sa.logArgs("tunnel", t.cfg.Name, "dir", "in", "child", cs)...)
 	e.log.Info(fmt.Sprintf("IPsec-SA established: ESP/Tunnel %s->%s spi=%d(0x%x)", racoonAddr(sa.local), racoonAddr(sa.remote), cs.SPIOut, cs.SPIOut),
 		sa.logArgs("tunnel", t.cfg.Name, "dir", "out", "child", cs)...)
-	// A child SA we rekeyed is replaced now. Any other older one (the peer rekeyed, or both
-	// sides initiated at once) stays until the peer deletes it or it expires: deleting it
-	// here could delete both sides' newest SAs in a simultaneous exchange.
+	// A child SA we rekeyed is replaced now, and deleted a little later (retireChild). Any
+	// other older one (the peer rekeyed, or both sides initiated at once) stays until the
+	// peer deletes it or it expires: deleting it here could delete both sides' newest SAs
+	// in a simultaneous exchange.
 	if old != nil && old.rekeying {
-		e.deleteChild(old, true)
+		e.retireChild(old)
 	}
 	e.settleDuplicates(ch, qm.gen)
 	if cs.Lifetime > 0 {
 		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
-		// Only the side that initiated the child rekeys it early, so both sides do not.
+		// Only the side that initiated the child rekeys it early, so both sides do not; the
+		// jitter spreads the rekeys of tunnels negotiated together (they queue anyway).
 		ch.expiry = time.AfterFunc(cs.Lifetime, func() { e.Expire(cs.SPIIn, true) })
 		if cs.Initiator {
-			ch.softExpiry = time.AfterFunc(cs.Lifetime*9/10, func() { e.Expire(cs.SPIIn, false) })
+			ch.softExpiry = time.AfterFunc(e.rekeyTime(cs.Lifetime), func() { e.Expire(cs.SPIIn, false) })
 		}
 	}
 	return nil
 }
+
+// retireChild deletes a child SA replaced by our rekey after replacedChildDelay rather than
+// right after QM3: strongSwan's worker threads may take a Delete sent behind the QM3
+// before it, and a Delete for the SA its quick mode is rekeying aborts that quick mode
+// (the QM3 then fails to decrypt and the new child is never installed: measured with
+// 5.9.8). The delay also covers a lost QM3, which strongSwan asks for again after 4 s.
+func (e *Engine) retireChild(old *childSA) {
+	time.AfterFunc(replacedChildDelay*e.opts.Retransmit.Initial, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if !e.closed {
+			e.deleteChild(old, true)
+		}
+	})
+}
+
+// replacedChildDelay is how long, in first-retransmission intervals (5 s by default), a
+// child SA we replaced stays installed after its successor.
+const replacedChildDelay = 5
 
 // deleteChild removes a child SA from the kernel and, if tell, sends an ESP Delete.
 func (e *Engine) deleteChild(ch *childSA, tell bool) {
@@ -286,6 +313,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 		return
 	}
 	e.observeIKESADeleted(sa, tell)
+	sa.deleting = true
 	for _, ch := range e.children {
 		if ch.ike == sa {
 			e.deleteChild(ch, tell)
@@ -307,26 +335,27 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 			t.Stop()
 		}
 	}
-	negotiating := sa.state != stateEstablished
 	// An SA of a possibly spoofed MM1/AM1 comes and goes at debug level, like its creation.
 	level := slog.LevelInfo
 	if sa.peerUnverified() {
 		level = slog.LevelDebug
 	}
 	sa.state = stateDeleted
-	sa.dhKey = nil
+	dropKey(&sa.dhKey)
 	if sa.keys != nil {
 		sa.keys.zero()
 	}
 	if e.ikeSAs[sa.icookie] == sa {
 		delete(e.ikeSAs, sa.icookie)
 	}
-	// Tunnels waiting for phase 1 fail with it, unless another negotiation is under way.
-	if negotiating && e.negotiatingSA(sa.conn) == nil {
-		for _, t := range sa.conn.waiting {
+	// Queued tunnels fail with it, unless another IKE SA with the peer is up or under way.
+	if c := sa.conn; e.establishedSA(c) == nil && e.negotiatingSA(c) == nil {
+		for _, t := range c.waiting {
 			t.notify(err)
 		}
-		sa.conn.waiting = nil
+		c.waiting = nil
+	} else {
+		e.runQueue(c)
 	}
 	e.log.Log(context.Background(), level, "IKE SA deleted", sa.logArgs("reason", errString(err))...)
 }

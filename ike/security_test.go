@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"crypto/rand"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,7 +84,7 @@ func (n *node) established(t *testing.T) *ikeSA {
 // quick mode (SPI allocation, DH, QM2 retransmissions).
 func TestReplayedQM1Ignored(t *testing.T) {
 	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 300 * time.Millisecond}}
+		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 300 * time.Millisecond, Linger: 300 * time.Millisecond}}
 	a, b := upPair(t, pc)
 	qm1 := sentOf(a.bind, isakmp.ExchangeQuickMode)[0]
 	sa := b.established(t)
@@ -164,6 +166,9 @@ func TestDuplicateFromOtherAddressIgnored(t *testing.T) {
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{Initial: time.Hour, MaxTries: 1, Timeout: time.Hour}, cb)
 	a.stop()
+	// Only the test delivers A's MM1: through the Bind, B's Run loop would answer it too,
+	// at a moment of its choosing.
+	ba.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
 	a.e.mu.Lock()
 	a.e.startPhase1(a.e.conns["peer"])
 	a.e.mu.Unlock()
@@ -307,4 +312,193 @@ func TestPlaintextAM3InitialContactIgnored(t *testing.T) {
 	if n := len(b.k.active()); n != 1 {
 		t.Errorf("responder has %d child SAs after a plaintext AM3 with INITIAL-CONTACT, want the existing 1", n)
 	}
+}
+
+// INITIAL-CONTACT on one connection leaves the SAs of another connection to the same
+// remote address (from another local address) alone.
+func TestInitialContactScopedToConnection(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	addrA2 := netip.MustParseAddr("192.0.2.3")
+	ca1, cb1 := connPair(t, pc)
+	ca2, cb2 := connPair(t, pc)
+	ca2.Name, ca2.LocalAddress = "peer2", addrA2
+	cb2.Name, cb2.RemoteAddress = "peer2", addrA2
+	for i := range ca2.Tunnels {
+		ca2.Tunnels[i].LocalSubnet = netip.MustParsePrefix("10.11.0.1/32")
+		cb2.Tunnels[i].RemoteSubnet = netip.MustParsePrefix("10.11.0.1/32")
+	}
+	ba, bb := bindtest.NewPair()
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca1, ca2)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb1, cb2)
+	for _, c := range []string{"peer", "peer2"} {
+		if err := a.e.Up(upCtx(t), c, ""); err != nil {
+			t.Fatalf("Up %s: %v", c, err)
+		}
+	}
+	waitFor(t, "both connections up at B", func() bool { return len(b.k.active()) == 2 })
+	a.e.mu.Lock()
+	a.e.initialContact(a.e.establishedSA(a.e.conns["peer"]))
+	other := a.e.establishedSA(a.e.conns["peer2"])
+	a.e.mu.Unlock()
+	if other == nil {
+		t.Error("INITIAL-CONTACT on connection peer deleted the IKE SA of connection peer2")
+	}
+	if got := a.k.active(); len(got) != 2 {
+		t.Errorf("%d child SAs after INITIAL-CONTACT on connection peer, want 2 (both connections')", len(got))
+	}
+}
+
+// A 3DES child SA without a volume limit gets Sweet32Kilobytes at both ends, shown in
+// Status; AES and a configured limit are left as they are.
+func TestSweet32VolumeLimit(t *testing.T) {
+	tests := []struct {
+		esp  string
+		kb   uint64 // configured
+		want uint64
+	}{
+		{"3des-sha1", 0, Sweet32Kilobytes},
+		{"3des-sha1", 1000, 1000},
+		{"aes128-sha1", 0, 0},
+	}
+	for _, tt := range tests {
+		pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: tt.esp, pskA: "k"}
+		ba, bb := bindtest.NewPair()
+		ca, cb := connPair(t, pc)
+		ca.Tunnels[0].LifeKilobytes, cb.Tunnels[0].LifeKilobytes = tt.kb, tt.kb
+		a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+		b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+		if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+		st := a.e.Status()
+		if got := st.IKESAs[0].ChildSAs[0].LifeKilobytes; got != tt.want || a.k.active()[0].LifeKilobytes != tt.want || b.k.active()[0].LifeKilobytes != tt.want {
+			t.Errorf("%s, %d KB configured: status %d KB, installed %d/%d KB; want %d", tt.esp, tt.kb, got,
+				a.k.active()[0].LifeKilobytes, b.k.active()[0].LifeKilobytes, tt.want)
+		}
+	}
+}
+
+// exponentReads counts the reads of a DH exponent's size (dh's exponentBytes, 64) from
+// an engine's random source: one per key generated.
+type exponentReads struct{ n atomic.Int32 }
+
+func (r *exponentReads) Read(p []byte) (int, error) {
+	if len(p) == 64 {
+		r.n.Add(1)
+	}
+	return rand.Read(p)
+}
+
+// A forged AM1 whose public value is out of range (here 0) is refused before the responder
+// makes its own DH key: flooding it costs no exponentiation (review finding 1).
+func TestAM1InvalidKEBeforeDH(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
+	ca, cb := connPair(t, pc)
+	ba, bb := bindtest.NewPair()
+	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	go a.e.Up(upCtx(t), "peer", "")
+	waitFor(t, "A's AM1", func() bool { return len(sentOf(ba, isakmp.ExchangeAggressive)) > 0 })
+	m, err := isakmp.Decode(sentOf(ba, isakmp.ExchangeAggressive)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Payloads {
+		if ke, ok := p.(*isakmp.KeyExchange); ok {
+			clear(ke.Data)
+		}
+	}
+	forged := m.Marshal()
+
+	var reads exponentReads
+	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000), Rand: &reads})
+	if err := b.Configure([]config.Connection{cb}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.handlePacket(conn.Packet{Data: forged, Local: portB, Remote: portA})
+	open := len(b.ikeSAs)
+	b.mu.Unlock()
+	if got := reads.n.Load(); got != 0 || open != 0 {
+		t.Errorf("forged AM1 with public value 0: %d DH keys made, %d IKE SAs open; want none", got, open)
+	}
+}
+
+// Sixteen forged AM1s from the real peer's address (answered, so AM2_SENT, until they time
+// out) do not lock the real peer out: its AM1 evicts one of them (review finding 2).
+func TestForgedAM1sDoNotLockOut(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 100 * time.Millisecond, MaxTries: 4, Timeout: 3 * time.Second}}
+	ca, cb := connPair(t, pc)
+	ba, bb := bindtest.NewPair()
+	var cut atomic.Bool
+	cut.Store(true)
+	ba.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !cut.Load() })
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	up := make(chan error, 1)
+	go func() { up <- a.e.Up(upCtx(t), "peer", "") }()
+	waitFor(t, "A's AM1", func() bool { return len(sentOf(ba, isakmp.ExchangeAggressive)) > 0 })
+	am1 := sentOf(ba, isakmp.ExchangeAggressive)[0]
+	for i := range maxHalfOpenPerPeer {
+		forged := append([]byte(nil), am1...)
+		forged[0] ^= byte(i + 1) // another initiator cookie
+		b.e.mu.Lock()
+		b.e.dhLimit = dhLimit{} // as if the forged AM1s came slowly enough for the DH rate limit
+		b.e.mu.Unlock()
+		deliver(b, forged, portB, portA)
+	}
+	b.e.mu.Lock()
+	open := len(b.e.ikeSAs)
+	b.e.mu.Unlock()
+	if open != maxHalfOpenPerPeer {
+		t.Fatalf("%d half-open SAs after the forged AM1s, want %d", open, maxHalfOpenPerPeer)
+	}
+	cut.Store(false) // A's retransmitted AM1 gets through now
+	if err := <-up; err != nil {
+		t.Fatalf("the real peer was locked out: %v", err)
+	}
+}
+
+// A flood of forged AM1s with valid public values from one peer's address makes the
+// responder compute no more than the per-peer DH burst (review finding 1).
+func TestResponderDHRateLimited(t *testing.T) {
+	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k"}
+	ca, cb := connPair(t, pc)
+	am1 := am1Of(t, ca)
+	_, bb := bindtest.NewPair()
+	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000)})
+	if err := b.Configure([]config.Connection{cb}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.mu.Lock(); b.closed = true; b.mu.Unlock() })
+	const flood = 100
+	for i := range flood {
+		forged := append([]byte(nil), am1...)
+		forged[0], forged[1] = byte(i), byte(i>>8)
+		b.mu.Lock()
+		b.handlePacket(conn.Packet{Data: forged, Local: portB, Remote: portA})
+		b.mu.Unlock()
+	}
+	// Each answered AM1 (a DH key made) left a half-open SA: none expired meanwhile.
+	b.mu.Lock()
+	answered := len(b.ikeSAs)
+	b.mu.Unlock()
+	if answered > dhPeerBurst || answered == 0 {
+		t.Errorf("%d of %d forged AM1s answered with DH, want between 1 and %d", answered, flood, dhPeerBurst)
+	}
+}
+
+// am1Of returns the AM1 an initiator configured with c sends.
+func am1Of(t *testing.T, c config.Connection) []byte {
+	t.Helper()
+	bind, _ := bindtest.NewPair()
+	n := startNode(t, "template", bind, 0xc0000000, RetransmitPolicy{}, c)
+	n.stop()
+	n.e.mu.Lock()
+	n.e.startPhase1(n.e.conns[c.Name])
+	n.e.mu.Unlock()
+	sent := bind.Sent()
+	return sent[len(sent)-1].Data
 }

@@ -48,7 +48,11 @@ type ChildSAStatus struct {
 	LocalTS, RemoteTS TrafficSelector
 	Encapsulated      bool
 	Lifetime          time.Duration
+	LifeKilobytes     uint64 // volume limit; 0 = none (3DES always has one, Sweet32Kilobytes by default)
 	Established       time.Time
+	// OneSidedSince is when the child SA began to send packets while receiving none with
+	// the peer answering DPD (onesided.go); zero while traffic flows both ways or is unknown.
+	OneSidedSince time.Time
 }
 
 // Status returns the current IKE and child SAs, sorted by connection and creation.
@@ -81,7 +85,8 @@ func (e *Engine) Status() Status {
 			s.ChildSAs = append(s.ChildSAs, ChildSAStatus{
 				Tunnel: ch.Tunnel, ReqID: ch.ReqID, SPIIn: ch.SPIIn, SPIOut: ch.SPIOut,
 				Proposal: ch.Proposal.String(), LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
-				Encapsulated: ch.EncapRemotePort != 0, Lifetime: ch.Lifetime, Established: ch.Established,
+				Encapsulated: ch.EncapRemotePort != 0, Lifetime: ch.Lifetime, LifeKilobytes: ch.LifeKilobytes, Established: ch.Established,
+				OneSidedSince: ch.watch.since,
 			})
 		}
 		slices.SortFunc(s.ChildSAs, func(a, b ChildSAStatus) int { return cmp.Compare(a.Tunnel, b.Tunnel) })

@@ -120,15 +120,18 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
 }
 
-// loadConfig loads -c, printing every problem found.
+// loadConfig loads -c, printing every problem found and the warnings.
 func (g *globals) loadConfig() (*config.Config, error) {
-	cfg, err := config.Load(g.configFile)
+	cfg, warnings, err := config.LoadWarn(g.configFile)
 	if err != nil {
 		fmt.Fprintf(g.stderr, "espgw: %s:\n", g.configFile)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(g.stderr, "  %s\n", line)
 		}
 		return nil, exitError{1}
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(g.stderr, "espgw: warning: %s\n", w)
 	}
 	return cfg, nil
 }

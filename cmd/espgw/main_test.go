@@ -25,6 +25,20 @@ func espgw(args ...string) (code int, stdout, stderr string) {
 }
 
 func TestConfigCheck(t *testing.T) {
+	// good.yaml has an inline psk: only its owner may read it, whatever the checkout's umask.
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, public := filepath.Join(t.TempDir(), "good.yaml"), filepath.Join(t.TempDir(), "good.yaml")
+	for p, mode := range map[string]os.FileMode{private: 0o600, public: 0o644} {
+		if err := os.WriteFile(p, good, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -32,8 +46,14 @@ func TestConfigCheck(t *testing.T) {
 		out, err string
 	}{{
 		name: "good",
-		args: []string{"config", "check", "-c", "testdata/good.yaml"},
+		args: []string{"config", "check", "-c", private},
 		out:  "configuration OK: 1 connections, 1 tunnels\n",
+	}, {
+		name: "good, but others may read the psk",
+		args: []string{"config", "check", "-c", public},
+		out:  "configuration OK: 1 connections, 1 tunnels\n",
+		err: "espgw: warning: connections.megatelecom.psk: a pre-shared key inline in " + public +
+			", which group or others may read (mode 0644): chmod 600 it or use psk_file\n",
 	}, {
 		name: "bad: every problem",
 		args: []string{"config", "check", "-c", "testdata/bad.yaml"},

@@ -23,6 +23,9 @@ type Group interface {
 	// GenerateKey makes a new private key whose secret is read from rand
 	// (crypto/rand.Reader in production).
 	GenerateKey(rand io.Reader) (PrivateKey, error)
+	// CheckPublic validates a peer's public value as SharedSecret does, cheaply and before
+	// any exponentiation: a responder checks it before it makes its own key.
+	CheckPublic(peerPublic []byte) error
 }
 
 // PrivateKey is one side's ephemeral Diffie-Hellman secret.
@@ -33,6 +36,9 @@ type PrivateKey interface {
 	// RFC 2409 and RFC 5903 require for SKEYID: MODP left-padded to the prime's
 	// length, ECP the x coordinate only.
 	SharedSecret(peerPublic []byte) ([]byte, error)
+	// Destroy overwrites the private value where the implementation can reach it (the
+	// MODP exponent; crypto/ecdh keeps its scalar out of reach) and makes the key unusable.
+	Destroy()
 }
 
 // ErrUnsupportedGroup is returned by ByID for a group number this package does not implement.

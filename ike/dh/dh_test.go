@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -164,4 +165,32 @@ func FuzzSharedSecret(f *testing.F) {
 			t.Fatalf("group %d: accepted %d-byte value, secret %d bytes", g.ID(), len(peer), len(z))
 		}
 	})
+}
+
+// Destroy zeroes a MODP exponent in place and leaves no group's key usable.
+func TestDestroy(t *testing.T) {
+	for _, g := range groups {
+		a, err := g.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := g.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var words []big.Word
+		if m, ok := a.(*modpKey); ok {
+			words = m.x.Bits()
+		}
+		a.Destroy()
+		if _, err := a.SharedSecret(b.Public()); err == nil {
+			t.Errorf("group %d: SharedSecret works after Destroy", g.ID())
+		}
+		for i, w := range words {
+			if w != 0 {
+				t.Errorf("group %d: exponent word %d is %x after Destroy, want 0", g.ID(), i, w)
+				break
+			}
+		}
+	}
 }

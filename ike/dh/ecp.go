@@ -44,18 +44,25 @@ func (g *ecpGroup) GenerateKey(rand io.Reader) (PrivateKey, error) {
 
 type ecpKey struct {
 	redacted
-	group *ecpGroup
-	k     *ecdh.PrivateKey
+	group     *ecpGroup
+	k         *ecdh.PrivateKey
+	destroyed bool
 }
+
+// Destroy makes the key unusable; crypto/ecdh offers no way to overwrite its scalar.
+func (k *ecpKey) Destroy() { k.destroyed = true }
 
 // Public is x | y without the SEC 1 0x04 prefix (RFC 5903 section 7).
 func (k *ecpKey) Public() []byte { return k.k.PublicKey().Bytes()[1:] }
 
-// SharedSecret checks the peer's x | y is a point on the curve (crypto/ecdh rejects
-// off-curve points and the point at infinity) and returns the x coordinate of the
-// product (RFC 5903 section 7).
-func (k *ecpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
-	g := k.group
+// CheckPublic checks the peer's x | y is a point on the curve (crypto/ecdh rejects
+// off-curve points and the point at infinity).
+func (g *ecpGroup) CheckPublic(peerPublic []byte) error {
+	_, err := g.peerPoint(peerPublic)
+	return err
+}
+
+func (g *ecpGroup) peerPoint(peerPublic []byte) (*ecdh.PublicKey, error) {
 	if len(peerPublic) != g.PublicLen() {
 		return nil, fmt.Errorf("dh: group %d: peer public value is %d bytes, want %d: %w",
 			g.id, len(peerPublic), g.PublicLen(), ErrInvalidPublic)
@@ -63,6 +70,20 @@ func (k *ecpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
 	pub, err := g.curve.NewPublicKey(append([]byte{4}, peerPublic...))
 	if err != nil {
 		return nil, fmt.Errorf("dh: group %d: peer public value is not a point on the curve: %w", g.id, ErrInvalidPublic)
+	}
+	return pub, nil
+}
+
+// SharedSecret validates the peer's point (CheckPublic) and returns the x coordinate of
+// the product (RFC 5903 section 7).
+func (k *ecpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
+	g := k.group
+	pub, err := g.peerPoint(peerPublic)
+	if err != nil {
+		return nil, err
+	}
+	if k.destroyed {
+		return nil, fmt.Errorf("dh: group %d: key destroyed", g.id)
 	}
 	z, err := k.k.ECDH(pub)
 	if err != nil {

@@ -63,10 +63,14 @@ type modpKey struct {
 
 func (k *modpKey) Public() []byte { return append([]byte(nil), k.public...) }
 
-// SharedSecret rejects peer values that are not exactly PublicLen bytes or not in
+// CheckPublic rejects peer values that are not exactly PublicLen bytes or not in
 // 1 < y < p-1: 0, 1 and p-1 would force the secret into a subgroup of order 1 or 2.
-func (k *modpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
-	g := k.group
+func (g *modpGroup) CheckPublic(peerPublic []byte) error {
+	_, err := g.peerValue(peerPublic)
+	return err
+}
+
+func (g *modpGroup) peerValue(peerPublic []byte) (*big.Int, error) {
 	if len(peerPublic) != g.size {
 		return nil, fmt.Errorf("dh: group %d: peer public value is %d bytes, want %d: %w",
 			g.id, len(peerPublic), g.size, ErrInvalidPublic)
@@ -75,8 +79,30 @@ func (k *modpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
 	if y.Cmp(big.NewInt(1)) <= 0 || y.Cmp(g.pMinus1) >= 0 {
 		return nil, fmt.Errorf("dh: group %d: peer public value outside 1 < y < p-1: %w", g.id, ErrInvalidPublic)
 	}
+	return y, nil
+}
+
+// SharedSecret validates the peer's value (CheckPublic) and returns y^x mod p.
+func (k *modpKey) SharedSecret(peerPublic []byte) ([]byte, error) {
+	g := k.group
+	y, err := g.peerValue(peerPublic)
+	if err != nil {
+		return nil, err
+	}
+	if k.x == nil {
+		return nil, fmt.Errorf("dh: group %d: key destroyed", g.id)
+	}
 	z := new(big.Int).Exp(y, k.x, g.p)
+	defer clear(z.Bits())
 	return z.FillBytes(make([]byte, g.size)), nil
+}
+
+// Destroy zeroes the exponent's words in place (big.Int.Bits shares them).
+func (k *modpKey) Destroy() {
+	if k.x != nil {
+		clear(k.x.Bits())
+		k.x = nil
+	}
 }
 
 // The primes are p = 2^n - 2^(n-64) - 1 + 2^64 * (floor(2^(n-130) * pi) + c) with

@@ -18,14 +18,23 @@ func (*Delete) Type() PayloadType { return PayloadDelete }
 
 const deleteFixedLen = 8 // DOI, protocol, SPI size, number of SPIs
 
-// decodeDelete requires the SPIs to fill the payload exactly and a nonzero SPI size when
-// there are SPIs (a zero size would let 4 bytes claim 65535 of them).
+// MaxDeleteSPIs caps the SPIs of one Delete payload. Payloads are decoded before their
+// HASH is verified, and a datagram of 1-byte SPIs could otherwise make 65535 slices (1.5 MB)
+// per message; peers delete SA by SA, a few per payload.
+const MaxDeleteSPIs = 256
+
+// decodeDelete requires the SPIs to fill the payload exactly, a nonzero SPI size when
+// there are SPIs (a zero size would let 4 bytes claim 65535 of them) and at most
+// MaxDeleteSPIs of them.
 func decodeDelete(b []byte) (*Delete, error) {
 	d := &Delete{DOI: binary.BigEndian.Uint32(b), ProtocolID: ProtocolID(b[4]), SPISize: b[5]}
 	count := int(binary.BigEndian.Uint16(b[6:]))
 	b = b[deleteFixedLen:]
 	if d.SPISize == 0 && count != 0 {
 		return nil, malformed("D SPI size", 0, fmt.Sprintf(">= 1 with %d SPIs", count))
+	}
+	if count > MaxDeleteSPIs {
+		return nil, malformed("D number of SPIs", count, fmt.Sprintf("at most %d", MaxDeleteSPIs))
 	}
 	if count*int(d.SPISize) != len(b) {
 		return nil, malformed("D number of SPIs", count, fmt.Sprintf("%d (%d bytes of %d-byte SPIs)", len(b)/max(int(d.SPISize), 1), len(b), d.SPISize))

@@ -46,6 +46,15 @@ func manyAttributes(n int) []byte {
 		Proposals: []Proposal{{Number: 1, ProtocolID: ProtoESP, Transforms: []Transform{tr}}}}})
 }
 
+// manySPIs is a Delete payload with n 1-byte SPIs.
+func manySPIs(n int) []byte {
+	d := &Delete{DOI: DOIIPsec, ProtocolID: ProtoESP, SPISize: 1}
+	for range n {
+		d.SPIs = append(d.SPIs, []byte{1})
+	}
+	return AppendPayloads(nil, []Payload{d})
+}
+
 func TestDecodePayloadsErrors(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -91,6 +100,7 @@ func TestDecodePayloadsErrors(t *testing.T) {
 		{"N SPI beyond payload", PayloadNotification, unhex(`0000000c 00000001 01 10 6002`), "N SPI size", 16, NotifyPayloadMalformed},
 		{"D fewer SPIs than counted", PayloadDelete, unhex(`00000010 00000001 03 04 0002 11111111`), "D number of SPIs", 2, NotifyPayloadMalformed},
 		{"D bytes after SPIs", PayloadDelete, unhex(`00000012 00000001 03 04 0001 11111111 0000`), "D number of SPIs", 1, NotifyPayloadMalformed},
+		{"D too many SPIs", PayloadDelete, manySPIs(MaxDeleteSPIs + 1), "D number of SPIs", MaxDeleteSPIs + 1, NotifyPayloadMalformed},
 		{"D SPI size 0", PayloadDelete, unhex(`0000000c 00000001 03 00 ffff`), "D SPI size", 0, NotifyPayloadMalformed},
 		{"NAT-OA FQDN", PayloadNATOA, unhex(`0000000c 02 000000 c0000201`), "NAT-OA ID type", IDFQDN, NotifyPayloadMalformed},
 		{"NAT-OA short IPv6", PayloadNATOADraft, unhex(`0000000c 05 000000 20010db8`), "NAT-OA address length", 4, NotifyPayloadMalformed},

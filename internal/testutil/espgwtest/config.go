@@ -11,6 +11,7 @@ type Config struct {
 	Datapath    string // auto, xfrm or userspace; "" = auto
 	Metrics     string // metrics.listen, e.g. 127.0.0.1:9814; "" = none
 	Connections []Connection
+	NoEBPF      bool // ebpf: {enabled: false}
 }
 
 // Connection is one entry of connections:, in main mode with a 1 h ISAKMP SA lifetime.
@@ -21,6 +22,8 @@ type Connection struct {
 	IKEProposal               string // e.g. 3des-sha1-modp1024
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
+	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
+	DPDTimeout                string // ike.dpd_timeout, e.g. 6s; "" = 30s
 	Tunnels                   []Tunnel
 }
 
@@ -40,6 +43,9 @@ datapath: {{or .Datapath "auto"}}
 {{- if .Metrics}}
 metrics: {listen: "{{.Metrics}}"}
 {{- end}}
+{{- if .NoEBPF}}
+ebpf: {enabled: false}
+{{- end}}
 connections:
 {{- range .Connections}}
   {{.Name}}:
@@ -54,6 +60,12 @@ connections:
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
       lifetime: 1h
+{{- if .DPDDelay}}
+      dpd_delay: {{.DPDDelay}}
+{{- end}}
+{{- if .DPDTimeout}}
+      dpd_timeout: {{.DPDTimeout}}
+{{- end}}
     tunnels:
 {{- range .Tunnels}}
       {{.Name}}:

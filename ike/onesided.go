@@ -1,0 +1,82 @@
+package ike
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// One-sided tunnels. A child SA the peer lost (its datapath restarted, a QM3 it could not
+// decrypt, a Delete we never got) still carries our traffic out while nothing comes back,
+// and nothing in IKE notices: the ISAKMP SA is fine and DPD is answered. strongSwan and
+// racoon leave such a tunnel black-holed until it expires. With DPD on and a Kernel that
+// counts packets (TrafficCounter), each DPD round compares the child SAs' counters: packets
+// out and none in for oneSidedRounds rounds in a row, while the peer acknowledged every
+// probe, marks the child SA one-sided (Status, log) and re-keys the tunnel; the new pair
+// replaces it at both ends.
+
+// TrafficCounter is implemented by a Kernel that can count what an installed child SA
+// carried; the engine then detects one-sided tunnels.
+type TrafficCounter interface {
+	// ChildSAPackets returns the packets sa received (inbound SPI) and sent (outbound SPI).
+	ChildSAPackets(ctx context.Context, sa *ChildSA) (in, out uint64, err error)
+}
+
+// oneSidedRounds is how many DPD intervals in a row a child SA must send without receiving
+// before it is re-keyed.
+const oneSidedRounds = 2
+
+// oneSidedBackoff is the least time between two one-sided re-keys of a tunnel: traffic
+// that is one-way by nature (a syslog feed without replies) re-keys at this pace, not
+// every few DPD rounds.
+const oneSidedBackoff = 10 * time.Minute
+
+// oneSided is a child SA's traffic watch.
+type oneSided struct {
+	sampled bool
+	in, out uint64    // packets at the last sample
+	rounds  int       // consecutive rounds with packets out and none in
+	since   time.Time // first such round of the current run; zero when traffic is two-way
+}
+
+// checkOneSided samples the counters of sa's child SAs after a DPD round; answered tells
+// whether the peer acknowledged the round's probe.
+func (e *Engine) checkOneSided(sa *ikeSA, answered bool) {
+	tc, ok := e.opts.Kernel.(TrafficCounter)
+	if !ok {
+		return
+	}
+	now := e.now()
+	for _, ch := range e.children {
+		if ch.ike != sa {
+			continue
+		}
+		in, out, err := tc.ChildSAPackets(context.Background(), &ch.ChildSA)
+		if err != nil {
+			continue
+		}
+		w := &ch.watch
+		oneWay := w.sampled && out > w.out && in == w.in
+		w.sampled, w.in, w.out = true, in, out
+		if !oneWay || !answered {
+			w.rounds, w.since = 0, time.Time{}
+			continue
+		}
+		if w.rounds++; w.rounds == 1 {
+			w.since = now
+		}
+		t := ch.tunnel
+		if w.rounds < oneSidedRounds || ch.rekeying || t.qm != nil || t.child != ch ||
+			!t.lastOneSided.IsZero() && now.Sub(t.lastOneSided) < oneSidedBackoff {
+			continue
+		}
+		t.lastOneSided = now
+		err = fmt.Errorf("tunnel %s: one-sided: packets out, none in since %s while the peer answers DPD: re-keying",
+			t.cfg.Name, w.since.Format(time.RFC3339))
+		e.log.Warn("one-sided tunnel: re-keying", sa.logArgs("tunnel", t.cfg.Name, "spi_in", hexSPI(ch.SPIIn),
+			"spi_out", hexSPI(ch.SPIOut), "since", w.since)...)
+		e.addError(sa.conn.cfg.Name, err)
+		ch.rekeying = true
+		e.startTunnel(t, nil)
+	}
+}

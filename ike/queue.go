@@ -1,0 +1,78 @@
+package ike
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/espgw/espgw/config"
+)
+
+// Quick-mode pacing. Every phase-2 exchange (quick mode, informational) has its own CBC IV
+// chain, derived from the message ID and then carried from message to message (RFC 2409
+// Appendix B), so each side must keep the IV of every exchange in flight. strongSwan keeps
+// those of only charon.max_ikev1_exchanges (3) per ISAKMP SA, dropping the least recently
+// used: with more quick modes in flight it derives a fresh IV for a QM3 whose chain it
+// forgot, fails to decrypt it ("invalid HASH_V1 payload length, decryption failed?") and
+// never installs the child SA, while the initiator, having sent QM3, has. Its worker
+// threads also take messages of one SA in any order, so a QM3 may be processed after the
+// QM1 we sent behind it. So a connection runs at most ike.quick_modes quick modes (ours and
+// the peer's) at once per IKE SA, by default one; the other tunnels wait in c.waiting, in
+// the order they asked, rekeys included.
+
+// quickModeLimit is how many quick modes c may have in flight under one IKE SA.
+func (c *connection) quickModeLimit() int {
+	return cmp.Or(c.cfg.IKE.QuickModes, config.DefaultQuickModes)
+}
+
+// quickModesInFlight counts the quick modes under sa, both sides', that are not complete.
+func (sa *ikeSA) quickModesInFlight() int {
+	n := 0
+	for _, qm := range sa.qms {
+		if !qm.done {
+			n++
+		}
+	}
+	return n
+}
+
+// quickModeEnded lets the next queued tunnels start after a quick mode completed or failed,
+// unless the IKE SA is being deleted (deleteIKESA settles the queue itself).
+func (sa *ikeSA) quickModeEnded() {
+	sa.lastQM = time.Now()
+	if !sa.deleting {
+		sa.e.runQueue(sa.conn)
+	}
+}
+
+// runQueue starts the quick modes of c's waiting tunnels, in order, while the newest IKE SA
+// with the peer has fewer than quickModeLimit in flight; without one it starts phase 1.
+func (e *Engine) runQueue(c *connection) {
+	if e.closed || len(c.waiting) == 0 {
+		return
+	}
+	sa := e.establishedSA(c)
+	if sa == nil {
+		if e.negotiatingSA(c) == nil {
+			e.startPhase1(c)
+		}
+		return
+	}
+	for len(c.waiting) > 0 && sa.quickModesInFlight() < c.quickModeLimit() && sa.state == stateEstablished && !sa.deleting {
+		t := c.waiting[0]
+		c.waiting = slices.Delete(c.waiting, 0, 1)
+		switch {
+		case t.removed, t.qm != nil:
+			// removeTunnel or the running quick mode completes its waiters.
+		case t.child != nil && !t.child.rekeying:
+			t.notify(nil) // up already (the peer negotiated it meanwhile)
+		default:
+			e.startQuickMode(sa, t)
+		}
+	}
+}
+
+// unqueue takes t out of its connection's queue.
+func (c *connection) unqueue(t *tunnel) {
+	c.waiting = slices.DeleteFunc(c.waiting, func(w *tunnel) bool { return w == t })
+}

@@ -1,0 +1,126 @@
+package ike
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/ike/isakmp"
+)
+
+// maxQuickModesInFlight replays the quick-mode messages b sent as initiator (QM1, then QM3
+// with the same message ID) and returns the most that were open at once and how many
+// completed. A retransmitted QM1 repeats the same bytes and opens nothing.
+func maxQuickModesInFlight(b *bindtest.Bind) (most, completed int) {
+	first := map[uint32][]byte{}
+	open := 0
+	for _, msg := range sentOf(b, isakmp.ExchangeQuickMode) {
+		h, err := isakmp.ParseHeader(msg)
+		if err != nil {
+			continue
+		}
+		switch qm1, seen := first[h.MessageID]; {
+		case !seen:
+			first[h.MessageID] = msg
+			open++
+			most = max(most, open)
+		case qm1 != nil && !bytes.Equal(qm1, msg):
+			first[h.MessageID] = nil // QM3: complete
+			open--
+			completed++
+		}
+	}
+	return most, completed
+}
+
+// Eight tunnels on one connection: no more quick modes in flight than ike.quick_modes, and
+// all of them installed at both ends.
+func TestQuickModesPaced(t *testing.T) {
+	for _, limit := range []int{0, 1, 3} {
+		want := limit
+		if limit == 0 {
+			want = config.DefaultQuickModes
+		}
+		pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 8}
+		ba, bb := bindtest.NewPair()
+		ca, cb := connPair(t, pc)
+		ca.IKE.QuickModes = limit
+		a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+		b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+		if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+			t.Fatalf("quick_modes %d: Up: %v", limit, err)
+		}
+		waitFor(t, "responder child SAs", func() bool { return len(b.k.active()) == 8 })
+		most, completed := maxQuickModesInFlight(ba)
+		if most != want || completed != 8 {
+			t.Errorf("quick_modes %d: %d quick modes in flight at most, %d completed; want %d, 8", limit, most, completed, want)
+		}
+	}
+}
+
+// Rekeys falling due together queue like the first negotiations.
+func TestRekeysPaced(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 6,
+		lifetimeA: 2 * time.Second}
+	a, b := startPair(t, pc)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	waitFor(t, "every tunnel rekeyed", func() bool {
+		a.k.mu.Lock()
+		defer a.k.mu.Unlock()
+		return len(a.k.installed) >= 12
+	})
+	most, completed := maxQuickModesInFlight(a.bind)
+	if most != config.DefaultQuickModes || completed < 12 {
+		t.Errorf("%d quick modes in flight at most, %d completed; want %d, at least 12", most, completed, config.DefaultQuickModes)
+	}
+	if n := len(b.k.active()); n < 6 {
+		t.Errorf("responder has %d child SAs, want at least 6", n)
+	}
+}
+
+// A completed quick mode answers the peer's retransmitted QM2 with its QM3 for as long as
+// Linger, past the retransmission timeout: strongSwan retransmits for minutes.
+func TestQM2RetransmitAnsweredAfterTimeout(t *testing.T) {
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 200 * time.Millisecond, Linger: 5 * time.Second}}
+	a, b := upPair(t, pc)
+	qm2 := sentOf(b.bind, isakmp.ExchangeQuickMode)[0]
+	time.Sleep(3 * pc.retransmit.Timeout)
+	before := len(sentOf(a.bind, isakmp.ExchangeQuickMode))
+	deliver(a, qm2, portA, portB)
+	if got := len(sentOf(a.bind, isakmp.ExchangeQuickMode)); got != before+1 {
+		t.Errorf("initiator sent %d quick-mode messages after the late QM2, want 1 (QM3 again)", got-before)
+	}
+}
+
+// The peer's INVALID-SPI for our outbound SPI (it lost the SA) makes us delete that child
+// SA and negotiate a new one.
+func TestInvalidSPIRenegotiates(t *testing.T) {
+	a, b := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	old := a.k.active()[0]
+	a.e.mu.Lock()
+	a.e.children[old.SPIIn].Established = time.Now().Add(-time.Minute)
+	a.e.mu.Unlock()
+	b.e.mu.Lock()
+	saB := b.e.establishedSA(b.e.conns["peer"])
+	lost := b.e.children[old.SPIOut]
+	delete(b.e.children, lost.SPIIn) // B forgets it without a Delete, as after a crash of its datapath
+	lost.tunnel.child = nil
+	b.e.sendESPNotify(saB, binary.BigEndian.AppendUint32(nil, old.SPIOut), isakmp.NotifyInvalidSPI, nil)
+	b.e.mu.Unlock()
+	waitFor(t, "a new child SA at both ends", func() bool {
+		na, nb := a.k.active(), b.k.active()
+		return len(na) == 1 && na[0].SPIIn != old.SPIIn && slices.ContainsFunc(nb, func(c *ChildSA) bool { return c.SPIIn == na[0].SPIOut })
+	})
+	st := a.e.Status()
+	if len(st.Errors) == 0 || !strings.Contains(st.Errors[len(st.Errors)-1].Err, "INVALID-SPI") {
+		t.Errorf("status errors %+v, want the INVALID-SPI", st.Errors)
+	}
+}
