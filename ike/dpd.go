@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/espgw/espgw/ike/clock"
 	"github.com/espgw/espgw/ike/isakmp"
 )
 
 // dpdState runs RFC 3706 dead peer detection for one IKE SA: every DPDDelay an R-U-THERE
 // goes out; a peer that acknowledges none for DPDTimeout is dead.
 type dpdState struct {
-	timer    *time.Timer
+	timer    clock.Timer
 	seq      uint32
 	lastAck  time.Time
 	lastSent time.Time
@@ -24,7 +25,6 @@ func (d *dpdState) stop() {
 }
 
 // ack records an R-U-THERE-ACK; only the sequence number of our latest probe counts.
-// DPD measures real (monotonic) time, not Options.Now.
 func (d *dpdState) ack(data []byte, now time.Time) {
 	if len(data) == 4 && binary.BigEndian.Uint32(data) == d.seq {
 		d.lastAck = now
@@ -45,15 +45,13 @@ func (e *Engine) startDPD(sa *ikeSA) {
 	if _, err := e.opts.Rand.Read(seq[:]); err == nil {
 		sa.dpd.seq = binary.BigEndian.Uint32(seq[:]) >> 1 // leave room to count up
 	}
-	sa.dpd.lastAck = time.Now()
+	sa.dpd.lastAck = e.now()
 	var tick func()
 	tick = func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
+		if sa.state != stateEstablished {
 			return
 		}
-		if time.Since(sa.dpd.lastAck) > timeout {
+		if e.now().Sub(sa.dpd.lastAck) > timeout {
 			e.log.Warn("peer is dead (no R-U-THERE-ACK)", sa.logArgs("timeout", timeout)...)
 			c := sa.conn
 			e.deleteIKESA(sa, false, errDPD)
@@ -64,10 +62,10 @@ func (e *Engine) startDPD(sa *ikeSA) {
 		// only sends is one the peer lost.
 		e.checkOneSided(sa, !sa.dpd.lastSent.IsZero() && !sa.dpd.lastAck.Before(sa.dpd.lastSent))
 		sa.dpd.seq++
-		sa.dpd.lastSent = time.Now()
+		sa.dpd.lastSent = e.now()
 		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
 			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThere, Data: binary.BigEndian.AppendUint32(nil, sa.dpd.seq)})
-		sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+		sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 	}
-	sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+	sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 }

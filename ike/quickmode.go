@@ -154,9 +154,7 @@ func (qm *quickMode) finish() {
 	}
 	e := qm.sa.e
 	qm.sa.quickModeEnded()
-	time.AfterFunc(e.opts.Retransmit.Linger, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
+	e.afterFunc(e.opts.Retransmit.Linger, func() {
 		if qm.sa.qms[qm.msgID] == qm {
 			delete(qm.sa.qms, qm.msgID)
 		}
