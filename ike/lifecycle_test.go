@@ -174,21 +174,19 @@ func TestResponderLifetime(t *testing.T) {
 }
 
 func TestExpireRekeys(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	s.up(a, b)
 	old := a.k.active()[0]
 	a.e.Expire(old.SPIIn, false)
-	waitFor(t, "rekeyed on both sides", func() bool {
+	s.run("rekeyed on both sides", time.Minute, func() bool {
 		aa, bb := a.k.active(), b.k.active()
 		return len(aa) == 1 && aa[0].SPIIn != old.SPIIn && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
 	})
 	checkMirrored(t, a.k.active()[0], b.k.active()[0])
 	// Hard expiry of a manual tunnel deletes it everywhere without renegotiation.
 	a.e.Expire(a.k.active()[0].SPIOut, true)
-	waitFor(t, "deleted on both sides", func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
+	s.run("deleted on both sides", time.Minute, func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
 }
 
 func TestConfigure(t *testing.T) {
