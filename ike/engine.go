@@ -249,6 +249,7 @@ func (e *Engine) Expire(spi uint32, hard bool) {
 	e.expire(spi, hard)
 }
 
+// expire is Expire with e.mu held, for the engine's own lifetime timers.
 func (e *Engine) expire(spi uint32, hard bool) {
 	ch := e.findChild(spi)
 	if ch == nil {
