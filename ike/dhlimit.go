@@ -52,7 +52,7 @@ type dhLimit struct {
 // from the peer's and the overall bucket.
 func (e *Engine) allowResponderDH(peer netip.Addr) bool {
 	l := &e.dhLimit
-	now := time.Now()
+	now := e.now()
 	if l.peers == nil {
 		l.peers = make(map[netip.Addr]*tokenBucket)
 	}

@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/espgw/espgw/ike/clock"
 	"github.com/espgw/espgw/ike/isakmp"
 )
 
 // dpdState runs RFC 3706 dead peer detection for one IKE SA: every DPDDelay an R-U-THERE
 // goes out; a peer that acknowledges none for DPDTimeout is dead.
 type dpdState struct {
-	timer    *time.Timer
+	timer    clock.Timer
 	seq      uint32
 	lastAck  time.Time
 	lastSent time.Time
@@ -24,7 +25,6 @@ func (d *dpdState) stop() {
 }
 
 // ack records an R-U-THERE-ACK; only the sequence number of our latest probe counts.
-// DPD measures real (monotonic) time, not Options.Now.
 func (d *dpdState) ack(data []byte, now time.Time) {
 	if len(data) == 4 && binary.BigEndian.Uint32(data) == d.seq {
 		d.lastAck = now
@@ -37,7 +37,7 @@ func (d *dpdState) ack(data []byte, now time.Time) {
 const quickModeQuiet = 15
 
 // peerAlive records an authenticated message from the peer as an answer to DPD.
-func (sa *ikeSA) peerAlive() { sa.dpd.lastAck = time.Now() }
+func (sa *ikeSA) peerAlive() { sa.dpd.lastAck = sa.e.now() }
 
 // startDPD arms DPD when configured and the peer announced support.
 func (e *Engine) startDPD(sa *ikeSA) {
@@ -53,15 +53,13 @@ func (e *Engine) startDPD(sa *ikeSA) {
 	if _, err := e.opts.Rand.Read(seq[:]); err == nil {
 		sa.dpd.seq = binary.BigEndian.Uint32(seq[:]) >> 1 // leave room to count up
 	}
-	sa.dpd.lastAck = time.Now()
+	sa.dpd.lastAck = e.now()
 	var tick func()
 	tick = func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
+		if sa.state != stateEstablished {
 			return
 		}
-		if time.Since(sa.dpd.lastAck) > timeout {
+		if e.now().Sub(sa.dpd.lastAck) > timeout {
 			e.log.Warn("peer is dead (no R-U-THERE-ACK)", sa.logArgs("timeout", timeout)...)
 			c := sa.conn
 			e.deleteIKESA(sa, false, errDPD)
@@ -72,18 +70,18 @@ func (e *Engine) startDPD(sa *ikeSA) {
 		// probe and its ACK take an IV slot at strongSwan, which keeps 3 per ISAKMP SA,
 		// and a QM3 whose slot went is undecryptable (quickModeQuiet). The quick mode's
 		// messages show the peer alive meanwhile.
-		if sa.quickModesInFlight() > 0 || time.Since(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial {
-			sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+		if sa.quickModesInFlight() > 0 || e.now().Sub(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial {
+			sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 			return
 		}
 		// The peer is alive if it acknowledged the previous probe: then a child SA that
 		// only sends is one the peer lost.
 		e.checkOneSided(sa, !sa.dpd.lastSent.IsZero() && !sa.dpd.lastAck.Before(sa.dpd.lastSent))
 		sa.dpd.seq++
-		sa.dpd.lastSent = time.Now()
+		sa.dpd.lastSent = e.now()
 		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
 			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThere, Data: binary.BigEndian.AppendUint32(nil, sa.dpd.seq)})
-		sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+		sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 	}
-	sa.dpd.timer = time.AfterFunc(cfg.DPDDelay, tick)
+	sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 }

@@ -1,9 +1,6 @@
 package ike
 
-import (
-	"bytes"
-	"time"
-)
+import "bytes"
 
 // Duplicate child SAs. When both peers negotiate the same tunnel at once (start: always on
 // both sides, or acquires crossing), each starts a quick mode before it has seen the
@@ -31,10 +28,8 @@ func (e *Engine) settleDuplicates(ch *childSA, since uint64) {
 			"keep_spi_in", hexSPI(keep.SPIIn), "drop_spi_in", hexSPI(drop.SPIIn))
 		// The peer may still be finishing the losing exchange; give it one retransmission
 		// interval so that our Delete finds the SA installed there.
-		time.AfterFunc(e.opts.Retransmit.Initial, func() {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if e.closed || e.children[drop.SPIIn] != drop {
+		e.afterFunc(e.opts.Retransmit.Initial, func() {
+			if e.children[drop.SPIIn] != drop {
 				return
 			}
 			if t.child == drop && e.children[keep.SPIIn] == keep {

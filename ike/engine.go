@@ -37,6 +37,7 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/ike/clock"
 )
 
 // Kernel is the part of the datapath the engine programs. The daemon adapts it onto
@@ -72,7 +73,7 @@ type Options struct {
 	KeyLog     KeyLogger        // nil = no key export
 	Observer   Observer         // nil = no outcome reports (outcome.go)
 	Rand       io.Reader        // nil = crypto/rand.Reader
-	Now        func() time.Time // nil = time.Now; used for timestamps, ages and lifetimes
+	Clock      clock.Clock      // nil = clock.Real: the time and every timer of the engine
 	Retransmit RetransmitPolicy // zero fields take the defaults of DefaultRetransmit
 	// NATKeepalive is the interval of NAT-keepalive packets (RFC 3948 4) while NAT-D shows
 	// us behind a NAT; 0 = DefaultNATKeepalive.
@@ -115,8 +116,8 @@ func New(opts Options) *Engine {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
 	}
 	opts.Retransmit = opts.Retransmit.withDefaults()
 	if opts.NATKeepalive <= 0 {
@@ -132,8 +133,6 @@ func New(opts Options) *Engine {
 		unauth:   unauthLog{window: unauthLogWindow, entries: make(map[unauthKey]*unauthEntry)},
 	}
 }
-
-func (e *Engine) now() time.Time { return e.opts.Now() }
 
 // Run receives IKE messages from the Bind until ctx ends or the Bind closes. On return it
 // deletes every child SA through the Kernel and sends Delete notifications, best effort.
@@ -248,6 +247,11 @@ func (e *Engine) Acquire(reqID uint32) {
 func (e *Engine) Expire(spi uint32, hard bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.expire(spi, hard)
+}
+
+// expire is Expire with e.mu held, for the engine's own lifetime timers.
+func (e *Engine) expire(spi uint32, hard bool) {
 	ch := e.findChild(spi)
 	if ch == nil {
 		return

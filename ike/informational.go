@@ -144,7 +144,7 @@ func (e *Engine) handleNotify(sa *ikeSA, n *isakmp.Notification) {
 		e.sendInformational(sa, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoISAKMP,
 			SPI: sa.cookies(), NotifyType: isakmp.NotifyRUThereAck, Data: n.Data})
 	case n.NotifyType == isakmp.NotifyRUThereAck:
-		sa.dpd.ack(n.Data, time.Now())
+		sa.dpd.ack(n.Data, e.now())
 	case n.NotifyType == isakmp.NotifyInitialContact:
 		e.initialContact(sa)
 	case n.NotifyType == isakmp.NotifyInvalidSPI && n.ProtocolID == isakmp.ProtoESP:
@@ -292,10 +292,8 @@ func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {
 	if e.closed {
 		return
 	}
-	time.AfterFunc(delay, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if e.closed || e.conns[c.cfg.Name] != c {
+	e.afterFunc(delay, func() {
+		if e.conns[c.cfg.Name] != c {
 			return
 		}
 		for _, t := range c.sortedTunnels() {

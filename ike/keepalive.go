@@ -20,15 +20,13 @@ func (e *Engine) startNATKeepalive(sa *ikeSA) {
 	every := e.opts.NATKeepalive
 	var tick func()
 	tick = func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
+		if sa.state != stateEstablished {
 			return
 		}
 		if err := e.opts.Bind.SendESP(natKeepalive, sa.local, sa.remote); err != nil {
 			e.log.Debug("NAT-keepalive not sent", sa.logArgs("err", err)...)
 		}
-		sa.keepalive = time.AfterFunc(every, tick)
+		sa.keepalive = e.afterFunc(every, tick)
 	}
-	sa.keepalive = time.AfterFunc(every, tick)
+	sa.keepalive = e.afterFunc(every, tick)
 }

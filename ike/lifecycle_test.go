@@ -2,6 +2,7 @@ package ike
 
 import (
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,13 +36,16 @@ func TestRetransmitAndDuplicates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+			s := newSim(t)
+			a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
 			var sent atomic.Int32
 			b.bind.SetFilter(dropNth(tt.x, tt.n, &sent))
-			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-				t.Fatalf("Up: %v", err)
+			start := s.clk.Now()
+			s.up(a, b)
+			// One message lost: one retransmission interval, the first.
+			if got := s.elapsed(start); got != DefaultRetransmit.Initial {
+				t.Errorf("tunnel up after %v, want %v (one retransmission)", got, DefaultRetransmit.Initial)
 			}
-			waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
 			// The responder answered the retransmitted request with its stored reply
 			// instead of processing it again: one child SA, one SPI allocated.
 			normal := map[isakmp.ExchangeType]int32{isakmp.ExchangeIdentityProtection: 3, isakmp.ExchangeQuickMode: 1}[tt.x]
@@ -57,31 +61,33 @@ func TestRetransmitAndDuplicates(t *testing.T) {
 }
 
 func TestQM3LostResponderRetransmits(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	var sent atomic.Int32
 	a.bind.SetFilter(dropNth(isakmp.ExchangeQuickMode, 2, &sent)) // A's second QM message is QM3
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatalf("Up: %v", err)
-	}
-	waitFor(t, "responder child SA after QM2 retransmission", func() bool { return len(b.k.active()) == 1 })
+	// The responder installs its child SA once QM2 is retransmitted.
+	s.up(a, b)
 	if len(a.k.installed) != 1 {
 		t.Errorf("initiator installed %d SAs, want 1", len(a.k.installed))
 	}
 }
 
 func TestTimeoutDeletesHalfOpen(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 10 * time.Millisecond, MaxTries: 3, Timeout: 200 * time.Millisecond}}
-	a, b := startPair(t, pc)
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	var sent atomic.Int32
 	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return sent.Add(1) < 2 }) // only MM2 gets out
-	err := a.e.Up(upCtx(t), "peer", "")
-	if err == nil {
-		t.Fatal("Up succeeded although the responder went silent")
-	}
-	waitFor(t, "both half-open SAs deleted", func() bool {
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	start := s.clk.Now()
+	s.run("both half-open SAs deleted", time.Hour, func() bool {
 		return len(a.e.Status().IKESAs) == 0 && len(b.e.Status().IKESAs) == 0
 	})
+	if got := s.elapsed(start); got > DefaultRetransmit.Timeout {
+		t.Errorf("half-open SAs deleted after %v, want within the retransmission timeout %v", got, DefaultRetransmit.Timeout)
+	}
+	if st := a.e.Status(); len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Err, ErrTimeout.Error()) {
+		t.Errorf("initiator errors %+v, want the timeout", st.Errors)
+	}
 	b.e.mu.Lock()
 	ho := b.e.halfOpen
 	b.e.mu.Unlock()
@@ -168,21 +174,19 @@ func TestResponderLifetime(t *testing.T) {
 }
 
 func TestExpireRekeys(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	s.up(a, b)
 	old := a.k.active()[0]
 	a.e.Expire(old.SPIIn, false)
-	waitFor(t, "rekeyed on both sides", func() bool {
+	s.run("rekeyed on both sides", time.Minute, func() bool {
 		aa, bb := a.k.active(), b.k.active()
 		return len(aa) == 1 && aa[0].SPIIn != old.SPIIn && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
 	})
 	checkMirrored(t, a.k.active()[0], b.k.active()[0])
 	// Hard expiry of a manual tunnel deletes it everywhere without renegotiation.
 	a.e.Expire(a.k.active()[0].SPIOut, true)
-	waitFor(t, "deleted on both sides", func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
+	s.run("deleted on both sides", time.Minute, func() bool { return len(a.k.active()) == 0 && len(b.k.active()) == 0 })
 }
 
 func TestConfigure(t *testing.T) {
@@ -213,42 +217,52 @@ func TestConfigure(t *testing.T) {
 }
 
 func TestDPD(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 20 * time.Millisecond, dpdTimeout: time.Second}
-	a, b := startPair(t, pc)
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	const delay, timeout = 30 * time.Second, 150 * time.Second
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: delay, dpdTimeout: timeout})
+	s.up(a, b)
 	// A live peer answers: after several DPD intervals the SAs are still up.
-	var probes atomic.Int32
+	probes := 0
 	a.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
 		if h, err := isakmp.ParseHeader(msg); err == nil && h.Exchange == isakmp.ExchangeInformational {
-			probes.Add(1)
+			probes++
 		}
 		return true
 	})
-	waitFor(t, "several R-U-THERE", func() bool { return probes.Load() >= 5 })
+	start := s.clk.Now()
+	s.run("five R-U-THERE", 10*delay, func() bool { return probes >= 5 })
+	if got := s.elapsed(start); got > 5*delay {
+		t.Errorf("five R-U-THERE took %v, want one every %v", got, delay)
+	}
 	if len(a.k.active()) != 1 {
 		t.Fatal("SA lost although the peer answers DPD")
 	}
-	// B goes silent: A declares it dead and removes everything.
+	// B goes silent: A declares it dead and removes everything, a DPD round after the
+	// timeout at the latest.
 	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
-	waitFor(t, "dead peer cleared", func() bool { return len(a.k.active()) == 0 && len(a.e.Status().IKESAs) == 0 })
+	silent := s.clk.Now()
+	s.run("dead peer cleared", 2*timeout, func() bool { return len(a.k.active()) == 0 && len(a.e.Status().IKESAs) == 0 })
+	if got := s.elapsed(silent); got <= timeout-delay || got > timeout+delay {
+		t.Errorf("peer declared dead %v after it went silent, want within %v of the timeout %v", got, delay, timeout)
+	}
 }
 
 func TestLifetimeRekey(t *testing.T) {
-	// A child SA with a short lifetime is rekeyed by its initiator before it expires.
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		lifetimeA: 2 * time.Second, lifetimeB: 2 * time.Second})
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	// A child SA is rekeyed by its initiator at 85 to 90 % of its lifetime, before it expires.
+	const life = time.Hour
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+		lifetimeA: life, lifetimeB: life})
+	s.up(a, b)
 	first := a.k.active()[0].SPIIn
-	waitFor(t, "rekeyed child SA", func() bool {
+	start := s.clk.Now()
+	s.run("rekeyed child SA", life, func() bool {
 		aa, bb := a.k.active(), b.k.active()
 		return len(aa) == 1 && aa[0].SPIIn != first && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
 	})
+	if got := s.elapsed(start); got < life*85/100 || got > life*9/10+time.Minute {
+		t.Errorf("child SA replaced after %v of its %v lifetime, want at 85 to 90 %%", got, life)
+	}
 }
 
 func TestBothSidesStartAlways(t *testing.T) {
@@ -382,19 +396,23 @@ func TestDeleteNamingOurInboundSPI(t *testing.T) {
 // A start: always tunnel whose partner is down when espgw starts comes up once the partner
 // does, after phase 1 gave up.
 func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	ca.Tunnels[0].Start = config.StartAlways
 	var down atomic.Bool
 	down.Store(true)
 	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !down.Load() })
-	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
-	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
-	waitFor(t, "phase 1 given up", func() bool { return len(a.e.Status().Errors) > 0 })
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{}, ca)
+	s.run("phase 1 given up", time.Minute, func() bool { return len(a.e.Status().Errors) > 0 })
 	down.Store(false)
-	waitFor(t, "tunnel up at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+	start := s.clk.Now()
+	s.run("tunnel up at both ends", time.Hour, func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+	if got, want := s.elapsed(start), phase1Retries*DefaultRetransmit.Initial; got != want {
+		t.Errorf("tunnel up %v after phase 1 gave up, want the retry pause %v", got, want)
+	}
 }
 
 // A start: always tunnel whose quick mode timed out (every QM2 lost) tries again.

@@ -40,48 +40,44 @@ func (k *countingKernel) setRates(in, out uint64) {
 // errors. Two-way traffic, or one-way traffic the peer cannot be asked about, is left alone.
 func TestOneSidedTunnelRekeyed(t *testing.T) {
 	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		dpdDelay: 30 * time.Millisecond, dpdTimeout: time.Second}
+		dpdDelay: 30 * time.Second, dpdTimeout: 150 * time.Second}
+	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	ka := &countingKernel{fakeKernel: newFakeKernel(0xa0000000), in: map[uint32]uint64{}, out: map[uint32]uint64{}}
-	e := New(Options{Logger: testLogger(t, "A"), Bind: ba, Kernel: ka,
-		Retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 5, Timeout: 3 * time.Second}})
-	if err := e.Configure([]config.Connection{ca}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &node{e: e, k: ka.fakeKernel, bind: ba, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(a.done); e.Run(ctx) }()
-	t.Cleanup(a.stop)
-	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	a := s.start("A", ba, ka.fakeKernel, Options{Kernel: ka}, ca)
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
 
 	ka.setRates(5, 5) // two-way
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	s.up(a, b)
 	first := a.k.active()[0]
-	time.Sleep(10 * pc.dpdDelay)
+	s.advance(10 * pc.dpdDelay)
 	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != first.SPIIn {
 		t.Fatalf("two-way traffic: child SAs %d, want the first one only", len(got))
 	}
 
 	ka.setRates(0, 5) // the peer lost it: out only
-	waitFor(t, "one-sided state in status", func() bool {
+	lost := s.clk.Now()
+	s.run("one-sided state in status", 10*pc.dpdDelay, func() bool {
 		st := a.e.Status()
 		return len(st.IKESAs) == 1 && len(st.IKESAs[0].ChildSAs) > 0 && !st.IKESAs[0].ChildSAs[0].OneSidedSince.IsZero()
 	})
-	waitFor(t, "a new pair replacing the one-sided child SA at both ends", func() bool {
+	s.run("a new pair replacing the one-sided child SA at both ends", 10*pc.dpdDelay, func() bool {
 		na, nb := a.k.active(), b.k.active()
 		return len(na) == 1 && na[0].SPIIn != first.SPIIn && len(nb) >= 1 && nb[len(nb)-1].SPIIn == na[0].SPIOut
 	})
+	// Re-keyed in the oneSidedRounds-th round (the first only samples), replaced a few
+	// retransmission intervals later.
+	if got, most := s.elapsed(lost), (oneSidedRounds+1)*pc.dpdDelay+(replacedChildDelay+1)*DefaultRetransmit.Initial; got > most {
+		t.Errorf("one-sided child SA replaced %v after the peer lost it, want within %v", got, most)
+	}
 	st := a.e.Status()
 	if len(st.Errors) == 0 || !strings.Contains(st.Errors[len(st.Errors)-1].Err, "one-sided") {
 		t.Errorf("status errors %+v, want the one-sided re-key", st.Errors)
 	}
 	// One-way traffic on the new pair too: no second re-key within the backoff.
 	second := a.k.active()[0]
-	time.Sleep(10 * pc.dpdDelay)
+	s.advance(oneSidedBackoff - time.Minute)
 	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != second.SPIIn {
 		t.Errorf("re-keyed again within %v", oneSidedBackoff)
 	}

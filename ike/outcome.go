@@ -213,7 +213,7 @@ func (e *Engine) Liveness() []Liveness {
 			l.IKESAUp = true
 			if sa.dpd.timer != nil {
 				l.DPD, l.LastDPDAck = DPDAlive, sa.dpd.lastAck
-				if time.Since(sa.dpd.lastAck) > c.cfg.IKE.DPDDelay {
+				if e.now().Sub(sa.dpd.lastAck) > c.cfg.IKE.DPDDelay {
 					l.DPD = DPDProbing
 				}
 			}

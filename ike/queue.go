@@ -3,7 +3,6 @@ package ike
 import (
 	"cmp"
 	"slices"
-	"time"
 
 	"github.com/espgw/espgw/config"
 )
@@ -39,7 +38,7 @@ func (sa *ikeSA) quickModesInFlight() int {
 // quickModeEnded lets the next queued tunnels start after a quick mode completed or failed,
 // unless the IKE SA is being deleted (deleteIKESA settles the queue itself).
 func (sa *ikeSA) quickModeEnded() {
-	sa.lastQM = time.Now()
+	sa.lastQM = sa.e.now()
 	if !sa.deleting {
 		sa.e.runQueue(sa.conn)
 	}

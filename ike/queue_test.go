@@ -66,12 +66,11 @@ func TestQuickModesPaced(t *testing.T) {
 // Rekeys falling due together queue like the first negotiations.
 func TestRekeysPaced(t *testing.T) {
 	pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 6,
-		lifetimeA: 2 * time.Second}
-	a, b := startPair(t, pc)
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatalf("Up: %v", err)
-	}
-	waitFor(t, "every tunnel rekeyed", func() bool {
+		lifetimeA: time.Hour}
+	s := newSim(t)
+	a, b := s.pair(pc)
+	s.up(a, b)
+	s.run("every tunnel rekeyed", time.Hour, func() bool {
 		a.k.mu.Lock()
 		defer a.k.mu.Unlock()
 		return len(a.k.installed) >= 12
@@ -88,11 +87,11 @@ func TestRekeysPaced(t *testing.T) {
 // A completed quick mode answers the peer's retransmitted QM2 with its QM3 for as long as
 // Linger, past the retransmission timeout: strongSwan retransmits for minutes.
 func TestQM2RetransmitAnsweredAfterTimeout(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 200 * time.Millisecond, Linger: 5 * time.Second}}
-	a, b := upPair(t, pc)
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	s.up(a, b)
 	qm2 := sentOf(b.bind, isakmp.ExchangeQuickMode)[0]
-	time.Sleep(3 * pc.retransmit.Timeout)
+	s.advance(DefaultRetransmit.Linger - time.Second)
 	before := len(sentOf(a.bind, isakmp.ExchangeQuickMode))
 	deliver(a, qm2, portA, portB)
 	if got := len(sentOf(a.bind, isakmp.ExchangeQuickMode)); got != before+1 {

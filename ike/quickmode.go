@@ -160,9 +160,7 @@ func (qm *quickMode) finish() {
 	}
 	e := qm.sa.e
 	qm.sa.quickModeEnded()
-	time.AfterFunc(e.opts.Retransmit.Linger, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
+	e.afterFunc(e.opts.Retransmit.Linger, func() {
 		if qm.sa.qms[qm.msgID] == qm {
 			delete(qm.sa.qms, qm.msgID)
 		}
@@ -254,7 +252,7 @@ func (qm *quickMode) openProtected(in *inbound, prefix []byte) ([]isakmp.Payload
 	}
 	qm.iv = iv
 	qm.accepted(in.raw)
-	qm.sa.lastQM = time.Now()
+	qm.sa.lastQM = qm.sa.e.now()
 	qm.sa.peerAlive()
 	return ps[1:], nil
 }

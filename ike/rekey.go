@@ -27,10 +27,8 @@ func (e *Engine) armIKELifetime(sa *ikeSA) {
 	if life <= 0 {
 		return
 	}
-	sa.expiry = time.AfterFunc(life, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
+	sa.expiry = e.afterFunc(life, func() {
+		if sa.state != stateEstablished {
 			return
 		}
 		e.log.Info("IKE SA lifetime expired", sa.logArgs("lifetime", life)...)
@@ -39,10 +37,8 @@ func (e *Engine) armIKELifetime(sa *ikeSA) {
 	if !sa.initiator {
 		return
 	}
-	sa.rekey = time.AfterFunc(e.rekeyTime(life), func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if sa.state != stateEstablished || e.closed {
+	sa.rekey = e.afterFunc(e.rekeyTime(life), func() {
+		if sa.state != stateEstablished {
 			return
 		}
 		e.rekeyIKESA(sa)
@@ -86,10 +82,8 @@ func (e *Engine) adoptChildren(sa *ikeSA) {
 	if old == nil || old.state != stateEstablished {
 		return
 	}
-	old.retire = time.AfterFunc(e.opts.Retransmit.Timeout, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if old.state != stateEstablished || e.closed {
+	old.retire = e.afterFunc(e.opts.Retransmit.Timeout, func() {
+		if old.state != stateEstablished {
 			return
 		}
 		e.retireIKESA(old, errRekeyed)

@@ -15,24 +15,24 @@ func deletedCount(k *fakeKernel) int {
 }
 
 func TestIKEReauthentication(t *testing.T) {
-	// A's IKE SA lives 2 s, B's an hour: A replaces it before it expires, B only loses
-	// the old SA because A deletes it. The child SA stays installed throughout.
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 250 * time.Millisecond}}
+	// A's IKE SA lives an hour, B's a day: A replaces it at 85 to 90 % of the hour, B
+	// only loses the old SA because A deletes it after the retransmission timeout. The
+	// child SA stays installed throughout.
+	const life = time.Hour
+	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.IKE.Lifetime = 2 * time.Second
-	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
-	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "responder child SA", func() bool { return len(b.k.active()) == 1 })
+	ca.IKE.Lifetime, cb.IKE.Lifetime = life, 24*time.Hour
+	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{}, ca)
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+	s.up(a, b)
 	child := *a.k.active()[0]
 	first := a.e.Status().IKESAs[0].InitiatorCookie
+	start := s.clk.Now()
 
 	var cookie string
-	waitFor(t, "old IKE SA replaced on both sides", func() bool {
+	s.run("old IKE SA replaced on both sides", life, func() bool {
 		sa, sb := a.e.Status().IKESAs, b.e.Status().IKESAs
 		if len(sa) != 1 || len(sb) != 1 || sa[0].InitiatorCookie == first || sb[0].InitiatorCookie != sa[0].InitiatorCookie {
 			return false
@@ -40,6 +40,9 @@ func TestIKEReauthentication(t *testing.T) {
 		cookie = sa[0].InitiatorCookie
 		return sa[0].State == "ESTABLISHED" && sb[0].State == "ESTABLISHED"
 	})
+	if got, most := s.elapsed(start), life*9/10+DefaultRetransmit.Timeout; got < life*85/100 || got > most {
+		t.Errorf("old IKE SA gone after %v, want between 85 %% of its %v lifetime and %v", got, life, most)
+	}
 	// No INITIAL-CONTACT (B would have deleted the child SAs of the old SA) and no
 	// renegotiation of the child SA: the same SPIs, now owned by the new IKE SA.
 	if n := deletedCount(a.k) + deletedCount(b.k); n != 0 {
@@ -55,7 +58,7 @@ func TestIKEReauthentication(t *testing.T) {
 	}
 	// A new quick mode (a child rekey) runs under a current IKE SA.
 	a.e.Expire(child.SPIIn, false)
-	waitFor(t, "child SA rekeyed after reauthentication", func() bool {
+	s.run("child SA rekeyed after reauthentication", time.Minute, func() bool {
 		aa, bb := a.k.active(), b.k.active()
 		return len(aa) == 1 && aa[0].SPIIn != child.SPIIn && len(bb) == 1 && bb[0].SPIIn == aa[0].SPIOut
 	})

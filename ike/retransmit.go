@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"net/netip"
 	"time"
+
+	"github.com/espgw/espgw/ike/clock"
 )
 
 // RetransmitPolicy controls how an unanswered message is resent: after Initial, then with
@@ -49,7 +51,7 @@ type exchange struct {
 	remote   netip.AddrPort
 	lastIn   [sha256.Size]byte
 	haveIn   bool
-	timer    *time.Timer
+	timer    clock.Timer
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
@@ -79,10 +81,8 @@ func (x *exchange) arm(d, left time.Duration) {
 	if d > left {
 		d = left
 	}
-	x.timer = time.AfterFunc(d, func() {
-		x.e.mu.Lock()
-		defer x.e.mu.Unlock()
-		if gen != x.gen || x.e.closed {
+	x.timer = x.e.afterFunc(d, func() {
+		if gen != x.gen {
 			return
 		}
 		left -= d

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/ike/clock"
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -46,8 +47,8 @@ type childSA struct {
 	rekeying   bool
 	gen        uint64      // tunnel.installs when it was installed
 	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
-	expiry     *time.Timer // hard lifetime
-	softExpiry *time.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
+	expiry     clock.Timer // hard lifetime
+	softExpiry clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
 	watch      oneSided    // traffic both ways? (onesided.go)
 }
 
@@ -112,12 +113,12 @@ type ikeSA struct {
 	qms    map[uint32]*quickMode
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
-	lastQM time.Time   // when a quick mode last ended or heard from the peer (monotonic)
-	expiry *time.Timer // end of the lifetime
-	rekey  *time.Timer // initiator: start the replacement
-	retire *time.Timer // replaced: delete after the overlap
+	lastQM time.Time   // when a quick mode last ended or heard from the peer
+	expiry clock.Timer // end of the lifetime
+	rekey  clock.Timer // initiator: start the replacement
+	retire clock.Timer // replaced: delete after the overlap
 	// keepalive sends NAT-keepalives while we are behind a NAT.
-	keepalive *time.Timer
+	keepalive clock.Timer
 	// replaces is, for an IKE SA we negotiated to replace an expiring one, that SA.
 	replaces *ikeSA
 }
@@ -254,9 +255,9 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
 		// Only the side that initiated the child rekeys it early, so both sides do not; the
 		// jitter spreads the rekeys of tunnels negotiated together (they queue anyway).
-		ch.expiry = time.AfterFunc(cs.Lifetime, func() { e.Expire(cs.SPIIn, true) })
+		ch.expiry = e.afterFunc(cs.Lifetime, func() { e.expire(cs.SPIIn, true) })
 		if cs.Initiator {
-			ch.softExpiry = time.AfterFunc(e.rekeyTime(cs.Lifetime), func() { e.Expire(cs.SPIIn, false) })
+			ch.softExpiry = e.afterFunc(e.rekeyTime(cs.Lifetime), func() { e.expire(cs.SPIIn, false) })
 		}
 	}
 	return nil
@@ -268,13 +269,7 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 // (the QM3 then fails to decrypt and the new child is never installed: measured with
 // 5.9.8). The delay also covers a lost QM3, which strongSwan asks for again after 4 s.
 func (e *Engine) retireChild(old *childSA) {
-	time.AfterFunc(replacedChildDelay*e.opts.Retransmit.Initial, func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if !e.closed {
-			e.deleteChild(old, true)
-		}
-	})
+	e.afterFunc(replacedChildDelay*e.opts.Retransmit.Initial, func() { e.deleteChild(old, true) })
 }
 
 // replacedChildDelay is how long, in first-retransmission intervals (5 s by default), a
@@ -288,7 +283,7 @@ func (e *Engine) deleteChild(ch *childSA, tell bool) {
 	}
 	e.observeChildDeleted(ch, tell)
 	delete(e.children, ch.SPIIn)
-	for _, t := range []*time.Timer{ch.expiry, ch.softExpiry} {
+	for _, t := range []clock.Timer{ch.expiry, ch.softExpiry} {
 		if t != nil {
 			t.Stop()
 		}
@@ -330,7 +325,7 @@ func (e *Engine) deleteIKESA(sa *ikeSA, tell bool, err error) {
 	}
 	sa.stop()
 	sa.dpd.stop()
-	for _, t := range []*time.Timer{sa.expiry, sa.rekey, sa.retire, sa.keepalive} {
+	for _, t := range []clock.Timer{sa.expiry, sa.rekey, sa.retire, sa.keepalive} {
 		if t != nil {
 			t.Stop()
 		}

@@ -83,12 +83,12 @@ func (n *node) established(t *testing.T) *ikeSA {
 // (its IV and HASH(1) depend only on the message ID); it must not start a new responder
 // quick mode (SPI allocation, DH, QM2 retransmissions).
 func TestReplayedQM1Ignored(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k",
-		retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 3, Timeout: 300 * time.Millisecond, Linger: 300 * time.Millisecond}}
-	a, b := upPair(t, pc)
+	s := newSim(t)
+	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	s.up(a, b)
 	qm1 := sentOf(a.bind, isakmp.ExchangeQuickMode)[0]
 	sa := b.established(t)
-	waitFor(t, "responder forgets the quick mode", func() bool {
+	s.run("responder forgets the quick mode", DefaultRetransmit.Linger+time.Minute, func() bool {
 		b.e.mu.Lock()
 		defer b.e.mu.Unlock()
 		return len(sa.qms) == 0

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/espgw/espgw/ike/clock"
 )
 
 // Failures that an unauthenticated packet can cause (an MM1 or AM1 from any source address,
@@ -27,7 +29,7 @@ type unauthKey struct {
 
 type unauthEntry struct {
 	suppressed int
-	timer      *time.Timer
+	timer      clock.Timer
 }
 
 // unauthLog is the limiter's state; the Engine's lock guards it.
@@ -50,7 +52,7 @@ func (e *Engine) logUnauth(msg string, peer netip.Addr, args ...any) bool {
 	}
 	ent := &unauthEntry{}
 	l.entries[k] = ent
-	ent.timer = time.AfterFunc(l.window, func() { e.endUnauthWindow(k, ent) })
+	ent.timer = e.afterFunc(l.window, func() { e.endUnauthWindow(k, ent) })
 	e.log.Warn(msg, args...)
 	return true
 }
@@ -58,8 +60,6 @@ func (e *Engine) logUnauth(msg string, peer netip.Addr, args ...any) bool {
 // endUnauthWindow sums up what the window of k suppressed and starts the next window, or
 // forgets k after a quiet one.
 func (e *Engine) endUnauthWindow(k unauthKey, ent *unauthEntry) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.unauth.entries[k] != ent {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/ike/clock/clocktest"
 )
 
 // logRecorder is a slog.Handler that keeps every record, at every level.
@@ -223,9 +224,8 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 func TestUnauthLogWindows(t *testing.T) {
 	rec := &logRecorder{}
 	bind, _ := bindtest.NewPair()
-	e := New(Options{Logger: slog.New(rec), Bind: bind, Kernel: newFakeKernel(0)})
-	const window = 50 * time.Millisecond
-	e.unauth.window = window
+	clk := clocktest.New()
+	e := New(Options{Logger: slog.New(rec), Bind: bind, Kernel: newFakeKernel(0), Clock: clk})
 	peer := netip.MustParseAddr("192.0.2.77")
 	logN := func(n int) {
 		e.mu.Lock()
@@ -241,22 +241,34 @@ func TestUnauthLogWindows(t *testing.T) {
 	if lines, _ := rec.occurrences("test reason"); lines != 1 {
 		t.Fatalf("5 occurrences logged %d lines, want 1", lines)
 	}
-	waitFor(t, "first summary", func() bool { return summaries() == 1 })
+	clk.Advance(unauthLogWindow)
+	if n := summaries(); n != 1 {
+		t.Fatalf("%d summaries at the end of the first window, want 1", n)
+	}
 	if _, suppressed := rec.occurrences("test reason"); suppressed != 4 {
 		t.Errorf("summary says %d suppressed, want 4", suppressed)
 	}
 	logN(3) // in the next window: counted, not logged
-	waitFor(t, "second summary", func() bool { return summaries() == 2 })
+	clk.Advance(unauthLogWindow - time.Nanosecond)
+	if n := summaries(); n != 1 {
+		t.Errorf("%d summaries before the end of the second window, want 1", n)
+	}
+	clk.Advance(time.Nanosecond)
+	if n := summaries(); n != 2 {
+		t.Errorf("%d summaries at the end of the second window, want 2", n)
+	}
 	lines, suppressed := rec.occurrences("test reason")
 	if lines != 1 || suppressed != 7 {
 		t.Errorf("after two windows: %d lines, %d suppressed, want 1 and 7", lines, suppressed)
 	}
 	// A quiet window forgets the peer; the next occurrence is logged again.
-	waitFor(t, "peer forgotten", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return len(e.unauth.entries) == 0
-	})
+	clk.Advance(unauthLogWindow)
+	e.mu.Lock()
+	entries := len(e.unauth.entries)
+	e.mu.Unlock()
+	if entries != 0 {
+		t.Errorf("%d limiter entries after a quiet window, want the peer forgotten", entries)
+	}
 	logN(1)
 	if lines, _ := rec.occurrences("test reason"); lines != 2 {
 		t.Errorf("after a quiet window: %d lines, want 2", lines)
