@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"encoding/binary"
 	"time"
 
@@ -31,10 +32,33 @@ func (d *dpdState) ack(data []byte, now time.Time) {
 	}
 }
 
-// quickModeQuiet is how long after a quick mode, in first-retransmission intervals (15 s
-// by default), DPD sends no probe: strongSwan resends QM2 after 4 and 11 s when our QM3
-// is lost, and needs that exchange's IV until the QM3 arrives.
-const quickModeQuiet = 15
+// quickModeQuiet is how long after a quick mode, in first-retransmission intervals (45 s
+// by default), DPD sends no probe unless the new child SAs have carried the peer's ESP
+// (childrenConfirmed): strongSwan resends QM2 4, 11, 24 and 48 s after the first when our
+// QM3 is lost, and needs that exchange's IV until a QM3 arrives. Each retransmitted QM2
+// we see starts the quiet again.
+const quickModeQuiet = 45
+
+// childrenConfirmed reports whether every child SA of sa negotiated within the quiet has
+// received ESP, which shows the peer installed it (so took our QM3). Without a
+// TrafficCounter nothing is confirmed and the quiet runs its time.
+func (e *Engine) childrenConfirmed(sa *ikeSA) bool {
+	tc, ok := e.opts.Kernel.(TrafficCounter)
+	if !ok {
+		return false
+	}
+	for _, ch := range e.children {
+		if ch.ike != sa || ch.confirmed {
+			continue
+		}
+		in, _, err := tc.ChildSAPackets(context.Background(), &ch.ChildSA)
+		if err != nil || in == 0 {
+			return false
+		}
+		ch.confirmed = true
+	}
+	return true
+}
 
 // peerAlive records an authenticated message from the peer as an answer to DPD.
 func (sa *ikeSA) peerAlive() { sa.dpd.lastAck = sa.e.now() }
@@ -59,19 +83,21 @@ func (e *Engine) startDPD(sa *ikeSA) {
 		if sa.state != stateEstablished {
 			return
 		}
+		// No probe while a quick mode runs or may still be completing at the peer: each
+		// probe and its ACK take an IV slot at strongSwan, which keeps 3 per ISAKMP SA,
+		// and a QM3 whose slot went is undecryptable (quickModeQuiet). The quick mode
+		// stands for the peer's answer meanwhile; its own retransmissions detect a peer
+		// that died, and DPD's timeout starts over after the quiet.
+		if sa.quickModesInFlight() > 0 || e.now().Sub(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial && !e.childrenConfirmed(sa) {
+			sa.dpd.lastAck = e.now()
+			sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
+			return
+		}
 		if e.now().Sub(sa.dpd.lastAck) > timeout {
 			e.log.Warn("peer is dead (no R-U-THERE-ACK)", sa.logArgs("timeout", timeout)...)
 			c := sa.conn
 			e.deleteIKESA(sa, false, errDPD)
 			e.restartAlways(c)
-			return
-		}
-		// No probe while a quick mode runs or may still be completing at the peer: each
-		// probe and its ACK take an IV slot at strongSwan, which keeps 3 per ISAKMP SA,
-		// and a QM3 whose slot went is undecryptable (quickModeQuiet). The quick mode's
-		// messages show the peer alive meanwhile.
-		if sa.quickModesInFlight() > 0 || e.now().Sub(sa.lastQM) < quickModeQuiet*e.opts.Retransmit.Initial {
-			sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 			return
 		}
 		// The peer is alive if it acknowledged the previous probe: then a child SA that

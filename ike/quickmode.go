@@ -269,7 +269,10 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 		return fmt.Errorf("quick mode %08x: %w", id, errReplayedMsgID)
 	case qm == nil:
 		return e.respondQM1(sa, in)
-	case qm.duplicate(in.raw), qm.done:
+	case qm.duplicate(in.raw):
+		sa.lastQM = e.now() // the peer is still waiting for our QM3 (dpd.go)
+		return nil
+	case qm.done:
 		return nil
 	case qm.initiator:
 		return e.handleQM2(qm, in)

@@ -50,6 +50,7 @@ type childSA struct {
 	expiry     clock.Timer // hard lifetime
 	softExpiry clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
 	watch      oneSided    // traffic both ways? (onesided.go)
+	confirmed  bool        // the peer's ESP arrived on it (dpd.go)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.

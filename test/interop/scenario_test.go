@@ -171,6 +171,11 @@ func testPartnerReboot(t *testing.T, partnerInitiates bool) {
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
 	_, first := sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	// Traffic both ways shows espgw the partner installed the child SA: DPD need not stay
+	// quiet for the quick mode's sake (ike/dpd.go).
+	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := syscall.Kill(sw.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,105 @@
+//go:build lossy
+
+package interop
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+)
+
+// Opt-in (go test -tags lossy): not yet reliable. Measured: DPD off 10 of 10 tries in
+// 34 s at most; about 1 try in 15 fails either way because strongSwan's QM2 and all its
+// retransmissions (retransmit_tries = 3 in the harness), or our QM3 answers, are lost:
+// espgw then has a child SA strongSwan never installed, which only traffic with DPD on
+// (one-sided detection) repairs. Issue 10 wants the lost-QM3 case to recover without DPD.
+
+// TestLossyNegotiation: the partner's nftables drop 30 % of the IKE datagrams both ways (UDP
+// 500, and IKE on 4500: the zero non-ESP marker; ESP passes). Ten negotiations in a row each
+// establish within 60 s — retransmissions on both sides, a lost QM3 answered when strongSwan
+// resends QM2 — with the child SA INSTALLED at strongSwan under espgw's SPIs and traffic
+// passing; once with DPD on, once with it off.
+func TestLossyNegotiation(t *testing.T) {
+	testutil.RequireTool(t, "nft", "nftables")
+	for _, dpd := range []string{"", "5s"} {
+		name := "DPD off"
+		if dpd != "" {
+			name = "DPD " + dpd
+		}
+		t.Run(name, func(t *testing.T) { testLossyNegotiation(t, dpd) })
+	}
+}
+
+func testLossyNegotiation(t *testing.T, dpd string) {
+	const tries, within = 10, 60 * time.Second
+	set := proposalSets[1]
+	l := newLab(t)
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	c := gwConn(set.ike, set.esp, "manual")
+	c.DPDDelay = dpd
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
+	cmd := l.partner.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet chaos {
+	chain in {
+		type filter hook input priority -10;
+		udp dport 500 udp length > 9 numgen random mod 100 < 30 drop
+		udp dport 4500 udp length > 9 @th,64,32 0 numgen random mod 100 < 30 drop
+	}
+	chain out {
+		type filter hook output priority -10;
+		udp sport 500 udp length > 9 numgen random mod 100 < 30 drop
+		udp sport 4500 udp length > 9 @th,64,32 0 numgen random mod 100 < 30 drop
+	}
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	var slowest time.Duration
+	for i := range tries {
+		begin := time.Now()
+		var err error
+		for time.Since(begin) < within { // a user (or start: always) tries again
+			if err = g.Up(connName+"/"+tunnelName, within-time.Since(begin)); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("try %d: not established within %v: %v", i+1, within, err)
+		}
+		_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+		err = testutil.Poll(within-time.Since(begin), func() (bool, error) {
+			sas, err := sw.ListSAs()
+			if err != nil {
+				return false, err
+			}
+			for _, s := range sas {
+				for _, ch := range s.Children {
+					if ch.State == "INSTALLED" && fmt.Sprintf("%08x", ch.SPIIn) == sa.SPIOut {
+						return true, nil
+					}
+				}
+			}
+			return false, fmt.Errorf("no INSTALLED CHILD_SA with SPI %s at strongSwan", sa.SPIOut)
+		})
+		if err != nil {
+			t.Fatalf("try %d: %v", i+1, err)
+		}
+		took := time.Since(begin)
+		slowest = max(slowest, took)
+		if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
+			t.Errorf("try %d: %v", i+1, err)
+		}
+		if _, err := g.CLI(context.Background(), "down", connName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d negotiations through 30 %% IKE loss, slowest %v", tries, slowest.Round(100*time.Millisecond))
+	l.partner.Exec(t, "nft", "delete", "table", "inet", "chaos")
+	g.Stop(t)
+}
