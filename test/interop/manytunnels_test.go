@@ -68,8 +68,7 @@ func testManyTunnels(t *testing.T, n int, initiator string) {
 		c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: manyChild(i), LocalSubnet: manyLocal(i) + "/32",
 			RemoteSubnet: manyNet(i), ESPProposal: set.esp, Start: gwStart})
 	}
-	// The eBPF programs have 64 policy slots: espgw refuses to start with more tunnels.
-	g := espgwtest.Start(t, gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}, NoEBPF: n > 64})
+	g := espgwtest.Start(t, gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}})
 	sw := strongswan.Start(t, partner, strongswan.Config{
 		Name: manyChild(1), LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: manyNet(1), RemoteTS: manyLocal(1) + "/32",
