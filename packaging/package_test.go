@@ -128,6 +128,8 @@ func TestPackage(t *testing.T) {
 			"./usr/share/man/man8/espgw-config-check.8.gz":     "-rw-r--r-- root/root",
 			"./usr/share/man/man8/espgw-reload.8.gz":           "-rw-r--r-- root/root",
 			"./usr/share/man/man8/espgw-completion-bash.8.gz":  "-rw-r--r-- root/root",
+			"./usr/share/espgw/grafana/espgw.json":             "-rw-r--r-- root/root",
+			"./usr/share/espgw/prometheus/espgw-alerts.yml":    "-rw-r--r-- root/root",
 		}
 		man := regexp.MustCompile(`^\./usr/share/man/man8/espgw(-[a-z]+)*\.8\.gz$`)
 		got := map[string]string{}
