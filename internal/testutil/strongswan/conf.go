@@ -32,6 +32,11 @@ type Config struct {
 	// instead of doing ESP in userspace (kernel-libipsec), and install no routes: the test's
 	// own routes lead the traffic into the policies. It needs a kernel with ESP.
 	KernelESP bool
+
+	// More are further connections of the same charon (a partner with many peers: one
+	// local address each). Only their connection fields count; the first Config's own
+	// charon settings (LogLevel, KernelESP) apply to all.
+	More []Config
 }
 
 func (c *Config) setDefaults() {
@@ -145,10 +150,40 @@ swanctl {
 	return err
 }
 
-// writeSwanctlConf writes the swanctl.conf holding c's connection and PSK.
+// writeSwanctlConf writes the swanctl.conf holding c's connections (c and c.More) and PSKs.
 func writeSwanctlConf(w io.Writer, c Config) error {
-	_, err := fmt.Fprintf(w, `connections {
-	%[1]s {
+	all := append([]Config{c}, c.More...)
+	for i := range all {
+		all[i].setDefaults()
+	}
+	if _, err := io.WriteString(w, "connections {\n"); err != nil {
+		return err
+	}
+	for _, c := range all {
+		if err := writeConnection(w, c); err != nil {
+			return err
+		}
+	}
+	if _, err := io.WriteString(w, "}\nsecrets {\n"); err != nil {
+		return err
+	}
+	for _, c := range all {
+		if _, err := fmt.Fprintf(w, `	ike-%[1]s {
+		id-local = %[2]s
+		id-remote = %[3]s
+		secret = 0x%[4]s
+	}
+`, c.Name, c.LocalID, c.RemoteID, hex.EncodeToString([]byte(c.PSK))); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "}\n")
+	return err
+}
+
+// writeConnection writes c's entry of connections {}.
+func writeConnection(w io.Writer, c Config) error {
+	_, err := fmt.Fprintf(w, `	%[1]s {
 		version = 1
 		aggressive = %[2]s
 		local_addrs = %[3]s
@@ -174,17 +209,9 @@ func writeSwanctlConf(w io.Writer, c Config) error {
 			}
 		}
 	}
-}
-secrets {
-	ike-%[1]s {
-		id-local = %[6]s
-		id-remote = %[7]s
-		secret = 0x%[14]s
-	}
-}
 `, c.Name, yesNo(c.Aggressive), c.LocalAddr, c.RemoteAddr, c.IKEProposals, c.LocalID, c.RemoteID,
 		c.LocalTS, c.RemoteTS, c.ESPProposals, c.StartAction,
-		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"), hex.EncodeToString([]byte(c.PSK)))
+		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"))
 	return err
 }
 
