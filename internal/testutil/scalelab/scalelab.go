@@ -38,6 +38,7 @@ type Run struct {
 	GWNS     *testutil.NetNS
 	PeerNS   *testutil.NetNS
 	Began    time.Time // when the initiator started (the responder was already up)
+	Ready    time.Time // when the initiator's daemon answered (espgw: control socket; charon: config loaded)
 	children map[string]bool
 }
 
@@ -115,15 +116,20 @@ func Start(tb testing.TB, l Lab) *Run {
 	}
 	swCfg := sc[0]
 	swCfg.More = sc[1:]
+	// All of espgw's connections come from GWAddr: without this charon ignores all but 5 of
+	// their first messages, and again in each of espgw's retransmission rounds.
+	swCfg.HalfOpenPerIP = l.Peers
 
 	if l.EspgwInitiates {
 		r.Swan = strongswan.Start(tb, r.PeerNS, swCfg)
 		r.Began = time.Now()
 		r.GW = espgwtest.Start(tb, r.GWNS, gc)
+		r.Ready = time.Now()
 	} else {
 		r.GW = espgwtest.Start(tb, r.GWNS, gc)
 		r.Began = time.Now()
 		r.Swan = strongswan.Start(tb, r.PeerNS, swCfg)
+		r.Ready = time.Now()
 	}
 	return r
 }

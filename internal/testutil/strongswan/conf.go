@@ -33,6 +33,11 @@ type Config struct {
 	// own routes lead the traffic into the policies. It needs a kernel with ESP.
 	KernelESP bool
 
+	// HalfOpenPerIP is charon.block_threshold, how many half-open IKE_SAs charon keeps from
+	// one peer address before it ignores that address's new ones; 0 = charon's 5. One espgw
+	// with many connections to one charon's many addresses needs one per connection.
+	HalfOpenPerIP int
+
 	// More are further connections of the same charon (a partner with many peers: one
 	// local address each). Only their connection fields count; the first Config's own
 	// charon settings (LogLevel, KernelESP) apply to all.
@@ -109,10 +114,15 @@ func writeStrongswanConf(w io.Writer, dir string, c Config) error {
 	if c.KernelESP {
 		plugins, routes = netlinkPlugins, "install_routes = no"
 	}
+	blockThreshold := ""
+	if c.HalfOpenPerIP > 0 {
+		blockThreshold = fmt.Sprintf("block_threshold = %d", c.HalfOpenPerIP)
+	}
 	_, err := fmt.Fprintf(w, `charon {
 	load_modular = no
 	load = %[3]s
 	%[4]s
+	%[6]s
 	retransmit_tries = 3
 	# as responder, charon refuses aggressive mode with PSK unless told otherwise
 	i_dont_care_about_security_and_use_aggressive_mode_psk = yes
@@ -146,7 +156,7 @@ swanctl {
 	load = %[5]s
 	socket = unix://%[1]s/run/charon.vici
 }
-`, dir, c.LogLevel, plugins, routes, swanctlPlugins)
+`, dir, c.LogLevel, plugins, routes, swanctlPlugins, blockThreshold)
 	return err
 }
 
