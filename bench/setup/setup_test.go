@@ -62,7 +62,7 @@ func BenchmarkSetup(b *testing.B) {
 				b.StopTimer()
 				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: *tunnels / *peers,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
-				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*time.Second)
+				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
 				if err != nil {
 					b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
 				}
