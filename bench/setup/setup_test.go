@@ -59,7 +59,6 @@ func BenchmarkSetup(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
 			for range b.N {
-				b.StopTimer()
 				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: *tunnels / *peers,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
