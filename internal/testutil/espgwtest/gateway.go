@@ -80,6 +80,9 @@ func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, ke
 	return g
 }
 
+// PID is the espgw daemon's process ID.
+func (g *Gateway) PID() int { return g.proc.PID() }
+
 // KeyDir is the save_keys directory (Wireshark's esp_sa and ikev1_decryption_table).
 func (g *Gateway) KeyDir() string { return filepath.Join(g.Dir, "keys") }
 

@@ -21,6 +21,14 @@ type Status struct {
 	IKESAs   []IKESA       `json:"ike_sas"`
 	IPsecSAs []IPsecSA     `json:"ipsec_sas"`
 	Tunnels  []TunnelState `json:"tunnels"`
+	EBPF     EBPF          `json:"ebpf"`
+}
+
+// EBPF is the part of ebpf the tests read: whether the programs run, and where.
+type EBPF struct {
+	Loaded   bool     `json:"loaded"`
+	Reason   string   `json:"reason"`
+	Attached []string `json:"attached"`
 }
 
 // IKESA is one entry of ike_sas: an ISAKMP SA.

@@ -32,6 +32,16 @@ type Config struct {
 	// instead of doing ESP in userspace (kernel-libipsec), and install no routes: the test's
 	// own routes lead the traffic into the policies. It needs a kernel with ESP.
 	KernelESP bool
+
+	// HalfOpenPerIP is charon.block_threshold, how many half-open IKE_SAs charon keeps from
+	// one peer address before it ignores that address's new ones; 0 = charon's 5. One espgw
+	// with many connections to one charon's many addresses needs one per connection.
+	HalfOpenPerIP int
+
+	// More are further connections of the same charon (a partner with many peers: one
+	// local address each). Only their connection fields count; the first Config's own
+	// charon settings (LogLevel, KernelESP) apply to all.
+	More []Config
 }
 
 func (c *Config) setDefaults() {
@@ -104,10 +114,15 @@ func writeStrongswanConf(w io.Writer, dir string, c Config) error {
 	if c.KernelESP {
 		plugins, routes = netlinkPlugins, "install_routes = no"
 	}
+	blockThreshold := ""
+	if c.HalfOpenPerIP > 0 {
+		blockThreshold = fmt.Sprintf("block_threshold = %d", c.HalfOpenPerIP)
+	}
 	_, err := fmt.Fprintf(w, `charon {
 	load_modular = no
 	load = %[3]s
 	%[4]s
+	%[6]s
 	retransmit_tries = 3
 	# as responder, charon refuses aggressive mode with PSK unless told otherwise
 	i_dont_care_about_security_and_use_aggressive_mode_psk = yes
@@ -141,14 +156,44 @@ swanctl {
 	load = %[5]s
 	socket = unix://%[1]s/run/charon.vici
 }
-`, dir, c.LogLevel, plugins, routes, swanctlPlugins)
+`, dir, c.LogLevel, plugins, routes, swanctlPlugins, blockThreshold)
 	return err
 }
 
-// writeSwanctlConf writes the swanctl.conf holding c's connection and PSK.
+// writeSwanctlConf writes the swanctl.conf holding c's connections (c and c.More) and PSKs.
 func writeSwanctlConf(w io.Writer, c Config) error {
-	_, err := fmt.Fprintf(w, `connections {
-	%[1]s {
+	all := append([]Config{c}, c.More...)
+	for i := range all {
+		all[i].setDefaults()
+	}
+	if _, err := io.WriteString(w, "connections {\n"); err != nil {
+		return err
+	}
+	for _, c := range all {
+		if err := writeConnection(w, c); err != nil {
+			return err
+		}
+	}
+	if _, err := io.WriteString(w, "}\nsecrets {\n"); err != nil {
+		return err
+	}
+	for _, c := range all {
+		if _, err := fmt.Fprintf(w, `	ike-%[1]s {
+		id-local = %[2]s
+		id-remote = %[3]s
+		secret = 0x%[4]s
+	}
+`, c.Name, c.LocalID, c.RemoteID, hex.EncodeToString([]byte(c.PSK))); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "}\n")
+	return err
+}
+
+// writeConnection writes c's entry of connections {}.
+func writeConnection(w io.Writer, c Config) error {
+	_, err := fmt.Fprintf(w, `	%[1]s {
 		version = 1
 		aggressive = %[2]s
 		local_addrs = %[3]s
@@ -174,17 +219,9 @@ func writeSwanctlConf(w io.Writer, c Config) error {
 			}
 		}
 	}
-}
-secrets {
-	ike-%[1]s {
-		id-local = %[6]s
-		id-remote = %[7]s
-		secret = 0x%[14]s
-	}
-}
 `, c.Name, yesNo(c.Aggressive), c.LocalAddr, c.RemoteAddr, c.IKEProposals, c.LocalID, c.RemoteID,
 		c.LocalTS, c.RemoteTS, c.ESPProposals, c.StartAction,
-		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"), hex.EncodeToString([]byte(c.PSK)))
+		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"))
 	return err
 }
 

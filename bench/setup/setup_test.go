@@ -1,0 +1,77 @@
+// Package setup measures the tunnel setup rate: how long until N tunnels to a set of peers are
+// INSTALLED at strongSwan, espgw initiating against strongSwan initiating the same set to an
+// espgw responder, in the same run (internal/testutil/scalelab). Root and strongSwan needed:
+//
+//	go test ./bench/setup/ -run '^$' -bench . -benchtime 1x [-setup.n 50 -setup.peers 10]
+package setup
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/scalelab"
+)
+
+var (
+	tunnels = flag.Int("setup.n", 50, "tunnels in all, a multiple of -setup.peers")
+	peers   = flag.Int("setup.peers", 10, "peers (connections; addresses of the one charon)")
+)
+
+// The proposals of test/interop's second set: DH in every main mode and (PFS) quick mode.
+const (
+	ikeProposal = "aes256-sha256-modp2048"
+	espProposal = "aes256gcm16-modp2048"
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "espgw-bench-setup-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if _, err := espgwtest.Build(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "build espgw: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// BenchmarkSetup reports, per initiator, the seconds from the initiator's daemon start (the
+// responder already up) until every tunnel is INSTALLED at strongSwan, tunnels per second, and
+// how much of it the daemon took to start (espgw: until its control socket answers, eBPF
+// programs loaded; charon: until swanctl loaded the connections, which starts them).
+func BenchmarkSetup(b *testing.B) {
+	if *peers < 1 || *tunnels < *peers || *tunnels%*peers != 0 {
+		b.Fatalf("-setup.n %d over -setup.peers %d: want a positive multiple", *tunnels, *peers)
+	}
+	for _, espgwInitiates := range []bool{true, false} {
+		name := "strongswan-initiates"
+		if espgwInitiates {
+			name = "espgw-initiates"
+		}
+		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
+			for range b.N {
+				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: *tunnels / *peers,
+					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
+				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
+				if err != nil {
+					b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
+				}
+				b.ReportMetric(took.Seconds(), "s-to-installed")
+				b.ReportMetric(float64(r.N())/took.Seconds(), "tunnels/s")
+				b.ReportMetric(r.Ready.Sub(r.Began).Seconds(), "s-daemon-start")
+				if rss, err := scalelab.RSS(r.GW.PID()); err == nil {
+					b.ReportMetric(float64(rss)/(1<<20), "espgw-RSS-MiB")
+				}
+			}
+		})
+	}
+}

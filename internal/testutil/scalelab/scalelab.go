@@ -1,0 +1,203 @@
+// Package scalelab builds the many-peers lab shared by test/interop and bench/setup: espgw
+// (one address) and one strongSwan charon with one address per peer in its namespace, one
+// connection per peer, Tunnels subnet pairs per connection, ESP in userspace on both sides.
+package scalelab
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/strongswan"
+)
+
+// The lab's WAN: espgw is GWAddr, peer p (1-based) is PeerAddr(p), all on one veth.
+const (
+	GWAddr = "192.0.2.1"
+	psk    = "scale lab psk"
+)
+
+// Lab is the shape of one run.
+type Lab struct {
+	Peers, Tunnels int    // connections, and tunnels per connection
+	EspgwInitiates bool   // espgw starts every tunnel (start: always) or charon does (start_action = start)
+	IKE, ESP       string // proposals, e.g. aes256-sha256-modp2048 and aes256gcm16-modp2048
+	NoEBPF         bool
+}
+
+// Run is a started lab.
+type Run struct {
+	Lab
+	GW       *espgwtest.Gateway
+	Swan     *strongswan.Charon
+	GWNS     *testutil.NetNS
+	PeerNS   *testutil.NetNS
+	Began    time.Time // when the initiator started (the responder was already up)
+	Ready    time.Time // when the initiator's daemon answered (espgw: control socket; charon: config loaded)
+	children map[string]bool
+}
+
+// PeerAddr is peer p's address (p ≤ 200).
+func PeerAddr(p int) string { return fmt.Sprintf("192.0.2.%d", 10+p) }
+
+// Peer p's connection name at both ends.
+func peerName(p int) string { return fmt.Sprintf("p%03d", p) }
+
+// Tunnel i (1-based over all peers) protects espgw's LocalAddr(i)/32 and strongSwan's
+// RemoteNet(i), which holds RemoteAddr(i).
+func tunnelName(i int) string    { return fmt.Sprintf("t%04d", i) }
+func LocalAddr(i int) string     { return fmt.Sprintf("10.1.%d.%d", i/256, i%256) }
+func RemoteAddr(i int) string    { return fmt.Sprintf("10.%d.%d.1", 128+i/256, i%256) }
+func remoteNet(i int) string     { return fmt.Sprintf("10.%d.%d.0/24", 128+i/256, i%256) }
+func (l Lab) index(p, t int) int { return (p-1)*l.Tunnels + t }
+
+// N is the number of tunnels.
+func (l Lab) N() int { return l.Peers * l.Tunnels }
+
+// Start builds the namespaces and addresses, starts the responder and then the initiator,
+// which begins negotiating every tunnel at once.
+func Start(tb testing.TB, l Lab) *Run {
+	tb.Helper()
+	if l.Peers < 1 || l.Peers > 200 || l.Tunnels < 1 || l.N() > 60000 {
+		tb.Fatalf("scalelab: %d peers × %d tunnels: want 1..200 peers and ≤ 60000 tunnels", l.Peers, l.Tunnels)
+	}
+	r := &Run{Lab: l, children: map[string]bool{}}
+	r.GWNS = testutil.NewNetNS(tb, "scale-gw")
+	r.PeerNS = testutil.NewNetNS(tb, "scale-peer")
+	testutil.Veth(tb, r.GWNS, "gw-wan", GWAddr+"/24", r.PeerNS, "p-wan", PeerAddr(1)+"/24")
+	// kernel-libipsec installs a CHILD_SA only with a local address inside its traffic selector.
+	testutil.Veth(tb, r.PeerNS, "p-int", "", r.PeerNS, "p-int-end", "")
+	for p := 2; p <= l.Peers; p++ {
+		r.PeerNS.AddAddr(tb, "p-wan", PeerAddr(p)+"/24")
+	}
+	for i := 1; i <= l.N(); i++ {
+		r.GWNS.AddAddr(tb, "lo", LocalAddr(i)+"/32")
+		r.PeerNS.AddAddr(tb, "p-int", RemoteAddr(i)+"/24")
+	}
+
+	gwStart, swStart := "manual", "start"
+	if l.EspgwInitiates {
+		gwStart, swStart = "always", "none"
+	}
+	var gc espgwtest.Config
+	gc.Datapath, gc.NoEBPF = "auto", l.NoEBPF
+	var sc []strongswan.Config
+	for p := 1; p <= l.Peers; p++ {
+		c := espgwtest.Connection{Name: peerName(p), Local: GWAddr, Remote: PeerAddr(p), PSK: psk, IKEProposal: l.IKE}
+		var extra strings.Builder
+		extra.WriteString("children {\n")
+		for t := 1; t <= l.Tunnels; t++ {
+			i := l.index(p, t)
+			c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: tunnelName(i), LocalSubnet: LocalAddr(i) + "/32",
+				RemoteSubnet: remoteNet(i), ESPProposal: l.ESP, Start: gwStart})
+			r.children[tunnelName(i)] = true
+			if t > 1 {
+				fmt.Fprintf(&extra, "%s {\nmode = tunnel\nlocal_ts = %s\nremote_ts = %s/32\nesp_proposals = %s\nstart_action = %s\n}\n",
+					tunnelName(i), remoteNet(i), LocalAddr(i), l.ESP, swStart)
+			}
+		}
+		extra.WriteString("}\n")
+		gc.Connections = append(gc.Connections, c)
+		// The connection's first child is the harness's own, the others are added beside it.
+		first := l.index(p, 1)
+		sc = append(sc, strongswan.Config{
+			Name: peerName(p), LocalAddr: PeerAddr(p), RemoteAddr: GWAddr, PSK: psk,
+			IKEProposals: l.IKE, ESPProposals: l.ESP, LocalTS: remoteNet(first), RemoteTS: LocalAddr(first) + "/32",
+			StartAction: swStart, LogLevel: 1, ExtraConn: extra.String(),
+		})
+		// swanctl names CHILD_SAs after their config; the first one is named after the connection.
+		delete(r.children, tunnelName(first))
+		r.children[peerName(p)] = true
+	}
+	swCfg := sc[0]
+	swCfg.More = sc[1:]
+	// All of espgw's connections come from GWAddr: without this charon ignores all but 5 of
+	// their first messages, and again in each of espgw's retransmission rounds.
+	swCfg.HalfOpenPerIP = l.Peers
+
+	if l.EspgwInitiates {
+		r.Swan = strongswan.Start(tb, r.PeerNS, swCfg)
+		r.Began = time.Now()
+		r.GW = espgwtest.Start(tb, r.GWNS, gc)
+		r.Ready = time.Now()
+	} else {
+		r.GW = espgwtest.Start(tb, r.GWNS, gc)
+		r.Began = time.Now()
+		r.Swan = strongswan.Start(tb, r.PeerNS, swCfg)
+		r.Ready = time.Now()
+	}
+	return r
+}
+
+// Installed counts the lab's distinct CHILD_SAs INSTALLED at strongSwan under an ESTABLISHED
+// IKE_SA.
+func (r *Run) Installed() (int, error) {
+	sas, err := r.Swan.ListSAs()
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	for _, s := range sas {
+		for _, ch := range s.Children {
+			if s.State == "ESTABLISHED" && ch.State == "INSTALLED" && r.children[ch.Name] {
+				seen[ch.Name] = true
+			}
+		}
+	}
+	return len(seen), nil
+}
+
+// WaitInstalled waits up to timeout until every tunnel is INSTALLED at strongSwan and returns
+// the time since Began.
+func (r *Run) WaitInstalled(timeout time.Duration) (time.Duration, error) {
+	var n int
+	err := testutil.Poll(timeout, func() (bool, error) {
+		var err error
+		if n, err = r.Installed(); err != nil {
+			return false, err
+		}
+		if n < r.N() {
+			return false, fmt.Errorf("%d of %d CHILD_SAs INSTALLED at strongSwan", n, r.N())
+		}
+		return true, nil
+	})
+	return time.Since(r.Began), err
+}
+
+// Ping sends count pings through tunnel i (1-based) from espgw's side.
+func (r *Run) Ping(i, count int) error {
+	return testutil.Ping(r.GWNS, LocalAddr(i), RemoteAddr(i), count)
+}
+
+// WaitTunnelsUp waits until espgw shows every tunnel up.
+func (r *Run) WaitTunnelsUp(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	for p := 1; p <= r.Peers; p++ {
+		for t := 1; t <= r.Tunnels; t++ {
+			r.GW.WaitTunnelUp(tb, peerName(p), tunnelName(r.index(p, t)), timeout)
+		}
+	}
+}
+
+// RSS is the resident set size of process pid in bytes (VmRSS of /proc/PID/status).
+func RSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: want a number of kB", pid, v)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
+}
