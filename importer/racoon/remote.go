@@ -1,6 +1,7 @@
 package racoon
 
 import (
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -103,6 +104,19 @@ func (r *remote) directive(d Stmt, ns *notes) {
 		}
 		return args[0], true
 	}
+	// count reads the one value as a whole number of at least min (seconds, or retries).
+	count := func(min int) (int, bool) {
+		v, ok := one()
+		if !ok {
+			return 0, false
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > math.MaxInt32 {
+			ns.unmapped(d, "%q: want a whole number of at least %d", v, min)
+			return 0, false
+		}
+		return n, true
+	}
 	switch d.Name() {
 	case "exchange_mode":
 		modes := list(args)
@@ -144,28 +158,16 @@ func (r *remote) directive(d Stmt, ns *notes) {
 			ns.unmapped(d, "%q: want on, off or force", v)
 		}
 	case "dpd_delay":
-		if v, ok := one(); ok {
-			if n, err := strconv.ParseUint(v, 10, 31); err == nil {
-				r.dpdDelay = time.Duration(n) * time.Second
-			} else {
-				ns.unmapped(d, "%q is not a number of seconds", v)
-			}
+		if n, ok := count(0); ok {
+			r.dpdDelay = time.Duration(n) * time.Second
 		}
 	case "dpd_retry":
-		if v, ok := one(); ok {
-			if n, err := strconv.ParseUint(v, 10, 31); err == nil && n > 0 {
-				r.dpdRetry = time.Duration(n) * time.Second
-			} else {
-				ns.unmapped(d, "%q is not a positive number of seconds", v)
-			}
+		if n, ok := count(1); ok {
+			r.dpdRetry = time.Duration(n) * time.Second
 		}
 	case "dpd_maxfail":
-		if v, ok := one(); ok {
-			if n, err := strconv.ParseUint(v, 10, 16); err == nil && n > 0 {
-				r.dpdFail = int(n)
-			} else {
-				ns.unmapped(d, "%q is not a positive number", v)
-			}
+		if n, ok := count(1); ok {
+			r.dpdFail = n
 		}
 	case "lifetime":
 		t, _, err := lifetime(args)
