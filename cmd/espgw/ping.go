@@ -164,6 +164,9 @@ func delta(before, after espCounters) (in, out uint64) {
 	return in, out
 }
 
+// peerInstallGrace is how long ping waits after bringing a tunnel up before the first echo.
+const peerInstallGrace = 500 * time.Millisecond
+
 // pingTunnel pings through the tunnel and explains the outcome; ok means a reply came.
 func pingTunnel(ctx context.Context, w io.Writer, c *control.Client, arg, host string, count int) (bool, error) {
 	st, err := c.Status(ctx)
@@ -185,6 +188,14 @@ func pingTunnel(ctx context.Context, w io.Writer, c *control.Client, arg, host s
 			cancel()
 			if err != nil {
 				fmt.Fprintf(w, "up %s failed: %v\n", name, err)
+			} else {
+				// The responder installs its inbound SA only once our last quick-mode message
+				// arrives: an echo sent at once can reach it first and be dropped.
+				select {
+				case <-ctx.Done():
+					return false, ctx.Err()
+				case <-time.After(peerInstallGrace):
+				}
 			}
 		}
 		if st, err = c.Status(ctx); err != nil {
