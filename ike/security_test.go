@@ -466,7 +466,7 @@ func TestForgedAM1sDoNotLockOut(t *testing.T) {
 func TestResponderDHRateLimited(t *testing.T) {
 	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k"}
 	ca, cb := connPair(t, pc)
-	am1 := am1Of(t, ca)
+	am1 := firstMessageOf(t, ca)
 	_, bb := bindtest.NewPair()
 	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000)})
 	if err := b.Configure([]config.Connection{cb}); err != nil {
@@ -488,17 +488,4 @@ func TestResponderDHRateLimited(t *testing.T) {
 	if answered > dhPeerBurst || answered == 0 {
 		t.Errorf("%d of %d forged AM1s answered with DH, want between 1 and %d", answered, flood, dhPeerBurst)
 	}
-}
-
-// am1Of returns the AM1 an initiator configured with c sends.
-func am1Of(t *testing.T, c config.Connection) []byte {
-	t.Helper()
-	bind, _ := bindtest.NewPair()
-	n := startNode(t, "template", bind, 0xc0000000, RetransmitPolicy{}, c)
-	n.stop()
-	n.e.mu.Lock()
-	n.e.startPhase1(n.e.conns[c.Name])
-	n.e.mu.Unlock()
-	sent := bind.Sent()
-	return sent[len(sent)-1].Data
 }

@@ -61,8 +61,8 @@ func (r *logRecorder) occurrences(msg string) (logged, suppressed int) {
 	return logged, suppressed
 }
 
-// mm1Of returns the MM1 an initiator configured with c sends.
-func mm1Of(t *testing.T, c config.Connection) []byte {
+// firstMessageOf returns the first message (MM1 or AM1) an initiator configured with c sends.
+func firstMessageOf(t *testing.T, c config.Connection) []byte {
 	t.Helper()
 	bind, _ := bindtest.NewPair()
 	n := startNode(t, "template", bind, 0xc0000000, RetransmitPolicy{}, c)
@@ -158,7 +158,7 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ca, cb := connPair(t, pc)
-			mm1 := mm1Of(t, ca)
+			mm1 := firstMessageOf(t, ca)
 			conns := []config.Connection{cb}
 			if tt.edit != nil {
 				conns = append(conns, tt.edit(&conns[0])...)

@@ -170,13 +170,7 @@ func (r *remote) directive(d Stmt, ns *notes) {
 			r.dpdFail = n
 		}
 	case "lifetime":
-		t, _, err := lifetime(args)
-		switch {
-		case err != nil:
-			ns.unmapped(d, "%v", err)
-		case t == 0:
-			ns.unmapped(d, "espgw's ISAKMP SA has a time lifetime only")
-		default:
+		if t, ok := isakmpLifetime(ns, d); ok {
 			r.lifetime = t
 		}
 	case "proposal":
@@ -239,13 +233,7 @@ func (r *remote) proposal(s Stmt, ns *notes) {
 				ok = false
 			}
 		case "lifetime":
-			t, _, err := lifetimeOf(d)
-			switch {
-			case err != nil:
-				ns.unmapped(d, "%v", err)
-			case t == 0:
-				ns.unmapped(d, "espgw's ISAKMP SA has a time lifetime only")
-			default:
+			if t, ok := isakmpLifetime(ns, d); ok {
 				lifetime = t
 			}
 		default:
@@ -274,6 +262,21 @@ func (r *remote) proposal(s Stmt, ns *notes) {
 }
 
 func lifetimeOf(d Stmt) (time.Duration, uint64, error) { return lifetime(d.Words[1:]) }
+
+// isakmpLifetime reads the time lifetime of a remote or its proposal; espgw's ISAKMP SA
+// has no byte lifetime, so a byte-only lifetime is reported as not mapped.
+func isakmpLifetime(ns *notes, d Stmt) (time.Duration, bool) {
+	t, _, err := lifetimeOf(d)
+	switch {
+	case err != nil:
+		ns.unmapped(d, "%v", err)
+	case t == 0:
+		ns.unmapped(d, "espgw's ISAKMP SA has a time lifetime only")
+	default:
+		return t, true
+	}
+	return 0, false
+}
 
 // shorter is the smaller non-zero duration.
 func shorter(a, b time.Duration) time.Duration {
