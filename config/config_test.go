@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -53,17 +55,17 @@ var (
 	espAES   = proposal.ESP{Encryption: proposal.EncAESCBC, KeyBits: 128, Integrity: proposal.HashSHA1}
 	addr1    = netip.MustParseAddr("192.0.2.1")
 	addr2    = netip.MustParseAddr("192.0.2.2")
-	seedConn = Connection{
+	seedConn = model.Connection{
 		Name: "megatelecom", LocalAddress: addr1, RemoteAddress: addr2,
-		LocalID: Identity{Kind: IDAddr, Addr: addr1}, RemoteID: Identity{Kind: IDAddr, Addr: addr2},
-		PSK: Secret("SUPERPASSWORD"),
-		IKE: IKE{Mode: ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-			NATTraversal: NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: DefaultQuickModes},
-		ServiceAddress: &ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
-		Tunnels: []Tunnel{{
+		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr1}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2},
+		PSK: model.Secret("SUPERPASSWORD"),
+		IKE: model.IKE{Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
+			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes},
+		ServiceAddress: &model.ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
+		Tunnels: []model.Tunnel{{
 			Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
 			RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Proposals: []proposal.ESP{esp3DES},
-			Lifetime: 8 * time.Hour, ReplayWindow: 64, Start: StartOnDemand,
+			Lifetime: 8 * time.Hour, ReplayWindow: 64, Start: model.StartOnDemand,
 		}},
 	}
 )
@@ -73,7 +75,7 @@ func TestLoadSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{ControlSocket: "/run/espgw/espgw.sock", Datapath: "auto", EBPF: DefaultEBPF, Connections: []Connection{seedConn}}
+	want := &Config{ControlSocket: "/run/espgw/espgw.sock", Datapath: "auto", EBPF: DefaultEBPF, Connections: []model.Connection{seedConn}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load(seed) =\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -89,18 +91,18 @@ func TestDefaults(t *testing.T) {
 		ControlSocket: DefaultControlSocket, Datapath: "auto", SaveKeys: "", MetricsListen: "",
 		EBPF: EBPF{Enabled: true, WhenSADown: SADownDrop, MSSClamp: true, PathMTU: 1500, TopFlows: 10,
 			DropUnknownSPI: true, DropNonPeerIKE: true},
-		Connections: []Connection{{
+		Connections: []model.Connection{{
 			Name: "mega", LocalAddress: addr1, RemoteAddress: addr2,
-			LocalID:  Identity{Kind: IDAddr, Addr: addr1}, // local_address
-			RemoteID: Identity{Kind: IDAddr, Addr: addr2}, // remote_address
-			PSK:      Secret("SUPERPASSWORD"),
-			IKE: IKE{Mode: ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-				NATTraversal: NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1},
-			Tunnels: []Tunnel{{
+			LocalID:  model.Identity{Kind: model.IDAddr, Addr: addr1}, // local_address
+			RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2}, // remote_address
+			PSK:      model.Secret("SUPERPASSWORD"),
+			IKE: model.IKE{Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
+				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1},
+			Tunnels: []model.Tunnel{{
 				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
 				RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Protocol: 0,
 				Proposals: []proposal.ESP{esp3DES}, Lifetime: 8 * time.Hour, LifeKilobytes: 0,
-				ReplayWindow: 64, Start: StartOnDemand,
+				ReplayWindow: 64, Start: model.StartOnDemand,
 			}},
 		}},
 	}
@@ -119,10 +121,10 @@ func TestParseValid(t *testing.T) {
 		yaml: edit(t, "    ike:\n", "    local_id: vpn.example.com\n    remote_id: peer@example.com\n    ike:\n      mode: aggressive\n      nat_traversal: off\n      dpd_delay: 10s\n      dpd_timeout: 5s\n      lifetime: 1h30m\n      quick_modes: 3\n"),
 		check: func(t *testing.T, c *Config) {
 			got := c.Connections[0]
-			if got.LocalID != (Identity{Kind: IDFQDN, Name: "vpn.example.com"}) || got.RemoteID != (Identity{Kind: IDUserFQDN, Name: "peer@example.com"}) {
+			if got.LocalID != (model.Identity{Kind: model.IDFQDN, Name: "vpn.example.com"}) || got.RemoteID != (model.Identity{Kind: model.IDUserFQDN, Name: "peer@example.com"}) {
 				t.Errorf("ids = %+v %+v", got.LocalID, got.RemoteID)
 			}
-			if got.IKE.Mode != ModeAggressive || got.IKE.NATTraversal != NATTOff || got.IKE.DPDDelay != 10*time.Second ||
+			if got.IKE.Mode != model.ModeAggressive || got.IKE.NATTraversal != model.NATTOff || got.IKE.DPDDelay != 10*time.Second ||
 				got.IKE.DPDTimeout != 5*time.Second || got.IKE.Lifetime != 90*time.Minute || got.IKE.QuickModes != 3 {
 				t.Errorf("ike = %+v", got.IKE)
 			}
@@ -133,17 +135,17 @@ func TestParseValid(t *testing.T) {
 			"    remote_id: \"keyid:peer 1\"\n    ike:\n      nat_traversal: force\n      proposals: \"aes256-sha256-modp2048, 3des-sha1-modp1024\"\n"),
 		check: func(t *testing.T, c *Config) {
 			got := c.Connections[0]
-			if got.RemoteID != (Identity{Kind: IDKeyID, Name: "peer 1"}) {
+			if got.RemoteID != (model.Identity{Kind: model.IDKeyID, Name: "peer 1"}) {
 				t.Errorf("remote id = %+v", got.RemoteID)
 			}
 			want := []proposal.IKE{{Encryption: proposal.EncAESCBC, KeyBits: 256, Hash: proposal.HashSHA256, Group: 14}, p3DES}
-			if !reflect.DeepEqual(got.IKE.Proposals, want) || got.IKE.NATTraversal != NATTForce {
+			if !reflect.DeepEqual(got.IKE.Proposals, want) || got.IKE.NATTraversal != model.NATTForce {
 				t.Errorf("ike = %+v", got.IKE)
 			}
 		},
 	}, {
-		name: "tunnel options, two disjoint tunnels, names lower-cased",
-		yaml: edit(t, "  mega:", "  MegaTelecom:", "        proposals: [3des-sha1-modp1024]\n", `        proposals: [aes128-sha1]
+		name: "tunnel options, two disjoint tunnels, names keep their case, setting keys do not matter",
+		yaml: edit(t, "  mega:", "  MegaTelecom:", "      api:", "      API:", "        proposals: [3des-sha1-modp1024]\n", `        Proposals: [aes128-sha1]
         protocol: tcp
         remote_port: 443
         lifetime: 1h
@@ -159,16 +161,16 @@ func TestParseValid(t *testing.T) {
 `),
 		check: func(t *testing.T, c *Config) {
 			got := c.Connections[0]
-			if got.Name != "megatelecom" || len(got.Tunnels) != 2 {
+			if got.Name != "MegaTelecom" || len(got.Tunnels) != 2 {
 				t.Fatalf("connection %q with %d tunnels", got.Name, len(got.Tunnels))
 			}
 			api, db := got.Tunnels[0], got.Tunnels[1]
-			if api.Name != "api" || api.Protocol != 6 || api.RemotePort != 443 || api.LocalPort != 0 || api.Lifetime != time.Hour ||
-				api.LifeKilobytes != 4608000 || api.ReplayWindow != 0 || api.Start != StartAlways ||
+			if api.Name != "API" || api.Protocol != 6 || api.RemotePort != 443 || api.LocalPort != 0 || api.Lifetime != time.Hour ||
+				api.LifeKilobytes != 4608000 || api.ReplayWindow != 0 || api.Start != model.StartAlways ||
 				!reflect.DeepEqual(api.Proposals, []proposal.ESP{espAES}) {
 				t.Errorf("api = %+v", api)
 			}
-			if db.Name != "db" || db.Protocol != 17 || db.Start != StartManual {
+			if db.Name != "db" || db.Protocol != 17 || db.Start != model.StartManual {
 				t.Errorf("db = %+v", db)
 			}
 		},
@@ -521,7 +523,7 @@ func TestInlinePSKWarning(t *testing.T) {
 }
 
 func TestValidateBuiltConfig(t *testing.T) {
-	c := &Config{ControlSocket: DefaultControlSocket, Datapath: "auto", Connections: []Connection{seedConn, seedConn}}
+	c := &Config{ControlSocket: DefaultControlSocket, Datapath: "auto", Connections: []model.Connection{seedConn, seedConn}}
 	c.Connections[1].Tunnels = nil
 	err := c.Validate()
 	want := []string{
@@ -533,7 +535,7 @@ func TestValidateBuiltConfig(t *testing.T) {
 	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
 		t.Errorf("Validate:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
-	if err := (&Config{ControlSocket: DefaultControlSocket, Datapath: "auto", Connections: []Connection{seedConn}}).Validate(); err != nil {
+	if err := (&Config{ControlSocket: DefaultControlSocket, Datapath: "auto", Connections: []model.Connection{seedConn}}).Validate(); err != nil {
 		t.Errorf("Validate(seed) = %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -18,14 +20,6 @@ const (
 	DefaultDPDTimeout     = 30 * time.Second
 	DefaultTunnelLifetime = 8 * time.Hour
 	DefaultReplayWindow   = 64
-	// DefaultQuickModes is safe with every peer. strongSwan keeps the IVs of only 3 phase-2
-	// exchanges per ISAKMP SA, least recently used out, and its worker threads may take a
-	// QM3 after the next QM1 sent behind it: with 2 in flight, 1 in 3 runs of 8 tunnels
-	// lost a child SA that way (measured with 5.9.8). libreswan and Cisco keep an IV per
-	// exchange and take more.
-	DefaultQuickModes = 1
-	// MaxQuickModes is the most quick_modes accepts: beyond it peers fail, not speed up.
-	MaxQuickModes = 16
 )
 
 var (
@@ -40,9 +34,9 @@ var (
 // protocols are the names accepted for a tunnel's protocol.
 var protocols = map[string]uint8{"any": 0, "icmp": 1, "tcp": 6, "udp": 17}
 
-func (d *decoder) connection(path, name string, v any) Connection {
+func (d *decoder) connection(path, name string, v any) model.Connection {
 	m := d.object(path, v, connectionKeys...)
-	c := Connection{Name: name}
+	c := model.Connection{Name: name}
 	c.LocalAddress, _ = d.addr(sub(path, "local_address"), m["local_address"])
 	c.RemoteAddress, _ = d.addr(sub(path, "remote_address"), m["remote_address"])
 	c.LocalID = d.identity(sub(path, "local_id"), m["local_id"], c.LocalAddress)
@@ -59,17 +53,17 @@ func (d *decoder) connection(path, name string, v any) Connection {
 }
 
 // identity decodes local_id/remote_id; absent, it is the address (when that is valid).
-func (d *decoder) identity(path string, v any, addr netip.Addr) Identity {
+func (d *decoder) identity(path string, v any, addr netip.Addr) model.Identity {
 	if v == nil {
 		if checkIPv4(addr) != nil {
 			d.markReported(path) // the address's error says it all
-			return Identity{}
+			return model.Identity{}
 		}
-		return Identity{Kind: IDAddr, Addr: addr}
+		return model.Identity{Kind: model.IDAddr, Addr: addr}
 	}
 	s, ok := d.str(path, v, "an address, host name, user@fqdn or keyid:<name>")
 	if !ok {
-		return Identity{}
+		return model.Identity{}
 	}
 	id, err := ParseIdentity(s)
 	if err != nil {
@@ -79,7 +73,7 @@ func (d *decoder) identity(path string, v any, addr netip.Addr) Identity {
 }
 
 // psk decodes psk or psk_file. Errors about the key name psk_file or psk, never the key.
-func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
+func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) model.Secret {
 	pskPath, filePath := sub(path, "psk"), sub(path, "psk_file")
 	switch {
 	case m["psk"] != nil && m["psk_file"] != nil:
@@ -93,7 +87,7 @@ func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
 			return nil
 		}
 		d.inlinePSK = append(d.inlinePSK, pskPath)
-		return Secret(s)
+		return model.Secret(s)
 	case m["psk_file"] != nil:
 		d.markReported(pskPath) // problems are reported on psk_file
 		name, ok := d.str(filePath, m["psk_file"], "the path of a racoon psk.txt")
@@ -122,23 +116,23 @@ func (d *decoder) psk(path string, m map[string]any, peer netip.Addr) Secret {
 	return nil
 }
 
-func (d *decoder) serviceAddress(path string, v any) *ServiceAddress {
+func (d *decoder) serviceAddress(path string, v any) *model.ServiceAddress {
 	m := d.object(path, v, serviceKeys...)
 	if m == nil {
 		return nil
 	}
-	sa := &ServiceAddress{}
+	sa := &model.ServiceAddress{}
 	sa.Address, _ = d.prefix(sub(path, "address"), m["address"])
 	sa.Interface, _ = d.str(sub(path, "interface"), m["interface"], "an interface name such as eth1")
 	return sa
 }
 
-func (d *decoder) ike(path string, v any) IKE {
-	ike := IKE{Mode: ModeMain, Lifetime: DefaultIKELifetime, NATTraversal: NATTAuto, DPDTimeout: DefaultDPDTimeout,
-		QuickModes: DefaultQuickModes}
+func (d *decoder) ike(path string, v any) model.IKE {
+	ike := model.IKE{Mode: model.ModeMain, Lifetime: DefaultIKELifetime, NATTraversal: model.NATTAuto, DPDTimeout: DefaultDPDTimeout,
+		QuickModes: model.DefaultQuickModes}
 	m := d.object(path, v, ikeKeys...)
 	if s, ok := d.str(sub(path, "mode"), m["mode"], "main or aggressive"); ok {
-		ike.Mode = Mode(s)
+		ike.Mode = model.Mode(s)
 	}
 	for _, s := range d.proposals(sub(path, "proposals"), m["proposals"]) {
 		ps, err := proposal.ParseIKE(s)
@@ -151,7 +145,7 @@ func (d *decoder) ike(path string, v any) IKE {
 		ike.Lifetime = t
 	}
 	if s, ok := d.str(sub(path, "nat_traversal"), m["nat_traversal"], "auto, force or off"); ok {
-		ike.NATTraversal = NATTraversal(s)
+		ike.NATTraversal = model.NATTraversal(s)
 	}
 	if t, ok := d.duration(sub(path, "dpd_delay"), m["dpd_delay"]); ok {
 		ike.DPDDelay = t
@@ -165,8 +159,8 @@ func (d *decoder) ike(path string, v any) IKE {
 	return ike
 }
 
-func (d *decoder) tunnel(path, name string, v any) Tunnel {
-	t := Tunnel{Name: name, Lifetime: DefaultTunnelLifetime, ReplayWindow: DefaultReplayWindow, Start: StartOnDemand}
+func (d *decoder) tunnel(path, name string, v any) model.Tunnel {
+	t := model.Tunnel{Name: name, Lifetime: DefaultTunnelLifetime, ReplayWindow: DefaultReplayWindow, Start: model.StartOnDemand}
 	m := d.object(path, v, tunnelKeys...)
 	t.LocalSubnet, _ = d.prefix(sub(path, "local_subnet"), m["local_subnet"])
 	t.RemoteSubnet, _ = d.prefix(sub(path, "remote_subnet"), m["remote_subnet"])
@@ -195,7 +189,7 @@ func (d *decoder) tunnel(path, name string, v any) Tunnel {
 		t.ReplayWindow = uint32(n)
 	}
 	if s, ok := d.str(sub(path, "start"), m["start"], "on-demand, always or manual"); ok {
-		t.Start = StartAction(s)
+		t.Start = model.StartAction(s)
 	}
 	return t
 }

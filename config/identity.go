@@ -5,55 +5,43 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-)
 
-const keyIDPrefix = "keyid:"
+	"github.com/espgw/espgw/model"
+)
 
 // ParseIdentity parses a local_id or remote_id: an IPv4 address (ID_IPV4_ADDR),
 // "user@example.com" (ID_USER_FQDN), "keyid:<opaque>" (ID_KEY_ID) or a host name (ID_FQDN).
-func ParseIdentity(s string) (Identity, error) {
+func ParseIdentity(s string) (model.Identity, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
-		id := Identity{Kind: IDAddr, Addr: a}
-		return id, id.check()
+		id := model.Identity{Kind: model.IDAddr, Addr: a}
+		return id, checkIdentity(id)
 	}
-	var id Identity
+	var id model.Identity
 	switch {
-	case strings.HasPrefix(s, keyIDPrefix):
-		id = Identity{Kind: IDKeyID, Name: s[len(keyIDPrefix):]}
+	case strings.HasPrefix(s, model.KeyIDPrefix):
+		id = model.Identity{Kind: model.IDKeyID, Name: s[len(model.KeyIDPrefix):]}
 	case strings.Contains(s, "@"):
-		id = Identity{Kind: IDUserFQDN, Name: s}
+		id = model.Identity{Kind: model.IDUserFQDN, Name: s}
 	default:
-		id = Identity{Kind: IDFQDN, Name: s}
+		id = model.Identity{Kind: model.IDFQDN, Name: s}
 	}
-	return id, id.check()
+	return id, checkIdentity(id)
 }
 
-// String formats id the way ParseIdentity reads it.
-func (id Identity) String() string {
+// checkIdentity reports why id cannot be sent as an IKEv1 identification payload.
+func checkIdentity(id model.Identity) error {
 	switch id.Kind {
-	case IDAddr:
-		return id.Addr.String()
-	case IDKeyID:
-		return keyIDPrefix + id.Name
-	default:
-		return id.Name
-	}
-}
-
-// check reports why id cannot be sent as an IKEv1 identification payload.
-func (id Identity) check() error {
-	switch id.Kind {
-	case IDAddr:
+	case model.IDAddr:
 		return checkIPv4(id.Addr)
-	case IDFQDN:
+	case model.IDFQDN:
 		return checkHostname(id.Name)
-	case IDUserFQDN:
+	case model.IDUserFQDN:
 		user, host, _ := strings.Cut(id.Name, "@")
 		if user == "" {
 			return errors.New("has nothing before the @ (want user@example.com)")
 		}
 		return checkHostname(host)
-	case IDKeyID:
+	case model.IDKeyID:
 		if id.Name == "" {
 			return errors.New("has an empty key id (want keyid:<name>)")
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // Defaults of the optional settings.
@@ -67,17 +69,9 @@ func Parse(r io.Reader) (*Config, error) {
 
 // parse also returns the paths of the inline psk settings.
 func parse(r io.Reader, d *decoder) (*Config, []string, error) {
-	// "::" instead of "." so that connection and tunnel names may contain dots.
-	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(r); err != nil {
-		return nil, nil, fmt.Errorf("config: %w", err)
-	}
-	// AllSettings drops null values and empty mappings; Get of a top-level key keeps them.
-	raw := make(map[string]any)
-	for _, k := range v.AllKeys() {
-		top, _, _ := strings.Cut(k, "::")
-		raw[top] = v.Get(top)
+	raw, err := ReadTree(r)
+	if err != nil {
+		return nil, nil, err
 	}
 	cfg := d.config(raw)
 	errs := d.errs
@@ -90,6 +84,96 @@ func parse(r io.Reader, d *decoder) (*Config, []string, error) {
 		return nil, nil, err
 	}
 	return cfg, d.inlinePSK, nil
+}
+
+// ReadTree reads a YAML configuration into the untyped tree the decoder takes: viper's
+// settings, whose keys it lowercases, except that connection and tunnel names keep the
+// case they are written in (`espgw status` shows MegaTelecom, not megatelecom).
+func ReadTree(r io.Reader) (map[string]any, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// "::" instead of "." so that connection and tunnel names may contain dots.
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(b)); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// AllSettings drops null values and empty mappings; Get of a top-level key keeps them.
+	raw := make(map[string]any)
+	for _, k := range v.AllKeys() {
+		top, _, _ := strings.Cut(k, "::")
+		raw[top] = v.Get(top)
+	}
+	if _, ok := raw["connections"]; ok {
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		for k, conns := range doc {
+			if strings.ToLower(k) == "connections" {
+				raw["connections"] = connectionsTree(conns)
+			}
+		}
+	}
+	return raw, nil
+}
+
+// connectionsTree returns the connections mapping with connection and tunnel names as
+// written and every setting key below them lowercased, as viper does.
+func connectionsTree(v any) any {
+	conns, ok := stringMap(v)
+	if !ok {
+		return v
+	}
+	for name, c := range conns {
+		settings, ok := stringMap(c)
+		if !ok {
+			continue
+		}
+		out := make(map[string]any, len(settings))
+		for k, e := range settings {
+			k = strings.ToLower(k)
+			out[k] = lowerKeys(e)
+			if tunnels, ok := stringMap(e); ok && k == "tunnels" {
+				for tn, t := range tunnels {
+					tunnels[tn] = lowerKeys(t)
+				}
+				out[k] = tunnels
+			}
+		}
+		conns[name] = out
+	}
+	return conns
+}
+
+// lowerKeys lowercases the keys of every mapping in v.
+func lowerKeys(v any) any {
+	m, ok := stringMap(v)
+	if !ok {
+		return v
+	}
+	out := make(map[string]any, len(m))
+	for k, e := range m {
+		out[strings.ToLower(k)] = lowerKeys(e)
+	}
+	return out
+}
+
+// stringMap returns a YAML mapping with its keys as strings (a key may be a number).
+func stringMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case map[any]any:
+		out := make(map[string]any, len(m))
+		for k, e := range m {
+			out[fmt.Sprint(k)] = e
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 var topKeys = []string{"control_socket", "datapath", "save_keys", "metrics", "ebpf", "connections"}

@@ -3,15 +3,17 @@ package config
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/espgw/espgw/model"
 )
 
 // overlaps reports every tunnel whose traffic selector overlaps that of an earlier tunnel,
 // in any connection: the security policy database could not tell which tunnel a packet
 // belongs to (RFC 4301 section 4.4.1 requires decorrelated entries to avoid order semantics).
-func (v *validator) overlaps(conns []Connection) {
+func (v *validator) overlaps(conns []model.Connection) {
 	type seen struct {
 		path string
-		t    *Tunnel
+		t    *model.Tunnel
 	}
 	var earlier []seen
 	for ci := range conns {
@@ -37,13 +39,13 @@ func (v *validator) overlaps(conns []Connection) {
 	}
 }
 
-func selectorsOverlap(a, b *Tunnel) bool {
+func selectorsOverlap(a, b *model.Tunnel) bool {
 	return a.LocalSubnet.Overlaps(b.LocalSubnet) && a.RemoteSubnet.Overlaps(b.RemoteSubnet) &&
 		anyOrEqual(a.Protocol, b.Protocol) && anyOrEqual(a.LocalPort, b.LocalPort) &&
 		anyOrEqual(a.RemotePort, b.RemotePort)
 }
 
-func sameSelector(a, b *Tunnel) bool {
+func sameSelector(a, b *model.Tunnel) bool {
 	return a.LocalSubnet == b.LocalSubnet && a.RemoteSubnet == b.RemoteSubnet &&
 		a.Protocol == b.Protocol && a.LocalPort == b.LocalPort && a.RemotePort == b.RemotePort
 }
@@ -55,7 +57,7 @@ func anyOrEqual[T comparable](a, b T) bool {
 }
 
 // selectorString shows a tunnel's selector as "10.10.1.0/24 <-> 10.20.0.0/24 tcp ports any/443".
-func selectorString(t *Tunnel) string {
+func selectorString(t *model.Tunnel) string {
 	s := fmt.Sprintf("%v <-> %v %s", t.LocalSubnet, t.RemoteSubnet, protocolName(t.Protocol))
 	if t.LocalPort != 0 || t.RemotePort != 0 {
 		s += " ports " + portString(t.LocalPort) + "/" + portString(t.RemotePort)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+
+	"github.com/espgw/espgw/model"
 )
 
 // maxPSKLine bounds one line of a pre-shared key file.
@@ -20,11 +22,11 @@ const maxPSKLine = 4096
 // blanks. A key written as 0x followed by hex digits is binary. Lines whose first non-blank
 // character is '#' and blank lines are ignored. A second line for peer is an error rather than
 // silently shadowed. Errors name line numbers and identifiers, never keys.
-func LookupPSK(r io.Reader, peer netip.Addr) (Secret, error) {
+func LookupPSK(r io.Reader, peer netip.Addr) (model.Secret, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 256), maxPSKLine)
 	var (
-		key   Secret
+		key   model.Secret
 		found int // line of the key for peer, 0 = none yet
 	)
 	for n := 1; sc.Scan(); n++ {
@@ -65,15 +67,15 @@ func LookupPSK(r io.Reader, peer netip.Addr) (Secret, error) {
 }
 
 // decodePSK turns the key text of a psk_file line into key bytes (racoon's 0x hex form).
-func decodePSK(s string) (Secret, error) {
+func decodePSK(s string) (model.Secret, error) {
 	h, isHex := strings.CutPrefix(s, "0x")
 	if !isHex {
-		return Secret(s), nil
+		return model.Secret(s), nil
 	}
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) == 0 {
 		// The hex error would quote the offending key byte.
 		return nil, errors.New("starts with 0x but is not an even number of hex digits")
 	}
-	return Secret(b), nil
+	return model.Secret(b), nil
 }

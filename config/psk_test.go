@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/internal/testutil"
 )
 
@@ -151,7 +153,7 @@ var errSkip = errors.New("skip")
 
 // No fmt verb or encoding shows a Secret, alone or inside a Connection.
 func TestSecretRedacted(t *testing.T) {
-	c := Connection{Name: "c", PSK: Secret("SUPERPASSWORD")}
+	c := model.Connection{Name: "c", PSK: model.Secret("SUPERPASSWORD")}
 	var outs []string
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%o", "%c", "%U"} {
 		outs = append(outs, fmt.Sprintf(verb, c.PSK), fmt.Sprintf(verb, c), fmt.Sprintf(verb, &c))

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -88,7 +90,7 @@ func (v *validator) value(path string, value fmt.Stringer, err error) {
 	v.add(path, "%v %v", value, err)
 }
 
-func (v *validator) connection(path string, c *Connection) {
+func (v *validator) connection(path string, c *model.Connection) {
 	if !namePattern.MatchString(c.Name) {
 		v.add(path, "%q is not a connection name (want letters, digits, '.', '_', '-', at most 64)", c.Name)
 	}
@@ -97,8 +99,8 @@ func (v *validator) connection(path string, c *Connection) {
 	if c.LocalAddress.IsValid() && c.LocalAddress == c.RemoteAddress {
 		v.add(sub(path, "remote_address"), "%v is also the local_address (want the peer's address)", c.RemoteAddress)
 	}
-	v.value(sub(path, "local_id"), c.LocalID, c.LocalID.check())
-	v.value(sub(path, "remote_id"), c.RemoteID, c.RemoteID.check())
+	v.value(sub(path, "local_id"), c.LocalID, checkIdentity(c.LocalID))
+	v.value(sub(path, "remote_id"), c.RemoteID, checkIdentity(c.RemoteID))
 	if len(c.PSK) == 0 {
 		v.add(sub(path, "psk"), "is missing (want psk: \"<key>\" or psk_file: <path>)")
 	}
@@ -129,23 +131,23 @@ func (v *validator) connection(path string, c *Connection) {
 	}
 }
 
-func (v *validator) ike(path string, ike *IKE) {
+func (v *validator) ike(path string, ike *model.IKE) {
 	switch ike.Mode {
-	case ModeMain, ModeAggressive:
+	case model.ModeMain, model.ModeAggressive:
 	default:
 		v.add(sub(path, "mode"), "%q is not a phase-1 mode (want main or aggressive)", ike.Mode)
 	}
 	if len(ike.Proposals) == 0 {
 		v.add(sub(path, "proposals"), "is missing (want e.g. [aes256-sha256-modp2048])")
 	}
-	if ike.Mode == ModeAggressive {
+	if ike.Mode == model.ModeAggressive {
 		oneGroup(v, sub(path, "proposals"), "aggressive mode", ike.Proposals, func(p proposal.IKE) uint16 { return p.Group })
 	}
 	if ike.Lifetime <= 0 {
 		v.add(sub(path, "lifetime"), "%v is not positive (want e.g. 24h)", ike.Lifetime)
 	}
 	switch ike.NATTraversal {
-	case NATTAuto, NATTForce, NATTOff:
+	case model.NATTAuto, model.NATTForce, model.NATTOff:
 	default:
 		v.add(sub(path, "nat_traversal"), "%q is not a NAT traversal policy (want auto, force or off)", ike.NATTraversal)
 	}
@@ -155,9 +157,9 @@ func (v *validator) ike(path string, ike *IKE) {
 	if ike.DPDDelay > 0 && ike.DPDTimeout <= 0 {
 		v.add(sub(path, "dpd_timeout"), "%v is not positive while dpd_delay is on (want e.g. 30s)", ike.DPDTimeout)
 	}
-	if ike.QuickModes < 1 || ike.QuickModes > MaxQuickModes {
+	if ike.QuickModes < 1 || ike.QuickModes > model.MaxQuickModes {
 		v.add(sub(path, "quick_modes"), "%d is not from 1 to %d (want e.g. %d: strongSwan keeps the state of only 3 exchanges per ISAKMP SA)",
-			ike.QuickModes, MaxQuickModes, DefaultQuickModes)
+			ike.QuickModes, model.MaxQuickModes, model.DefaultQuickModes)
 	}
 }
 
@@ -173,7 +175,7 @@ func oneGroup[P fmt.Stringer](v *validator, path, exchange string, ps []P, group
 	}
 }
 
-func (v *validator) serviceAddress(path string, sa *ServiceAddress, tunnels []Tunnel) {
+func (v *validator) serviceAddress(path string, sa *model.ServiceAddress, tunnels []model.Tunnel) {
 	a := sa.Address.Addr()
 	if err := checkIPv4(a); err != nil {
 		v.value(sub(path, "address"), sa.Address, err)
@@ -191,7 +193,7 @@ func (v *validator) serviceAddress(path string, sa *ServiceAddress, tunnels []Tu
 	}
 }
 
-func (v *validator) tunnel(path string, t *Tunnel) {
+func (v *validator) tunnel(path string, t *model.Tunnel) {
 	if !namePattern.MatchString(t.Name) {
 		v.add(path, "%q is not a tunnel name (want letters, digits, '.', '_', '-', at most 64)", t.Name)
 	}
@@ -217,7 +219,7 @@ func (v *validator) tunnel(path string, t *Tunnel) {
 		v.add(sub(path, "replay_window"), "%d is above %d (want e.g. 64, or 0 for off)", t.ReplayWindow, maxReplayWindow)
 	}
 	switch t.Start {
-	case StartOnDemand, StartAlways, StartManual:
+	case model.StartOnDemand, model.StartAlways, model.StartManual:
 	default:
 		v.add(sub(path, "start"), "%q is not a start action (want on-demand, always or manual)", t.Start)
 	}

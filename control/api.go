@@ -4,7 +4,10 @@ package control
 
 import (
 	"net/netip"
+	"slices"
 	"time"
+
+	"github.com/espgw/espgw/model"
 )
 
 // The client connects to the unix socket, writes one JSON Request, reads one JSON Response,
@@ -191,10 +194,26 @@ type Flow struct {
 	Remote         netip.Addr `json:"remote"`
 }
 
-// Connection returns the part of st that concerns connection name: its IKE SAs, IPsec SAs
-// and tunnels, with the daemon-wide datapath and eBPF lines. ok is false when st knows no
-// such connection.
-func (st *Status) Connection(name string) (_ *Status, ok bool) {
+// Connection returns the part of st that concerns connection name (as model.MatchName
+// finds it): its IKE SAs, IPsec SAs and tunnels, with the daemon-wide datapath and eBPF
+// lines.
+func (st *Status) Connection(name string) (*Status, error) {
+	var names []string
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, t := range st.Tunnels {
+		add(t.Connection)
+	}
+	for _, s := range st.IKESAs {
+		add(s.Connection)
+	}
+	name, err := model.MatchName("connection", name, names)
+	if err != nil {
+		return nil, err
+	}
 	out := &Status{Datapath: st.Datapath, EBPF: st.EBPF}
 	for _, s := range st.IKESAs {
 		if s.Connection == name {
@@ -211,5 +230,5 @@ func (st *Status) Connection(name string) (_ *Status, ok bool) {
 			out.Tunnels = append(out.Tunnels, t)
 		}
 	}
-	return out, len(out.IKESAs)+len(out.IPsecSAs)+len(out.Tunnels) > 0
+	return out, nil
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/ike/proposal"
@@ -106,7 +108,7 @@ func (d *daemon) handleEvent(ev datapath.Event) {
 			d.log.Debug("acquire for an unknown reqid", "reqid", ev.ReqID)
 			return
 		}
-		if t.Start == config.StartManual {
+		if t.Start == model.StartManual {
 			d.log.Debug("acquire ignored: tunnel has start: manual", "conn", t.Connection, "tunnel", t.Tunnel)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/espgw/espgw/control"
+	"github.com/espgw/espgw/model"
 )
 
 // handle executes one control request.
@@ -20,8 +21,9 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 	case control.CmdUp:
 		err = d.up(ctx, req.Connection, req.Tunnel)
 	case control.CmdDown:
-		if err = d.checkTarget(req.Connection, req.Tunnel); err == nil {
-			err = d.engine.Down(ctx, req.Connection, req.Tunnel)
+		var conn, tunnel string
+		if conn, tunnel, err = d.resolveTarget(req.Connection, req.Tunnel); err == nil {
+			err = d.engine.Down(ctx, conn, tunnel)
 		}
 	case control.CmdReload:
 		err = d.reloadNotify(ctx)
@@ -39,7 +41,8 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 
 // up negotiates and waits, marking the tunnels connecting meanwhile.
 func (d *daemon) up(ctx context.Context, conn, tunnel string) error {
-	if err := d.checkTarget(conn, tunnel); err != nil {
+	conn, tunnel, err := d.resolveTarget(conn, tunnel)
+	if err != nil {
 		return err
 	}
 	var keys []tunnelKey
@@ -63,32 +66,32 @@ func (d *daemon) up(ctx context.Context, conn, tunnel string) error {
 	return d.engine.Up(ctx, conn, tunnel)
 }
 
-// checkTarget reports a connection or tunnel name that is not configured.
-func (d *daemon) checkTarget(conn, tunnel string) error {
+// resolveTarget finds the configured connection and tunnel an operator named, matching
+// case only where two names differ in nothing else (model.MatchName).
+func (d *daemon) resolveTarget(conn, tunnel string) (string, string, error) {
 	if conn == "" {
-		return fmt.Errorf("no connection named (want NAME or NAME/TUNNEL)")
+		return "", "", fmt.Errorf("no connection named (want NAME or NAME/TUNNEL)")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var names []string
-	for _, c := range d.cfg.Connections {
-		if c.Name != conn {
-			names = append(names, c.Name)
-			continue
-		}
-		if tunnel == "" {
-			return nil
-		}
-		var tunnels []string
-		for _, t := range c.Tunnels {
-			if t.Name == tunnel {
-				return nil
-			}
-			tunnels = append(tunnels, t.Name)
-		}
-		return fmt.Errorf("connection %q has no tunnel %q (it has: %v)", conn, tunnel, tunnels)
+	names := make([]string, len(d.cfg.Connections))
+	for i, c := range d.cfg.Connections {
+		names[i] = c.Name
 	}
-	return fmt.Errorf("no connection %q (configured: %v)", conn, names)
+	conn, err := model.MatchName("connection", conn, names)
+	if err != nil || tunnel == "" {
+		return conn, "", err
+	}
+	c := d.cfg.Connections[slices.Index(names, conn)]
+	tunnels := make([]string, len(c.Tunnels))
+	for i, t := range c.Tunnels {
+		tunnels[i] = t.Name
+	}
+	tunnel, err = model.MatchName("tunnel", tunnel, tunnels)
+	if err != nil {
+		return "", "", fmt.Errorf("connection %s: %w", conn, err)
+	}
+	return conn, tunnel, nil
 }
 
 // cfgTunnels lists the configured tunnels, sorted. Caller holds d.mu.

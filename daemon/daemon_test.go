@@ -279,15 +279,15 @@ func TestDaemonPair(t *testing.T) {
 	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelDown {
 		t.Errorf("after down: %+v", st)
 	}
-	if err := a.client.Up(ctx, "mega", "api"); err != nil {
+	if err := a.client.Up(ctx, "MEGA", "Api"); err != nil { // names match whatever their case, when unambiguous
 		t.Fatal(err)
 	}
 	if st := tunnelState(a.status(t), "mega", "api"); st.State != control.TunnelUp {
 		t.Errorf("after up: %+v", st)
 	}
 	for _, tc := range []struct{ conn, tunnel, err string }{
-		{"nosuch", "", `no connection "nosuch" (configured: [mega])`},
-		{"mega", "nosuch", `connection "mega" has no tunnel "nosuch" (it has: [api])`},
+		{"nosuch", "", `no connection "nosuch" (configured: mega)`},
+		{"mega", "nosuch", `connection mega: no tunnel "nosuch" (configured: api)`},
 		{"", "", "no connection named (want NAME or NAME/TUNNEL)"},
 	} {
 		if err := a.client.Up(ctx, tc.conn, tc.tunnel); err == nil || err.Error() != tc.err {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/ike"
@@ -20,8 +22,8 @@ type kernel struct {
 	dp datapath.Datapath
 
 	mu        sync.Mutex
-	tunnels   map[tunnelKey]config.Tunnel // the running configuration, for the replay window
-	installed map[uint32]installedSA      // by inbound SPI
+	tunnels   map[tunnelKey]model.Tunnel // the running configuration, for the replay window
+	installed map[uint32]installedSA     // by inbound SPI
 }
 
 type tunnelKey struct{ conn, tunnel string }
@@ -44,7 +46,7 @@ func newKernel(dp datapath.Datapath) *kernel {
 
 // configure makes cfg's tunnel settings the ones later SAs are installed with.
 func (k *kernel) configure(cfg *config.Config) {
-	m := make(map[tunnelKey]config.Tunnel)
+	m := make(map[tunnelKey]model.Tunnel)
 	for _, c := range cfg.Connections {
 		for _, t := range c.Tunnels {
 			m[tunnelKey{c.Name, t.Name}] = t

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/metrics"
@@ -54,7 +56,7 @@ func connTunnels(cfg *config.Config) []metrics.ConnTunnels {
 	var out []metrics.ConnTunnels
 	for _, c := range cfg.Connections {
 		ct := metrics.ConnTunnels{Connection: c.Name, Exchange: string(ike.ExchangeMain)}
-		if c.IKE.Mode == config.ModeAggressive {
+		if c.IKE.Mode == model.ModeAggressive {
 			ct.Exchange = string(ike.ExchangeAggressive)
 		}
 		for _, t := range c.Tunnels {

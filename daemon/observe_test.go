@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/datapathtest"
@@ -25,7 +27,7 @@ var (
 func TestTunnelStates(t *testing.T) {
 	dp := datapathtest.New(0x1000)
 	k := newKernel(dp)
-	k.configure(&config.Config{Connections: []config.Connection{{Name: "c", Tunnels: []config.Tunnel{{Name: "a"}, {Name: "b"}}}}})
+	k.configure(&config.Config{Connections: []model.Connection{{Name: "c", Tunnels: []model.Tunnel{{Name: "a"}, {Name: "b"}}}}})
 	local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
 	if err := dp.AddSAPair(context.Background(), datapath.SAPair{In: datapath.SA{SPI: 1, Dst: local}, Out: datapath.SA{SPI: 2, Dst: remote}}); err != nil {

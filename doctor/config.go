@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/spf13/viper"
-
 	"github.com/espgw/espgw/config"
 )
 
@@ -42,13 +40,16 @@ func checkConfig(r *report, path string) *config.Config {
 // also works when the configuration does not load (a loose psk_file is one reason it does
 // not): a psk_file must pass config.CheckPSKFile, an inline psk needs a file others cannot read.
 func checkPSK(r *report, path string) {
-	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	if v.ReadInConfig() != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		return // checkConfig reported it
 	}
-	conns, _ := v.Get("connections").(map[string]any)
+	defer f.Close()
+	raw, err := config.ReadTree(f)
+	if err != nil {
+		return // checkConfig reported it
+	}
+	conns, _ := raw["connections"].(map[string]any)
 	names := make([]string, 0, len(conns))
 	for name := range conns {
 		names = append(names, name)

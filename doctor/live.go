@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/ike/proposal"
@@ -38,7 +40,7 @@ func newestIKESA(st *control.Status, conn string) *control.IKESA {
 	return best
 }
 
-func checkIKESA(r *report, c config.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
+func checkIKESA(r *report, c model.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
 	if sa == nil {
 		for _, s := range st.IKESAs {
 			if s.Connection == c.Name {
@@ -46,7 +48,7 @@ func checkIKESA(r *report, c config.Connection, st *control.Status, sa *control.
 				return
 			}
 		}
-		if slices.ContainsFunc(c.Tunnels, func(t config.Tunnel) bool { return t.Start == config.StartAlways }) {
+		if slices.ContainsFunc(c.Tunnels, func(t model.Tunnel) bool { return t.Start == model.StartAlways }) {
 			r.fail(IDIKE, c.Name, fmt.Sprintf("see the negotiation lines; `espgw up %s` retries and prints the error", c.Name),
 				"no ISAKMP-SA although a tunnel has start: always")
 			return
@@ -81,7 +83,7 @@ func checkIKESA(r *report, c config.Connection, st *control.Status, sa *control.
 
 // checkErrors reports the connection's failed negotiations since its newest ISAKMP SA came up
 // (within recentErrors if none did), one line per distinct error.
-func checkErrors(r *report, c config.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
+func checkErrors(r *report, c model.Connection, st *control.Status, sa *control.IKESA, now time.Time) {
 	since := now.Add(-recentErrors)
 	if sa != nil && sa.Established.After(since) {
 		since = sa.Established
@@ -132,7 +134,7 @@ func orNone(s string) string {
 }
 
 // errorFix is what to do about a failed negotiation, from its error.
-func errorFix(c config.Connection, e control.NegotiationError) string {
+func errorFix(c model.Connection, e control.NegotiationError) string {
 	switch {
 	case e.Theirs != "":
 		// Phase 1 errors start so (ike/phase1sa.go); the others are a tunnel's quick mode.
@@ -172,7 +174,7 @@ func newestChild(st *control.Status, conn, tunnel string) *control.IPsecSA {
 	return best
 }
 
-func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *control.Status, now time.Time) {
+func checkTunnel(r *report, c model.Connection, t model.Tunnel, st *control.Status, now time.Time) {
 	subj := subject(c.Name, t.Name)
 	var ts control.TunnelState
 	for _, x := range st.Tunnels {
@@ -187,7 +189,7 @@ func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *control.St
 			r.warn(IDTunnel, subj, "wait; if it stays, see the negotiation lines", "negotiating")
 		case ts.LastError != "":
 			r.fail(IDTunnel, subj, "see the connection's negotiation lines", "down: %s (%s)", ts.LastError, ago(now.Sub(ts.LastErrorTime)))
-		case t.Start == config.StartAlways:
+		case t.Start == model.StartAlways:
 			r.fail(IDTunnel, subj, "espgw up "+subj, "down although start: always")
 		default:
 			r.ok(IDTunnel, subj, "down (start: %s; `espgw ping %s` brings it up)", t.Start, subj)
@@ -219,7 +221,7 @@ func checkTunnel(r *report, c config.Connection, t config.Tunnel, st *control.St
 
 // oneSidedCauses lists the likely reasons why ESP goes out and none comes in, the most likely
 // first, from what XDP saw on the WAN interface.
-func oneSidedCauses(c config.Connection, t config.Tunnel, sa *control.IPsecSA, st *control.Status) (causes []string, fix string) {
+func oneSidedCauses(c model.Connection, t model.Tunnel, sa *control.IPsecSA, st *control.Status) (causes []string, fix string) {
 	wire := "ESP"
 	if sa.EncapLocalPort != 0 {
 		wire = fmt.Sprintf("ESP in UDP %d", sa.EncapLocalPort)

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/vishvananda/netlink"
 
 	"github.com/espgw/espgw/config"
@@ -74,7 +76,7 @@ func routeTo(dst netip.Addr) (dev string, src netip.Addr, mtu int, err error) {
 
 // checkPeerRoute reports the route to the peer, its MTU and the MSS clamped per tunnel
 // (loader.ClampMSS of the tunnel's first proposal, with and without NAT-T when not known).
-func checkPeerRoute(r *report, cfg *config.Config, c config.Connection, st *control.Status) {
+func checkPeerRoute(r *report, cfg *config.Config, c model.Connection, st *control.Status) {
 	dev, src, mtu, err := routeTo(c.RemoteAddress)
 	if err != nil {
 		r.fail(IDRoute, c.Name, fmt.Sprintf("add a route (ip route add %s via GATEWAY) or a default route", c.RemoteAddress),
@@ -83,9 +85,9 @@ func checkPeerRoute(r *report, cfg *config.Config, c config.Connection, st *cont
 	}
 	natt := map[bool]bool{} // the NAT-T cases to show
 	switch {
-	case c.IKE.NATTraversal == config.NATTForce:
+	case c.IKE.NATTraversal == model.NATTForce:
 		natt[true] = true
-	case c.IKE.NATTraversal == config.NATTOff:
+	case c.IKE.NATTraversal == model.NATTOff:
 		natt[false] = true
 	case st != nil && liveNATT(st, c.Name) != nil:
 		natt[*liveNATT(st, c.Name)] = true
@@ -155,7 +157,7 @@ func liveNATT(st *control.Status, conn string) *bool {
 
 // checkServiceAddress checks the service address: its interface exists, and while espgw runs
 // the address is on it and every tunnel whose local subnet holds it routes from it.
-func checkServiceAddress(r *report, c config.Connection, addrs []netlink.Addr, daemonUp bool) {
+func checkServiceAddress(r *report, c model.Connection, addrs []netlink.Addr, daemonUp bool) {
 	sa := c.ServiceAddress
 	subj := c.Name
 	link, err := netlink.LinkByName(sa.Interface)

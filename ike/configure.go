@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/dh"
 )
 
 // validateConnection checks what the engine relies on beyond config's own validation.
-func validateConnection(c *config.Connection) error {
+func validateConnection(c *model.Connection) error {
 	where := fmt.Sprintf("ike: connection %q", c.Name)
 	switch {
 	case c.Name == "":
@@ -27,7 +28,7 @@ func validateConnection(c *config.Connection) error {
 		if _, err := dh.ByID(p.Group); err != nil {
 			return fmt.Errorf("%s: ike proposal %s: %w", where, p, err)
 		}
-		if c.IKE.Mode == config.ModeAggressive && p.Group != c.IKE.Proposals[0].Group {
+		if c.IKE.Mode == model.ModeAggressive && p.Group != c.IKE.Proposals[0].Group {
 			return fmt.Errorf("%s: aggressive mode proposal %s has group %d, want every proposal with group %d (AM1 carries one KE)",
 				where, p, p.Group, c.IKE.Proposals[0].Group)
 		}
@@ -63,7 +64,7 @@ func validateConnection(c *config.Connection) error {
 // A tunnel's reqid depends only on its connection and tunnel names: it stays the same
 // across Configure calls, also when the tunnel or its connection is rebuilt or removed and
 // added again.
-func (e *Engine) Configure(conns []config.Connection) error {
+func (e *Engine) Configure(conns []model.Connection) error {
 	names := make(map[string]bool, len(conns))
 	for i := range conns {
 		if err := validateConnection(&conns[i]); err != nil {
@@ -95,7 +96,7 @@ func (e *Engine) Configure(conns []config.Connection) error {
 	}
 	for i := range conns {
 		for _, t := range e.conns[conns[i].Name].sortedTunnels() {
-			if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
+			if t.cfg.Start == model.StartAlways && t.child == nil && t.qm == nil {
 				e.startTunnel(t, nil)
 			}
 		}
@@ -105,7 +106,7 @@ func (e *Engine) Configure(conns []config.Connection) error {
 
 // samePhase1 reports whether two configurations of a connection agree on everything its
 // IKE SAs depend on: all but the tunnels and the service address, which IKE does not use.
-func samePhase1(a, b *config.Connection) bool {
+func samePhase1(a, b *model.Connection) bool {
 	x, y := *a, *b
 	x.Tunnels, y.Tunnels = nil, nil
 	x.ServiceAddress, y.ServiceAddress = nil, nil
@@ -113,8 +114,8 @@ func samePhase1(a, b *config.Connection) bool {
 }
 
 // reconfigureTunnels applies a new tunnel list to a connection whose phase 1 is unchanged.
-func (e *Engine) reconfigureTunnels(c *connection, cfg config.Connection) {
-	want := make(map[string]config.Tunnel, len(cfg.Tunnels))
+func (e *Engine) reconfigureTunnels(c *connection, cfg model.Connection) {
+	want := make(map[string]model.Tunnel, len(cfg.Tunnels))
 	for _, tc := range cfg.Tunnels {
 		want[tc.Name] = tc
 	}
@@ -136,7 +137,7 @@ func (e *Engine) reconfigureTunnels(c *connection, cfg config.Connection) {
 }
 
 // sameTunnel reports whether a tunnel's child SAs fit both configurations.
-func sameTunnel(a, b config.Tunnel) bool {
+func sameTunnel(a, b model.Tunnel) bool {
 	a.Start, b.Start = "", ""
 	return reflect.DeepEqual(a, b)
 }
@@ -145,7 +146,7 @@ func sameTunnel(a, b config.Tunnel) bool {
 type tunnelKey struct{ conn, tunnel string }
 
 // addTunnel creates tunnel tc of c with the reqid its names have, or a new one.
-func (e *Engine) addTunnel(c *connection, tc config.Tunnel) *tunnel {
+func (e *Engine) addTunnel(c *connection, tc model.Tunnel) *tunnel {
 	k := tunnelKey{c.cfg.Name, tc.Name}
 	id, ok := e.reqIDs[k]
 	if !ok {

@@ -4,7 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -29,7 +30,7 @@ func reqIDs(e *Engine) map[string]uint32 {
 }
 
 func TestConfigureDiff(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2}
 	ba, bb := bindtest.NewPair()
 	ca2, cb2 := connPair(t, pc) // both tunnels
 	ca1, cb1 := ca2, cb2
@@ -48,9 +49,9 @@ func TestConfigureDiff(t *testing.T) {
 	// Adding t1 on both sides leaves t0 and the IKE SA alone.
 	for _, step := range []struct {
 		n    *node
-		conn config.Connection
+		conn model.Connection
 	}{{b, cb2}, {a, ca2}} {
-		if err := step.n.e.Configure([]config.Connection{step.conn}); err != nil {
+		if err := step.n.e.Configure([]model.Connection{step.conn}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,7 +94,7 @@ func TestConfigureDiff(t *testing.T) {
 	}
 
 	// Removing t0 again deletes only t0, on both sides (a Delete reaches B); t1 stays.
-	if err := a.e.Configure([]config.Connection{func() config.Connection { c := ca2; c.Tunnels = ca2.Tunnels[1:]; return c }()}); err != nil {
+	if err := a.e.Configure([]model.Connection{func() model.Connection { c := ca2; c.Tunnels = ca2.Tunnels[1:]; return c }()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "t0 deleted at responder", func() bool {
@@ -104,7 +105,7 @@ func TestConfigureDiff(t *testing.T) {
 		t.Errorf("A keeps %d child SAs after removing t0, want t1 only", len(act))
 	}
 	// Adding t0 back gives it its old reqid.
-	if err := a.e.Configure([]config.Connection{ca2}); err != nil {
+	if err := a.e.Configure([]model.Connection{ca2}); err != nil {
 		t.Fatal(err)
 	}
 	if got := reqIDs(a.e); got["peer/t0"] != idsBefore["peer/t0"] || got["peer/t1"] != ids["peer/t1"] {
@@ -113,8 +114,8 @@ func TestConfigureDiff(t *testing.T) {
 
 	// A changed PSK rebuilds the connection: everything is torn down, reqids stay.
 	changed := ca2
-	changed.PSK = config.Secret("other")
-	if err := a.e.Configure([]config.Connection{changed}); err != nil {
+	changed.PSK = model.Secret("other")
+	if err := a.e.Configure([]model.Connection{changed}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "connection torn down on both sides", func() bool {
@@ -127,7 +128,7 @@ func TestConfigureDiff(t *testing.T) {
 
 func TestConfigureTunnelChange(t *testing.T) {
 	// Changing one tunnel's selectors replaces only that tunnel's child SA.
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2}
 	a, b := startPair(t, pc)
 	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
 		t.Fatal(err)
@@ -141,7 +142,7 @@ func TestConfigureTunnelChange(t *testing.T) {
 	}
 	ca, _ := connPair(t, pc)
 	ca.Tunnels[1].LocalSubnet = netip.MustParsePrefix("10.10.7.1/32")
-	if err := a.e.Configure([]config.Connection{ca}); err != nil {
+	if err := a.e.Configure([]model.Connection{ca}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "changed tunnel deleted on both sides", func() bool {

@@ -7,7 +7,8 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -126,7 +127,7 @@ func (e *Engine) handleNewSA(in *inbound) {
 		return
 	}
 	aggressive := h.Exchange == isakmp.ExchangeAggressive
-	if aggressive != (c.cfg.IKE.Mode == config.ModeAggressive) {
+	if aggressive != (c.cfg.IKE.Mode == model.ModeAggressive) {
 		e.logUnauth("peer uses a different phase-1 mode than configured", peer, "conn", c.cfg.Name, "peer", in.remote,
 			"offered", h.Exchange, "configured", c.cfg.IKE.Mode)
 		return

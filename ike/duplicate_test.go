@@ -5,7 +5,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -70,7 +71,7 @@ func installedCount(n *node, tunnel string) int {
 func TestSimultaneousQuickModes(t *testing.T) {
 	// Both sides start a quick mode for t1 before seeing the other's: two SA pairs are
 	// negotiated, and both sides then keep the same one and delete the other.
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k", tunnels: 2})
+	a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k", tunnels: 2})
 	if err := a.e.Up(upCtx(t), "peer", "t0"); err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/clock"
 )
@@ -87,7 +88,7 @@ type TunnelInfo struct {
 	ReqID                 uint32
 	LocalAddr, RemoteAddr netip.Addr
 	LocalTS, RemoteTS     TrafficSelector
-	Start                 config.StartAction
+	Start                 model.StartAction
 }
 
 // Engine negotiates IKEv1 SAs. Create it with New, feed it with Configure and Run.
@@ -266,7 +267,7 @@ func (e *Engine) expire(spi uint32, hard bool) {
 		return
 	}
 	e.deleteChild(ch, true)
-	if t.cfg.Start == config.StartAlways && t.child == nil && t.qm == nil {
+	if t.cfg.Start == model.StartAlways && t.child == nil && t.qm == nil {
 		e.startTunnel(t, nil)
 	}
 }

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -130,12 +131,12 @@ func mustESP(tb testing.TB, s string) []proposal.ESP {
 
 // pairConfig describes both ends of a test connection.
 type pairConfig struct {
-	mode       config.Mode
+	mode       model.Mode
 	ike, esp   string
 	espB       string // responder's ESP proposals if different
 	ikeB       string
 	pskA, pskB string
-	natt       config.NATTraversal
+	natt       model.NATTraversal
 	lifetimeA  time.Duration
 	lifetimeB  time.Duration
 	tunnels    int
@@ -145,7 +146,7 @@ type pairConfig struct {
 }
 
 // connPair returns mirrored connection configs for A (192.0.2.1) and B (192.0.2.2).
-func connPair(tb testing.TB, pc pairConfig) (a, b config.Connection) {
+func connPair(tb testing.TB, pc pairConfig) (a, b model.Connection) {
 	tb.Helper()
 	if pc.ikeB == "" {
 		pc.ikeB = pc.ike
@@ -159,18 +160,18 @@ func connPair(tb testing.TB, pc pairConfig) (a, b config.Connection) {
 	if pc.tunnels == 0 {
 		pc.tunnels = 1
 	}
-	mk := func(local, remote netip.Addr, ike, esp, psk string, life time.Duration, localNet, remoteNet string) config.Connection {
-		c := config.Connection{
-			Name: "peer", LocalAddress: local, RemoteAddress: remote, PSK: config.Secret(psk),
-			IKE: config.IKE{Mode: pc.mode, Proposals: mustIKE(tb, ike), Lifetime: time.Hour, NATTraversal: cmp.Or(pc.natt, config.NATTAuto),
+	mk := func(local, remote netip.Addr, ike, esp, psk string, life time.Duration, localNet, remoteNet string) model.Connection {
+		c := model.Connection{
+			Name: "peer", LocalAddress: local, RemoteAddress: remote, PSK: model.Secret(psk),
+			IKE: model.IKE{Mode: pc.mode, Proposals: mustIKE(tb, ike), Lifetime: time.Hour, NATTraversal: cmp.Or(pc.natt, model.NATTAuto),
 				DPDDelay: pc.dpdDelay, DPDTimeout: pc.dpdTimeout},
 		}
 		for i := range pc.tunnels {
-			c.Tunnels = append(c.Tunnels, config.Tunnel{
+			c.Tunnels = append(c.Tunnels, model.Tunnel{
 				Name:         fmt.Sprintf("t%d", i),
 				LocalSubnet:  netip.MustParsePrefix(fmt.Sprintf(localNet, i)),
 				RemoteSubnet: netip.MustParsePrefix(fmt.Sprintf(remoteNet, i)),
-				Proposals:    mustESP(tb, esp), Lifetime: life, Start: config.StartManual,
+				Proposals:    mustESP(tb, esp), Lifetime: life, Start: model.StartManual,
 			})
 		}
 		return c
@@ -196,7 +197,7 @@ func testLogger(tb testing.TB, name string) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func startNode(tb testing.TB, name string, b *bindtest.Bind, spiBase uint32, rp RetransmitPolicy, conns ...config.Connection) *node {
+func startNode(tb testing.TB, name string, b *bindtest.Bind, spiBase uint32, rp RetransmitPolicy, conns ...model.Connection) *node {
 	tb.Helper()
 	k := newFakeKernel(spiBase)
 	if rp.Initial == 0 {
@@ -265,17 +266,17 @@ func TestEstablish(t *testing.T) {
 		name string
 		pc   pairConfig
 	}{
-		{"main 3des-sha1-modp1024 pfs", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024"}},
-		{"main 3des-sha1-modp1024 no pfs", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1"}},
-		{"main aes256-sha256-modp2048", pairConfig{mode: config.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256-sha256-modp2048"}},
-		{"main aes256gcm16", pairConfig{mode: config.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048"}},
-		{"main ecp256", pairConfig{mode: config.ModeMain, ike: "aes128-sha256-ecp256", esp: "aes128gcm16-ecp256"}},
-		{"aggressive 3des", pairConfig{mode: config.ModeAggressive, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024"}},
-		{"aggressive aes256gcm16 no pfs", pairConfig{mode: config.ModeAggressive, ike: "aes256-sha256-modp2048", esp: "aes256gcm16"}},
-		{"main nat-t forced", pairConfig{mode: config.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048", natt: config.NATTForce}},
-		{"aggressive nat-t forced", pairConfig{mode: config.ModeAggressive, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048", natt: config.NATTForce}},
-		{"main nat-t off", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", natt: config.NATTOff}},
-		{"two tunnels", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", tunnels: 2}},
+		{"main 3des-sha1-modp1024 pfs", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024"}},
+		{"main 3des-sha1-modp1024 no pfs", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1"}},
+		{"main aes256-sha256-modp2048", pairConfig{mode: model.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256-sha256-modp2048"}},
+		{"main aes256gcm16", pairConfig{mode: model.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048"}},
+		{"main ecp256", pairConfig{mode: model.ModeMain, ike: "aes128-sha256-ecp256", esp: "aes128gcm16-ecp256"}},
+		{"aggressive 3des", pairConfig{mode: model.ModeAggressive, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024"}},
+		{"aggressive aes256gcm16 no pfs", pairConfig{mode: model.ModeAggressive, ike: "aes256-sha256-modp2048", esp: "aes256gcm16"}},
+		{"main nat-t forced", pairConfig{mode: model.ModeMain, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048", natt: model.NATTForce}},
+		{"aggressive nat-t forced", pairConfig{mode: model.ModeAggressive, ike: "aes256-sha256-modp2048", esp: "aes256gcm16-modp2048", natt: model.NATTForce}},
+		{"main nat-t off", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", natt: model.NATTOff}},
+		{"two tunnels", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", tunnels: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,7 +303,7 @@ func TestEstablish(t *testing.T) {
 				}
 				checkMirrored(t, ia[i], peer)
 				wantEncap := uint16(0)
-				if tt.pc.natt == config.NATTForce {
+				if tt.pc.natt == model.NATTForce {
 					wantEncap = 4500
 				}
 				if ia[i].EncapLocalPort != wantEncap || ia[i].EncapRemotePort != wantEncap || peer.EncapLocalPort != wantEncap {
@@ -313,7 +314,7 @@ func TestEstablish(t *testing.T) {
 			if len(st.IKESAs) != 1 || st.IKESAs[0].State != "ESTABLISHED" || len(st.IKESAs[0].ChildSAs) != n {
 				t.Errorf("status: %+v", st)
 			}
-			if got := st.IKESAs[0].NATDetected; got != (tt.pc.natt == config.NATTForce) {
+			if got := st.IKESAs[0].NATDetected; got != (tt.pc.natt == model.NATTForce) {
 				t.Errorf("NATDetected = %v", got)
 			}
 		})
@@ -344,19 +345,19 @@ func (k *keyLog) ChildSA(sa *ChildSA) {
 }
 
 func TestKeyLogAndIdentities(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "aes256-sha1-modp1024", esp: "aes128-sha256", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "aes256-sha1-modp1024", esp: "aes128-sha256", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.LocalID = config.Identity{Kind: config.IDFQDN, Name: "a.example"}
+	ca.LocalID = model.Identity{Kind: model.IDFQDN, Name: "a.example"}
 	cb.RemoteID = ca.LocalID
-	cb.LocalID = config.Identity{Kind: config.IDUserFQDN, Name: "ops@b.example"}
+	cb.LocalID = model.Identity{Kind: model.IDUserFQDN, Name: "ops@b.example"}
 	ca.RemoteID = cb.LocalID
 	var kla, klb keyLog
-	mk := func(name string, b *bindtest.Bind, base uint32, kl *keyLog, c config.Connection) *node {
+	mk := func(name string, b *bindtest.Bind, base uint32, kl *keyLog, c model.Connection) *node {
 		k := newFakeKernel(base)
 		e := New(Options{Logger: testLogger(t, name), Bind: b, Kernel: k, KeyLog: kl,
 			Retransmit: RetransmitPolicy{Initial: 50 * time.Millisecond, MaxTries: 5, Timeout: 3 * time.Second}})
-		if err := e.Configure([]config.Connection{c}); err != nil {
+		if err := e.Configure([]model.Connection{c}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 )
 
@@ -20,7 +21,7 @@ func lastError(n *node) string {
 }
 
 func TestPSKMismatch(t *testing.T) {
-	for _, mode := range []config.Mode{config.ModeMain, config.ModeAggressive} {
+	for _, mode := range []model.Mode{model.ModeMain, model.ModeAggressive} {
 		t.Run(string(mode), func(t *testing.T) {
 			pc := pairConfig{mode: mode, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "right-key", pskB: "wrong-key"}
 			ba, bb := bindtest.NewPair()
@@ -63,9 +64,9 @@ func TestProposalMismatch(t *testing.T) {
 		pc       pairConfig
 		contains []string
 	}{
-		{"ike", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", ikeB: "aes256-sha256-modp2048", esp: "3des-sha1"},
+		{"ike", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", ikeB: "aes256-sha256-modp2048", esp: "3des-sha1"},
 			[]string{"no proposal chosen", "3des-sha1-modp1024", "aes256-sha256-modp2048"}},
-		{"esp", pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", espB: "aes256gcm16-modp2048"},
+		{"esp", pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", espB: "aes256gcm16-modp2048"},
 			[]string{"no proposal chosen", "3des-sha1-modp1024", "aes256gcm16-modp2048"}},
 	}
 	for _, tt := range tests {
@@ -90,7 +91,7 @@ func TestProposalMismatch(t *testing.T) {
 }
 
 func TestProxyIDMismatch(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	cb.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24")
@@ -109,10 +110,10 @@ func TestProxyIDMismatch(t *testing.T) {
 }
 
 func TestPeerIDMismatch(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	cb.RemoteID = config.Identity{Kind: config.IDFQDN, Name: "gw.example"}
+	cb.RemoteID = model.Identity{Kind: model.IDFQDN, Name: "gw.example"}
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
 	err := a.e.Up(upCtx(t), "peer", "")

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 )
 
@@ -18,7 +19,7 @@ import (
 // of a real negotiation (so mutations reach the encrypted paths under valid cookies) and
 // the shared IKEv1 captures. The engine must never panic.
 func FuzzResponder(f *testing.F) {
-	a, b := startPair(f, pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128-sha1-modp2048", pskA: "k", tunnels: 2})
+	a, b := startPair(f, pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128-sha1-modp2048", pskA: "k", tunnels: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.e.Up(ctx, "peer", ""); err != nil {
@@ -26,8 +27,8 @@ func FuzzResponder(f *testing.F) {
 	}
 	// The aggressive-mode and NAT-T variants add their message shapes to the corpus.
 	for _, pc := range []pairConfig{
-		{mode: config.ModeAggressive, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"},
-		{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", natt: config.NATTForce},
+		{mode: model.ModeAggressive, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"},
+		{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", natt: model.NATTForce},
 	} {
 		x, _ := startPair(f, pc)
 		if err := x.e.Up(ctx, "peer", ""); err != nil {

@@ -5,21 +5,22 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/isakmp"
 )
 
 // phase1ID returns the ID payload for a phase-1 identity (RFC 2407 4.6.2); protocol and
 // port are 0 as RFC 2409 allows. A zero Identity means our (or the peer's) IKE address.
-func phase1ID(id config.Identity, addr netip.Addr) *isakmp.Identification {
+func phase1ID(id model.Identity, addr netip.Addr) *isakmp.Identification {
 	switch id.Kind {
-	case config.IDFQDN:
+	case model.IDFQDN:
 		return &isakmp.Identification{IDType: isakmp.IDFQDN, Data: []byte(id.Name)}
-	case config.IDUserFQDN:
+	case model.IDUserFQDN:
 		return &isakmp.Identification{IDType: isakmp.IDUserFQDN, Data: []byte(id.Name)}
-	case config.IDKeyID:
+	case model.IDKeyID:
 		return &isakmp.Identification{IDType: isakmp.IDKeyID, Data: []byte(id.Name)}
-	case config.IDAddr:
+	case model.IDAddr:
 		addr = id.Addr
 	}
 	a := addr.Unmap()
@@ -28,7 +29,7 @@ func phase1ID(id config.Identity, addr netip.Addr) *isakmp.Identification {
 
 // checkPeerID compares the peer's phase-1 ID payload with the configured remote_id.
 // Port and protocol are not compared: implementations send 0/0 or 17/500 alike.
-func checkPeerID(c *config.Connection, got *isakmp.Identification) error {
+func checkPeerID(c *model.Connection, got *isakmp.Identification) error {
 	want := phase1ID(c.RemoteID, c.RemoteAddress)
 	if got.IDType == want.IDType && bytes.Equal(got.Data, want.Data) {
 		return nil

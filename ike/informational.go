@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/isakmp"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -297,7 +298,7 @@ func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {
 			return
 		}
 		for _, t := range c.sortedTunnels() {
-			if t.cfg.Start == config.StartAlways && !t.manualDown && t.child == nil && t.qm == nil {
+			if t.cfg.Start == model.StartAlways && !t.manualDown && t.child == nil && t.qm == nil {
 				e.startTunnel(t, nil)
 			}
 		}

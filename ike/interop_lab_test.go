@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/internal/testutil"
 )
@@ -27,9 +28,9 @@ func TestLabInterop(t *testing.T) {
 	if os.Getenv("ESPGW_LAB_SET") == "modern" {
 		ike, esp = "aes256-sha256-modp2048", "aes256gcm16-modp2048"
 	}
-	mode := config.ModeMain
+	mode := model.ModeMain
 	if os.Getenv("ESPGW_LAB_MODE") == "aggressive" {
-		mode = config.ModeAggressive
+		mode = model.ModeAggressive
 	}
 	local, remote := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	b, err := conn.Listen([]netip.Addr{local}, conn.ListenOptions{})
@@ -39,14 +40,14 @@ func TestLabInterop(t *testing.T) {
 	defer b.Close()
 	k := newFakeKernel(0xc0000000)
 	e := New(Options{Logger: testLogger(t, "espgw"), Bind: b, Kernel: k})
-	c := config.Connection{
-		Name: "lab", LocalAddress: local, RemoteAddress: remote, PSK: config.Secret(cmp.Or(os.Getenv("ESPGW_LAB_PSK"), "lab-preshared-key-0123456789")),
-		IKE: config.IKE{Mode: mode, Proposals: mustIKE(t, ike), Lifetime: 4 * time.Hour, NATTraversal: config.NATTAuto},
-		Tunnels: []config.Tunnel{{Name: "s2s", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
+	c := model.Connection{
+		Name: "lab", LocalAddress: local, RemoteAddress: remote, PSK: model.Secret(cmp.Or(os.Getenv("ESPGW_LAB_PSK"), "lab-preshared-key-0123456789")),
+		IKE: model.IKE{Mode: mode, Proposals: mustIKE(t, ike), Lifetime: 4 * time.Hour, NATTraversal: model.NATTAuto},
+		Tunnels: []model.Tunnel{{Name: "s2s", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
 			RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Proposals: mustESP(t, esp), Lifetime: time.Hour,
-			Start: config.StartManual}},
+			Start: model.StartManual}},
 	}
-	if err := e.Configure([]config.Connection{c}); err != nil {
+	if err := e.Configure([]model.Connection{c}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,7 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 )
 
@@ -44,7 +45,7 @@ func countKeepalives(b *bindtest.Bind) *atomic.Int32 {
 }
 
 func TestNATKeepalive(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	natPair(ba, bb)
@@ -69,7 +70,7 @@ func TestNATKeepalive(t *testing.T) {
 }
 
 func TestNoKeepaliveWhenNATForced(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", natt: config.NATTForce})
+	a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", natt: model.NATTForce})
 	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -37,7 +38,7 @@ func TestRetransmitAndDuplicates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSim(t)
-			a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+			a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
 			var sent atomic.Int32
 			b.bind.SetFilter(dropNth(tt.x, tt.n, &sent))
 			start := s.clk.Now()
@@ -62,7 +63,7 @@ func TestRetransmitAndDuplicates(t *testing.T) {
 
 func TestQM3LostResponderRetransmits(t *testing.T) {
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	var sent atomic.Int32
 	a.bind.SetFilter(dropNth(isakmp.ExchangeQuickMode, 2, &sent)) // A's second QM message is QM3
 	// The responder installs its child SA once QM2 is retransmitted.
@@ -74,7 +75,7 @@ func TestQM3LostResponderRetransmits(t *testing.T) {
 
 func TestTimeoutDeletesHalfOpen(t *testing.T) {
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	var sent atomic.Int32
 	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return sent.Add(1) < 2 }) // only MM2 gets out
 	a.e.Acquire(a.e.Tunnels()[0].ReqID)
@@ -99,7 +100,7 @@ func TestTimeoutDeletesHalfOpen(t *testing.T) {
 func TestDownSendsDelete(t *testing.T) {
 	for _, tunnel := range []string{"t0", ""} {
 		t.Run("tunnel="+tunnel, func(t *testing.T) {
-			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
+			a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
 			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +124,7 @@ func TestDownSendsDelete(t *testing.T) {
 }
 
 func TestInitialContact(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
@@ -157,7 +158,7 @@ func TestResponderLifetime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+			a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
 				lifetimeA: tt.a, lifetimeB: tt.b})
 			if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
 				t.Fatal(err)
@@ -175,7 +176,7 @@ func TestResponderLifetime(t *testing.T) {
 
 func TestExpireRekeys(t *testing.T) {
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
 	s.up(a, b)
 	old := a.k.active()[0]
 	a.e.Expire(old.SPIIn, false)
@@ -190,21 +191,21 @@ func TestExpireRekeys(t *testing.T) {
 }
 
 func TestConfigure(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.Tunnels[0].Start = config.StartAlways
+	ca.Tunnels[0].Start = model.StartAlways
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	waitFor(t, "start: always tunnel up", func() bool { return len(b.k.active()) == 1 && len(a.k.active()) == 1 })
 	ti := a.e.Tunnels()
-	if len(ti) != 1 || ti[0].ReqID == 0 || ti[0].LocalTS.Prefix != ca.Tunnels[0].LocalSubnet || ti[0].Start != config.StartAlways {
+	if len(ti) != 1 || ti[0].ReqID == 0 || ti[0].LocalTS.Prefix != ca.Tunnels[0].LocalSubnet || ti[0].Start != model.StartAlways {
 		t.Errorf("Tunnels() = %+v", ti)
 	}
 	bad := ca
 	bad.Name = "bad"
 	bad.PSK = nil
-	if err := a.e.Configure([]config.Connection{bad}); err == nil {
+	if err := a.e.Configure([]model.Connection{bad}); err == nil {
 		t.Fatal("Configure accepted a connection without PSK")
 	}
 	if len(a.k.active()) != 1 {
@@ -219,7 +220,7 @@ func TestConfigure(t *testing.T) {
 func TestDPD(t *testing.T) {
 	const delay, timeout = 30 * time.Second, 150 * time.Second
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: delay, dpdTimeout: timeout})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: delay, dpdTimeout: timeout})
 	s.up(a, b)
 	// A live peer answers: after several DPD intervals the SAs are still up.
 	probes := 0
@@ -251,7 +252,7 @@ func TestLifetimeRekey(t *testing.T) {
 	// A child SA is rekeyed by its initiator at 85 to 90 % of its lifetime, before it expires.
 	const life = time.Hour
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
 		lifetimeA: life, lifetimeB: life})
 	s.up(a, b)
 	first := a.k.active()[0].SPIIn
@@ -268,10 +269,10 @@ func TestLifetimeRekey(t *testing.T) {
 func TestBothSidesStartAlways(t *testing.T) {
 	// Both peers bring the tunnel up at once: whatever SAs result, they settle on one
 	// pair per tunnel, the same on both sides.
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.Tunnels[0].Start, cb.Tunnels[0].Start = config.StartAlways, config.StartAlways
+	ca.Tunnels[0].Start, cb.Tunnels[0].Start = model.StartAlways, model.StartAlways
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
 	mirrored := func() bool {
@@ -316,7 +317,7 @@ func allDone(sa *ikeSA) bool {
 // share of the half-open SAs: another peer still gets its MM1 answered, and the flooded
 // peer's newest MM1 replaces its oldest half-open SA.
 func TestHalfOpenLimit(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	addrC := netip.MustParseAddr("192.0.2.3")
@@ -365,7 +366,7 @@ func TestHalfOpenLimit(t *testing.T) {
 }
 
 func TestAcquire(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
+	a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 2})
 	ti := a.e.Tunnels()
 	if len(ti) != 2 || ti[0].ReqID == ti[1].ReqID {
 		t.Fatalf("Tunnels() = %+v, want two with distinct reqids", ti)
@@ -380,7 +381,7 @@ func TestAcquire(t *testing.T) {
 // A peer that failed to install a pair deletes it by the SPI it was given (our inbound SPI)
 // rather than its own inbound one; the pair must go all the same.
 func TestDeleteNamingOurInboundSPI(t *testing.T) {
-	a, b := startPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 1})
+	a, b := startPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", tunnels: 1})
 	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -396,11 +397,11 @@ func TestDeleteNamingOurInboundSPI(t *testing.T) {
 // A start: always tunnel whose partner is down when espgw starts comes up once the partner
 // does, after phase 1 gave up.
 func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.Tunnels[0].Start = config.StartAlways
+	ca.Tunnels[0].Start = model.StartAlways
 	var down atomic.Bool
 	down.Store(true)
 	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return !down.Load() })
@@ -417,11 +418,11 @@ func TestAlwaysRetriesAfterPhase1Failed(t *testing.T) {
 
 // A start: always tunnel whose quick mode timed out (every QM2 lost) tries again.
 func TestAlwaysRetriesAfterQuickModeTimeout(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
 		retransmit: RetransmitPolicy{Initial: 20 * time.Millisecond, MaxTries: 2, Timeout: 100 * time.Millisecond}}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	ca.Tunnels[0].Start = config.StartAlways
+	ca.Tunnels[0].Start = model.StartAlways
 	var lossy atomic.Bool
 	lossy.Store(true)
 	bb.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy))
@@ -443,7 +444,7 @@ func dropWhile(x isakmp.ExchangeType, on *atomic.Bool) bindtest.Filter {
 // No R-U-THERE goes out while a quick mode is in flight: strongSwan would spend the IV slots
 // of its 3 the exchange still needs on the probe and its ACK.
 func TestDPDQuietDuringQuickMode(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
 		dpdDelay: 10 * time.Millisecond, dpdTimeout: 10 * time.Second,
 		retransmit: RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 10 * time.Second}}
 	a, b := startPair(t, pc)

@@ -6,7 +6,8 @@ import (
 	"encoding/hex"
 	"net/netip"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -37,9 +38,9 @@ func mustHex(s string) []byte {
 }
 
 // ourVendorIDs are the VID payloads of MM1/MM2 and AM1/AM2.
-func ourVendorIDs(c *config.Connection) []isakmp.Payload {
+func ourVendorIDs(c *model.Connection) []isakmp.Payload {
 	ps := []isakmp.Payload{&isakmp.VendorID{Data: vidDPD}}
-	if c.IKE.NATTraversal != config.NATTOff {
+	if c.IKE.NATTraversal != model.NATTOff {
 		ps = append(ps, &isakmp.VendorID{Data: vidRFC3947}, &isakmp.VendorID{Data: vidDraft02})
 	}
 	return ps
@@ -63,7 +64,7 @@ func (sa *ikeSA) noteVendorIDs(ps []isakmp.Payload) {
 			sa.peerDPD = true
 		}
 	}
-	if sa.conn.cfg.IKE.NATTraversal == config.NATTOff {
+	if sa.conn.cfg.IKE.NATTraversal == model.NATTOff {
 		sa.peerNATT = natTNone
 	}
 }
@@ -94,7 +95,7 @@ func (sa *ikeSA) natDPayloads() []isakmp.Payload {
 	}
 	draft := sa.peerNATT == natTDraft02
 	ours := sa.natDHash(sa.local)
-	if sa.conn.cfg.IKE.NATTraversal == config.NATTForce {
+	if sa.conn.cfg.IKE.NATTraversal == model.NATTForce {
 		ours[0] ^= 0xff
 		ours[len(ours)-1] ^= 0xa5
 	}
@@ -130,7 +131,7 @@ func (sa *ikeSA) checkNATD(ps []isakmp.Payload, local, remote netip.AddrPort) {
 			sa.natRemote = false
 		}
 	}
-	if sa.conn.cfg.IKE.NATTraversal == config.NATTForce {
+	if sa.conn.cfg.IKE.NATTraversal == model.NATTForce {
 		sa.natLocal = true
 	}
 }

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 )
 
@@ -39,7 +40,7 @@ func (k *countingKernel) setRates(in, out uint64) {
 // re-keyed: a new pair at both ends, the one-sided state in Status and its reason in the
 // errors. Two-way traffic, or one-way traffic the peer cannot be asked about, is left alone.
 func TestOneSidedTunnelRekeyed(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
 		dpdDelay: 30 * time.Second, dpdTimeout: 150 * time.Second}
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()

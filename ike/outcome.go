@@ -4,7 +4,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -138,7 +139,7 @@ func (e *Engine) observeFirstMessage(c *connection, err error) {
 	if err == nil {
 		return
 	}
-	e.observe(Outcome{Connection: c.cfg.Name, Exchange: phase1Exchange(c.cfg.IKE.Mode == config.ModeAggressive),
+	e.observe(Outcome{Connection: c.cfg.Name, Exchange: phase1Exchange(c.cfg.IKE.Mode == model.ModeAggressive),
 		Result: Classify(err)})
 }
 

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -73,7 +74,7 @@ func waitOutcome(t *testing.T, who string, r *recorder, o Outcome) {
 }
 
 func TestOutcomesOfATunnelsLife(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	a, b := startPair(t, pc)
 	ra, rb := observe(a), observe(b)
 	start := time.Now()
@@ -119,7 +120,7 @@ func TestOutcomesOfFailures(t *testing.T) {
 	tests := []struct {
 		name   string
 		pc     pairConfig
-		change func(a, b *config.Connection)
+		change func(a, b *model.Connection)
 		// wantA (initiator) and wantB (responder) are the failures each side reports.
 		wantA, wantB Outcome
 	}{
@@ -132,17 +133,17 @@ func TestOutcomesOfFailures(t *testing.T) {
 		{"esp proposal", pairConfig{espB: "aes256gcm16"}, nil,
 			Outcome{Connection: "peer", Tunnel: "t0", Exchange: ExchangeQuick, Initiator: true, Result: ResultNoProposalChosen},
 			Outcome{Connection: "peer", Tunnel: "t0", Exchange: ExchangeQuick, Result: ResultNoProposalChosen}},
-		{"peer id", pairConfig{}, func(_, b *config.Connection) { b.RemoteID = config.Identity{Kind: config.IDFQDN, Name: "gw.example"} },
+		{"peer id", pairConfig{}, func(_, b *model.Connection) { b.RemoteID = model.Identity{Kind: model.IDFQDN, Name: "gw.example"} },
 			Outcome{Connection: "peer", Exchange: ExchangeMain, Initiator: true, Result: ResultIDMismatch},
 			Outcome{Connection: "peer", Exchange: ExchangeMain, Result: ResultIDMismatch}},
-		{"proxy id", pairConfig{}, func(_, b *config.Connection) { b.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
+		{"proxy id", pairConfig{}, func(_, b *model.Connection) { b.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
 			Outcome{Connection: "peer", Tunnel: "t0", Exchange: ExchangeQuick, Initiator: true, Result: ResultIDMismatch},
 			Outcome{Connection: "peer", Exchange: ExchangeQuick, Result: ResultIDMismatch}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pc := tt.pc
-			pc.mode, pc.ike, pc.esp, pc.pskA = config.ModeMain, "3des-sha1-modp1024", "3des-sha1", "right-key"
+			pc.mode, pc.ike, pc.esp, pc.pskA = model.ModeMain, "3des-sha1-modp1024", "3des-sha1", "right-key"
 			ba, bb := bindtest.NewPair()
 			ca, cb := connPair(t, pc)
 			if tt.change != nil {
@@ -188,7 +189,7 @@ func TestClassify(t *testing.T) {
 // TestLivenessDPD: DPD is alive while the peer answers, probing once it goes silent, and the
 // dead peer's SAs count as deleted by the peer.
 func TestLivenessDPD(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 50 * time.Millisecond, dpdTimeout: time.Second}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 50 * time.Millisecond, dpdTimeout: time.Second}
 	a, b := startPair(t, pc)
 	ra := observe(a)
 	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {

@@ -7,7 +7,8 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/isakmp"
@@ -46,7 +47,7 @@ func (e *Engine) newIKESA(c *connection, initiator bool, local, remote netip.Add
 		exchange:   exchange{e: e, local: local, remote: remote},
 		conn:       c,
 		initiator:  initiator,
-		aggressive: c.cfg.IKE.Mode == config.ModeAggressive,
+		aggressive: c.cfg.IKE.Mode == model.ModeAggressive,
 		created:    e.now(),
 		qms:        make(map[uint32]*quickMode),
 	}

@@ -6,7 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/isakmp"
 	"github.com/espgw/espgw/ike/proposal"
@@ -14,7 +15,7 @@ import (
 
 // ikeOffer is the initiator's phase-1 SA payload: one ISAKMP proposal whose transforms are
 // the configured proposals in order of preference.
-func ikeOffer(c *config.Connection) *isakmp.SA {
+func ikeOffer(c *model.Connection) *isakmp.SA {
 	p := isakmp.Proposal{Number: 1, ProtocolID: isakmp.ProtoISAKMP}
 	for i, ike := range c.IKE.Proposals {
 		p.Transforms = append(p.Transforms, ike.Transform(uint8(i+1), c.IKE.Lifetime))
@@ -23,7 +24,7 @@ func ikeOffer(c *config.Connection) *isakmp.SA {
 }
 
 // ikeProposalsString is c's phase-1 proposals in swanctl syntax.
-func ikeProposalsString(c *config.Connection) string { return proposal.FormatIKE(c.IKE.Proposals) }
+func ikeProposalsString(c *model.Connection) string { return proposal.FormatIKE(c.IKE.Proposals) }
 
 // chooseIKE selects, as responder, the first transform of the peer's MM1/AM1 SA payload that
 // matches a configured proposal (in aggressive mode also the group of the peer's KE). It

@@ -8,7 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/isakmp"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -33,7 +34,7 @@ func (c *espChoice) reply(spi uint32) *isakmp.SA {
 
 // espOffer is the initiator's quick-mode SA payload: one ESP proposal with our inbound SPI
 // and the tunnel's proposals as transforms.
-func espOffer(t *config.Tunnel, spi uint32, encap uint16) *isakmp.SA {
+func espOffer(t *model.Tunnel, spi uint32, encap uint16) *isakmp.SA {
 	p := isakmp.Proposal{Number: 1, ProtocolID: isakmp.ProtoESP, SPI: binary.BigEndian.AppendUint32(nil, spi)}
 	for i, esp := range t.Proposals {
 		o := proposal.ESPOffer{ESP: esp, Lifetime: t.Lifetime, LifeKilobytes: t.LifeKilobytes, Encap: encap}
@@ -43,7 +44,7 @@ func espOffer(t *config.Tunnel, spi uint32, encap uint16) *isakmp.SA {
 }
 
 // pfsGroup is the DH group of the quick mode's KE payload: the first proposal's.
-func pfsGroup(t *config.Tunnel) uint16 { return t.Proposals[0].Group }
+func pfsGroup(t *model.Tunnel) uint16 { return t.Proposals[0].Group }
 
 func choice(p *isakmp.Proposal, t isakmp.Transform, o proposal.ESPOffer) espChoice {
 	return espChoice{
@@ -55,7 +56,7 @@ func choice(p *isakmp.Proposal, t isakmp.Transform, o proposal.ESPOffer) espChoi
 
 // chooseESP selects, as responder, the first offered ESP transform that matches one of the
 // tunnel's proposals. The error names both sides' proposals in swanctl syntax.
-func chooseESP(t *config.Tunnel, offer *isakmp.SA) (espChoice, error) {
+func chooseESP(t *model.Tunnel, offer *isakmp.SA) (espChoice, error) {
 	var theirs []string
 	for i := range offer.Proposals {
 		p := &offer.Proposals[i]
@@ -75,7 +76,7 @@ func chooseESP(t *config.Tunnel, offer *isakmp.SA) (espChoice, error) {
 }
 
 // acceptESPChoice checks the responder's QM2 SA payload: one ESP transform we offered.
-func acceptESPChoice(t *config.Tunnel, ps []isakmp.Payload) (espChoice, error) {
+func acceptESPChoice(t *model.Tunnel, ps []isakmp.Payload) (espChoice, error) {
 	sa, _, ok := findPayload[*isakmp.SA](ps, nil)
 	if !ok || len(sa.Proposals) != 1 || len(sa.Proposals[0].Transforms) != 1 ||
 		sa.Proposals[0].ProtocolID != isakmp.ProtoESP || len(sa.Proposals[0].SPI) != 4 {

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
 )
 
 // Quick-mode pacing. Every phase-2 exchange (quick mode, informational) has its own CBC IV
@@ -21,7 +21,7 @@ import (
 
 // quickModeLimit is how many quick modes c may have in flight under one IKE SA.
 func (c *connection) quickModeLimit() int {
-	return cmp.Or(c.cfg.IKE.QuickModes, config.DefaultQuickModes)
+	return cmp.Or(c.cfg.IKE.QuickModes, model.DefaultQuickModes)
 }
 
 // quickModesInFlight counts the quick modes under sa, both sides', that are not complete.

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -44,9 +45,9 @@ func TestQuickModesPaced(t *testing.T) {
 	for _, limit := range []int{0, 1, 3} {
 		want := limit
 		if limit == 0 {
-			want = config.DefaultQuickModes
+			want = model.DefaultQuickModes
 		}
-		pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 8}
+		pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 8}
 		ba, bb := bindtest.NewPair()
 		ca, cb := connPair(t, pc)
 		ca.IKE.QuickModes = limit
@@ -65,7 +66,7 @@ func TestQuickModesPaced(t *testing.T) {
 
 // Rekeys falling due together queue like the first negotiations.
 func TestRekeysPaced(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 6,
+	pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 6,
 		lifetimeA: time.Hour}
 	s := newSim(t)
 	a, b := s.pair(pc)
@@ -76,8 +77,8 @@ func TestRekeysPaced(t *testing.T) {
 		return len(a.k.installed) >= 12
 	})
 	most, completed := maxQuickModesInFlight(a.bind)
-	if most != config.DefaultQuickModes || completed < 12 {
-		t.Errorf("%d quick modes in flight at most, %d completed; want %d, at least 12", most, completed, config.DefaultQuickModes)
+	if most != model.DefaultQuickModes || completed < 12 {
+		t.Errorf("%d quick modes in flight at most, %d completed; want %d, at least 12", most, completed, model.DefaultQuickModes)
 	}
 	if n := len(b.k.active()); n < 6 {
 		t.Errorf("responder has %d child SAs, want at least 6", n)
@@ -88,7 +89,7 @@ func TestRekeysPaced(t *testing.T) {
 // Linger, past the retransmission timeout: strongSwan retransmits for minutes.
 func TestQM2RetransmitAnsweredAfterTimeout(t *testing.T) {
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	s.up(a, b)
 	qm2 := sentOf(b.bind, isakmp.ExchangeQuickMode)[0]
 	s.advance(DefaultRetransmit.Linger - time.Second)
@@ -102,7 +103,7 @@ func TestQM2RetransmitAnsweredAfterTimeout(t *testing.T) {
 // The peer's INVALID-SPI for our outbound SPI (it lost the SA) makes us delete that child
 // SA and negotiate a new one.
 func TestInvalidSPIRenegotiates(t *testing.T) {
-	a, b := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := upPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	old := a.k.active()[0]
 	a.e.mu.Lock()
 	a.e.children[old.SPIIn].Established = time.Now().Add(-time.Minute)

@@ -10,7 +10,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/isakmp"
 	"github.com/espgw/espgw/ike/keymat"
@@ -73,14 +74,14 @@ func volumeLimit(l lifetimes, p proposal.ESP) lifetimes {
 
 // offeredLifetime is what our quick-mode offer for t amounts to: its lifetimes, with the
 // RFC default when it states no time limit.
-func offeredLifetime(t *config.Tunnel) lifetimes {
+func offeredLifetime(t *model.Tunnel) lifetimes {
 	return lifetimes{seconds: cmp.Or(t.Lifetime, defaultChildLifetime), kilobytes: t.LifeKilobytes}
 }
 
 // initiatorLifetime is the lifetime of a child SA we initiated: the responder may only
 // shorten what we offered (RFC 2407 4.6.3.1), in its echoed transform (echoed) or with
 // RESPONDER-LIFETIME notifications in QM2 (ps); a longer or missing value leaves ours.
-func initiatorLifetime(t *config.Tunnel, echoed lifetimes, ps []isakmp.Payload) lifetimes {
+func initiatorLifetime(t *model.Tunnel, echoed lifetimes, ps []isakmp.Payload) lifetimes {
 	life := offeredLifetime(t).shorter(echoed)
 	for _, p := range ps {
 		if n, ok := p.(*isakmp.Notification); ok && n.NotifyType == isakmp.NotifyResponderLifetime {

@@ -4,7 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 )
 
@@ -19,7 +20,7 @@ func TestIKEReauthentication(t *testing.T) {
 	// only loses the old SA because A deletes it after the retransmission timeout. The
 	// child SA stays installed throughout.
 	const life = time.Hour
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)

@@ -9,7 +9,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/ike/clock"
 	"github.com/espgw/espgw/ike/dh"
 	"github.com/espgw/espgw/ike/proposal"
@@ -17,7 +18,7 @@ import (
 
 // connection is a configured peer with its tunnels.
 type connection struct {
-	cfg     config.Connection
+	cfg     model.Connection
 	tunnels map[string]*tunnel
 	// waiting tunnels want a child SA, in the order they asked: runQueue starts their quick
 	// modes once an IKE SA with the peer is established and has room for them.
@@ -27,7 +28,7 @@ type connection struct {
 // tunnel is a configured child SA; child is the installed one, qm a negotiation in progress.
 type tunnel struct {
 	conn       *connection
-	cfg        config.Tunnel
+	cfg        model.Tunnel
 	reqID      uint32
 	child      *childSA
 	qm         *quickMode
@@ -133,7 +134,7 @@ func (sa *ikeSA) logArgs(args ...any) []any {
 		"icookie", hexCookie(sa.icookie), "rcookie", hexCookie(sa.rcookie)}, args...)
 }
 
-func (e *Engine) newConnection(cfg config.Connection) *connection {
+func (e *Engine) newConnection(cfg model.Connection) *connection {
 	c := &connection{cfg: cfg, tunnels: make(map[string]*tunnel)}
 	for _, tc := range cfg.Tunnels {
 		e.addTunnel(c, tc)

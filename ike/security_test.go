@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
@@ -84,7 +85,7 @@ func (n *node) established(t *testing.T) *ikeSA {
 // quick mode (SPI allocation, DH, QM2 retransmissions).
 func TestReplayedQM1Ignored(t *testing.T) {
 	s := newSim(t)
-	a, b := s.pair(pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
+	a, b := s.pair(pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1-modp1024", pskA: "k"})
 	s.up(a, b)
 	qm1 := sentOf(a.bind, isakmp.ExchangeQuickMode)[0]
 	sa := b.established(t)
@@ -107,7 +108,7 @@ func TestReplayedQM1Ignored(t *testing.T) {
 // An authenticated informational replayed later must not act again: here a captured
 // NO-PROPOSAL-CHOSEN would fail a quick mode started after it.
 func TestReplayedInformationalIgnored(t *testing.T) {
-	a, b := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := upPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	a.bind.SetFilter(dropExchanges(isakmp.ExchangeInformational, isakmp.ExchangeQuickMode))
 	saA := a.established(t)
 	a.e.mu.Lock()
@@ -133,7 +134,7 @@ func TestReplayedInformationalIgnored(t *testing.T) {
 
 // A peer may keep only maxResponderQuickModes quick modes open under one IKE SA.
 func TestResponderQuickModeLimit(t *testing.T) {
-	a, b := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := upPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	a.bind.SetFilter(dropExchanges(isakmp.ExchangeQuickMode))
 	b.bind.SetFilter(dropExchanges(isakmp.ExchangeQuickMode))
 	saA, saB := a.established(t), b.established(t)
@@ -160,7 +161,7 @@ func TestResponderQuickModeLimit(t *testing.T) {
 
 // A copy of the peer's MM1 from another address must not make us resend MM2 to the peer.
 func TestDuplicateFromOtherAddressIgnored(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
@@ -190,7 +191,7 @@ func TestDuplicateFromOtherAddressIgnored(t *testing.T) {
 // A responder's MM2 with a zero responder cookie is dropped: keeping a zero cookie would
 // let later messages with any responder cookie through.
 func TestZeroResponderCookieDropped(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{Initial: time.Hour, MaxTries: 1, Timeout: time.Hour}, ca)
@@ -214,7 +215,7 @@ func TestZeroResponderCookieDropped(t *testing.T) {
 
 // Keys are overwritten once their SA is deleted.
 func TestKeysZeroedOnDelete(t *testing.T) {
-	a, _ := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, _ := upPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	sa := a.established(t)
 	a.e.mu.Lock()
 	p1 := [][]byte{sa.keys.SKEYID, sa.keys.D, sa.keys.A, sa.keys.E, sa.keys.encKey}
@@ -247,22 +248,22 @@ func TestInitiatorLifetime(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		ours   config.Tunnel
+		ours   model.Tunnel
 		echoed lifetimes
 		ps     []isakmp.Payload
 		want   lifetimes
 	}{
-		{"echo as offered", config.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour}, nil, lifetimes{seconds: time.Hour}},
-		{"echo longer", config.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: 100 * time.Hour}, nil, lifetimes{seconds: time.Hour}},
-		{"echo without limit", config.Tunnel{Lifetime: time.Hour}, lifetimes{}, nil, lifetimes{seconds: time.Hour}},
-		{"nothing offered", config.Tunnel{}, lifetimes{}, nil, lifetimes{seconds: defaultChildLifetime}},
-		{"responder-lifetime shorter", config.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
+		{"echo as offered", model.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour}, nil, lifetimes{seconds: time.Hour}},
+		{"echo longer", model.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: 100 * time.Hour}, nil, lifetimes{seconds: time.Hour}},
+		{"echo without limit", model.Tunnel{Lifetime: time.Hour}, lifetimes{}, nil, lifetimes{seconds: time.Hour}},
+		{"nothing offered", model.Tunnel{}, lifetimes{}, nil, lifetimes{seconds: defaultChildLifetime}},
+		{"responder-lifetime shorter", model.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
 			[]isakmp.Payload{rl(secs(10 * time.Minute)...)}, lifetimes{seconds: 10 * time.Minute}},
-		{"responder-lifetime longer", config.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
+		{"responder-lifetime longer", model.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
 			[]isakmp.Payload{rl(secs(1000 * time.Hour)...)}, lifetimes{seconds: time.Hour}},
-		{"responder-lifetime adds kilobytes", config.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
+		{"responder-lifetime adds kilobytes", model.Tunnel{Lifetime: time.Hour}, lifetimes{seconds: time.Hour},
 			[]isakmp.Payload{rl(kbytes(5000)...)}, lifetimes{seconds: time.Hour, kilobytes: 5000}},
-		{"responder-lifetime more kilobytes", config.Tunnel{Lifetime: time.Hour, LifeKilobytes: 100},
+		{"responder-lifetime more kilobytes", model.Tunnel{Lifetime: time.Hour, LifeKilobytes: 100},
 			lifetimes{seconds: time.Hour, kilobytes: 100}, []isakmp.Payload{rl(kbytes(5000)...)}, lifetimes{seconds: time.Hour, kilobytes: 100}},
 	}
 	for _, tt := range tests {
@@ -288,7 +289,7 @@ func TestMsgIDs(t *testing.T) {
 // INITIAL-CONTACT in a plaintext AM3 is not covered by HASH_I: it must not delete the
 // SAs that exist with the peer.
 func TestPlaintextAM3InitialContactIgnored(t *testing.T) {
-	a, b := upPair(t, pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128-sha256", pskA: "k"})
+	a, b := upPair(t, pairConfig{mode: model.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128-sha256", pskA: "k"})
 	a.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool { // the second phase 1's AM3
 		h, err := isakmp.ParseHeader(msg)
 		return !isIKE || err != nil || h.Exchange != isakmp.ExchangeAggressive || h.Flags&isakmp.FlagEncryption == 0
@@ -317,7 +318,7 @@ func TestPlaintextAM3InitialContactIgnored(t *testing.T) {
 // INITIAL-CONTACT on one connection leaves the SAs of another connection to the same
 // remote address (from another local address) alone.
 func TestInitialContactScopedToConnection(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	addrA2 := netip.MustParseAddr("192.0.2.3")
 	ca1, cb1 := connPair(t, pc)
 	ca2, cb2 := connPair(t, pc)
@@ -361,7 +362,7 @@ func TestSweet32VolumeLimit(t *testing.T) {
 		{"aes128-sha1", 0, 0},
 	}
 	for _, tt := range tests {
-		pc := pairConfig{mode: config.ModeMain, ike: "aes128-sha256-modp2048", esp: tt.esp, pskA: "k"}
+		pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: tt.esp, pskA: "k"}
 		ba, bb := bindtest.NewPair()
 		ca, cb := connPair(t, pc)
 		ca.Tunnels[0].LifeKilobytes, cb.Tunnels[0].LifeKilobytes = tt.kb, tt.kb
@@ -393,7 +394,7 @@ func (r *exponentReads) Read(p []byte) (int, error) {
 // A forged AM1 whose public value is out of range (here 0) is refused before the responder
 // makes its own DH key: flooding it costs no exponentiation (review finding 1).
 func TestAM1InvalidKEBeforeDH(t *testing.T) {
-	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
+	pc := pairConfig{mode: model.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
 	ca, cb := connPair(t, pc)
 	ba, bb := bindtest.NewPair()
 	bb.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
@@ -413,7 +414,7 @@ func TestAM1InvalidKEBeforeDH(t *testing.T) {
 
 	var reads exponentReads
 	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000), Rand: &reads})
-	if err := b.Configure([]config.Connection{cb}); err != nil {
+	if err := b.Configure([]model.Connection{cb}); err != nil {
 		t.Fatal(err)
 	}
 	b.mu.Lock()
@@ -428,7 +429,7 @@ func TestAM1InvalidKEBeforeDH(t *testing.T) {
 // Sixteen forged AM1s from the real peer's address (answered, so AM2_SENT, until they time
 // out) do not lock the real peer out: its AM1 evicts one of them (review finding 2).
 func TestForgedAM1sDoNotLockOut(t *testing.T) {
-	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k",
+	pc := pairConfig{mode: model.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k",
 		retransmit: RetransmitPolicy{Initial: 100 * time.Millisecond, MaxTries: 4, Timeout: 3 * time.Second}}
 	ca, cb := connPair(t, pc)
 	ba, bb := bindtest.NewPair()
@@ -464,12 +465,12 @@ func TestForgedAM1sDoNotLockOut(t *testing.T) {
 // A flood of forged AM1s with valid public values from one peer's address makes the
 // responder compute no more than the per-peer DH burst (review finding 1).
 func TestResponderDHRateLimited(t *testing.T) {
-	pc := pairConfig{mode: config.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k"}
+	pc := pairConfig{mode: model.ModeAggressive, ike: "aes128-sha256-ecp256", esp: "aes128gcm16", pskA: "k"}
 	ca, cb := connPair(t, pc)
 	am1 := firstMessageOf(t, ca)
 	_, bb := bindtest.NewPair()
 	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000)})
-	if err := b.Configure([]config.Connection{cb}); err != nil {
+	if err := b.Configure([]model.Connection{cb}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.mu.Lock(); b.closed = true; b.mu.Unlock() })

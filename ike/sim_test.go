@@ -4,7 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/clock/clocktest"
 )
@@ -23,7 +24,7 @@ func newSim(tb testing.TB) *sim { return &sim{tb: tb, clk: clocktest.New()} }
 
 // start adds an engine on the simulation's clock. opts.Kernel defaults to k, a zero
 // opts.Retransmit to DefaultRetransmit.
-func (s *sim) start(name string, b *bindtest.Bind, k *fakeKernel, opts Options, conns ...config.Connection) *node {
+func (s *sim) start(name string, b *bindtest.Bind, k *fakeKernel, opts Options, conns ...model.Connection) *node {
 	s.tb.Helper()
 	if opts.Kernel == nil {
 		opts.Kernel = k

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -94,10 +95,10 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 	tests := []struct {
 		name         string
 		pc           pairConfig
-		edit         func(cb *config.Connection)
+		edit         func(cb *model.Connection)
 		dropA, dropB bindtest.Filter
 		// act, if set, runs once both sides have allocated their SPI.
-		act          func(t *testing.T, a, b *node, ca, cb config.Connection)
+		act          func(t *testing.T, a, b *node, ca, cb model.Connection)
 		upOK         bool
 		wantA, wantB counts
 	}{
@@ -109,7 +110,7 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 		{
 			name:  "proxy-ID mismatch",
 			pc:    pairConfig{esp: "3des-sha1", retransmit: fast},
-			edit:  func(cb *config.Connection) { cb.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
+			edit:  func(cb *model.Connection) { cb.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
 			wantA: counts{1, 0, 1},
 		},
 		{
@@ -129,19 +130,19 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 			name:  "engines shut down",
 			pc:    pairConfig{esp: "3des-sha1", retransmit: slow},
 			dropB: dropQM,
-			act:   func(t *testing.T, a, b *node, _, _ config.Connection) { a.stop(); b.stop() },
+			act:   func(t *testing.T, a, b *node, _, _ model.Connection) { a.stop(); b.stop() },
 			wantA: counts{1, 0, 1}, wantB: counts{1, 0, 1},
 		},
 		{
 			name:  "tunnel removed by Configure",
 			pc:    pairConfig{esp: "3des-sha1", retransmit: slow},
 			dropB: dropQM,
-			act: func(t *testing.T, a, b *node, ca, cb config.Connection) {
+			act: func(t *testing.T, a, b *node, ca, cb model.Connection) {
 				ca.Tunnels, cb.Tunnels = nil, nil
-				if err := a.e.Configure([]config.Connection{ca}); err != nil {
+				if err := a.e.Configure([]model.Connection{ca}); err != nil {
 					t.Fatal(err)
 				}
-				if err := b.e.Configure([]config.Connection{cb}); err != nil {
+				if err := b.e.Configure([]model.Connection{cb}); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -151,7 +152,7 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 			name:  "IKE SA deleted",
 			pc:    pairConfig{esp: "3des-sha1", retransmit: slow},
 			dropB: dropQM,
-			act: func(t *testing.T, a, b *node, _, _ config.Connection) {
+			act: func(t *testing.T, a, b *node, _, _ model.Connection) {
 				// A tells B with an ISAKMP Delete, which only quick-mode filters let through.
 				if err := a.e.Down(upCtx(t), "peer", ""); err != nil {
 					t.Fatal(err)
@@ -162,7 +163,7 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.pc.mode, tt.pc.ike, tt.pc.pskA = config.ModeMain, "aes128-sha256-modp2048", "k"
+			tt.pc.mode, tt.pc.ike, tt.pc.pskA = model.ModeMain, "aes128-sha256-modp2048", "k"
 			ba, bb := bindtest.NewPair()
 			ba.SetFilter(tt.dropA)
 			bb.SetFilter(tt.dropB)
@@ -203,7 +204,7 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 
 // A quick mode that succeeds releases nothing, also when its SAs are deleted later.
 func TestInstalledSPIsNotReleased(t *testing.T) {
-	a, b := upPair(t, pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
+	a, b := upPair(t, pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"})
 	if err := a.e.Down(upCtx(t), "peer", ""); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/clock/clocktest"
 )
@@ -62,7 +63,7 @@ func (r *logRecorder) occurrences(msg string) (logged, suppressed int) {
 }
 
 // firstMessageOf returns the first message (MM1 or AM1) an initiator configured with c sends.
-func firstMessageOf(t *testing.T, c config.Connection) []byte {
+func firstMessageOf(t *testing.T, c model.Connection) []byte {
 	t.Helper()
 	bind, _ := bindtest.NewPair()
 	n := startNode(t, "template", bind, 0xc0000000, RetransmitPolicy{}, c)
@@ -78,7 +79,7 @@ func firstMessageOf(t *testing.T, c config.Connection) []byte {
 // line per packet; the summaries account for every packet.
 func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 	const flood = 2000
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	spoofed := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 99, byte(i >> 8), byte(i)}) }
 	// For the half-open limit, fillPeers more peers each get maxHalfOpenPerPeer half-open
 	// SAs from the first packets, so that all half-open slots are taken.
@@ -86,7 +87,7 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 	fillPeer := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}) }
 	tests := []struct {
 		name    string
-		edit    func(b *config.Connection) []config.Connection
+		edit    func(b *model.Connection) []model.Connection
 		rp      RetransmitPolicy
 		from    func(i int) netip.Addr // source of packet i
 		fill    int                    // leading packets that are not part of the flood
@@ -101,14 +102,14 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 		{name: "no connection, spoofed sources", from: spoofed,
 			msg: "no connection configured for peer", lines: maxUnauthLogKeys + 1, count: flood},
 		{name: "IKE proposal mismatch on MM1", from: func(int) netip.Addr { return addrA },
-			edit: func(b *config.Connection) []config.Connection {
+			edit: func(b *model.Connection) []model.Connection {
 				b.IKE.Proposals = mustIKE(t, "aes256-sha256-modp2048")
 				return nil
 			},
 			msg: "negotiation failed on the peer's first message", lines: 1, count: flood},
 		{name: "phase-1 mode mismatch", from: func(int) netip.Addr { return addrA },
-			edit: func(b *config.Connection) []config.Connection {
-				b.IKE.Mode = config.ModeAggressive
+			edit: func(b *model.Connection) []model.Connection {
+				b.IKE.Mode = model.ModeAggressive
 				return nil
 			},
 			msg: "peer uses a different phase-1 mode than configured", lines: 1, count: flood},
@@ -126,8 +127,8 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 		// the peer with the most (evicted at debug level, nothing to log) until it holds its
 		// own share, then evicts its own; nobody is refused (review finding 3).
 		{name: "half-open limit reached",
-			edit: func(b *config.Connection) []config.Connection {
-				var more []config.Connection
+			edit: func(b *model.Connection) []model.Connection {
+				var more []model.Connection
 				for i := range fillPeers {
 					c := *b
 					c.Name, c.RemoteAddress, c.Tunnels = fmt.Sprintf("fill%d", i), fillPeer(i), nil
@@ -159,7 +160,7 @@ func TestUnauthenticatedFailuresRateLimited(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ca, cb := connPair(t, pc)
 			mm1 := firstMessageOf(t, ca)
-			conns := []config.Connection{cb}
+			conns := []model.Connection{cb}
 			if tt.edit != nil {
 				conns = append(conns, tt.edit(&conns[0])...)
 			}
@@ -284,13 +285,13 @@ func TestUnauthLogWindows(t *testing.T) {
 // Failures after the peer has proven it receives our messages are not rate-limited: each
 // pre-shared key mismatch at MM5 is logged as an error.
 func TestAuthenticatedFailuresLogged(t *testing.T) {
-	pc := pairConfig{mode: config.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "right", pskB: "wrong"}
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "right", pskB: "wrong"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	rec := &logRecorder{}
 	b := New(Options{Logger: slog.New(rec), Bind: bb, Kernel: newFakeKernel(0xb0000000)})
-	if err := b.Configure([]config.Connection{cb}); err != nil {
+	if err := b.Configure([]model.Connection{cb}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

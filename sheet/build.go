@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/config/emit"
 	"github.com/espgw/espgw/ike/proposal"
@@ -15,7 +17,7 @@ import (
 // build turns the rows read into a connection.
 func (im *importer) build(opt Options) *Result {
 	res := im.res
-	c := config.Connection{Name: opt.Name}
+	c := model.Connection{Name: opt.Name}
 	if c.Name == "" && im.l.header >= 0 {
 		c.Name = nameFrom(im.g.Cell(im.l.header, im.l.theirs))
 	}
@@ -25,8 +27,8 @@ func (im *importer) build(opt Options) *Result {
 	gen := im.fields[secGeneral]
 	c.LocalAddress = im.address(gen[fPeerIP], true)
 	c.RemoteAddress = im.address(gen[fPeerIP], false)
-	c.LocalID = config.Identity{Kind: config.IDAddr, Addr: c.LocalAddress}
-	c.RemoteID = config.Identity{Kind: config.IDAddr, Addr: c.RemoteAddress}
+	c.LocalID = model.Identity{Kind: model.IDAddr, Addr: c.LocalAddress}
+	c.RemoteID = model.Identity{Kind: model.IDAddr, Addr: c.RemoteAddress}
 	if v, ok := gen[fIdentity]; ok {
 		c.LocalID = im.identity(v.row, im.l.ours, v.ours, c.LocalID)
 		c.RemoteID = im.identity(v.row, im.l.theirs, v.theirs, c.RemoteID)
@@ -44,14 +46,14 @@ func (im *importer) build(opt Options) *Result {
 		}
 		return fmt.Errorf("espgw authenticates with a pre-shared key only")
 	})
-	c.IKE = config.IKE{Mode: config.ModeMain, NATTraversal: config.NATTAuto, DPDTimeout: config.DefaultDPDTimeout, Lifetime: config.DefaultIKELifetime}
+	c.IKE = model.IKE{Mode: model.ModeMain, NATTraversal: model.NATTAuto, DPDTimeout: config.DefaultDPDTimeout, Lifetime: config.DefaultIKELifetime}
 	if v, ok := gen[fMode]; ok {
 		s, col := im.agreed(v, func(a, b string) bool { return modeOf(a) == modeOf(b) })
 		switch m := modeOf(s); m {
 		case "":
 			im.problem(v.row, col, "unknown phase 1 mode (want main or aggressive)")
 		default:
-			c.IKE.Mode = config.Mode(m)
+			c.IKE.Mode = model.Mode(m)
 		}
 	} else {
 		res.Defaults = append(res.Defaults, "phase 1 mode: main")
@@ -70,9 +72,9 @@ func (im *importer) build(opt Options) *Result {
 	if natt.has {
 		s, col := im.agreed(natt, func(a, b string) bool { return norm(a) == norm(b) })
 		if has(norm(s), "force", "always", "принудительн", "всегда") {
-			c.IKE.NATTraversal = config.NATTForce
+			c.IKE.NATTraversal = model.NATTForce
 		} else if yes, ok := yesNo(s); ok && !yes {
-			c.IKE.NATTraversal = config.NATTOff
+			c.IKE.NATTraversal = model.NATTOff
 		} else if !ok {
 			im.problem(natt.row, col, "unknown NAT traversal setting (want yes, no or force)")
 		}
@@ -122,7 +124,7 @@ func validName(s string) bool {
 }
 
 // serviceCandidate is our single-address domain that is not our public address.
-func serviceCandidate(c config.Connection) netip.Prefix {
+func serviceCandidate(c model.Connection) netip.Prefix {
 	for _, t := range c.Tunnels {
 		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress {
 			return t.LocalSubnet
@@ -182,7 +184,7 @@ func (im *importer) address(v value, ours bool) netip.Addr {
 	return a
 }
 
-func (im *importer) identity(r, c int, s string, def config.Identity) config.Identity {
+func (im *importer) identity(r, c int, s string, def model.Identity) model.Identity {
 	if s == "" {
 		return def
 	}
@@ -301,15 +303,15 @@ func (im *importer) espProposals(fs map[field]value) []proposal.ESP {
 }
 
 // tunnels are the rows of a tunnels table, else every pair of our and the partner's subnets.
-func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) []config.Tunnel {
-	mk := func(name string, local, remote netip.Prefix, proto uint8, lp, rp uint16) config.Tunnel {
+func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) []model.Tunnel {
+	mk := func(name string, local, remote netip.Prefix, proto uint8, lp, rp uint16) model.Tunnel {
 		if name == "" || !validName(name) {
 			name = emit.TunnelName(remote, rp, proto)
 		}
-		return config.Tunnel{Name: name, LocalSubnet: local, RemoteSubnet: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
-			Proposals: esp, Lifetime: life, LifeKilobytes: kb, ReplayWindow: config.DefaultReplayWindow, Start: config.StartOnDemand}
+		return model.Tunnel{Name: name, LocalSubnet: local, RemoteSubnet: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
+			Proposals: esp, Lifetime: life, LifeKilobytes: kb, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}
 	}
-	var out []config.Tunnel
+	var out []model.Tunnel
 	for _, t := range im.table {
 		out = append(out, mk(t.name, t.local, t.remote, t.proto, t.localPort, t.remotePort))
 	}
@@ -327,6 +329,6 @@ func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) [
 	if len(out) == 0 {
 		im.res.Problems = append(im.res.Problems, Problem{Addr: im.g.Name, Reason: "no encryption domains: want our and the partner's subnets (\"Encryption domain\", \"Сеть клиента\")"})
 	}
-	slices.SortFunc(out, func(a, b config.Tunnel) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b model.Tunnel) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/xuri/excelize/v2"
 
-	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/config/emit"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -37,7 +38,7 @@ type row struct {
 const sheetName = "VPN"
 
 // layout builds the sheet for connection c: general settings, phase 1, phase 2, tunnels.
-func layoutOf(c config.Connection) ([]row, error) {
+func layoutOf(c model.Connection) ([]row, error) {
 	if len(c.Tunnels) == 0 {
 		return nil, fmt.Errorf("connection %s has no tunnels", c.Name)
 	}
@@ -88,31 +89,31 @@ func layoutOf(c config.Connection) ([]row, error) {
 	return rows, nil
 }
 
-func idNote(c config.Connection) string {
-	if c.LocalID.Kind == config.IDAddr && c.RemoteID.Kind == config.IDAddr {
+func idNote(c model.Connection) string {
+	if c.LocalID.Kind == model.IDAddr && c.RemoteID.Kind == model.IDAddr {
 		return "IP addresses"
 	}
 	return ""
 }
 
-func modeText(m config.Mode) string {
-	if m == config.ModeAggressive {
+func modeText(m model.Mode) string {
+	if m == model.ModeAggressive {
 		return "Aggressive mode"
 	}
 	return "Main mode"
 }
 
-func nattText(n config.NATTraversal) string {
+func nattText(n model.NATTraversal) string {
 	switch n {
-	case config.NATTOff:
+	case model.NATTOff:
 		return "No"
-	case config.NATTForce:
+	case model.NATTForce:
 		return "Force (always UDP 4500)"
 	}
 	return "Yes"
 }
 
-func dpdText(ike config.IKE) string {
+func dpdText(ike model.IKE) string {
 	if ike.DPDDelay <= 0 {
 		return "No"
 	}
@@ -121,7 +122,7 @@ func dpdText(ike config.IKE) string {
 
 func seconds(d interface{ Seconds() float64 }) string { return fmt.Sprintf("%.0f s", d.Seconds()) }
 
-func lifeText(t config.Tunnel) string {
+func lifeText(t model.Tunnel) string {
 	s := seconds(t.Lifetime)
 	if t.LifeKilobytes > 0 {
 		s += fmt.Sprintf(" / %d KB", t.LifeKilobytes)
@@ -244,7 +245,7 @@ var Formats = []string{"xlsx", "csv", "md"}
 
 // Export writes the parameter sheet of c in format xlsx, csv or md. The pre-shared key is
 // never written: the sheet says it is sent separately.
-func Export(w io.Writer, c config.Connection, format string) error {
+func Export(w io.Writer, c model.Connection, format string) error {
 	rows, err := layoutOf(c)
 	if err != nil {
 		return err

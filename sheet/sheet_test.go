@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/xuri/excelize/v2"
 	"golang.org/x/text/encoding/charmap"
 
@@ -18,7 +20,7 @@ import (
 )
 
 // summary is what a sheet carries of a connection, one line, for comparisons.
-func summary(c config.Connection) string {
+func summary(c model.Connection) string {
 	s := fmt.Sprintf("%s %v<->%v id %v/%v %s ike [%s] %v natt %s dpd %v", c.Name, c.LocalAddress, c.RemoteAddress,
 		c.LocalID, c.RemoteID, c.IKE.Mode, proposal.FormatIKE(c.IKE.Proposals), c.IKE.Lifetime, c.IKE.NATTraversal, c.IKE.DPDDelay)
 	for _, t := range c.Tunnels {
@@ -161,20 +163,20 @@ func TestRoundTrip(t *testing.T) {
 	esp := func(s string) []proposal.ESP { p, _ := proposal.ParseESP(s); return p }
 	pfx := netip.MustParsePrefix
 	addr := netip.MustParseAddr
-	conns := []config.Connection{{
+	conns := []model.Connection{{
 		Name: "megatelecom", LocalAddress: addr("192.0.2.1"), RemoteAddress: addr("192.0.2.2"),
-		LocalID: config.Identity{Kind: config.IDAddr, Addr: addr("192.0.2.1")}, RemoteID: config.Identity{Kind: config.IDAddr, Addr: addr("192.0.2.2")},
-		PSK: config.Secret("SUPERPASSWORD"),
-		IKE: config.IKE{Mode: config.ModeMain, Proposals: ike("3des-sha1-modp1024"), Lifetime: 24 * time.Hour, NATTraversal: config.NATTAuto},
-		Tunnels: []config.Tunnel{{Name: "api", LocalSubnet: pfx("10.10.1.1/32"), RemoteSubnet: pfx("10.20.0.0/24"),
+		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.1")}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.2")},
+		PSK: model.Secret("SUPERPASSWORD"),
+		IKE: model.IKE{Mode: model.ModeMain, Proposals: ike("3des-sha1-modp1024"), Lifetime: 24 * time.Hour, NATTraversal: model.NATTAuto},
+		Tunnels: []model.Tunnel{{Name: "api", LocalSubnet: pfx("10.10.1.1/32"), RemoteSubnet: pfx("10.20.0.0/24"),
 			Proposals: esp("3des-sha1-modp1024"), Lifetime: 8 * time.Hour}},
 	}, {
 		Name: "bank.two", LocalAddress: addr("203.0.113.1"), RemoteAddress: addr("198.51.100.9"),
-		LocalID: config.Identity{Kind: config.IDFQDN, Name: "gw.example.com"}, RemoteID: config.Identity{Kind: config.IDUserFQDN, Name: "vpn@bank.example"},
-		PSK: config.Secret("SUPERPASSWORD"),
-		IKE: config.IKE{Mode: config.ModeAggressive, Proposals: ike("aes256-aes128-sha256-sha1-modp2048"), Lifetime: 8 * time.Hour,
-			NATTraversal: config.NATTForce, DPDDelay: 20 * time.Second},
-		Tunnels: []config.Tunnel{
+		LocalID: model.Identity{Kind: model.IDFQDN, Name: "gw.example.com"}, RemoteID: model.Identity{Kind: model.IDUserFQDN, Name: "vpn@bank.example"},
+		PSK: model.Secret("SUPERPASSWORD"),
+		IKE: model.IKE{Mode: model.ModeAggressive, Proposals: ike("aes256-aes128-sha256-sha1-modp2048"), Lifetime: 8 * time.Hour,
+			NATTraversal: model.NATTForce, DPDDelay: 20 * time.Second},
+		Tunnels: []model.Tunnel{
 			{Name: "db", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.60.0.0/16"), Protocol: 6, RemotePort: 5432,
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000},
 			{Name: "web", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.61.0.0/24"),
@@ -236,7 +238,7 @@ func TestExportMarkdown(t *testing.T) {
 // TestExportRefuses what a sheet cannot say.
 func TestExportRefuses(t *testing.T) {
 	ps, _ := proposal.ParseIKE("aes256-sha256-modp2048, 3des-sha1-modp1024")
-	c := config.Connection{Name: "x", IKE: config.IKE{Proposals: ps}, Tunnels: []config.Tunnel{{Name: "a"}}}
+	c := model.Connection{Name: "x", IKE: model.IKE{Proposals: ps}, Tunnels: []model.Tunnel{{Name: "a"}}}
 	err := Export(&bytes.Buffer{}, c, "csv")
 	if err == nil || !strings.Contains(err.Error(), "not every combination") {
 		t.Errorf("export of mixed proposals: %v", err)

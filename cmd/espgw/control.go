@@ -64,9 +64,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if len(args) == 1 {
-					var ok bool
-					if st, ok = st.Connection(args[0]); !ok {
-						return fmt.Errorf("connection %q: the daemon has no such connection", args[0])
+					if st, err = st.Connection(args[0]); err != nil {
+						return fmt.Errorf("status: the daemon has %w", err)
 					}
 				}
 				switch {

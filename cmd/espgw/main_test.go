@@ -52,16 +52,16 @@ func TestConfigCheck(t *testing.T) {
 		name: "good, but others may read the psk",
 		args: []string{"config", "check", "-c", public},
 		out:  "configuration OK: 1 connections, 1 tunnels\n",
-		err: "espgw: warning: connections.megatelecom.psk: a pre-shared key inline in " + public +
+		err: "espgw: warning: connections.MegaTelecom.psk: a pre-shared key inline in " + public +
 			", which group or others may read (mode 0644): chmod 600 it or use psk_file\n",
 	}, {
 		name: "bad: every problem",
 		args: []string{"config", "check", "-c", "testdata/bad.yaml"},
 		code: 1,
 		err: "espgw: testdata/bad.yaml:\n" +
-			"  connections.megatelecom.remote_address: is missing (want an IPv4 address)\n" +
-			"  connections.megatelecom.remote_adress: unknown key (did you mean remote_address?)\n" +
-			"  connections.megatelecom.tunnels.api.local_subnet: \"10.10.1.1/33\" is not an IPv4 prefix (want e.g. 10.10.1.0/24)\n",
+			"  connections.MegaTelecom.remote_address: is missing (want an IPv4 address)\n" +
+			"  connections.MegaTelecom.remote_adress: unknown key (did you mean remote_address?)\n" +
+			"  connections.MegaTelecom.tunnels.API.local_subnet: \"10.10.1.1/33\" is not an IPv4 prefix (want e.g. 10.10.1.0/24)\n",
 	}, {
 		name: "missing file",
 		args: []string{"config", "check", "-c", "testdata/nonexistent.yaml"},

@@ -37,14 +37,14 @@ save_keys: %s/keys
 metrics: {listen: "`+metricsAddr+`"}
 ebpf: {path_mtu: %d}
 connections:
-  mega:
+  MegaTelecom:
     local_address: %s
     remote_address: %s
     psk: "SUPERPASSWORD"
     service_address: {address: %s, interface: wan0}
     ike: {proposals: [3des-sha1-modp1024]}
     tunnels:
-      api: {local_subnet: %s, remote_subnet: %s, proposals: [3des-sha1-modp1024]}
+      API: {local_subnet: %s, remote_subnet: %s, proposals: [3des-sha1-modp1024]}
 %s`, dir, dir, testPathMTU, local, remote, service, localNet, remoteNet, extra)
 }
 
@@ -128,19 +128,19 @@ func TestRunPair(t *testing.T) {
 	if err := testutil.Ping(left, "10.10.1.1", "10.20.0.1", 3); err != nil {
 		t.Fatalf("ping through the tunnel: %v", err)
 	}
-	if code, out, errOut := espgw("up", "mega/api", "--socket", l.sock); code != 0 || out != "mega/api: up\n" {
+	if code, out, errOut := espgw("up", "megatelecom/api", "--socket", l.sock); code != 0 || out != "megatelecom/api: up\n" {
 		t.Errorf("espgw up of a tunnel that is up = %d %q %q", code, out, errOut)
 	}
 
 	code, out, errOut := espgw("status", "--socket", l.sock)
 	for _, want := range []string{"Datapath: userspace", "ESTABLISHED", "3des-sha1-modp1024", "esp 3des-sha1 pfs modp1024",
-		"10.10.1.1/32 <-> 10.20.0.0/24", "mega/api  up", "eBPF: tc egress espgw0, tc ingress espgw0, xdp wan0"} {
+		"10.10.1.1/32 <-> 10.20.0.0/24", "MegaTelecom/API  up", "eBPF: tc egress espgw0, tc ingress espgw0, xdp wan0"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("espgw status (%d, %s) lacks %q:\n%s", code, errOut, want, out)
 		}
 	}
-	if code, out, errOut := espgw("status", "mega", "--socket", l.sock); code != 0 || !strings.Contains(out, "mega/api  up") {
-		t.Errorf("espgw status mega = %d %q %q, want the connection's tables", code, out, errOut)
+	if code, out, errOut := espgw("status", "megatelecom", "--socket", l.sock); code != 0 || !strings.Contains(out, "MegaTelecom/API  up") {
+		t.Errorf("espgw status megatelecom = %d %q %q, want the connection's tables", code, out, errOut)
 	}
 	if code, _, errOut := espgw("status", "nobody", "--socket", l.sock); code != 1 || !strings.Contains(errOut, `connection "nobody"`) {
 		t.Errorf("espgw status nobody = %d %q, want an error naming the connection", code, errOut)
@@ -192,30 +192,30 @@ func TestRunPair(t *testing.T) {
 	ping := slices.IndexFunc(report.TopFlows, func(f control.TopFlow) bool {
 		return f.Src == netip.MustParseAddr("10.10.1.1") && f.Dst == netip.MustParseAddr("10.20.0.1") && f.Proto == 1
 	})
-	if ping < 0 || report.TopFlows[ping].Packets < 3 || report.TopFlows[ping].Connection != "mega" || len(report.Policies) != 1 {
-		t.Errorf("flows = %+v, want the ping with 3 packets through mega/api and one policy", report)
+	if ping < 0 || report.TopFlows[ping].Packets < 3 || report.TopFlows[ping].Connection != "MegaTelecom" || len(report.Policies) != 1 {
+		t.Errorf("flows = %+v, want the ping with 3 packets through MegaTelecom/API and one policy", report)
 	}
-	if code, out, _ = espgw("flows", "--socket", l.sock); code != 0 || !strings.Contains(out, "mega/api  10.10.1.1        10.20.0.1        icmp") {
+	if code, out, _ = espgw("flows", "--socket", l.sock); code != 0 || !strings.Contains(out, "MegaTelecom/API  10.10.1.1        10.20.0.1        icmp") {
 		t.Errorf("espgw flows lacks the ping:\n%s", out)
 	}
 
 	t.Logf("espgw flows:\n%s", out)
 	metrics := scrape(t, left, metricsAddr)
 	for _, want := range []string{
-		fmt.Sprintf(`espgw_sa_bytes_total{connection="mega",direction="in",spi="0x%s",tunnel="api"}`, sa.SPIIn),
-		fmt.Sprintf(`espgw_sa_bytes_total{connection="mega",direction="out",spi="0x%s",tunnel="api"}`, sa.SPIOut),
-		`espgw_policy_sa_down_drops_total{connection="mega",tunnel="api"} `,
-		`espgw_policy_mss_rewrites_total{connection="mega",tunnel="api"} `,
-		`espgw_policy_ondemand_events_total{connection="mega",tunnel="api"} `,
+		fmt.Sprintf(`espgw_sa_bytes_total{connection="MegaTelecom",direction="in",spi="0x%s",tunnel="API"}`, sa.SPIIn),
+		fmt.Sprintf(`espgw_sa_bytes_total{connection="MegaTelecom",direction="out",spi="0x%s",tunnel="API"}`, sa.SPIOut),
+		`espgw_policy_sa_down_drops_total{connection="MegaTelecom",tunnel="API"} `,
+		`espgw_policy_mss_rewrites_total{connection="MegaTelecom",tunnel="API"} `,
+		`espgw_policy_ondemand_events_total{connection="MegaTelecom",tunnel="API"} `,
 		`espgw_xdp_drops_total{reason="non_peer"} 1`,
 		`espgw_xdp_drops_total{reason="unknown_spi"} 1`,
-		`espgw_top_flow_packets{connection="mega",dport="0",dst="10.20.0.1",proto="1",sport="0",src="10.10.1.1",tunnel="api"} `,
+		`espgw_top_flow_packets{connection="MegaTelecom",dport="0",dst="10.20.0.1",proto="1",sport="0",src="10.10.1.1",tunnel="API"} `,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if strings.Contains(metrics, `espgw_policy_sa_down_drops_total{connection="mega",tunnel="api"} 0`) {
+	if strings.Contains(metrics, `espgw_policy_sa_down_drops_total{connection="MegaTelecom",tunnel="API"} 0`) {
 		t.Errorf("metrics show no SA-down drops:\n%s", metrics)
 	}
 

@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/espgw/espgw/model"
 	"github.com/espgw/espgw/sheet"
 )
 
@@ -36,25 +38,23 @@ func newSheetExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, c := range cfg.Connections {
-				if c.Name != args[0] {
-					continue
-				}
-				var buf bytes.Buffer
-				if err := sheet.Export(&buf, c, format); err != nil {
-					return err
-				}
-				if out == "" || out == "-" {
-					_, err := cmd.OutOrStdout().Write(buf.Bytes())
-					return err
-				}
-				return writeFileAtomic(out, buf.Bytes())
+			names := make([]string, len(cfg.Connections))
+			for i, c := range cfg.Connections {
+				names[i] = c.Name
 			}
-			var names []string
-			for _, c := range cfg.Connections {
-				names = append(names, c.Name)
+			name, err := model.MatchName("connection", args[0], names)
+			if err != nil {
+				return fmt.Errorf("%s: %w", g.configFile, err)
 			}
-			return fmt.Errorf("no connection %q in %s (it has: %s)", args[0], g.configFile, strings.Join(names, ", "))
+			var buf bytes.Buffer
+			if err := sheet.Export(&buf, cfg.Connections[slices.Index(names, name)], format); err != nil {
+				return err
+			}
+			if out == "" || out == "-" {
+				_, err := cmd.OutOrStdout().Write(buf.Bytes())
+				return err
+			}
+			return writeFileAtomic(out, buf.Bytes())
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "", "xlsx, csv or md (default: from -o's extension, else md)")

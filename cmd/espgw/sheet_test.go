@@ -29,7 +29,7 @@ func TestSheetRoundTrip(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("espgw sheet import = %d\n%s", code, stderr)
 	}
-	want := `  megatelecom:
+	want := `  MegaTelecom:
     local_address: 192.0.2.1
     remote_address: 192.0.2.2
     # psk: "..."  # the pre-shared key is sent separately: put it here, or use psk_file
@@ -39,7 +39,7 @@ func TestSheetRoundTrip(t *testing.T) {
       lifetime: 24h
       nat_traversal: auto
     tunnels:
-      api:
+      API:
         local_subnet: 10.10.1.1/32
         remote_subnet: 10.20.0.0/24
         proposals: [3des-sha1-modp1024]
@@ -76,7 +76,7 @@ func TestSheetExportFormats(t *testing.T) {
 		t.Errorf("csv export = %d\n%s%s", code, stdout, stderr)
 	}
 	code, _, stderr = espgw("sheet", "export", "-c", "testdata/good.yaml", "nosuch")
-	if code != 1 || !strings.Contains(stderr, `no connection "nosuch" in testdata/good.yaml (it has: megatelecom)`) {
+	if code != 1 || !strings.Contains(stderr, `testdata/good.yaml: no connection "nosuch" (configured: MegaTelecom)`) {
 		t.Errorf("export of an unknown connection = %d\n%s", code, stderr)
 	}
 }

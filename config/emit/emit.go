@@ -15,13 +15,14 @@ import (
 
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/model"
 )
 
 // Connection is one connection to write. Exactly one of PSK (inline), PSKFile or PSKNote
 // is written: the key, a racoon psk.txt path, or a commented-out psk line saying why the
 // key is not here ("sent separately").
 type Connection struct {
-	config.Connection
+	model.Connection
 	PSKFile  string
 	PSKNote  string
 	Comments []string // written above the connection, one "# " line each
@@ -63,10 +64,10 @@ func writeConnection(b *strings.Builder, c Connection) {
 	fmt.Fprintf(b, "  %s:\n", Scalar(c.Name))
 	fmt.Fprintf(b, in+"local_address: %s\n", addr(c.LocalAddress))
 	fmt.Fprintf(b, in+"remote_address: %s\n", addr(c.RemoteAddress))
-	if c.LocalID.Kind != 0 && !(c.LocalID.Kind == config.IDAddr && c.LocalID.Addr == c.LocalAddress) {
+	if c.LocalID.Kind != 0 && !(c.LocalID.Kind == model.IDAddr && c.LocalID.Addr == c.LocalAddress) {
 		fmt.Fprintf(b, in+"local_id: %s\n", Scalar(c.LocalID.String()))
 	}
-	if c.RemoteID.Kind != 0 && !(c.RemoteID.Kind == config.IDAddr && c.RemoteID.Addr == c.RemoteAddress) {
+	if c.RemoteID.Kind != 0 && !(c.RemoteID.Kind == model.IDAddr && c.RemoteID.Addr == c.RemoteAddress) {
 		fmt.Fprintf(b, in+"remote_id: %s\n", Scalar(c.RemoteID.String()))
 	}
 	switch {
@@ -98,7 +99,7 @@ func writeConnection(b *strings.Builder, c Connection) {
 	}
 }
 
-func writeTunnel(b *strings.Builder, in string, t config.Tunnel) {
+func writeTunnel(b *strings.Builder, in string, t model.Tunnel) {
 	fmt.Fprintf(b, "%s%s:\n", in, Scalar(t.Name))
 	in += "  "
 	fmt.Fprintf(b, "%slocal_subnet: %s\n", in, t.LocalSubnet)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 	"github.com/espgw/espgw/config/emit"
 )
@@ -245,9 +247,9 @@ func anonUsed(ps []peer, anon *remote) bool {
 
 func (b *builder) connection(p peer) emit.Connection {
 	r := p.r
-	c := config.Connection{Name: "peer-" + p.addr.String(), RemoteAddress: p.addr}
+	c := model.Connection{Name: "peer-" + p.addr.String(), RemoteAddress: p.addr}
 	c.LocalAddress = b.localAddress(p)
-	c.LocalID, c.RemoteID = config.Identity{Kind: config.IDAddr, Addr: c.LocalAddress}, config.Identity{Kind: config.IDAddr, Addr: c.RemoteAddress}
+	c.LocalID, c.RemoteID = model.Identity{Kind: model.IDAddr, Addr: c.LocalAddress}, model.Identity{Kind: model.IDAddr, Addr: c.RemoteAddress}
 	var err error
 	if r.localID != nil {
 		if c.LocalID, err = identity(r.localID, c.LocalID); err != nil {
@@ -259,7 +261,7 @@ func (b *builder) connection(p peer) emit.Connection {
 			b.ns.unmapped(r.remotePos, "%v", err)
 		}
 	}
-	c.IKE = config.IKE{Mode: r.mode, Proposals: r.proposals, Lifetime: r.lifetime, NATTraversal: r.natt, DPDTimeout: config.DefaultDPDTimeout}
+	c.IKE = model.IKE{Mode: r.mode, Proposals: r.proposals, Lifetime: r.lifetime, NATTraversal: r.natt, DPDTimeout: config.DefaultDPDTimeout}
 	if c.IKE.Lifetime == 0 {
 		c.IKE.Lifetime = config.DefaultIKELifetime
 		b.ns.changed(r.stmt, "no phase-1 lifetime: espgw's default %s applies", emit.Duration(c.IKE.Lifetime))
@@ -273,9 +275,9 @@ func (b *builder) connection(p peer) emit.Connection {
 		b.ns.changed(r.stmt, "DPD: dpd_retry %s × dpd_maxfail %d became dpd_timeout %s: espgw declares the peer dead after that long without an answer",
 			emit.Duration(r.dpdRetry), r.dpdFail, emit.Duration(c.IKE.DPDTimeout))
 	}
-	start := config.StartOnDemand
+	start := model.StartOnDemand
 	if r.passive {
-		start = config.StartManual
+		start = model.StartManual
 	}
 	if p.policies != nil {
 		for _, pol := range p.policies {
@@ -327,7 +329,7 @@ func (b *builder) localAddress(p peer) netip.Addr {
 
 // tunnel builds the tunnel for one pair of subnets from the sainfo that matches it exactly,
 // else from sainfo anonymous.
-func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint16, proto uint8, start config.StartAction) (config.Tunnel, bool) {
+func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint16, proto uint8, start model.StartAction) (model.Tunnel, bool) {
 	var si *sainfo
 	for _, s := range b.sainfos {
 		if !s.anonymous && s.local.matches(local, lport, proto) && s.remote.matches(remote, rport, proto) {
@@ -346,10 +348,10 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 	pair := fmt.Sprintf("%v <-> %v", local, remote)
 	if si == nil {
 		*b.ns = append(*b.ns, Note{Pos: pos, Directive: pair, Kind: Unmapped, Reason: "no sainfo for these subnets and no sainfo anonymous"})
-		return config.Tunnel{}, false
+		return model.Tunnel{}, false
 	}
 	si.used = true
-	t := config.Tunnel{
+	t := model.Tunnel{
 		Name: emit.TunnelName(remote, rport, proto), LocalSubnet: local.Masked(), RemoteSubnet: remote.Masked(),
 		Protocol: proto, LocalPort: lport, RemotePort: rport, Proposals: si.proposals,
 		Lifetime: si.lifetime, LifeKilobytes: si.kilobytes, ReplayWindow: config.DefaultReplayWindow, Start: start,
@@ -363,7 +365,7 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 
 // serviceAddress finds the address the seed put on a secondary IP: a tunnel's local side
 // that is a single address other than the gateway's.
-func (b *builder) serviceAddress(s Stmt, c config.Connection) *config.ServiceAddress {
+func (b *builder) serviceAddress(s Stmt, c model.Connection) *model.ServiceAddress {
 	var found netip.Prefix
 	for _, t := range c.Tunnels {
 		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress && !found.IsValid() {
@@ -377,7 +379,7 @@ func (b *builder) serviceAddress(s Stmt, c config.Connection) *config.ServiceAdd
 		b.ns.changed(s, "%v is a tunnel's own address but not the gateway's: racoon needed a secondary IP, a route with src and a static ARP entry for it; espgw adds it as service_address (give --service-interface IF)", found)
 		return nil
 	}
-	return &config.ServiceAddress{Address: found, Interface: b.in.ServiceInterface}
+	return &model.ServiceAddress{Address: found, Interface: b.in.ServiceInterface}
 }
 
 // Files names the inputs of Import.

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config/emit"
 	"github.com/espgw/espgw/ike/proposal"
 )
@@ -17,12 +18,12 @@ type remote struct {
 	stmt      Stmt
 	anonymous bool
 	addr      netip.Addr
-	mode      config.Mode
+	mode      model.Mode
 	localID   []string // identifier words, resolved once the local address is known
 	localPos  Stmt
 	remoteID  []string
 	remotePos Stmt
-	natt      config.NATTraversal
+	natt      model.NATTraversal
 	dpdDelay  time.Duration
 	dpdRetry  time.Duration
 	dpdFail   int
@@ -61,7 +62,7 @@ var remoteUnmapped = map[string]string{
 
 // parseRemote reads a remote block into r, noting what it does not map.
 func parseRemote(s Stmt, ns *notes) *remote {
-	r := &remote{stmt: s, mode: config.ModeMain, natt: config.NATTOff, dpdRetry: racoonDPDRetry, dpdFail: racoonDPDMaxFail}
+	r := &remote{stmt: s, mode: model.ModeMain, natt: model.NATTOff, dpdRetry: racoonDPDRetry, dpdFail: racoonDPDMaxFail}
 	switch {
 	case len(s.Words) < 2:
 		ns.unmapped(s, "no peer address (want remote ADDRESS { ... } or remote anonymous { ... })")
@@ -126,7 +127,7 @@ func (r *remote) directive(d Stmt, ns *notes) {
 		}
 		switch modes[0] {
 		case "main", "aggressive":
-			r.mode = config.Mode(modes[0])
+			r.mode = model.Mode(modes[0])
 		default:
 			ns.unmapped(d, "mode %s: espgw speaks main and aggressive mode", modes[0])
 			return
@@ -149,11 +150,11 @@ func (r *remote) directive(d Stmt, ns *notes) {
 		}
 		switch v {
 		case "on":
-			r.natt = config.NATTAuto
+			r.natt = model.NATTAuto
 		case "force":
-			r.natt = config.NATTForce
+			r.natt = model.NATTForce
 		case "off":
-			r.natt = config.NATTOff
+			r.natt = model.NATTOff
 		default:
 			ns.unmapped(d, "%q: want on, off or force", v)
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/espgw/espgw/model"
+
 	"github.com/espgw/espgw/config"
 )
 
@@ -71,9 +73,9 @@ func lifetime(words []string) (d time.Duration, kb uint64, err error) {
 
 // identity reads my_identifier / peers_identifier: "address [A]", "fqdn NAME",
 // "user_fqdn NAME", "keyid tag NAME". def is the identity when "address" has no argument.
-func identity(words []string, def config.Identity) (config.Identity, error) {
+func identity(words []string, def model.Identity) (model.Identity, error) {
 	if len(words) == 0 {
-		return config.Identity{}, fmt.Errorf("no identifier type")
+		return model.Identity{}, fmt.Errorf("no identifier type")
 	}
 	arg := ""
 	if len(words) > 1 {
@@ -85,19 +87,19 @@ func identity(words []string, def config.Identity) (config.Identity, error) {
 			return def, nil
 		}
 		id, err := config.ParseIdentity(arg)
-		if err == nil && id.Kind != config.IDAddr {
+		if err == nil && id.Kind != model.IDAddr {
 			err = fmt.Errorf("%q is not an address", arg)
 		}
 		return id, err
 	case "fqdn":
-		return config.Identity{Kind: config.IDFQDN, Name: arg}, nil
+		return model.Identity{Kind: model.IDFQDN, Name: arg}, nil
 	case "user_fqdn":
-		return config.Identity{Kind: config.IDUserFQDN, Name: arg}, nil
+		return model.Identity{Kind: model.IDUserFQDN, Name: arg}, nil
 	case "keyid":
 		if len(words) == 3 && words[1] == "tag" {
-			return config.Identity{Kind: config.IDKeyID, Name: arg}, nil
+			return model.Identity{Kind: model.IDKeyID, Name: arg}, nil
 		}
-		return config.Identity{}, fmt.Errorf("keyid from a file: espgw takes keyid:<name> inline (want keyid tag \"name\")")
+		return model.Identity{}, fmt.Errorf("keyid from a file: espgw takes keyid:<name> inline (want keyid tag \"name\")")
 	}
-	return config.Identity{}, fmt.Errorf("identifier type %s: espgw has no certificates (want address, fqdn, user_fqdn or keyid tag)", words[0])
+	return model.Identity{}, fmt.Errorf("identifier type %s: espgw has no certificates (want address, fqdn, user_fqdn or keyid tag)", words[0])
 }

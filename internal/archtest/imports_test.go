@@ -21,13 +21,10 @@ var rules = []rule{
 	{"ike", "loader", "eBPF is the datapath's business"},
 	{"ike", "daemon", "daemon wires ike, not the other way round"},
 	{"ike", "config", "the engine has its own connection model; config translates into it"},
+	{"model", "config", "the model is what config produces, not the other way round"},
+	{"model", "daemon", "the model holds values, no wiring"},
+	{"config", "daemon", "config only reads files"},
 	{"datapath", "ike", "the datapath programs what it is given and knows no IKE"},
-}
-
-// pending lists dependencies that break a rule today and are allowed until the named work
-// is done; the test fails once one is no longer needed, so the list only shrinks.
-var pending = []struct{ from, to, until string }{
-	{"ike", "config", "issue 11 item 1: the engine's own connection model"},
 }
 
 func under(pkg, dir string) bool {
@@ -41,7 +38,6 @@ func TestImportRules(t *testing.T) {
 	if len(deps) < 20 {
 		t.Fatalf("go list found %d packages, want the whole module", len(deps))
 	}
-	used := make([]bool, len(pending))
 	for pkg, ds := range deps {
 		for _, r := range rules {
 			if !under(pkg, r.from) {
@@ -51,30 +47,10 @@ func TestImportRules(t *testing.T) {
 				if !under(d, r.to) {
 					continue
 				}
-				if i := pendingIndex(pkg, d, r); i >= 0 {
-					used[i] = true
-					continue
-				}
 				t.Errorf("%s depends on %s; %s must not depend on %s: %s", pkg, d, r.from, r.to, r.why)
 			}
 		}
 	}
-	for i, p := range pending {
-		if !used[i] {
-			t.Errorf("pending exception %s -> %s (%s) is no longer needed: remove it", p.from, p.to, p.until)
-		}
-	}
-}
-
-// pendingIndex returns the index of the pending exception that allows pkg to depend on d
-// under rule r, or -1.
-func pendingIndex(pkg, d string, r rule) int {
-	for i, p := range pending {
-		if p.from == r.from && p.to == r.to && under(pkg, p.from) && under(d, p.to) {
-			return i
-		}
-	}
-	return -1
 }
 
 // moduleDeps maps every package of the module to its module-internal dependencies, direct
@@ -110,4 +86,20 @@ func moduleDeps(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	return deps
+}
+
+// TestEngineWithoutViper keeps the file reader's dependencies out of the engine: viper
+// (and what it pulls in) belongs to config alone.
+func TestEngineWithoutViper(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./ike/...", "./model")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/spf13/") || strings.HasPrefix(p, "github.com/fsnotify/") {
+			t.Errorf("the engine depends on %s: only config may read files with viper", p)
+		}
+	}
 }

@@ -1,11 +1,11 @@
-package config
+package model
 
 import (
 	"fmt"
 	"io"
 )
 
-// Secret's String and LogValue (config.go) cover %v, %s and slog; these cover the rest, so
+// Secret's String and LogValue (model.go) cover %v, %s and slog; these cover the rest, so
 // that no fmt verb (%#v, %x, %d), JSON or text encoding of a Secret, or of a Config holding
 // one, shows the key.
 
