@@ -76,7 +76,9 @@ func (Secret) String() string       { return "[redacted]" }
 
 // IKE holds the phase-1 settings of a connection.
 type IKE struct {
-	Mode         Mode
+	// Version is the IKE version: 1 (RFC 2409) or 2 (RFC 7296); 0 means 1.
+	Version      uint8
+	Mode         Mode // IKEv1 only
 	Proposals    []proposal.IKE
 	Lifetime     time.Duration
 	NATTraversal NATTraversal
