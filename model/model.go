@@ -77,9 +77,11 @@ func (Secret) String() string       { return "[redacted]" }
 // IKE holds the phase-1 settings of a connection.
 type IKE struct {
 	// Version is the IKE version: 1 (RFC 2409) or 2 (RFC 7296); 0 means 1.
-	Version      uint8
-	Mode         Mode // IKEv1 only
-	Proposals    []proposal.IKE
+	Version   uint8
+	Mode      Mode           // IKEv1 only
+	Proposals []proposal.IKE // IKEv1
+	// V2Proposals are the IKE SA proposals of an IKEv2 connection (with their PRF).
+	V2Proposals  []proposal.IKEv2
 	Lifetime     time.Duration
 	NATTraversal NATTraversal
 	DPDDelay     time.Duration // 0 = no DPD (RFC 3706)
