@@ -58,12 +58,12 @@ func TestLookupPSK(t *testing.T) {
 	}
 }
 
-// pskErrors are the shapes of every LookupPSK error once the peer and numbers are masked:
-// nothing from the file but line numbers can appear in them.
+// pskErrors are the shapes of every LookupPSK error once the peer and numbers are masked
+// (so 0x reads Nx): nothing from the file but line numbers can appear in them.
 var pskErrors = map[string]bool{
 	`line N: no key after the identifier (want "<address> <key>")`:                 true,
 	`line N: second key for PEER (first on line N)`:                                true,
-	`line N: key for PEER: starts with 0x but is not an even number of hex digits`: true,
+	`line N: key for PEER: starts with Nx but is not an even number of hex digits`: true,
 	`a line is longer than N bytes`:                                                true,
 	`no line for PEER (want "PEER <key>")`:                                         true,
 }
