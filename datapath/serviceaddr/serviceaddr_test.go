@@ -59,6 +59,28 @@ func routing(tb testing.TB, ns *testutil.NetNS) string {
 	return b.String()
 }
 
+// settledRouting is routing once the kernel has added the local route of every address:
+// it adds IPv6 ones from a work queue, late on a loaded machine, and a snapshot taken before
+// would differ from one taken after for no fault of the code under test.
+func settledRouting(tb testing.TB, ns *testutil.NetNS) string {
+	tb.Helper()
+	var r string
+	testutil.WaitFor(tb, 10*time.Second, func() (bool, error) {
+		r = routing(tb, ns)
+		for _, line := range strings.Split(ns.Exec(tb, "ip", "-br", "addr"), "\n") {
+			f := strings.Fields(line)
+			for i := 2; i < len(f); i++ {
+				addr, _, _ := strings.Cut(f[i], "/")
+				if !strings.Contains(r, "local "+addr+" ") {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	return r
+}
+
 // tableRoutes returns "dst dev via src" of each route in table.
 func tableRoutes(tb testing.TB, h *netlink.Handle, fam, table int) []string {
 	tb.Helper()
@@ -129,7 +151,7 @@ func TestApplyAndRemove(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := newNetNS(t)
 			h := ns.Handle()
-			before := routing(t, ns)
+			before := settledRouting(t, ns)
 			table := tt.spec.Table
 			if table == 0 {
 				table = DefaultTable
@@ -177,7 +199,7 @@ func TestFollowsPeerRoute(t *testing.T) {
 	ns := newNetNS(t)
 	h := ns.Handle()
 	testutil.Veth(t, ns, "wan2", "203.0.113.1/24", ns, "wan2p", "")
-	before := routing(t, ns)
+	before := settledRouting(t, ns)
 	spec := Spec{Address: netip.MustParsePrefix("10.9.0.1/32"), Interface: "lo", Peer: netip.MustParseAddr("198.51.100.7"),
 		Routes: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}}
 	a, err := Apply(context.Background(), ns.NsHandle(), spec, nil)
@@ -220,7 +242,7 @@ func TestFollowsPeerRoute(t *testing.T) {
 
 func TestApplyKeepsExistingAddress(t *testing.T) {
 	ns := newNetNS(t)
-	before := routing(t, ns)
+	before := settledRouting(t, ns)
 	spec := Spec{Address: netip.MustParsePrefix("192.0.2.1/32"), Interface: "veth0", Peer: netip.MustParseAddr("192.0.2.2"),
 		Routes: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}}
 	a, err := Apply(context.Background(), ns.NsHandle(), spec, nil)
@@ -247,7 +269,7 @@ func TestApplyErrors(t *testing.T) {
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: foreign, Table: DefaultTable, Scope: netlink.SCOPE_LINK}); err != nil {
 		t.Fatal(err)
 	}
-	before := routing(t, ns)
+	before := settledRouting(t, ns)
 	peer := netip.MustParseAddr("192.0.2.2")
 	tests := []struct {
 		name    string
