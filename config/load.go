@@ -69,13 +69,16 @@ func Parse(r io.Reader) (*Config, error) {
 
 // parse also returns the paths of the inline psk settings.
 func parse(r io.Reader, d *decoder) (*Config, []string, error) {
-	raw, err := ReadTree(r)
+	raw, env, err := readTree(r)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := d.config(raw)
 	errs := d.errs
 	for _, e := range cfg.check() {
+		if _, ok := env[e.Path]; ok {
+			e.Msg += " (from " + EnvVar(e.Path) + ")"
+		}
 		if !d.isReported(e.Path) {
 			errs = append(errs, e)
 		}
@@ -89,7 +92,68 @@ func parse(r io.Reader, d *decoder) (*Config, []string, error) {
 // ReadTree reads a YAML configuration into the untyped tree the decoder takes: viper's
 // settings, whose keys it lowercases, except that connection and tunnel names keep the
 // case they are written in (`espgw status` shows MegaTelecom, not megatelecom).
+// ESPGW_* environment variables override control_socket, datapath, save_keys and
+// metrics.listen (EnvVar).
 func ReadTree(r io.Reader) (map[string]any, error) {
+	raw, _, err := readTree(r)
+	return raw, err
+}
+
+// readTree is ReadTree that also returns the settings the environment gave, by path.
+func readTree(r io.Reader) (map[string]any, map[string]any, error) {
+	raw, err := readFile(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := fromEnv()
+	for path, val := range env {
+		setPath(raw, path, val)
+	}
+	return raw, env, nil
+}
+
+// setPath sets the setting at path (one or two keys) in raw. A parent that is not a
+// mapping stays as it is, for the decoder to report.
+func setPath(raw map[string]any, path string, val any) {
+	top, key, nested := strings.Cut(path, ".")
+	if !nested {
+		raw[top] = val
+		return
+	}
+	switch m := raw[top].(type) {
+	case nil:
+		raw[top] = map[string]any{key: val}
+	case map[string]any:
+		m[key] = val
+	}
+}
+
+// envSettings are the settings an environment variable (EnvVar) overrides, validated like
+// the file's. A set but empty variable counts: ESPGW_SAVE_KEYS= turns saving keys off.
+var envSettings = []string{"control_socket", "datapath", "save_keys", "metrics.listen"}
+
+// EnvVar is the environment variable that overrides the setting at path: ESPGW_ and the
+// path in capitals with "_" for "." (ESPGW_METRICS_LISTEN for metrics.listen).
+func EnvVar(path string) string {
+	return "ESPGW_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// fromEnv returns the envSettings that the environment sets, by path.
+func fromEnv() map[string]any {
+	v := viper.New()
+	v.AllowEmptyEnv(true)
+	set := make(map[string]any)
+	for _, path := range envSettings {
+		_ = v.BindEnv(path, EnvVar(path)) // fails only without a key
+		if v.IsSet(path) {
+			set[path] = v.GetString(path)
+		}
+	}
+	return set
+}
+
+// readFile reads the YAML itself into the decoder's tree.
+func readFile(r io.Reader) (map[string]any, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)

@@ -120,16 +120,6 @@ func (k *kernel) childSA(spiIn uint32) (installedSA, bool) {
 	return sa, ok
 }
 
-// softLifetime is when an SA asks for its replacement: at 90% of the hard limit when we
-// initiated it and at 95% when the peer did, so that two espgw peers do not both start
-// the rekey at the same moment.
-func softLifetime[T time.Duration | uint64](hard T, initiator bool) T {
-	if initiator {
-		return hard / 10 * 9
-	}
-	return hard / 20 * 19
-}
-
 // saPair translates a negotiated child SA into the datapath's inbound and outbound SAs.
 func saPair(sa *ike.ChildSA, replayWindow uint32) (datapath.SAPair, error) {
 	enc, integ, err := transform(sa.Proposal)
@@ -138,8 +128,8 @@ func saPair(sa *ike.ChildSA, replayWindow uint32) (datapath.SAPair, error) {
 	}
 	hardBytes := sa.LifeKilobytes * 1024
 	life := datapath.Lifetime{
-		Hard: sa.Lifetime, Soft: softLifetime(sa.Lifetime, sa.Initiator),
-		HardBytes: hardBytes, SoftBytes: softLifetime(hardBytes, sa.Initiator),
+		Hard: sa.Lifetime, Soft: ike.SoftLifetime(sa.Lifetime, sa.Initiator),
+		HardBytes: hardBytes, SoftBytes: ike.SoftLifetime(hardBytes, sa.Initiator),
 	}
 	sel := selector(sa.LocalTS, sa.RemoteTS)
 	in := datapath.SA{

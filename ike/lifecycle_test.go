@@ -445,19 +445,20 @@ func dropWhile(x isakmp.ExchangeType, on *atomic.Bool) bindtest.Filter {
 // of its 3 the exchange still needs on the probe and its ACK.
 func TestDPDQuietDuringQuickMode(t *testing.T) {
 	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k",
-		dpdDelay: 10 * time.Millisecond, dpdTimeout: 10 * time.Second,
-		retransmit: RetransmitPolicy{Initial: time.Second, MaxTries: 5, Timeout: 10 * time.Second}}
-	a, b := startPair(t, pc)
+		dpdDelay: time.Second, dpdTimeout: 150 * time.Second,
+		retransmit: RetransmitPolicy{Initial: 5 * time.Second, MaxTries: 5, Timeout: time.Minute}}
+	s := newSim(t)
+	a, b := s.pair(pc)
 	var lossy atomic.Bool
 	lossy.Store(true)
 	b.bind.SetFilter(dropWhile(isakmp.ExchangeQuickMode, &lossy)) // A's quick mode stays open
-	go a.e.Up(upCtx(t), "peer", "")
-	waitFor(t, "A's QM1", func() bool { return len(sentOf(a.bind, isakmp.ExchangeQuickMode)) > 0 })
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	s.run("A's QM1", time.Minute, func() bool { return len(sentOf(a.bind, isakmp.ExchangeQuickMode)) > 0 })
 	probes := len(sentOf(a.bind, isakmp.ExchangeInformational))
-	time.Sleep(20 * pc.dpdDelay)
+	s.advance(20 * pc.dpdDelay) // 20 DPD intervals, within the quick mode's timeout
 	if got := len(sentOf(a.bind, isakmp.ExchangeInformational)) - probes; got != 0 {
 		t.Errorf("%d informationals (R-U-THERE) sent while the quick mode was open, want 0", got)
 	}
 	lossy.Store(false)
-	waitFor(t, "child SA at both ends", func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+	s.run("child SA at both ends", pc.retransmit.Timeout, func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
 }

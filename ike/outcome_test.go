@@ -189,17 +189,16 @@ func TestClassify(t *testing.T) {
 // TestLivenessDPD: DPD is alive while the peer answers, probing once it goes silent, and the
 // dead peer's SAs count as deleted by the peer.
 func TestLivenessDPD(t *testing.T) {
-	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 50 * time.Millisecond, dpdTimeout: time.Second}
-	a, b := startPair(t, pc)
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k", dpdDelay: 30 * time.Second, dpdTimeout: 150 * time.Second}
+	s := newSim(t)
+	a, b := s.pair(pc)
 	ra := observe(a)
-	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
-		t.Fatal(err)
-	}
+	s.up(a, b)
 	dpd := func() Liveness { return a.e.Liveness()[0] }
-	waitFor(t, "DPD alive", func() bool { l := dpd(); return l.DPD == DPDAlive && l.IKESAUp && !l.LastDPDAck.IsZero() })
+	s.run("DPD alive", 10*pc.dpdDelay, func() bool { l := dpd(); return l.DPD == DPDAlive && l.IKESAUp && !l.LastDPDAck.IsZero() })
 	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
-	waitFor(t, "DPD probing", func() bool { return dpd().DPD == DPDProbing })
-	waitFor(t, "peer declared dead", func() bool { l := dpd(); return l.DPD == DPDOff && !l.IKESAUp })
+	s.run("DPD probing", 5*pc.dpdDelay, func() bool { return dpd().DPD == DPDProbing })
+	s.run("peer declared dead", 2*pc.dpdTimeout, func() bool { l := dpd(); return l.DPD == DPDOff && !l.IKESAUp })
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
 	if !slices.Contains(ra.deleted, Deletion{Connection: "peer", ByPeer: true}) {

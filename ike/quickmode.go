@@ -301,7 +301,7 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	}
 	qm.spiOut, qm.prop, qm.encap = ch.spi, ch.prop, ch.encap
 	qm.life = initiatorLifetime(&t.cfg, ch.life, ps)
-	h3 := sa.hashPayloads([]byte{0}, [][]byte{binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI, qm.nonceR})
+	h3 := sa.hashPayloads(qm.hash3Data(), nil)
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
 	qm.send(msg, sa.local, sa.remote, false)
@@ -309,12 +309,18 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 }
 
 func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
-	mid := binary.BigEndian.AppendUint32(nil, qm.msgID)
-	if _, err := qm.openProtected(in, append(append(append([]byte{0}, mid...), qm.nonceI...), qm.nonceR...)); err != nil {
+	if _, err := qm.openProtected(in, qm.hash3Data()); err != nil {
 		return err
 	}
 	qm.stop()
 	return qm.install()
+}
+
+// hash3Data is what HASH(3) is the prf of: HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+// (RFC 2409 5.5). The initiator sends it in QM3, the responder verifies it.
+func (qm *quickMode) hash3Data() []byte {
+	b := binary.BigEndian.AppendUint32([]byte{0}, qm.msgID)
+	return append(append(b, qm.nonceI...), qm.nonceR...)
 }
 
 // takeNonceKE stores the peer's nonce and, with PFS, its KE payload.

@@ -10,7 +10,9 @@ import (
 )
 
 // respondQM1 answers a peer's quick mode: it authenticates QM1, finds the tunnel whose
-// proxy IDs match exactly, selects an ESP proposal and sends QM2.
+// proxy IDs match exactly, selects an ESP proposal and sends QM2. Errors before QM1
+// authenticates are returned for handleError to drop (anyone can send them); every
+// failure after ends in refuseQM1.
 func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	msgID := in.m.Header.MessageID
 	if n := sa.respondingQuickModes(); n >= maxResponderQuickModes {
@@ -28,42 +30,33 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	sa.msgIDs.add(msgID)
 	offer, _, ok := findPayload[*isakmp.SA](ps, nil)
 	if !ok {
-		return fmt.Errorf("quick mode %08x lacks an SA payload", msgID)
+		return e.refuseQM1(qm, fmt.Errorf("quick mode %08x lacks an SA payload", msgID), 0, nil)
 	}
 	t, err := matchTunnel(sa.conn, ps, sa)
 	if err != nil {
-		e.recordError(sa, err)
-		e.observeQuick(sa, nil, false, err, false)
-		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyInvalidIDInformation, nil)
-		return nil
-	}
-	ch, err := chooseESP(&t.cfg, offer)
-	if err != nil {
-		e.recordError(sa, fmt.Errorf("tunnel %s: %w", t.cfg.Name, err))
-		e.observeQuick(sa, t, false, err, false)
-		e.sendESPNotify(sa, firstSPI(offer), isakmp.NotifyNoProposalChosen, nil)
-		return nil
+		return e.refuseQM1(qm, err, isakmp.NotifyInvalidIDInformation, offer)
 	}
 	qm.tunnel, qm.gen = t, t.installs
+	ch, err := chooseESP(&t.cfg, offer)
+	if err != nil {
+		return e.refuseQM1(qm, err, isakmp.NotifyNoProposalChosen, offer)
+	}
 	if err := qm.takeNonceKE(ps, ch.prop.Group); err != nil {
-		return err
+		return e.refuseQM1(qm, err, 0, nil)
 	}
 	if qm.nonceR, err = e.makeNonce(); err != nil {
-		return err
+		return e.refuseQM1(qm, err, 0, nil)
 	}
 	if g := ch.prop.Group; g != 0 {
 		if qm.dhKey, err = e.makeKE(g); err != nil {
-			return err
+			return e.refuseQM1(qm, err, 0, nil)
 		}
 	}
 	// The SPI comes last: once reserved, the quick mode is registered and only ends through
 	// qm.fail (which releases it) or qm.install.
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
-		dropKey(&qm.dhKey)
-		e.recordError(sa, fmt.Errorf("tunnel %s: allocating SPI: %w", t.cfg.Name, err))
-		e.observeQuick(sa, t, false, err, false)
-		return nil
+		return e.refuseQM1(qm, fmt.Errorf("allocating SPI: %w", err), 0, nil)
 	}
 	qm.spiIn, qm.spiOut, qm.prop, qm.encap = spi, ch.spi, ch.prop, ch.encap
 	reply := []isakmp.Payload{ch.reply(spi), &isakmp.Nonce{Data: qm.nonceR}}
@@ -85,6 +78,24 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	sa.qms[msgID] = qm
 	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
 	qm.sendProtected(reply, qm.nonceI, true)
+	return nil
+}
+
+// refuseQM1 ends a peer's authenticated quick mode that we cannot answer (it is not
+// registered yet): it records err, for qm's tunnel once known, reports the outcome and,
+// unless notify is 0, tells the peer about its offer.
+func (e *Engine) refuseQM1(qm *quickMode, err error, notify isakmp.NotifyType, offer *isakmp.SA) error {
+	sa, t := qm.sa, qm.tunnel
+	dropKey(&qm.dhKey)
+	if t != nil {
+		e.recordError(sa, fmt.Errorf("tunnel %s: %w", t.cfg.Name, err))
+	} else {
+		e.recordError(sa, err)
+	}
+	e.observeQuick(sa, t, false, err, false)
+	if notify != 0 {
+		e.sendESPNotify(sa, firstSPI(offer), notify, nil)
+	}
 	return nil
 }
 

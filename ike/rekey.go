@@ -45,10 +45,21 @@ func (e *Engine) armIKELifetime(sa *ikeSA) {
 	})
 }
 
+// SoftLifetime is when an SA with the hard limit hard (a lifetime or a volume) asks for its
+// replacement: at 90 % when we initiated it, at 95 % when the peer did, so that two espgw
+// peers do not both start the rekey at the same moment. The datapath's soft limits and
+// the engine's rekey timers (rekeyTime) both follow it.
+func SoftLifetime[T time.Duration | uint64](hard T, initiator bool) T {
+	if initiator {
+		return hard / 10 * 9
+	}
+	return hard / 20 * 19
+}
+
 // rekeyTime is when an initiator starts replacing an IKE or child SA with that lifetime: at
-// 90 %, less a random jitter of up to 5 %.
+// its SoftLifetime, less a random jitter of up to 5 %.
 func (e *Engine) rekeyTime(life time.Duration) time.Duration {
-	at := life * 9 / 10
+	at := SoftLifetime(life, true)
 	var b [2]byte
 	if _, err := io.ReadFull(e.opts.Rand, b[:]); err == nil {
 		at -= time.Duration(uint64(life/20) * uint64(binary.BigEndian.Uint16(b[:])) >> 16)

@@ -80,3 +80,20 @@ func TestRekeyTimeJitter(t *testing.T) {
 		t.Errorf("rekey time not jittered: %v", seen)
 	}
 }
+
+// TestSoftLifetime checks the one soft-limit rule, which the daemon applies to the
+// datapath's time and volume limits: 90 % as initiator, 95 % as responder.
+func TestSoftLifetime(t *testing.T) {
+	if got := SoftLifetime(8*time.Hour, true); got != 432*time.Minute {
+		t.Errorf("SoftLifetime(8h, initiator) = %v, want 7h12m", got)
+	}
+	if got := SoftLifetime(8*time.Hour, false); got != 456*time.Minute {
+		t.Errorf("SoftLifetime(8h, responder) = %v, want 7h36m", got)
+	}
+	if got := SoftLifetime(uint64(1000), true); got != 900 {
+		t.Errorf("SoftLifetime(1000 bytes, initiator) = %d, want 900", got)
+	}
+	if got := SoftLifetime(uint64(1000), false); got != 950 {
+		t.Errorf("SoftLifetime(1000 bytes, responder) = %d, want 950", got)
+	}
+}

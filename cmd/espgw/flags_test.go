@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,5 +41,21 @@ func TestLogFormatJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(b.String()), &rec); err != nil || rec["msg"] != "ISAKMP-SA established 192.0.2.1[500]-192.0.2.2[500] spi:0102030405060708:1112131415161718" ||
 		rec["conn"] != "megatelecom" || rec["level"] != "INFO" {
 		t.Errorf("--log-format json wrote %q (%v), want one JSON object with msg, level and conn", b.String(), err)
+	}
+}
+
+// TestSocketFromEnv: $ESPGW_CONTROL_SOCKET is the socket the commands talk to without
+// --socket, with or without -c (whose control_socket it overrides, as for the daemon).
+func TestSocketFromEnv(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "env.sock")
+	t.Setenv("ESPGW_CONTROL_SOCKET", sock)
+	for _, args := range [][]string{{"status"}, {"-c", "testdata/good.yaml", "status"}} {
+		if code, _, errOut := espgw(args...); code != 1 || !strings.Contains(errOut, sock) {
+			t.Errorf("espgw %s = %d, %s; want 1 naming %s", strings.Join(args, " "), code, errOut, sock)
+		}
+	}
+	other := filepath.Join(t.TempDir(), "flag.sock")
+	if code, _, errOut := espgw("--socket", other, "status"); code != 1 || !strings.Contains(errOut, other) {
+		t.Errorf("espgw --socket %s status = %d, %s; want 1 naming it", other, code, errOut)
 	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +67,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.configFile, "config", "c", DefaultConfigFile, "configuration file")
-	pf.StringVar(&g.socket, "socket", "", "control socket (default: control_socket of -c if given, else "+config.DefaultControlSocket+")")
+	pf.StringVar(&g.socket, "socket", "", "control socket (default: control_socket of -c if given, else $ESPGW_CONTROL_SOCKET, else "+config.DefaultControlSocket+")")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	root.AddCommand(
@@ -86,13 +87,14 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// socketPath is --socket, else the control_socket of an explicit -c, else the default.
+// socketPath is --socket, else the control_socket of an explicit -c, else
+// $ESPGW_CONTROL_SOCKET (which also overrides -c's, see config.EnvVar), else the default.
 func (g *globals) socketPath() (string, error) {
 	if g.socket != "" {
 		return g.socket, nil
 	}
 	if !g.root.PersistentFlags().Changed("config") {
-		return config.DefaultControlSocket, nil
+		return cmp.Or(os.Getenv(config.EnvVar("control_socket")), config.DefaultControlSocket), nil
 	}
 	cfg, err := config.Load(g.configFile)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +24,9 @@ import (
 
 // serveStatus answers status requests on a unix socket in dir, like the daemon's control
 // socket, with a tunnel whose SA grows by 1000 bytes and 10 packets each way per answer.
-func serveStatus(t *testing.T) *control.Client {
+// It answers n requests; at the next it calls done and hangs up, so a watch that ends with
+// done has shown exactly n refreshes, however slow the machine.
+func serveStatus(t *testing.T, n uint64, done func()) *control.Client {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ctl.sock")
 	ln, err := net.Listen("unix", path)
@@ -32,9 +34,8 @@ func serveStatus(t *testing.T) *control.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
-	n := uint64(0)
 	go func() {
+		k := uint64(0)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -42,10 +43,11 @@ func serveStatus(t *testing.T) *control.Client {
 			}
 			var req control.Request
 			if json.NewDecoder(c).Decode(&req) == nil {
-				mu.Lock()
-				n++
-				k := n
-				mu.Unlock()
+				if k++; k > n {
+					done()
+					c.Close()
+					continue
+				}
 				st := &control.Status{Datapath: "userspace",
 					IPsecSAs: []control.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c0000001", SPIOut: "c0000002",
 						BytesIn: 1000 * k, BytesOut: 1000 * k, PacketsIn: 10 * k, PacketsOut: 10 * k}},
@@ -88,16 +90,12 @@ func openPTY(t *testing.T) (ctrl, term *os.File) {
 // TestWatchStatus: piped, one line per tunnel and refresh with the rates of the counters'
 // growth; on a terminal, the screen is cleared and redrawn with the tables and a rates table.
 func TestWatchStatus(t *testing.T) {
-	c := serveStatus(t)
 	const interval = 200 * time.Millisecond
-
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*interval+interval/2)
-	err = watchStatus(ctx, w, c, interval)
-	cancel()
+	err = watchRefreshes(t, w, 3, interval)
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -106,8 +104,8 @@ func TestWatchStatus(t *testing.T) {
 	out := string(b)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	line := regexp.MustCompile(`^\S+Z bank/api up in (\d+) B/s ([\d.]+) pkt/s out (\d+) B/s ([\d.]+) pkt/s$`)
-	if len(lines) < 3 {
-		t.Fatalf("piped: %d lines, want at least 3:\n%s", len(lines), out)
+	if len(lines) != 3 {
+		t.Fatalf("piped: %d lines, want 3 (one per refresh):\n%s", len(lines), out)
 	}
 	for i, l := range lines {
 		m := line.FindStringSubmatch(l)
@@ -125,18 +123,36 @@ func TestWatchStatus(t *testing.T) {
 	}
 
 	ctrl, term := openPTY(t)
-	ctx, cancel = context.WithTimeout(context.Background(), interval+interval/2)
-	err = watchStatus(ctx, term, c, interval)
-	cancel()
-	if err != nil {
+	if err := watchRefreshes(t, term, 1, interval); err != nil {
 		t.Fatal(err)
 	}
+	// The screen is in the terminal's buffer; a read may return it in parts.
+	rateRow := regexp.MustCompile(`bank/api +up +\d+ +\d+ +[\d.]+ +[\d.]+`)
+	var screen []byte
 	buf := make([]byte, 64<<10)
-	ctrl.SetReadDeadline(time.Now().Add(time.Second))
-	n, _ := ctrl.Read(buf)
-	screen := string(buf[:n])
-	if !strings.HasPrefix(screen, clearScreen) || !strings.Contains(screen, "IPsec SAs:") || !strings.Contains(screen, "Rates:") ||
-		!regexp.MustCompile(`bank/api +up +\d+ +\d+ +[\d.]+ +[\d.]+`).MatchString(screen) {
-		t.Errorf("terminal: want the screen cleared, the status tables and a rates row, got:\n%q", screen)
+	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for !rateRow.Match(screen) {
+		n, err := ctrl.Read(buf)
+		screen = append(screen, buf[:n]...)
+		if err != nil {
+			break
+		}
 	}
+	if s := string(screen); !strings.HasPrefix(s, clearScreen) || !strings.Contains(s, "IPsec SAs:") || !strings.Contains(s, "Rates:") ||
+		!rateRow.MatchString(s) {
+		t.Errorf("terminal: want the screen cleared, the status tables and a rates row, got:\n%q", s)
+	}
+}
+
+// watchRefreshes runs watchStatus on w against serveStatus until it has shown n refreshes
+// (within a minute, so that a loaded machine is slow, not wrong).
+func watchRefreshes(t *testing.T, w io.Writer, n uint64, interval time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := watchStatus(ctx, w, serveStatus(t, n, cancel), interval)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("watch: no %d refreshes within a minute", n)
+	}
+	return err
 }
