@@ -20,7 +20,8 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var pprofAddr string
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the gateway in the foreground (SIGHUP reloads, SIGTERM/SIGINT stop)",
 		Args:  cobra.NoArgs,
@@ -35,6 +36,11 @@ func newRunCmd(g *globals) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if pprofAddr != "" {
+				if err := servePProf(ctx, pprofAddr, log); err != nil {
+					return err
+				}
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -50,6 +56,9 @@ func newRunCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go's profiles (net/http/pprof) on this address, for measurements")
+	cmd.Flags().MarkHidden("pprof")
+	return cmd
 }
 
 // newDatapath opens the real backends in the current network namespace.

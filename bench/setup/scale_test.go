@@ -1,0 +1,199 @@
+package setup
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/scalelab"
+)
+
+var (
+	scaleN     = flag.Int("scale.n", 1000, "BenchmarkScale: tunnels in all, a multiple of -scale.peers")
+	scalePeers = flag.Int("scale.peers", 200, "BenchmarkScale: peers")
+	scaleIdle  = flag.Duration("scale.idle", 60*time.Second, "BenchmarkScale: how long to measure idle CPU")
+	scaleHeap  = flag.String("scale.heap", "", "BenchmarkScale: write espgw's heap profile (pprof) to this file")
+)
+
+// Inside the gateway's namespace.
+const (
+	metricsAddr = "127.0.0.1:9814"
+	pprofAddr   = "127.0.0.1:6060"
+)
+
+// BenchmarkScale brings -scale.n tunnels up (strongSwan initiating, espgw responding as a
+// deployment would run it: info logging, no save_keys, DPD every 30 s, metrics on) and
+// measures espgw with all of them up: RSS and the Go heap (a heap profile with -scale.heap),
+// its own CPU time over -scale.idle with no traffic, how long `espgw status` (summary, one
+// connection, --json) and a /metrics scrape take.
+func BenchmarkScale(b *testing.B) {
+	if *scalePeers < 1 || *scaleN < *scalePeers || *scaleN%*scalePeers != 0 {
+		b.Fatalf("-scale.n %d over -scale.peers %d: want a positive multiple", *scaleN, *scalePeers)
+	}
+	for range b.N {
+		r := scalelab.Start(b, scalelab.Lab{Peers: *scalePeers, Tunnels: *scaleN / *scalePeers,
+			IKE: ikeProposal, ESP: espProposal, DPDDelay: "30s",
+			Daemon: espgwtest.Config{LogLevel: "info", NoSaveKeys: true, Metrics: metricsAddr, PProf: pprofAddr}})
+		// On this shared machine a few quick modes may fail for good (see bench/README.md);
+		// measure with what is up, if nearly all are.
+		took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
+		n, nerr := r.Installed()
+		if err != nil && (nerr != nil || n < r.N()*95/100) {
+			b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
+		}
+		b.ReportMetric(float64(n), "installed")
+		b.ReportMetric(took.Seconds(), "s-to-installed")
+		time.Sleep(5 * time.Second) // the last quick modes' lingering state goes
+		pid := r.GW.PID()
+
+		rss, err := scalelab.RSS(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(rss)/(1<<20), "RSS-MiB")
+		if anon, file, err := scalelab.RSSParts(pid); err == nil {
+			b.ReportMetric(float64(anon)/(1<<20), "RssAnon-MiB")
+			b.ReportMetric(float64(file)/(1<<20), "RssFile-MiB")
+		}
+		heapProfile(b, r.GWNS)
+		s := scrape(b, r.GWNS)
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
+			b.Logf("%s %s", m, s.value(m))
+		}
+
+		load0 := load1()
+		cpu0, _ := scalelab.CPUTime(pid)
+		t0 := time.Now()
+		time.Sleep(*scaleIdle)
+		cpu1, err := scalelab.CPUTime(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(100*(cpu1-cpu0).Seconds()/time.Since(t0).Seconds(), "idle-cpu%")
+		b.ReportMetric((load0+load1())/2, "load1")
+
+		for _, q := range []struct {
+			name string
+			args []string
+		}{{"status", nil}, {"status-conn", []string{"p001"}}, {"status-json", []string{"--json"}}} {
+			ms, size := median(b, 5, func() int {
+				out, err := r.GW.CLI(context.Background(), append([]string{"status"}, q.args...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return len(out)
+			})
+			b.ReportMetric(ms, q.name+"-ms")
+			b.Logf("espgw status %s: %d bytes", strings.Join(q.args, " "), size)
+		}
+		ms, size := median(b, 5, func() int { return len(scrape(b, r.GWNS).text) })
+		b.ReportMetric(ms, "scrape-ms")
+		b.ReportMetric(float64(len(scrape(b, r.GWNS).series)), "series")
+		b.Logf("/metrics: %d bytes", size)
+	}
+}
+
+// median runs f n times and returns the median wall time in ms and f's last result.
+func median(b *testing.B, n int, f func() int) (ms float64, last int) {
+	var ds []time.Duration
+	for range n {
+		t := time.Now()
+		last = f()
+		ds = append(ds, time.Since(t))
+	}
+	slices.Sort(ds)
+	return float64(ds[n/2].Microseconds()) / 1000, last
+}
+
+// get fetches http://addr/path from inside ns.
+func get(ns *testutil.NetNS, addr, path string) ([]byte, error) {
+	var body []byte
+	err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+		resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get("http://" + addr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GET http://%s%s in netns %s: %w", addr, path, ns.Name(), err)
+	}
+	return body, nil
+}
+
+// heapProfile writes espgw's heap profile (after a GC) to -scale.heap, if set.
+func heapProfile(b *testing.B, ns *testutil.NetNS) {
+	if *scaleHeap == "" {
+		return
+	}
+	p, err := get(ns, pprofAddr, "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(*scaleHeap, p, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	g, err := get(ns, pprofAddr, "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gr := strings.TrimSuffix(*scaleHeap, filepath.Ext(*scaleHeap)) + ".goroutines.txt"
+	if err := os.WriteFile(gr, g, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
+}
+
+// scraped is one /metrics response: its text and the value of each series.
+type scraped struct {
+	text   string
+	series map[string]string
+}
+
+func (s scraped) value(name string) string { return s.series[name] }
+
+func scrape(b *testing.B, ns *testutil.NetNS) scraped {
+	body, err := get(ns, metricsAddr, "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := scraped{text: string(body), series: map[string]string{}}
+	for _, l := range strings.Split(s.text, "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		if i := strings.LastIndexByte(l, ' '); i > 0 {
+			s.series[l[:i]] = l[i+1:]
+		}
+	}
+	return s
+}
+
+// load1 is the one-minute load average: the machine is shared, so each result carries it.
+func load1() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	var v float64
+	fmt.Sscan(string(b), &v)
+	return v
+}
