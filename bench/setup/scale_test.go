@@ -24,6 +24,7 @@ var (
 	scalePeers = flag.Int("scale.peers", 200, "BenchmarkScale: peers")
 	scaleIdle  = flag.Duration("scale.idle", 60*time.Second, "BenchmarkScale: how long to measure idle CPU")
 	scaleHeap  = flag.String("scale.heap", "", "BenchmarkScale: write espgw's heap profile (pprof) to this file")
+	scaleCPU   = flag.String("scale.cpuprofile", "", "BenchmarkScale: after the idle measurement, write a 30 s CPU profile of idle espgw to this file")
 )
 
 // Inside the gateway's namespace.
@@ -82,26 +83,50 @@ func BenchmarkScale(b *testing.B) {
 		}
 		b.ReportMetric(100*(cpu1-cpu0).Seconds()/time.Since(t0).Seconds(), "idle-cpu%")
 		b.ReportMetric((load0+load1())/2, "load1")
+		// By now the runtime has returned most of what setting up 1,000 tunnels freed.
+		if rss, err := scalelab.RSS(pid); err == nil {
+			b.ReportMetric(float64(rss)/(1<<20), "idle-RSS-MiB")
+		}
+		cpuProfile(b, r.GWNS)
 
 		for _, q := range []struct {
 			name string
 			args []string
-		}{{"status", nil}, {"status-conn", []string{"p001"}}, {"status-json", []string{"--json"}}} {
-			ms, size := median(b, 5, func() int {
-				out, err := r.GW.CLI(context.Background(), append([]string{"status"}, q.args...)...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return len(out)
-			})
-			b.ReportMetric(ms, q.name+"-ms")
-			b.Logf("espgw status %s: %d bytes", strings.Join(q.args, " "), size)
+		}{{"version", []string{"version"}}, {"status", []string{"status"}},
+			{"status-conn", []string{"status", "p001"}}, {"status-json", []string{"status", "--json"}}} {
+			cliCommand(b, r.GW, pid, q.name, q.args...)
 		}
 		ms, size := median(b, 5, func() int { return len(scrape(b, r.GWNS).text) })
 		b.ReportMetric(ms, "scrape-ms")
 		b.ReportMetric(float64(len(scrape(b, r.GWNS).series)), "series")
 		b.Logf("/metrics: %d bytes", size)
 	}
+}
+
+// cliCommand runs `espgw args...` 5 times and reports the median wall time, the command's
+// own CPU time and the daemon's (pid) per run: on a shared machine the wall time is mostly
+// waiting for a core. `version` is the binary's start-up alone.
+func cliCommand(b *testing.B, g *espgwtest.Gateway, pid int, name string, args ...string) {
+	const runs = 5
+	var cliCPU, daemonCPU time.Duration
+	var size int
+	ms, _ := median(b, runs, func() int {
+		d0, _ := scalelab.CPUTime(pid)
+		cmd := g.Command(context.Background(), args...)
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatalf("espgw %s: %v", strings.Join(args, " "), err)
+		}
+		d1, _ := scalelab.CPUTime(pid)
+		cliCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		daemonCPU += d1 - d0
+		size = len(out)
+		return size
+	})
+	b.ReportMetric(ms, name+"-ms")
+	b.ReportMetric(float64(cliCPU.Milliseconds())/runs, name+"-cli-cpu-ms")
+	b.ReportMetric(float64(daemonCPU.Milliseconds())/runs, name+"-daemon-cpu-ms")
+	b.Logf("espgw %s: %d bytes", strings.Join(args, " "), size)
 }
 
 // median runs f n times and returns the median wall time in ms and f's last result.
@@ -125,7 +150,7 @@ func get(ns *testutil.NetNS, addr, path string) ([]byte, error) {
 			return err
 		}
 		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get("http://" + addr + path)
+		resp, err := (&http.Client{Transport: tr, Timeout: time.Minute}).Get("http://" + addr + path)
 		if err != nil {
 			return err
 		}
@@ -163,6 +188,20 @@ func heapProfile(b *testing.B, ns *testutil.NetNS) {
 		b.Fatal(err)
 	}
 	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
+}
+
+// cpuProfile writes a 30 s CPU profile of espgw to -scale.cpuprofile, if set.
+func cpuProfile(b *testing.B, ns *testutil.NetNS) {
+	if *scaleCPU == "" {
+		return
+	}
+	p, err := get(ns, pprofAddr, "/debug/pprof/profile?seconds=30")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(*scaleCPU, p, 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // scraped is one /metrics response: its text and the value of each series.
