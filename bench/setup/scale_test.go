@@ -24,7 +24,7 @@ var (
 	scalePeers = flag.Int("scale.peers", 200, "BenchmarkScale: peers")
 	scaleIdle  = flag.Duration("scale.idle", 60*time.Second, "BenchmarkScale: how long to measure idle CPU")
 	scaleHeap  = flag.String("scale.heap", "", "BenchmarkScale: write espgw's heap profile (pprof) to this file")
-	scaleCPU   = flag.String("scale.cpuprofile", "", "BenchmarkScale: after the idle measurement, write a 30 s CPU profile of idle espgw to this file")
+	scaleCPU   = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of espgw over the first idle window to this file")
 )
 
 // Inside the gateway's namespace.
@@ -73,21 +73,23 @@ func BenchmarkScale(b *testing.B) {
 			b.Logf("%s %s", m, s.value(m))
 		}
 
+		// Two idle windows: the first (profiled with -scale.cpuprofile) may still see the
+		// tail of the setup (lingering quick modes, the runtime returning freed memory).
 		load0 := load1()
-		cpu0, _ := scalelab.CPUTime(pid)
-		t0 := time.Now()
-		time.Sleep(*scaleIdle)
-		cpu1, err := scalelab.CPUTime(pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(100*(cpu1-cpu0).Seconds()/time.Since(t0).Seconds(), "idle-cpu%")
+		b.ReportMetric(idleCPU(b, pid, func() { cpuProfile(b, r.GWNS) }), "idle-cpu%")
+		b.ReportMetric(idleCPU(b, pid, func() { time.Sleep(*scaleIdle) }), "idle2-cpu%")
 		b.ReportMetric((load0+load1())/2, "load1")
+		if n, err := r.Installed(); err == nil {
+			b.ReportMetric(float64(n), "installed-after-idle") // DPD kept every IKE SA
+		}
 		// By now the runtime has returned most of what setting up 1,000 tunnels freed.
 		if rss, err := scalelab.RSS(pid); err == nil {
 			b.ReportMetric(float64(rss)/(1<<20), "idle-RSS-MiB")
 		}
-		cpuProfile(b, r.GWNS)
+		if st, err := r.GW.Status(); err == nil {
+			b.ReportMetric(float64(len(st.IKESAs)), "ike-sas")
+			b.ReportMetric(float64(len(st.IPsecSAs)), "ipsec-sas")
+		}
 
 		for _, q := range []struct {
 			name string
@@ -150,7 +152,7 @@ func get(ns *testutil.NetNS, addr, path string) ([]byte, error) {
 			return err
 		}
 		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		resp, err := (&http.Client{Transport: tr, Timeout: time.Minute}).Get("http://" + addr + path)
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Minute}).Get("http://" + addr + path)
 		if err != nil {
 			return err
 		}
@@ -190,12 +192,29 @@ func heapProfile(b *testing.B, ns *testutil.NetNS) {
 	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
 }
 
-// cpuProfile writes a 30 s CPU profile of espgw to -scale.cpuprofile, if set.
+// idleCPU runs wait and returns the CPU time process pid used meanwhile, in % of a core.
+func idleCPU(b *testing.B, pid int, wait func()) float64 {
+	cpu0, err := scalelab.CPUTime(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	wait()
+	cpu1, err := scalelab.CPUTime(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return 100 * (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
+}
+
+// cpuProfile writes a CPU profile of espgw over -scale.idle to -scale.cpuprofile, or only
+// waits that long if it is not set.
 func cpuProfile(b *testing.B, ns *testutil.NetNS) {
 	if *scaleCPU == "" {
+		time.Sleep(*scaleIdle)
 		return
 	}
-	p, err := get(ns, pprofAddr, "/debug/pprof/profile?seconds=30")
+	p, err := get(ns, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(scaleIdle.Seconds())))
 	if err != nil {
 		b.Fatal(err)
 	}
