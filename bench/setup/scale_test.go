@@ -39,11 +39,9 @@ const (
 // its own CPU time over -scale.idle with no traffic, how long `espgw status` (summary, one
 // connection, --json) and a /metrics scrape take.
 func BenchmarkScale(b *testing.B) {
-	if *scalePeers < 1 || *scaleN < *scalePeers || *scaleN%*scalePeers != 0 {
-		b.Fatalf("-scale.n %d over -scale.peers %d: want a positive multiple", *scaleN, *scalePeers)
-	}
+	perPeer := tunnelsPerPeer(b, "scale", *scaleN, *scalePeers)
 	for range b.N {
-		r := scalelab.Start(b, scalelab.Lab{Peers: *scalePeers, Tunnels: *scaleN / *scalePeers,
+		r := scalelab.Start(b, scalelab.Lab{Peers: *scalePeers, Tunnels: perPeer,
 			IKE: ikeProposal, ESP: espProposal, DPDDelay: "30s",
 			Daemon: espgwtest.Config{LogLevel: "info", NoSaveKeys: true, Metrics: metricsAddr, PProf: pprofAddr}})
 		// On this shared machine a few quick modes may fail for good (see bench/README.md);
