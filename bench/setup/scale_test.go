@@ -4,9 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,45 +138,19 @@ func median(b *testing.B, n int, f func() int) (ms float64, last int) {
 	return float64(ds[n/2].Microseconds()) / 1000, last
 }
 
-// get fetches http://addr/path from inside ns.
-func get(ns *testutil.NetNS, addr, path string) ([]byte, error) {
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Minute}).Get("http://" + addr + path)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("GET http://%s%s in netns %s: %w", addr, path, ns.Name(), err)
-	}
-	return body, nil
-}
-
 // heapProfile writes espgw's heap profile (after a GC) to -scale.heap, if set.
 func heapProfile(b *testing.B, ns *testutil.NetNS) {
 	if *scaleHeap == "" {
 		return
 	}
-	p, err := get(ns, pprofAddr, "/debug/pprof/heap?gc=1")
+	p, err := ns.HTTPGet(pprofAddr, "/debug/pprof/heap?gc=1", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(*scaleHeap, p, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	g, err := get(ns, pprofAddr, "/debug/pprof/goroutine?debug=1")
+	g, err := ns.HTTPGet(pprofAddr, "/debug/pprof/goroutine?debug=1", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -212,7 +183,7 @@ func cpuProfile(b *testing.B, ns *testutil.NetNS) {
 		time.Sleep(*scaleIdle)
 		return
 	}
-	p, err := get(ns, pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(scaleIdle.Seconds())))
+	p, err := ns.HTTPGet(pprofAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(scaleIdle.Seconds())), *scaleIdle+time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -230,7 +201,7 @@ type scraped struct {
 func (s scraped) value(name string) string { return s.series[name] }
 
 func scrape(b *testing.B, ns *testutil.NetNS) scraped {
-	body, err := get(ns, metricsAddr, "/metrics")
+	body, err := ns.HTTPGet(metricsAddr, "/metrics", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
