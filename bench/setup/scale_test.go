@@ -40,7 +40,7 @@ func BenchmarkScale(b *testing.B) {
 	for range b.N {
 		r := scalelab.Start(b, scalelab.Lab{Peers: *scalePeers, Tunnels: perPeer,
 			IKE: ikeProposal, ESP: espProposal, DPDDelay: "30s",
-			Daemon: espgwtest.Config{LogLevel: "info", NoSaveKeys: true, Metrics: metricsAddr, PProf: pprofAddr}})
+			Daemon: espgwtest.Config{LogLevel: "info", NoSaveKeys: true, Metrics: metricsAddr, PProf: profiling()}})
 		// On this shared machine a few quick modes may fail for good (see bench/README.md);
 		// measure with what is up, if nearly all are.
 		took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
@@ -159,6 +159,15 @@ func heapProfile(b *testing.B, ns *testutil.NetNS) {
 		b.Fatal(err)
 	}
 	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
+}
+
+// profiling is espgw's --pprof address when a profile is asked for: it samples allocations
+// finely, which costs CPU and memory of its own.
+func profiling() string {
+	if *scaleHeap == "" && *scaleCPU == "" {
+		return ""
+	}
+	return pprofAddr
 }
 
 // idleCPU runs wait and returns the CPU time process pid used meanwhile, in % of a core.
