@@ -15,7 +15,7 @@ import (
 
 // Commands of a Request.
 const (
-	CmdStatus = "status" // Response.Status
+	CmdStatus = "status" // Response.Status, of Connection only if set
 	CmdUp     = "up"     // negotiate Connection (every tunnel, or Tunnel); waits for the outcome
 	CmdDown   = "down"   // delete Connection's SAs (every tunnel and the IKE SA, or Tunnel)
 	CmdReload = "reload" // re-read the configuration file, as SIGHUP does

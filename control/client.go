@@ -84,13 +84,21 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 }
 
 // Status returns the daemon's SAs and tunnel states.
-func (c *Client) Status(ctx context.Context) (*Status, error) {
-	resp, err := c.Do(ctx, Request{Command: CmdStatus})
+func (c *Client) Status(ctx context.Context) (*Status, error) { return c.StatusOf(ctx, "") }
+
+// StatusOf returns the part of the daemon's status that concerns connection name (see
+// Status.Connection), or all of it for "". The daemon selects it, so that one connection
+// of thousands of tunnels costs a small answer; a daemon that sends everything is filtered here.
+func (c *Client) StatusOf(ctx context.Context, name string) (*Status, error) {
+	resp, err := c.Do(ctx, Request{Command: CmdStatus, Connection: name})
 	if err != nil {
 		return nil, err
 	}
 	if resp.Status == nil {
 		return nil, fmt.Errorf("control socket %s: status answer without status", c.path)
+	}
+	if name != "" {
+		return resp.Status.Connection(name)
 	}
 	return resp.Status, nil
 }

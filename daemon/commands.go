@@ -15,7 +15,13 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 	var err error
 	switch req.Command {
 	case control.CmdStatus:
-		return control.Response{Status: d.status()}
+		st := d.status()
+		if req.Connection != "" {
+			if st, err = st.Connection(req.Connection); err != nil {
+				return control.Response{Error: err.Error()}
+			}
+		}
+		return control.Response{Status: st}
 	case control.CmdFlows:
 		return control.Response{Flows: d.flowReport(req.Limit)}
 	case control.CmdUp:

@@ -72,7 +72,7 @@ type testDaemon struct {
 // startDaemon runs the configuration yaml, to which it adds control_socket and save_keys
 // in a temporary directory, and waits until it is ready.
 // Options may be changed by mods.
-func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *datapathtest.Datapath, mods ...func(*Options)) *testDaemon {
+func startDaemon(t testing.TB, name, yaml string, bind conn.Bind, dp *datapathtest.Datapath, mods ...func(*Options)) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	var logs lockedBuffer
@@ -123,7 +123,7 @@ func startDaemon(t *testing.T, name, yaml string, bind conn.Bind, dp *datapathte
 	return d
 }
 
-func (d *testDaemon) writeConfig(t *testing.T, yaml string) {
+func (d *testDaemon) writeConfig(t testing.TB, yaml string) {
 	t.Helper()
 	yaml = "control_socket: " + filepath.Join(d.dir, "overridden.sock") + "\nsave_keys: " + filepath.Join(d.dir, "keys") + "\n" + yaml
 	if err := os.WriteFile(d.cfgFile, []byte(yaml), 0o600); err != nil {
@@ -131,7 +131,7 @@ func (d *testDaemon) writeConfig(t *testing.T, yaml string) {
 	}
 }
 
-func (d *testDaemon) status(t *testing.T) *control.Status {
+func (d *testDaemon) status(t testing.TB) *control.Status {
 	t.Helper()
 	st, err := d.client.Status(context.Background())
 	if err != nil {

@@ -132,13 +132,15 @@ func (s *stateSource) TunnelStates() ([]metrics.TunnelState, error) {
 		inPackets[sa.spiIn] = c.Packets
 	}
 	s.inPackets = inPackets
-	var out []metrics.TunnelState
+	out := make([]metrics.TunnelState, 0, len(keys))
+	configured := make(map[tunnelKey]bool, len(keys))
 	for _, key := range keys {
 		exp, isUp := up[key]
 		out = append(out, metrics.TunnelState{Connection: key.conn, Tunnel: key.tunnel, Up: isUp, Expiry: exp, LastInbound: s.lastIn[key]})
+		configured[key] = true
 	}
 	for key := range s.lastIn {
-		if !slices.Contains(keys, key) {
+		if !configured[key] {
 			delete(s.lastIn, key)
 		}
 	}

@@ -93,7 +93,10 @@ func (e *Engine) startDPD(sa *ikeSA) {
 			sa.dpd.timer = e.afterFunc(cfg.DPDDelay, tick)
 			return
 		}
-		if e.now().Sub(sa.dpd.lastAck) > timeout {
+		// Dead only while our latest probe is unanswered too: this tick may fire later after
+		// that probe than its ACK took, and with dpd_timeout equal to dpd_delay the ACK's
+		// age alone would then exceed the timeout.
+		if e.now().Sub(sa.dpd.lastAck) > timeout && sa.dpd.lastAck.Before(sa.dpd.lastSent) {
 			e.log.Warn("peer is dead (no R-U-THERE-ACK)", sa.logArgs("timeout", timeout)...)
 			c := sa.conn
 			e.deleteIKESA(sa, false, errDPD)

@@ -22,14 +22,17 @@ type sim struct {
 
 func newSim(tb testing.TB) *sim { return &sim{tb: tb, clk: clocktest.New()} }
 
-// start adds an engine on the simulation's clock. opts.Kernel defaults to k, a zero
-// opts.Retransmit to DefaultRetransmit.
+// start adds an engine on the simulation's clock (or opts.Clock, which must run on it).
+// opts.Kernel defaults to k, a zero opts.Retransmit to DefaultRetransmit.
 func (s *sim) start(name string, b *bindtest.Bind, k *fakeKernel, opts Options, conns ...model.Connection) *node {
 	s.tb.Helper()
 	if opts.Kernel == nil {
 		opts.Kernel = k
 	}
-	opts.Logger, opts.Bind, opts.Clock = testLogger(s.tb, name), b, s.clk
+	if opts.Clock == nil {
+		opts.Clock = s.clk
+	}
+	opts.Logger, opts.Bind = testLogger(s.tb, name), b
 	e := New(opts)
 	if err := e.Configure(conns); err != nil {
 		s.tb.Fatal(err)

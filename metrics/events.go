@@ -32,11 +32,11 @@ type Events struct {
 	results    []string
 	configured map[string]bool // by the last Configure
 
-	negotiations  *prometheus.CounterVec
-	ikeRekeys     *prometheus.CounterVec
-	childRekeys   *prometheus.CounterVec
-	ikeDeletes    *prometheus.CounterVec
-	childDeletes  *prometheus.CounterVec
+	negotiations  *counterSet
+	ikeRekeys     *counterSet
+	childRekeys   *counterSet
+	ikeDeletes    *counterSet
+	childDeletes  *counterSet
 	lastIKEPacket *prometheus.GaugeVec
 }
 
@@ -44,31 +44,30 @@ type Events struct {
 func NewEvents(results []string) *Events {
 	return &Events{
 		results: results,
-		negotiations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "espgw_ike_negotiations_total",
-			Help: "Phase-1 (main, aggressive) and quick-mode negotiations that ended, by exchange, our role and result (success or a failure reason).",
-		}, []string{"connection", "exchange", "role", "result"}),
-		ikeRekeys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "espgw_ike_sa_rekeys_total",
-			Help: "IKE SAs established while another one with the peer was up (reauthentication), by either side.",
-		}, []string{"connection"}),
-		childRekeys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "espgw_child_sa_rekeys_total",
-			Help: "Child SAs installed while the tunnel already had one (rekey by either side).",
-		}, []string{"connection", "tunnel"}),
-		ikeDeletes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "espgw_ike_sa_deletes_total",
-			Help: "Established IKE SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
-		}, []string{"connection", "side"}),
-		childDeletes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "espgw_child_sa_deletes_total",
-			Help: "Installed child SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
-		}, []string{"connection", "tunnel", "side"}),
+		negotiations: newCounterSet("espgw_ike_negotiations_total",
+			"Phase-1 (main, aggressive) and quick-mode negotiations that ended, by exchange, our role and result (success or a failure reason).",
+			"connection", "exchange", "role", "result"),
+		ikeRekeys: newCounterSet("espgw_ike_sa_rekeys_total",
+			"IKE SAs established while another one with the peer was up (reauthentication), by either side.",
+			"connection"),
+		childRekeys: newCounterSet("espgw_child_sa_rekeys_total",
+			"Child SAs installed while the tunnel already had one (rekey by either side).",
+			"connection", "tunnel"),
+		ikeDeletes: newCounterSet("espgw_ike_sa_deletes_total",
+			"Established IKE SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
+			"connection", "side"),
+		childDeletes: newCounterSet("espgw_child_sa_deletes_total",
+			"Installed child SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
+			"connection", "tunnel", "side"),
 		lastIKEPacket: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "espgw_ike_last_received_timestamp_seconds",
 			Help: "When the last IKE message from the peer's address arrived (Unix time).",
 		}, []string{"connection"}),
 	}
+}
+
+func (e *Events) counters() []*counterSet {
+	return []*counterSet{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes}
 }
 
 func (e *Events) vecs() []prometheus.Collector {
@@ -98,27 +97,27 @@ func (e *Events) Configure(conns []ConnTunnels) {
 		for _, x := range []string{c.Exchange, "quick"} {
 			for _, role := range []string{RoleInitiator, RoleResponder} {
 				for _, r := range e.results {
-					e.negotiations.WithLabelValues(c.Connection, x, role, r)
+					e.negotiations.add(0, c.Connection, x, role, r)
 				}
 			}
 		}
-		e.ikeRekeys.WithLabelValues(c.Connection)
+		e.ikeRekeys.add(0, c.Connection)
 		for _, side := range []string{SideLocal, SidePeer} {
-			e.ikeDeletes.WithLabelValues(c.Connection, side)
+			e.ikeDeletes.add(0, c.Connection, side)
 			for _, t := range c.Tunnels {
-				e.childDeletes.WithLabelValues(c.Connection, t, side)
+				e.childDeletes.add(0, c.Connection, t, side)
 			}
 		}
 		for _, t := range c.Tunnels {
-			e.childRekeys.WithLabelValues(c.Connection, t)
+			e.childRekeys.add(0, c.Connection, t)
 		}
 	}
 	for conn := range e.configured {
 		if !keep[conn] {
-			for _, v := range []*prometheus.MetricVec{e.negotiations.MetricVec, e.ikeRekeys.MetricVec, e.childRekeys.MetricVec,
-				e.ikeDeletes.MetricVec, e.childDeletes.MetricVec, e.lastIKEPacket.MetricVec} {
-				v.DeletePartialMatch(prometheus.Labels{"connection": conn})
+			for _, c := range e.counters() {
+				c.deleteConnection(conn)
 			}
+			e.lastIKEPacket.DeletePartialMatch(prometheus.Labels{"connection": conn})
 		}
 	}
 	e.configured = keep
@@ -126,25 +125,25 @@ func (e *Events) Configure(conns []ConnTunnels) {
 
 // Negotiation counts one ended negotiation.
 func (e *Events) Negotiation(conn, exchange, role, result string) {
-	e.negotiations.WithLabelValues(conn, exchange, role, result).Inc()
+	e.negotiations.add(1, conn, exchange, role, result)
 }
 
 // Rekey counts a rekey of the connection's IKE SA (tunnel "") or of a tunnel's child SA.
 func (e *Events) Rekey(conn, tunnel string) {
 	if tunnel == "" {
-		e.ikeRekeys.WithLabelValues(conn).Inc()
+		e.ikeRekeys.add(1, conn)
 		return
 	}
-	e.childRekeys.WithLabelValues(conn, tunnel).Inc()
+	e.childRekeys.add(1, conn, tunnel)
 }
 
 // Delete counts a deleted IKE SA (tunnel "") or child SA, by side (SideLocal, SidePeer).
 func (e *Events) Delete(conn, tunnel, side string) {
 	if tunnel == "" {
-		e.ikeDeletes.WithLabelValues(conn, side).Inc()
+		e.ikeDeletes.add(1, conn, side)
 		return
 	}
-	e.childDeletes.WithLabelValues(conn, tunnel, side).Inc()
+	e.childDeletes.add(1, conn, tunnel, side)
 }
 
 // Received records the arrival of an IKE message from the connection's peer.

@@ -170,7 +170,7 @@ func TestEventsConfigure(t *testing.T) {
 	if n := testutil.CollectAndCount(ev, "espgw_ike_negotiations_total"); n != 2*2*2*2 {
 		t.Errorf("%d negotiation series, want 16 (2 connections x 2 exchanges x 2 roles x 2 results)", n)
 	}
-	if v := testutil.ToFloat64(ev.negotiations.WithLabelValues("a", "quick", RoleInitiator, "success")); v != 1 {
+	if v := ev.negotiations.value("a", "quick", RoleInitiator, "success"); v != 1 {
 		t.Errorf("a quick initiator success = %v, want 1", v)
 	}
 	ev.Configure([]ConnTunnels{{Connection: "b", Exchange: "aggressive"}})
@@ -180,7 +180,7 @@ func TestEventsConfigure(t *testing.T) {
 	if n := testutil.CollectAndCount(ev, "espgw_child_sa_deletes_total"); n != 0 {
 		t.Errorf("after removing a: %d child delete series, want 0", n)
 	}
-	if v := testutil.ToFloat64(ev.ikeRekeys.WithLabelValues("b")); v != 1 {
+	if v := ev.ikeRekeys.value("b"); v != 1 {
 		t.Errorf("b IKE rekeys = %v, want 1 (kept across reloads)", v)
 	}
 }

@@ -49,9 +49,7 @@ func TestMain(m *testing.M) {
 // how much of it the daemon took to start (espgw: until its control socket answers, eBPF
 // programs loaded; charon: until swanctl loaded the connections, which starts them).
 func BenchmarkSetup(b *testing.B) {
-	if *peers < 1 || *tunnels < *peers || *tunnels%*peers != 0 {
-		b.Fatalf("-setup.n %d over -setup.peers %d: want a positive multiple", *tunnels, *peers)
-	}
+	perPeer := tunnelsPerPeer(b, "setup", *tunnels, *peers)
 	for _, espgwInitiates := range []bool{true, false} {
 		name := "strongswan-initiates"
 		if espgwInitiates {
@@ -59,7 +57,7 @@ func BenchmarkSetup(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
 			for range b.N {
-				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: *tunnels / *peers,
+				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: perPeer,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
 				if err != nil {
@@ -74,4 +72,12 @@ func BenchmarkSetup(b *testing.B) {
 			}
 		})
 	}
+}
+
+// tunnelsPerPeer checks the flags -PREFIX.n (n) and -PREFIX.peers and returns n / peers.
+func tunnelsPerPeer(b *testing.B, prefix string, n, peers int) int {
+	if peers < 1 || n < peers || n%peers != 0 {
+		b.Fatalf("-%s.n %d over -%s.peers %d: want a positive multiple", prefix, n, prefix, peers)
+	}
+	return n / peers
 }

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/scalelab"
 )
 
 var iperfTime = flag.Duration("iperf.time", 10*time.Second, "duration of one iperf3 run")
@@ -62,20 +62,13 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// pidsCPU is the user+system time of the processes pids (from /proc/PID/stat, 100 Hz ticks).
+// pidsCPU is the user+system time of the processes pids.
 func pidsCPU(pids ...int) cpuClock {
 	return func() time.Duration {
 		var sum time.Duration
 		for _, pid := range pids {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil {
-				continue
-			}
-			s := string(b)
-			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 (state) on
-			ut, _ := strconv.ParseInt(f[11], 10, 64)                 // field 14
-			st, _ := strconv.ParseInt(f[12], 10, 64)                 // field 15
-			sum += time.Duration(ut+st) * 10 * time.Millisecond
+			t, _ := scalelab.CPUTime(pid) // a process that exited counts nothing more
+			sum += t
 		}
 		return sum
 	}

@@ -59,14 +59,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
 			}
 			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
-				st, err := c.Status(ctx)
-				if err != nil {
-					return err
-				}
+				var name string
 				if len(args) == 1 {
-					if st, err = st.Connection(args[0]); err != nil {
+					name = args[0]
+				}
+				st, err := c.StatusOf(ctx, name)
+				if err != nil {
+					if name != "" {
 						return fmt.Errorf("status: the daemon has %w", err)
 					}
+					return err
 				}
 				switch {
 				case asJSON:

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"regexp"
@@ -226,26 +224,9 @@ type scraped struct {
 // scrape fetches /metrics from the gateway in ns.
 func scrape(t *testing.T, ns *testutil.NetNS) scraped {
 	t.Helper()
-	var body []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", metricsAddr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
+	body, err := ns.HTTPGet(metricsAddr, "/metrics", 10*time.Second)
 	if err != nil {
-		t.Fatalf("scrape http://%s/metrics in netns %s: %v", metricsAddr, ns.Name(), err)
+		t.Fatalf("scrape: %v", err)
 	}
 	s := scraped{series: make(map[string]float64), families: make(map[string]bool), text: string(body)}
 	for _, line := range strings.Split(s.text, "\n") {

@@ -16,12 +16,17 @@ import (
 // CLI runs `espgw --socket S args...` and returns its combined output. It runs outside the
 // namespace: the socket is a file.
 func (g *Gateway) CLI(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--socket", g.socket}, args...)...)
+	cmd := g.Command(ctx, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("espgw %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return string(out), nil
+}
+
+// Command is `espgw --socket S args...` for the caller to run (outside the namespace).
+func (g *Gateway) Command(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, bin, append([]string{"--socket", g.socket}, args...)...)
 }
 
 // Up runs `espgw up target` (NAME or NAME/TUNNEL), which returns once the negotiation ended,

@@ -12,6 +12,12 @@ type Config struct {
 	Metrics     string // metrics.listen, e.g. 127.0.0.1:9814; "" = none
 	Connections []Connection
 	NoEBPF      bool // ebpf: {enabled: false}
+
+	// How the daemon runs, for measurements: --log-level ("" = debug), no save_keys, and
+	// --pprof (an address in the namespace; "" = none).
+	LogLevel   string
+	NoSaveKeys bool
+	PProf      string
 }
 
 // Connection is one entry of connections:, in main mode with a 1 h ISAKMP SA lifetime.
@@ -38,7 +44,9 @@ type Tunnel struct {
 
 var configTemplate = template.Must(template.New("espgw.yaml").Parse(`# written by internal/testutil/espgwtest
 control_socket: {{.Socket}}
+{{- if not .NoSaveKeys}}
 save_keys: {{.KeyDir}}
+{{- end}}
 datapath: {{or .Datapath "auto"}}
 {{- if .Metrics}}
 metrics: {listen: "{{.Metrics}}"}

@@ -2,6 +2,7 @@ package espgwtest
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -32,20 +33,25 @@ type Gateway struct {
 // It fails the test if TestMain called neither Find nor Build.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Helper()
-	return start(tb, ns, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+	args := []string{"--log-level", cmp.Or(cfg.LogLevel, "debug")}
+	if cfg.PProf != "" {
+		args = append(args, "--pprof", cfg.PProf)
+	}
+	return start(tb, ns, args, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
 }
 
 // StartYAML is Start with a configuration written elsewhere (e.g. by `espgw import`): yaml
 // must not set control_socket or save_keys, which StartYAML puts in front of it.
 func StartYAML(tb testing.TB, ns *testutil.NetNS, yaml []byte) *Gateway {
 	tb.Helper()
-	return start(tb, ns, func(w io.Writer, socket, keyDir string) error {
+	return start(tb, ns, []string{"--log-level", "debug"}, func(w io.Writer, socket, keyDir string) error {
 		_, err := fmt.Fprintf(w, "control_socket: %s\nsave_keys: %s\n%s", socket, keyDir, yaml)
 		return err
 	})
 }
 
-func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, keyDir string) error) *Gateway {
+// start runs `espgw run -c CONF runArgs...` with the configuration write renders.
+func start(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.Writer, socket, keyDir string) error) *Gateway {
 	tb.Helper()
 	if bin == "" {
 		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
@@ -66,7 +72,7 @@ func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, ke
 		tb.Fatalf("espgwtest: %v", err)
 	}
 	g.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "espgw.log"),
-		bin, "run", "-c", conf, "--log-level", "debug")
+		append([]string{bin, "run", "-c", conf}, runArgs...)...)
 	err = testutil.Poll(startTimeout, func() (bool, error) {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw exited: %v", err)

@@ -4,6 +4,7 @@
 package scalelab
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -28,6 +29,10 @@ type Lab struct {
 	EspgwInitiates bool   // espgw starts every tunnel (start: always) or charon does (start_action = start)
 	IKE, ESP       string // proposals, e.g. aes256-sha256-modp2048 and aes256gcm16-modp2048
 	NoEBPF         bool
+	DPDDelay       string // espgw's ike.dpd_delay, e.g. 30s; "" = off
+	// Daemon is how espgw runs (log level, save_keys, metrics, pprof); Start fills in the
+	// datapath, eBPF and connections.
+	Daemon espgwtest.Config
 }
 
 // Run is a started lab.
@@ -84,11 +89,11 @@ func Start(tb testing.TB, l Lab) *Run {
 	if l.EspgwInitiates {
 		gwStart, swStart = "always", "none"
 	}
-	var gc espgwtest.Config
+	gc := l.Daemon
 	gc.Datapath, gc.NoEBPF = "auto", l.NoEBPF
 	var sc []strongswan.Config
 	for p := 1; p <= l.Peers; p++ {
-		c := espgwtest.Connection{Name: peerName(p), Local: GWAddr, Remote: PeerAddr(p), PSK: psk, IKEProposal: l.IKE}
+		c := espgwtest.Connection{Name: peerName(p), Local: GWAddr, Remote: PeerAddr(p), PSK: psk, IKEProposal: l.IKE, DPDDelay: l.DPDDelay}
 		var extra strings.Builder
 		extra.WriteString("children {\n")
 		for t := 1; t <= l.Tunnels; t++ {
@@ -184,20 +189,50 @@ func (r *Run) WaitTunnelsUp(tb testing.TB, timeout time.Duration) {
 	}
 }
 
+// CPUTime is the user+system time process pid has used (/proc/PID/stat, 100 Hz ticks).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 (state) on
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields, want utime and stime (14, 15)", pid, len(f)+2)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q: want tick counts", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
 // RSS is the resident set size of process pid in bytes (VmRSS of /proc/PID/status).
-func RSS(pid int) (uint64, error) {
+func RSS(pid int) (uint64, error) { return statusBytes(pid, "VmRSS") }
+
+// RSSParts splits RSS into anonymous memory (heap, stacks, the Go runtime's) and file pages
+// (mostly the executable's own code and data, shared with every other process running it).
+func RSSParts(pid int) (anon, file uint64, err error) {
+	anon, err1 := statusBytes(pid, "RssAnon")
+	file, err2 := statusBytes(pid, "RssFile")
+	return anon, file, errors.Join(err1, err2)
+}
+
+// statusBytes reads a "kB" line of /proc/PID/status.
+func statusBytes(pid int, key string) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: want a number of kB", pid, v)
+				return 0, fmt.Errorf("/proc/%d/status: %s %q: want a number of kB", pid, key, v)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s line", pid, key)
 }
