@@ -1,12 +1,17 @@
 package ike
 
 import (
+	"fmt"
+	mathrand "math/rand/v2"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/espgw/espgw/model"
 
+	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
 
@@ -36,4 +41,50 @@ func TestUnattributedPayloadMalformedKeepsQuickMode(t *testing.T) {
 	}
 	hold.Store(false)
 	s.run("second tunnel up at both ends", 10*time.Second, func() bool { return len(a.k.active()) == 2 && len(b.k.active()) == 2 })
+}
+
+// Connections started together retransmit apart: each retransmission interval is jittered
+// (by the engine's Rand, so a seeded one repeats the run), within ±retransmitJitter of the
+// schedule, so 200 peers' MM1s do not come back in lockstep.
+func TestRetransmissionsJittered(t *testing.T) {
+	s := newSim(t)
+	ba, _ := bindtest.NewPair()
+	ca, _ := connPair(t, pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"})
+	var conns []model.Connection
+	for i := range 20 {
+		c := ca
+		c.Name = fmt.Sprintf("peer%d", i)
+		c.RemoteAddress = netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)})
+		c.Tunnels = slices.Clone(ca.Tunnels)
+		c.Tunnels[0].Start = model.StartAlways
+		conns = append(conns, c)
+	}
+	sends := map[netip.Addr][]time.Time{}
+	ba.SetFilter(func(_ []byte, _, remote netip.AddrPort, isIKE bool) bool {
+		sends[remote.Addr()] = append(sends[remote.Addr()], s.clk.Now())
+		return false // no peer answers
+	})
+	s.start("A", ba, newFakeKernel(0xa0000000), Options{Rand: mathrand.NewChaCha8([32]byte{1})}, conns...)
+	start := s.clk.Now()
+	s.advance(DefaultRetransmit.Initial * 2)
+	firsts := map[time.Duration]bool{}
+	for peer, at := range sends {
+		if len(at) < 2 {
+			t.Fatalf("%v: %d MM1s sent, want a retransmission within %v", peer, len(at), 2*DefaultRetransmit.Initial)
+		}
+		d := at[1].Sub(start)
+		lo, hi := jitterBounds(DefaultRetransmit.Initial)
+		if d < lo || d > hi {
+			t.Errorf("%v: first retransmission after %v, want within %v..%v", peer, d, lo, hi)
+		}
+		firsts[d] = true
+	}
+	if len(firsts) < len(sends)/2 {
+		t.Errorf("20 connections retransmitted at %d distinct instants, want them spread", len(firsts))
+	}
+}
+
+// jitterBounds is the range a jittered d falls in.
+func jitterBounds(d time.Duration) (lo, hi time.Duration) {
+	return d - d*retransmitJitter/100, d + d*retransmitJitter/100
 }
