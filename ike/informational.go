@@ -297,11 +297,6 @@ func (e *Engine) restartAlways(c *connection) {
 	e.restartAlwaysAfter(c, e.opts.Retransmit.Initial)
 }
 
-// phase1Retries is the pause, in first-retransmission intervals (10 s by default), before
-// start: always tunnels try again after phase 1 failed: a partner that is down or refuses
-// us sees one attempt about every 40 s, and one that comes up late is met within that.
-const phase1Retries = 10
-
 // restartAlwaysAfter is restartAlways after delay.
 func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {
 	if e.closed {

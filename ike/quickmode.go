@@ -108,12 +108,7 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
 		iv: sa.phase2IV(msgID),
 	}
-	qm.onGiveUp = func() {
-		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout))
-		// Our QM1s or the peer's QM2s got lost every time: start: always tries again, like
-		// after a failed phase 1.
-		sa.e.restartAlwaysAfter(t.conn, phase1Retries*sa.e.opts.Retransmit.Initial)
-	}
+	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
 	sa.qms[msgID] = qm
 	return qm
 }
@@ -132,6 +127,7 @@ func (qm *quickMode) fail(err error) {
 		qm.tunnel.qm = nil
 		if !errors.Is(err, errShutdown) && !errors.Is(err, errDown) && !errors.Is(err, errRemoved) {
 			e.recordError(qm.sa, fmt.Errorf("tunnel %s: %w", qm.tunnel.cfg.Name, err))
+			e.retryTunnel(qm.tunnel, err)
 		}
 		qm.tunnel.notify(err)
 	}

@@ -5,6 +5,7 @@ import (
 	mathrand "math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,4 +88,56 @@ func TestRetransmissionsJittered(t *testing.T) {
 // jitterBounds is the range a jittered d falls in.
 func jitterBounds(d time.Duration) (lo, hi time.Duration) {
 	return d - d*retransmitJitter/100, d + d*retransmitJitter/100
+}
+
+// A start: always tunnel whose quick mode the peer rejects tries again, after pauses that
+// double from retryBase up to retryCap (jittered), and says so in Status; an on-demand
+// tunnel with the same failure waits for its next trigger.
+func TestAlwaysRetriesQuickModeWithBackoff(t *testing.T) {
+	for _, start := range []model.StartAction{model.StartAlways, model.StartOnDemand} {
+		t.Run(string(start), func(t *testing.T) {
+			s := newSim(t)
+			ba, bb := bindtest.NewPair()
+			ca, cb := connPair(t, pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16",
+				espB: "aes256gcm16", pskA: "k"}) // B answers NO-PROPOSAL-CHOSEN
+			ca.Tunnels[0].Start = start
+			var qm1s []time.Time
+			ba.SetFilter(func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+				if h, err := isakmp.ParseHeader(msg); err == nil && h.Exchange == isakmp.ExchangeQuickMode {
+					qm1s = append(qm1s, s.clk.Now())
+				}
+				return true
+			})
+			s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+			a := s.start("A", ba, newFakeKernel(0xa0000000), Options{}, ca)
+			if start == model.StartOnDemand {
+				a.e.Acquire(a.e.Tunnels()[0].ReqID)
+			}
+			s.advance(time.Second)
+			if start == model.StartAlways {
+				st := a.e.Status()
+				if len(st.Retrying) != 1 || st.Retrying[0].Failures != 1 || !strings.Contains(st.Retrying[0].Err, "NO-PROPOSAL-CHOSEN") {
+					t.Errorf("status Retrying %+v, want the tunnel with 1 failure and its error", st.Retrying)
+				}
+			}
+			s.advance(30 * time.Minute)
+			if start == model.StartOnDemand {
+				if len(qm1s) != 1 {
+					t.Errorf("on-demand tunnel negotiated %d times, want once (no automatic retry)", len(qm1s))
+				}
+				return
+			}
+			// 10, 20, 40, 80, 160, then 300 s: 11 attempts in 30 minutes, ±20 %.
+			if len(qm1s) < 9 || len(qm1s) > 14 {
+				t.Fatalf("%d quick modes in 30 minutes, want about 11", len(qm1s))
+			}
+			for i := 1; i < len(qm1s); i++ {
+				want := min(retryBase*DefaultRetransmit.Initial<<(i-1), retryCap*DefaultRetransmit.Initial)
+				lo, hi := jitterBounds(want)
+				if gap := qm1s[i].Sub(qm1s[i-1]); gap < lo || gap > hi+time.Second {
+					t.Errorf("pause before attempt %d: %v, want %v..%v", i+1, gap, lo, hi)
+				}
+			}
+		})
+	}
 }

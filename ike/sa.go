@@ -38,6 +38,11 @@ type tunnel struct {
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
 	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
 	lastOneSided time.Time
+	// retry is the pending retry of a start: always tunnel after failures (retry.go).
+	retry    clock.Timer
+	retryAt  time.Time
+	failures int
+	lastErr  string
 }
 
 // childSA is an installed child SA and the IKE SA it was negotiated under.
@@ -231,6 +236,7 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		return err
 	}
 	t.installs++
+	t.stopRetry(true)
 	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa, gen: t.installs, nonceI: clone(qm.nonceI)}
 	e.children[cs.SPIIn] = ch
 	old := t.child

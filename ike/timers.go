@@ -23,6 +23,7 @@ import (
 //	retireChild            delete a child SA we replaced, a little later          sa.go
 //	settleDuplicates       delete the losing duplicate child SA                   duplicate.go
 //	restartAlwaysAfter     bring start: always tunnels back after a pause         informational.go
+//	tunnel.retry           start: always tunnel after failures, backing off      retry.go
 //	unauthEntry.timer      end of a log rate-limit window: summary line           unauthlog.go
 
 // afterFunc calls f after d with the engine locked, unless the engine has shut down by then.
