@@ -1,6 +1,7 @@
 package ike
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	mathrand "math/rand/v2"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/espgw/espgw/model"
 
+	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/isakmp"
 )
@@ -140,4 +142,48 @@ func TestAlwaysRetriesQuickModeWithBackoff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gateRand is a random source that holds the reads of a DH private exponent (modp groups
+// read exponentBytes at once) until released, telling the test when one waits.
+type gateRand struct {
+	waiting chan struct{}
+	release chan struct{}
+}
+
+func (g *gateRand) Read(p []byte) (int, error) {
+	if len(p) == 64 {
+		g.waiting <- struct{}{}
+		<-g.release
+	}
+	return crand.Read(p)
+}
+
+// The responder computes DH for a peer's AM1 without the engine lock: while it does, other
+// SAs' packets, timers and status calls go on (review finding 1: "take DH off the lock").
+func TestResponderDHOffLock(t *testing.T) {
+	pc := pairConfig{mode: model.ModeAggressive, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"}
+	ca, cb := connPair(t, pc)
+	am1 := firstMessageOf(t, ca)
+	_, bb := bindtest.NewPair()
+	gate := &gateRand{waiting: make(chan struct{}), release: make(chan struct{})}
+	b := New(Options{Logger: testLogger(t, "B"), Bind: bb, Kernel: newFakeKernel(0xb0000000), Rand: gate})
+	if err := b.Configure([]model.Connection{cb}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b.mu.Lock()
+		b.handlePacket(conn.Packet{Data: am1, Local: portB, Remote: portA})
+		b.mu.Unlock()
+	}()
+	<-gate.waiting // B is making its DH key
+	free := b.mu.TryLock()
+	if free {
+		b.mu.Unlock()
+	} else {
+		t.Errorf("engine lock held while the responder computes DH")
+	}
+	close(gate.release)
+	b.work.Wait()
+	waitFor(t, "AM2", func() bool { return len(sentOf(bb, isakmp.ExchangeAggressive)) == 1 })
 }

@@ -116,6 +116,7 @@ type ikeSA struct {
 	peerDPD        bool
 	initialContact bool // INITIAL-CONTACT received
 	kePeerLen      int  // aggressive responder: length of the peer's KE in AM1
+	dhBusy         bool // a DH computation for the next message is out (dhwork.go)
 
 	qms    map[uint32]*quickMode
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
