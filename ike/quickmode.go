@@ -307,6 +307,11 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	h3 := sa.hashPayloads([]byte{0}, [][]byte{binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI, qm.nonceR})
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
+	// QM2s repeated soon after answer our retransmitted QM1s. A QM3 strongSwan no longer
+	// expects fails to decrypt there and costs IV slots of the quick modes after it.
+	if qm.tries > 1 {
+		qm.echoUntil = e.now().Add(e.opts.Retransmit.Initial)
+	}
 	qm.send(msg, sa.local, sa.remote, false)
 	return qm.install()
 }
@@ -317,6 +322,7 @@ func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
 		return err
 	}
 	qm.stop()
+	qm.lastOut = nil // QM3 is the last message: a repeated one gets no answer (QM2 would loop)
 	return qm.install()
 }
 

@@ -57,6 +57,9 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
+	// echoUntil: repeats of the last accepted message until then answer our own
+	// retransmissions, which crossed our reply; they are not answered again.
+	echoUntil time.Time
 }
 
 // send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
@@ -116,7 +119,7 @@ func (x *exchange) duplicate(raw []byte) bool {
 	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
 		return false
 	}
-	if x.lastOut != nil {
+	if x.lastOut != nil && !x.e.now().Before(x.echoUntil) {
 		x.transmit()
 	}
 	return true

@@ -187,3 +187,31 @@ func TestResponderDHOffLock(t *testing.T) {
 	b.work.Wait()
 	waitFor(t, "AM2", func() bool { return len(sentOf(bb, isakmp.ExchangeAggressive)) == 1 })
 }
+
+// After we retransmitted QM1, the peer answers each copy with its QM2 again: those copies
+// crossed our QM3 and are no sign that the peer lost it. Answering them with QM3 again sent
+// strongSwan a QM3 it no longer expected, whose failed decryption and PAYLOAD-MALFORMED cost
+// two of its three phase-2 IV slots and with them the next quick mode's (bench/setup, 1,000
+// tunnels: 3 tunnels up at espgw only). A QM2 repeated later still gets QM3 again.
+func TestQM2EchoOfOurRetransmissionNotAnswered(t *testing.T) {
+	s := newSim(t)
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k"})
+	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{}, ca)
+	// B retransmits as late as strongSwan: A's QM1 comes again first, and B answers it.
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{Retransmit: RetransmitPolicy{Initial: 4 * time.Second}}, cb)
+	var sent atomic.Int32
+	bb.SetFilter(dropNth(isakmp.ExchangeQuickMode, 1, &sent)) // B's first QM2 is late, not lost
+	s.up(a, b)
+	late := sentOf(b.bind, isakmp.ExchangeQuickMode)[0]
+	before := len(sentOf(a.bind, isakmp.ExchangeQuickMode)) // QM1, QM1 again, QM3
+	deliver(a, late, portA, portB)
+	if got := len(sentOf(a.bind, isakmp.ExchangeQuickMode)) - before; got != 0 {
+		t.Errorf("initiator answered the QM2 that crossed its QM3 with %d messages, want none", got)
+	}
+	s.advance(2 * DefaultRetransmit.Initial)
+	deliver(a, late, portA, portB)
+	if got := len(sentOf(a.bind, isakmp.ExchangeQuickMode)) - before; got != 1 {
+		t.Errorf("initiator answered a QM2 repeated %v later with %d messages, want its QM3 again", 2*DefaultRetransmit.Initial, got)
+	}
+}
