@@ -307,11 +307,9 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	h3 := sa.hashPayloads([]byte{0}, [][]byte{binary.BigEndian.AppendUint32(nil, qm.msgID), qm.nonceI, qm.nonceR})
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
-	// QM2s repeated soon after answer our retransmitted QM1s. A QM3 strongSwan no longer
-	// expects fails to decrypt there and costs IV slots of the quick modes after it.
-	if qm.tries > 1 {
-		qm.echoUntil = e.now().Add(e.opts.Retransmit.Initial)
-	}
+	// As many QM2s repeated soon after as we resent QM1 answer those copies. A QM3 strongSwan
+	// no longer expects fails to decrypt there and costs IV slots of the quick modes after it.
+	qm.echoes, qm.echoUntil = qm.tries-1, e.now().Add(e.opts.Retransmit.Initial)
 	qm.send(msg, sa.local, sa.remote, false)
 	return qm.install()
 }

@@ -57,8 +57,10 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
-	// echoUntil: repeats of the last accepted message until then answer our own
-	// retransmissions, which crossed our reply; they are not answered again.
+	// echoes repeats of the last accepted message that arrive before echoUntil answer our
+	// own retransmissions, which crossed our reply: they are not answered again. Repeats
+	// beyond them are the peer's own and are answered.
+	echoes    int
 	echoUntil time.Time
 }
 
@@ -119,7 +121,11 @@ func (x *exchange) duplicate(raw []byte) bool {
 	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
 		return false
 	}
-	if x.lastOut != nil && !x.e.now().Before(x.echoUntil) {
+	if x.echoes > 0 && x.e.now().Before(x.echoUntil) {
+		x.echoes--
+		return true
+	}
+	if x.lastOut != nil {
 		x.transmit()
 	}
 	return true
