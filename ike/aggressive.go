@@ -83,11 +83,8 @@ func (e *Engine) respondAM1(c *connection, in *inbound) error {
 	e.registerResponder(sa, in)
 	sa.state = stateAM2Sent
 	e.phase1DH(sa, &dhJob{group: sa.prop.Group, peer: sa.gxi}, func(shared []byte) error {
-		kn, err := e.ourKENonce(sa)
+		kn, err := e.ourKENonceKeys(sa, shared)
 		if err != nil {
-			return err
-		}
-		if err := sa.deriveKeys(shared); err != nil {
 			return err
 		}
 		my := phase1ID(c.cfg.LocalID, sa.local.Addr())

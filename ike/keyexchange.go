@@ -23,6 +23,15 @@ func (e *Engine) ourKENonce(sa *ikeSA) ([]isakmp.Payload, error) {
 	return []isakmp.Payload{&isakmp.KeyExchange{Data: pub}, &isakmp.Nonce{Data: n}}, nil
 }
 
+// ourKENonceKeys is ourKENonce, followed, with the shared secret, by the phase-1 keys.
+func (e *Engine) ourKENonceKeys(sa *ikeSA, shared []byte) ([]isakmp.Payload, error) {
+	ps, err := e.ourKENonce(sa)
+	if err == nil && shared != nil {
+		err = sa.deriveKeys(shared)
+	}
+	return ps, err
+}
+
 // takeKENonce stores the peer's phase-1 KE and nonce.
 func (sa *ikeSA) takeKENonce(ps []isakmp.Payload) error {
 	ke, _, okKE := findPayload[*isakmp.KeyExchange](ps, nil)

@@ -71,17 +71,22 @@ func (e *Engine) handleMM2(sa *ikeSA, in *inbound) error {
 		return fatal(err)
 	}
 	sa.noteVendorIDs(in.m.Payloads)
-	e.phase1DH(sa, &dhJob{group: sa.prop.Group}, func([]byte) error {
-		ps, err := e.ourKENonce(sa)
-		if err != nil {
-			return err
-		}
-		sa.accepted(in.raw)
-		sa.state = stateMM3Sent
-		ps = append(ps, sa.natDPayloads()...)
-		sa.send(sa.plain(isakmp.ExchangeIdentityProtection, ps...), sa.local, sa.remote, true)
-		return nil
+	e.phase1DH(sa, &dhJob{group: sa.prop.Group}, func(shared []byte) error {
+		return e.sendKENonce(sa, in, stateMM3Sent, shared)
 	})
+	return nil
+}
+
+// sendKENonce answers in with our KE, nonce and NAT-D payloads (MM3, MM4) and moves to next.
+func (e *Engine) sendKENonce(sa *ikeSA, in *inbound, next phase1State, shared []byte) error {
+	ps, err := e.ourKENonceKeys(sa, shared)
+	if err != nil {
+		return err
+	}
+	sa.accepted(in.raw)
+	sa.state = next
+	ps = append(ps, sa.natDPayloads()...)
+	sa.send(sa.plain(isakmp.ExchangeIdentityProtection, ps...), sa.local, sa.remote, true)
 	return nil
 }
 
@@ -94,18 +99,7 @@ func (e *Engine) handleMM3(sa *ikeSA, in *inbound) error {
 	}
 	sa.checkNATD(in.m.Payloads, in.local, in.remote)
 	e.phase1DH(sa, &dhJob{group: sa.prop.Group, peer: sa.gxi}, func(shared []byte) error {
-		ps, err := e.ourKENonce(sa)
-		if err != nil {
-			return err
-		}
-		if err := sa.deriveKeys(shared); err != nil {
-			return err
-		}
-		sa.accepted(in.raw)
-		sa.state = stateMM4Sent
-		ps = append(ps, sa.natDPayloads()...)
-		sa.send(sa.plain(isakmp.ExchangeIdentityProtection, ps...), sa.local, sa.remote, true)
-		return nil
+		return e.sendKENonce(sa, in, stateMM4Sent, shared)
 	})
 	return nil
 }
