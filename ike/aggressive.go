@@ -21,22 +21,28 @@ func (e *Engine) sendAM1(sa *ikeSA) error {
 	offer := ikeOffer(c)
 	sa.saiB = isakmp.MarshalBody(offer)
 	sa.prop.Group = c.IKE.Proposals[0].Group
-	kn, err := e.ourKENonce(sa)
-	if err != nil {
-		return err
-	}
-	id := phase1ID(c.LocalID, sa.local.Addr())
-	sa.idB = isakmp.MarshalBody(id)
-	ps := append([]isakmp.Payload{offer}, kn...)
-	ps = append(ps, id)
-	ps = append(ps, ourVendorIDs(c)...)
 	sa.state = stateAM1Sent
-	sa.send(sa.plain(isakmp.ExchangeAggressive, ps...), sa.local, sa.remote, true)
+	e.phase1DH(sa, &dhJob{group: sa.prop.Group}, func([]byte) error {
+		kn, err := e.ourKENonce(sa)
+		if err != nil {
+			return err
+		}
+		id := phase1ID(c.LocalID, sa.local.Addr())
+		sa.idB = isakmp.MarshalBody(id)
+		ps := append([]isakmp.Payload{offer}, kn...)
+		ps = append(ps, id)
+		ps = append(ps, ourVendorIDs(c)...)
+		sa.send(sa.plain(isakmp.ExchangeAggressive, ps...), sa.local, sa.remote, true)
+		return nil
+	})
 	return nil
 }
 
 // handleAggressive processes an aggressive-mode message for an existing IKE SA.
 func (e *Engine) handleAggressive(sa *ikeSA, in *inbound) error {
+	if sa.dhBusy {
+		return errIgnore // the peer retransmits; our answer is being computed
+	}
 	switch sa.state {
 	case stateAM1Sent:
 		return e.handleAM2(sa, in)
@@ -73,22 +79,23 @@ func (e *Engine) respondAM1(c *connection, in *inbound) error {
 	if !e.allowResponderDH(in.remote.Addr()) {
 		return errDHRateLimit
 	}
-	kn, err := e.ourKENonce(sa)
-	if err != nil {
-		return err
-	}
-	if err := sa.computeShared(); err != nil {
-		return err
-	}
-	my := phase1ID(c.cfg.LocalID, sa.local.Addr())
-	sa.idB = isakmp.MarshalBody(my)
+	// Registered now, so that the peer's retransmitted AM1 finds the SA while its DH is out.
 	e.registerResponder(sa, in)
-	ps := append([]isakmp.Payload{reply}, kn...)
-	ps = append(ps, my, &isakmp.Hash{Data: sa.hashR(sa.idB)})
-	ps = append(ps, ourVendorIDs(&c.cfg)...)
-	ps = append(ps, sa.natDPayloads()...)
 	sa.state = stateAM2Sent
-	sa.send(sa.plain(isakmp.ExchangeAggressive, ps...), sa.local, sa.remote, true)
+	e.phase1DH(sa, &dhJob{group: sa.prop.Group, peer: sa.gxi}, func(shared []byte) error {
+		kn, err := e.ourKENonceKeys(sa, shared)
+		if err != nil {
+			return err
+		}
+		my := phase1ID(c.cfg.LocalID, sa.local.Addr())
+		sa.idB = isakmp.MarshalBody(my)
+		ps := append([]isakmp.Payload{reply}, kn...)
+		ps = append(ps, my, &isakmp.Hash{Data: sa.hashR(sa.idB)})
+		ps = append(ps, ourVendorIDs(&c.cfg)...)
+		ps = append(ps, sa.natDPayloads()...)
+		sa.send(sa.plain(isakmp.ExchangeAggressive, ps...), sa.local, sa.remote, true)
+		return nil
+	})
 	return nil
 }
 
@@ -110,17 +117,29 @@ func (e *Engine) handleAM2(sa *ikeSA, in *inbound) error {
 	if !okID || !okH {
 		return fatal(fmt.Errorf("AM2 from %v lacks ID or HASH payload", in.remote))
 	}
-	if err := sa.computeShared(); err != nil {
-		return fatal(err)
-	}
-	if !hmac.Equal(h.Data, sa.hashR(idRaw.Body())) {
+	key := sa.dhKey
+	sa.dhKey = nil
+	e.phase1DH(sa, &dhJob{key: key, peer: sa.gxr}, func(shared []byte) error {
+		if err := sa.deriveKeys(shared); err != nil {
+			return err
+		}
+		return e.sendAM3(sa, in, id, idRaw.Body(), h.Data)
+	})
+	return nil
+}
+
+// sendAM3 checks the responder's AM2 (HASH_R over its identity idB) once the phase-1 keys
+// exist and authenticates us.
+func (e *Engine) sendAM3(sa *ikeSA, in *inbound, id *isakmp.Identification, idB, hashR []byte) error {
+	ps := in.m.Payloads
+	if !hmac.Equal(hashR, sa.hashR(idB)) {
 		e.sendPhase1Notify(sa, in.local, in.remote, isakmp.NotifyInvalidHashInformation)
-		return fatal(fmt.Errorf("%w: AM2 HASH_R from %v does not verify", ErrPSKMismatch, in.remote))
+		return fmt.Errorf("%w: AM2 HASH_R from %v does not verify", ErrPSKMismatch, in.remote)
 	}
 	if err := checkPeerID(&sa.conn.cfg, id); err != nil {
-		return fatal(err)
+		return err
 	}
-	sa.peerIDB = idRaw.Body()
+	sa.peerIDB = idB
 	sa.checkNATD(ps, in.local, in.remote)
 	sa.accepted(in.raw)
 	sa.floatPorts()

@@ -163,6 +163,7 @@ func (e *Engine) addTunnel(c *connection, tc model.Tunnel) *tunnel {
 // forgets it. The connection's IKE SA and other tunnels are not touched.
 func (e *Engine) removeTunnel(t *tunnel) {
 	t.removed = true
+	t.stopRetry(false)
 	for _, ch := range e.children {
 		if ch.tunnel == t {
 			e.deleteChild(ch, true)

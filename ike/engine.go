@@ -32,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -107,6 +108,9 @@ type Engine struct {
 	errs      []ConnError
 	unauth    unauthLog
 	dhLimit   dhLimit
+	// work counts DH computations out of the lock (dhwork.go); dhWorkers bounds them.
+	work      sync.WaitGroup
+	dhWorkers chan struct{}
 }
 
 // New returns an Engine; it does nothing until Configure and Run are called.
@@ -116,6 +120,8 @@ func New(opts Options) *Engine {
 	}
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
+	} else {
+		opts.Rand = &lockedReader{r: opts.Rand}
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
@@ -125,13 +131,14 @@ func New(opts Options) *Engine {
 		opts.NATKeepalive = DefaultNATKeepalive
 	}
 	return &Engine{
-		opts:     opts,
-		log:      opts.Logger,
-		conns:    make(map[string]*connection),
-		ikeSAs:   make(map[[8]byte]*ikeSA),
-		children: make(map[uint32]*childSA),
-		reqIDs:   make(map[tunnelKey]uint32),
-		unauth:   unauthLog{window: unauthLogWindow, entries: make(map[unauthKey]*unauthEntry)},
+		opts:      opts,
+		log:       opts.Logger,
+		conns:     make(map[string]*connection),
+		ikeSAs:    make(map[[8]byte]*ikeSA),
+		children:  make(map[uint32]*childSA),
+		reqIDs:    make(map[tunnelKey]uint32),
+		unauth:    unauthLog{window: unauthLogWindow, entries: make(map[unauthKey]*unauthEntry)},
+		dhWorkers: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 }
 
@@ -207,6 +214,7 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 	}
 	for _, t := range ts { // first, so that ending a quick mode starts none of them
 		t.manualDown = true
+		t.stopRetry(false)
 		t.conn.unqueue(t)
 	}
 	for _, t := range ts {

@@ -151,24 +151,38 @@ func (e *Engine) handleNotify(sa *ikeSA, n *isakmp.Notification) {
 	case n.NotifyType == isakmp.NotifyInvalidSPI && n.ProtocolID == isakmp.ProtoESP:
 		e.invalidSPI(sa, n)
 	case n.NotifyType.IsError():
-		err := fmt.Errorf("%w %s", ErrPeerNotify, n.NotifyType)
-		if n.NotifyType == isakmp.NotifyInvalidIDInformation {
-			err = fmt.Errorf("%w: peer rejected our proxy IDs (%s)", ErrIDMismatch, n.NotifyType)
+		e.quickModeRejected(sa, n)
+	}
+}
+
+// quickModeRejected fails the quick mode of ours an error notification is about: the one
+// whose SPI it names or, from peers that name none, the only one pending. A notification
+// that a message did not parse names no exchange, whatever its SPI: strongSwan sends
+// PAYLOAD-MALFORMED for the ISAKMP SA when a late retransmission no longer decrypts under
+// the IV it has moved on to. Failing the quick mode then in flight dropped the peer's QM2
+// for it as a replay (bench/setup, 1,000 tunnels); its own retransmissions settle it.
+func (e *Engine) quickModeRejected(sa *ikeSA, n *isakmp.Notification) {
+	if n.NotifyType == isakmp.NotifyPayloadMalformed || n.NotifyType == isakmp.NotifyInvalidPayloadType {
+		e.log.Warn("peer could not parse one of our messages", sa.logArgs("notify", n.NotifyType)...)
+		return
+	}
+	err := fmt.Errorf("%w %s", ErrPeerNotify, n.NotifyType)
+	if n.NotifyType == isakmp.NotifyInvalidIDInformation {
+		err = fmt.Errorf("%w: peer rejected our proxy IDs (%s)", ErrIDMismatch, n.NotifyType)
+	}
+	var pending []*quickMode
+	for _, qm := range sa.qms {
+		if qm.initiator && !qm.done {
+			pending = append(pending, qm)
 		}
-		var pending []*quickMode
-		for _, qm := range sa.qms {
-			if qm.initiator && !qm.done {
-				pending = append(pending, qm)
+	}
+	for _, qm := range pending {
+		if len(pending) == 1 || len(n.SPI) == 4 && binary.BigEndian.Uint32(n.SPI) == qm.spiIn {
+			if n.NotifyType == isakmp.NotifyNoProposalChosen {
+				err = fmt.Errorf("%w: peer rejected our ESP proposals %s: %w", ErrNoProposalChosen,
+					proposal.FormatESP(qm.tunnel.cfg.Proposals), err)
 			}
-		}
-		for _, qm := range pending {
-			if len(pending) == 1 || len(n.SPI) == 4 && binary.BigEndian.Uint32(n.SPI) == qm.spiIn {
-				if n.NotifyType == isakmp.NotifyNoProposalChosen {
-					err = fmt.Errorf("%w: peer rejected our ESP proposals %s: %w", ErrNoProposalChosen,
-						proposal.FormatESP(qm.tunnel.cfg.Proposals), err)
-				}
-				qm.fail(fmt.Errorf("quick mode for tunnel %s: %w", qm.tunnel.cfg.Name, err))
-			}
+			qm.fail(fmt.Errorf("quick mode for tunnel %s: %w", qm.tunnel.cfg.Name, err))
 		}
 	}
 }
@@ -282,11 +296,6 @@ func (e *Engine) handlePlainNotify(sa *ikeSA, in *inbound) error {
 func (e *Engine) restartAlways(c *connection) {
 	e.restartAlwaysAfter(c, e.opts.Retransmit.Initial)
 }
-
-// phase1Retries is the pause, in first-retransmission intervals (10 s by default), before
-// start: always tunnels try again after phase 1 failed: a partner that is down or refuses
-// us sees one attempt about every 40 s, and one that comes up late is met within that.
-const phase1Retries = 10
 
 // restartAlwaysAfter is restartAlways after delay.
 func (e *Engine) restartAlwaysAfter(c *connection, delay time.Duration) {

@@ -7,23 +7,29 @@ import (
 	"github.com/espgw/espgw/ike/isakmp"
 )
 
-// ourKENonce creates our DH key and nonce for phase 1 and returns the KE and nonce payloads.
+// ourKENonce creates our nonce for phase 1 and returns the KE payload of our DH key
+// (sa.dhKey, from phase1DH) and the nonce payload.
 func (e *Engine) ourKENonce(sa *ikeSA) ([]isakmp.Payload, error) {
-	key, err := e.makeKE(sa.prop.Group)
-	if err != nil {
-		return nil, err
-	}
 	n, err := e.makeNonce()
 	if err != nil {
 		return nil, err
 	}
-	sa.dhKey = key
+	pub := sa.dhKey.Public()
 	if sa.initiator {
-		sa.gxi, sa.nonceI = key.Public(), n
+		sa.gxi, sa.nonceI = pub, n
 	} else {
-		sa.gxr, sa.nonceR = key.Public(), n
+		sa.gxr, sa.nonceR = pub, n
 	}
-	return []isakmp.Payload{&isakmp.KeyExchange{Data: key.Public()}, &isakmp.Nonce{Data: n}}, nil
+	return []isakmp.Payload{&isakmp.KeyExchange{Data: pub}, &isakmp.Nonce{Data: n}}, nil
+}
+
+// ourKENonceKeys is ourKENonce, followed, with the shared secret, by the phase-1 keys.
+func (e *Engine) ourKENonceKeys(sa *ikeSA, shared []byte) ([]isakmp.Payload, error) {
+	ps, err := e.ourKENonce(sa)
+	if err == nil && shared != nil {
+		err = sa.deriveKeys(shared)
+	}
+	return ps, err
 }
 
 // takeKENonce stores the peer's phase-1 KE and nonce.
@@ -56,20 +62,6 @@ func checkKE(group uint16, pub []byte) error {
 		return fmt.Errorf("KE payload length %d, want %d for DH group %d", len(pub), g.PublicLen(), group)
 	}
 	return g.CheckPublic(pub)
-}
-
-// computeShared derives g^xy and the phase-1 keys.
-func (sa *ikeSA) computeShared() error {
-	peer := sa.gxr
-	if !sa.initiator {
-		peer = sa.gxi
-	}
-	shared, err := sa.dhKey.SharedSecret(peer)
-	if err != nil {
-		return fmt.Errorf("phase-1 KE: %w", err)
-	}
-	defer clear(shared) // SKEYID_d/a/e are derived from it; nothing keeps it
-	return sa.deriveKeys(shared)
 }
 
 // dropKey destroys a DH private key that is no longer needed and forgets it.

@@ -27,6 +27,9 @@ func (e *Engine) sendMM1(sa *ikeSA) error {
 
 // handleMainMode processes a main-mode message for an existing IKE SA.
 func (e *Engine) handleMainMode(sa *ikeSA, in *inbound) error {
+	if sa.dhBusy {
+		return errIgnore // the peer retransmits; our answer is being computed
+	}
 	switch sa.state {
 	case stateMM1Sent:
 		return e.handleMM2(sa, in)
@@ -68,12 +71,20 @@ func (e *Engine) handleMM2(sa *ikeSA, in *inbound) error {
 		return fatal(err)
 	}
 	sa.noteVendorIDs(in.m.Payloads)
-	ps, err := e.ourKENonce(sa)
+	e.phase1DH(sa, &dhJob{group: sa.prop.Group}, func(shared []byte) error {
+		return e.sendKENonce(sa, in, stateMM3Sent, shared)
+	})
+	return nil
+}
+
+// sendKENonce answers in with our KE, nonce and NAT-D payloads (MM3, MM4) and moves to next.
+func (e *Engine) sendKENonce(sa *ikeSA, in *inbound, next phase1State, shared []byte) error {
+	ps, err := e.ourKENonceKeys(sa, shared)
 	if err != nil {
-		return fatal(err)
+		return err
 	}
 	sa.accepted(in.raw)
-	sa.state = stateMM3Sent
+	sa.state = next
 	ps = append(ps, sa.natDPayloads()...)
 	sa.send(sa.plain(isakmp.ExchangeIdentityProtection, ps...), sa.local, sa.remote, true)
 	return nil
@@ -87,17 +98,9 @@ func (e *Engine) handleMM3(sa *ikeSA, in *inbound) error {
 		return errDHRateLimit // the peer retransmits MM3
 	}
 	sa.checkNATD(in.m.Payloads, in.local, in.remote)
-	ps, err := e.ourKENonce(sa)
-	if err != nil {
-		return fatal(err)
-	}
-	if err := sa.computeShared(); err != nil {
-		return fatal(err)
-	}
-	sa.accepted(in.raw)
-	sa.state = stateMM4Sent
-	ps = append(ps, sa.natDPayloads()...)
-	sa.send(sa.plain(isakmp.ExchangeIdentityProtection, ps...), sa.local, sa.remote, true)
+	e.phase1DH(sa, &dhJob{group: sa.prop.Group, peer: sa.gxi}, func(shared []byte) error {
+		return e.sendKENonce(sa, in, stateMM4Sent, shared)
+	})
 	return nil
 }
 
@@ -106,9 +109,20 @@ func (e *Engine) handleMM4(sa *ikeSA, in *inbound) error {
 		return err
 	}
 	sa.checkNATD(in.m.Payloads, in.local, in.remote)
-	if err := sa.computeShared(); err != nil {
-		return fatal(err)
-	}
+	key := sa.dhKey
+	sa.dhKey = nil
+	e.phase1DH(sa, &dhJob{key: key, peer: sa.gxr}, func(shared []byte) error {
+		if err := sa.deriveKeys(shared); err != nil {
+			return err
+		}
+		e.sendMM5(sa, in)
+		return nil
+	})
+	return nil
+}
+
+// sendMM5 authenticates us to the responder, once the phase-1 keys exist.
+func (e *Engine) sendMM5(sa *ikeSA, in *inbound) {
 	sa.accepted(in.raw)
 	sa.floatPorts()
 	id := phase1ID(sa.conn.cfg.LocalID, sa.local.Addr())
@@ -121,7 +135,6 @@ func (e *Engine) handleMM4(sa *ikeSA, in *inbound) error {
 	sa.ivChain = iv
 	sa.state = stateMM5Sent
 	sa.send(msg, sa.local, sa.remote, true)
-	return nil
 }
 
 func (e *Engine) handleMM5(sa *ikeSA, in *inbound) error {

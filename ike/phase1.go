@@ -115,7 +115,7 @@ func (e *Engine) failPhase1(sa *ikeSA, err error) {
 	}
 	e.deleteIKESA(sa, false, err)
 	if sa.initiator {
-		e.restartAlwaysAfter(sa.conn, phase1Retries*e.opts.Retransmit.Initial)
+		e.retryPhase1(sa.conn, err)
 	}
 }
 

@@ -46,6 +46,7 @@ type quickMode struct {
 	life      lifetimes
 	encap     bool
 	done      bool
+	dhBusy    bool   // a DH computation for it is out (dhwork.go)
 	gen       uint64 // tunnel.installs when the exchange began
 }
 
@@ -108,12 +109,7 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
 		iv: sa.phase2IV(msgID),
 	}
-	qm.onGiveUp = func() {
-		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout))
-		// Our QM1s or the peer's QM2s got lost every time: start: always tries again, like
-		// after a failed phase 1.
-		sa.e.restartAlwaysAfter(t.conn, phase1Retries*sa.e.opts.Retransmit.Initial)
-	}
+	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
 	sa.qms[msgID] = qm
 	return qm
 }
@@ -132,6 +128,7 @@ func (qm *quickMode) fail(err error) {
 		qm.tunnel.qm = nil
 		if !errors.Is(err, errShutdown) && !errors.Is(err, errDown) && !errors.Is(err, errRemoved) {
 			e.recordError(qm.sa, fmt.Errorf("tunnel %s: %w", qm.tunnel.cfg.Name, err))
+			e.retryTunnel(qm.tunnel, err)
 		}
 		qm.tunnel.notify(err)
 	}
@@ -211,16 +208,22 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 	t.qm = qm
 	qm.spiIn, qm.nonceI = spi, nonce
 	ps := []isakmp.Payload{espOffer(&t.cfg, spi, sa.encapMode()), &isakmp.Nonce{Data: nonce}}
-	if g := pfsGroup(&t.cfg); g != 0 {
-		if qm.dhKey, err = e.makeKE(g); err != nil {
-			qm.fail(err)
-			return err
-		}
-		ps = append(ps, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
+	send := func() {
+		ps = append(ps, proxyID(t.localTS()), proxyID(t.remoteTS()))
+		qm.sendProtected(ps, nil, true)
+		e.log.Info("initiating quick mode", sa.logArgs("tunnel", t.cfg.Name, "msgid", hexSPI(msgID))...)
 	}
-	ps = append(ps, proxyID(t.localTS()), proxyID(t.remoteTS()))
-	qm.sendProtected(ps, nil, true)
-	e.log.Info("initiating quick mode", sa.logArgs("tunnel", t.cfg.Name, "msgid", hexSPI(msgID))...)
+	g := pfsGroup(&t.cfg)
+	if g == 0 {
+		send()
+		return nil
+	}
+	e.quickDH(qm, &dhJob{group: g}, func(j *dhJob) error {
+		qm.dhKey, j.key = j.key, nil
+		ps = append(ps, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
+		send()
+		return nil
+	})
 	return nil
 }
 
@@ -273,7 +276,7 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 	case qm.duplicate(in.raw):
 		sa.lastQM = e.now() // the peer is still waiting for our QM3 (dpd.go)
 		return nil
-	case qm.done:
+	case qm.done, qm.dhBusy:
 		return nil
 	case qm.initiator:
 		return e.handleQM2(qm, in)
@@ -304,6 +307,9 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	h3 := sa.hashPayloads(qm.hash3Data(), nil)
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
+	// As many QM2s repeated soon after as we resent QM1 answer those copies. A QM3 strongSwan
+	// no longer expects fails to decrypt there and costs IV slots of the quick modes after it.
+	qm.echoes, qm.echoUntil = qm.tries-1, e.now().Add(e.opts.Retransmit.Initial)
 	qm.send(msg, sa.local, sa.remote, false)
 	return qm.install()
 }
@@ -313,6 +319,7 @@ func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
 		return err
 	}
 	qm.stop()
+	qm.lastOut = nil // QM3 is the last message: a repeated one gets no answer (QM2 would loop)
 	return qm.install()
 }
 
@@ -351,19 +358,31 @@ func (qm *quickMode) takeNonceKE(ps []isakmp.Payload, group uint16) error {
 
 // install derives KEYMAT for both directions (RFC 2409 5.5) and installs the child SA.
 func (qm *quickMode) install() error {
-	sa, e, t := qm.sa, qm.sa.e, qm.tunnel
+	e, t := qm.sa.e, qm.tunnel
 	if t.removed {
 		qm.fail(errRemoved)
 		return nil
 	}
-	var gxy []byte
-	if qm.dhKey != nil {
-		var err error
-		if gxy, err = qm.dhKey.SharedSecret(qm.peerKE); err != nil {
-			qm.fail(fmt.Errorf("quick mode PFS: %w", err))
-			return nil
-		}
+	if qm.dhKey == nil {
+		qm.installKeys(nil)
+		return nil
 	}
+	job := &dhJob{key: qm.dhKey, peer: qm.peerKE}
+	qm.dhKey = nil
+	e.quickDH(qm, job, func(j *dhJob) error {
+		if t.removed {
+			return errRemoved
+		}
+		qm.installKeys(j.shared)
+		return nil
+	})
+	return nil
+}
+
+// installKeys derives the child SA's keys with the PFS secret gxy (nil without PFS) and
+// installs it.
+func (qm *quickMode) installKeys(gxy []byte) {
+	sa, e, t := qm.sa, qm.sa.e, qm.tunnel
 	encLen, integLen := qm.prop.EncKeyLen(), qm.prop.IntegKeyLen()
 	keys := func(spi uint32) ([]byte, []byte) {
 		km := keymat.QuickModeKeymat(sa.keys.hash, sa.keys.D, gxy, uint8(isakmp.ProtoESP),
@@ -383,13 +402,10 @@ func (qm *quickMode) install() error {
 	}
 	cs.EncKeyIn, cs.IntegKeyIn = keys(qm.spiIn)
 	cs.EncKeyOut, cs.IntegKeyOut = keys(qm.spiOut)
-	clear(gxy)
-	dropKey(&qm.dhKey)
 	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
-		return nil
+		return
 	}
 	qm.finish()
 	t.notify(nil)
-	return nil
 }

@@ -47,11 +47,6 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 	if qm.nonceR, err = e.makeNonce(); err != nil {
 		return e.refuseQM1(qm, err, 0, nil)
 	}
-	if g := ch.prop.Group; g != 0 {
-		if qm.dhKey, err = e.makeKE(g); err != nil {
-			return e.refuseQM1(qm, err, 0, nil)
-		}
-	}
 	// The SPI comes last: once reserved, the quick mode is registered and only ends through
 	// qm.fail (which releases it) or qm.install.
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
@@ -59,7 +54,25 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 		return e.refuseQM1(qm, fmt.Errorf("allocating SPI: %w", err), 0, nil)
 	}
 	qm.spiIn, qm.spiOut, qm.prop, qm.encap = spi, ch.spi, ch.prop, ch.encap
-	reply := []isakmp.Payload{ch.reply(spi), &isakmp.Nonce{Data: qm.nonceR}}
+	sa.qms[msgID] = qm
+	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	if ch.prop.Group == 0 {
+		e.sendQM2(qm, ch, offer, ps)
+		return nil
+	}
+	e.quickDH(qm, &dhJob{group: ch.prop.Group}, func(j *dhJob) error {
+		qm.dhKey, j.key = j.key, nil
+		e.sendQM2(qm, ch, offer, ps)
+		return nil
+	})
+	return nil
+}
+
+// sendQM2 answers the peer's QM1 (payloads ps after HASH(1), offer its SA payload) with
+// the chosen proposal ch.
+func (e *Engine) sendQM2(qm *quickMode, ch espChoice, offer *isakmp.SA, ps []isakmp.Payload) {
+	t := qm.tunnel
+	reply := []isakmp.Payload{ch.reply(qm.spiIn), &isakmp.Nonce{Data: qm.nonceR}}
 	if qm.dhKey != nil {
 		reply = append(reply, &isakmp.KeyExchange{Data: qm.dhKey.Public()})
 	}
@@ -75,10 +88,7 @@ func (e *Engine) respondQM1(sa *ikeSA, in *inbound) error {
 		reply = append(reply, &isakmp.Notification{DOI: isakmp.DOIIPsec, ProtocolID: isakmp.ProtoESP,
 			SPI: firstSPI(offer), NotifyType: isakmp.NotifyResponderLifetime, Data: isakmp.AppendAttributes(nil, notify)})
 	}
-	sa.qms[msgID] = qm
-	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
 	qm.sendProtected(reply, qm.nonceI, true)
-	return nil
 }
 
 // refuseQM1 ends a peer's authenticated quick mode that we cannot answer (it is not

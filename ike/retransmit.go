@@ -2,6 +2,8 @@ package ike
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
+	"io"
 	"net/netip"
 	"time"
 
@@ -55,6 +57,11 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
+	// echoes repeats of the last accepted message that arrive before echoUntil answer our
+	// own retransmissions, which crossed our reply: they are not answered again. Repeats
+	// beyond them are the peer's own and are answered.
+	echoes    int
+	echoUntil time.Time
 }
 
 // send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
@@ -74,13 +81,12 @@ func (x *exchange) transmit() {
 	}
 }
 
-// arm schedules the next retransmission after d; left is the time remaining before giving up.
-func (x *exchange) arm(d, left time.Duration) {
+// arm schedules the next retransmission after about base (jittered); left is the time
+// remaining before giving up.
+func (x *exchange) arm(base, left time.Duration) {
 	x.gen++
 	gen := x.gen
-	if d > left {
-		d = left
-	}
+	d := min(x.e.jitter(base), left)
 	x.timer = x.e.afterFunc(d, func() {
 		if gen != x.gen {
 			return
@@ -96,7 +102,7 @@ func (x *exchange) arm(d, left time.Duration) {
 		}
 		x.tries++
 		x.transmit()
-		x.arm(2*d, left)
+		x.arm(2*base, left)
 	})
 }
 
@@ -115,6 +121,10 @@ func (x *exchange) duplicate(raw []byte) bool {
 	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
 		return false
 	}
+	if x.echoes > 0 && x.e.now().Before(x.echoUntil) {
+		x.echoes--
+		return true
+	}
 	if x.lastOut != nil {
 		x.transmit()
 	}
@@ -124,4 +134,24 @@ func (x *exchange) duplicate(raw []byte) bool {
 // accepted records raw as the last message processed.
 func (x *exchange) accepted(raw []byte) {
 	x.lastIn, x.haveIn = sha256.Sum256(raw), true
+}
+
+// retransmitJitter is how far, in percent, each retransmission interval and retry pause
+// strays from its schedule, at random. Exchanges started together (MM1s to 200 peers when
+// the gateway starts) would otherwise be resent together, round after round, each a burst
+// for the peer's half-open limit (strongSwan's block_threshold) and for our CPU.
+const retransmitJitter = 20
+
+// jitter returns d moved by up to ±retransmitJitter percent, drawn from the engine's Rand
+// (a seeded one in tests makes the schedule repeat).
+func (e *Engine) jitter(d time.Duration) time.Duration {
+	span := uint64(d) * 2 * retransmitJitter / 100
+	var b [8]byte
+	if span == 0 || d <= 0 {
+		return d
+	}
+	if _, err := io.ReadFull(e.opts.Rand, b[:]); err != nil {
+		return d
+	}
+	return d - d*retransmitJitter/100 + time.Duration(binary.BigEndian.Uint64(b[:])%(span+1))
 }

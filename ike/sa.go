@@ -38,6 +38,11 @@ type tunnel struct {
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
 	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
 	lastOneSided time.Time
+	// retry is the pending retry of a start: always tunnel after failures (retry.go).
+	retry    clock.Timer
+	retryAt  time.Time
+	failures int
+	lastErr  string
 }
 
 // childSA is an installed child SA and the IKE SA it was negotiated under.
@@ -111,6 +116,7 @@ type ikeSA struct {
 	peerDPD        bool
 	initialContact bool // INITIAL-CONTACT received
 	kePeerLen      int  // aggressive responder: length of the peer's KE in AM1
+	dhBusy         bool // a DH computation for the next message is out (dhwork.go)
 
 	qms    map[uint32]*quickMode
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
@@ -231,6 +237,7 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		return err
 	}
 	t.installs++
+	t.stopRetry(true)
 	ch := &childSA{ChildSA: *cs, tunnel: t, ike: sa, gen: t.installs, nonceI: clone(qm.nonceI)}
 	e.children[cs.SPIIn] = ch
 	old := t.child

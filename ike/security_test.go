@@ -21,10 +21,12 @@ import (
 var addrEvil = netip.MustParseAddr("192.0.2.99")
 
 // deliver processes msg at n as if it came from remote, on the caller's goroutine.
+// deliver hands msg to n's engine and waits for the DH work it started (dhwork.go).
 func deliver(n *node, msg []byte, local, remote netip.AddrPort) {
 	n.e.mu.Lock()
-	defer n.e.mu.Unlock()
 	n.e.handlePacket(conn.Packet{Data: append([]byte(nil), msg...), Local: local, Remote: remote})
+	n.e.mu.Unlock()
+	n.e.work.Wait()
 }
 
 // sentOf returns the IKE messages of exchange x a Bind sent, in order.

@@ -64,8 +64,11 @@ func (s *sim) up(a, b *node) {
 	s.run("tunnels up", time.Minute, func() bool { return len(a.k.active()) == len(ts) && len(b.k.active()) == len(ts) })
 }
 
-// deliver processes one pending IKE message; it reports false when none is in flight.
+// deliver processes one pending IKE message; it reports false when none is in flight. It
+// first lets the engines' DH computations finish (dhwork.go), so messages and timers meet
+// the state they would meet one at a time.
 func (s *sim) deliver() bool {
+	s.settle()
 	for _, n := range s.nodes {
 		select {
 		case pkt, ok := <-n.bind.IKE():
@@ -81,12 +84,19 @@ func (s *sim) deliver() bool {
 	return false
 }
 
+// settle waits until no engine has DH work out.
+func (s *sim) settle() {
+	for _, n := range s.nodes {
+		n.e.work.Wait()
+	}
+}
+
 // run delivers messages and fires timers until cond holds. It fails when nothing is left
 // to happen or cond does not hold within limit of virtual time.
 func (s *sim) run(what string, limit time.Duration, cond func() bool) {
 	s.tb.Helper()
 	end := s.clk.Now().Add(limit)
-	for !cond() {
+	for s.settle(); !cond(); s.settle() {
 		if s.deliver() {
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 type Status struct {
 	IKESAs []IKESAStatus
 	Errors []ConnError // recent failures, oldest first
+	// Retrying lists start: always tunnels waiting to negotiate again after failures.
+	Retrying []TunnelRetry
 }
 
 // IKESAStatus describes one IKE SA.
@@ -96,6 +98,7 @@ func (e *Engine) Status() Status {
 		return cmp.Or(cmp.Compare(a.Connection, b.Connection), a.Established.Compare(b.Established))
 	})
 	st.Errors = slices.Clone(e.errs)
+	st.Retrying = e.retrying()
 	return st
 }
 

@@ -9,7 +9,8 @@ import (
 // Every delay of the engine runs on Options.Clock through afterFunc, so a test drives them
 // all with a manual clock (ike/clock/clocktest). The timers, by the state that owns them:
 //
-//	exchange.timer         retransmit the last message, give up at the timeout   retransmit.go
+//	exchange.timer         retransmit the last message (jittered), give up at    retransmit.go
+//	                       the timeout
 //	quick mode linger      answer retransmitted QM2/QM3 for Linger, then forget  quickmode.go
 //	ikeSA.expiry           IKE SA lifetime: retire it                             rekey.go
 //	ikeSA.rekey            initiator: reauthenticate at 85-90 % of the lifetime  rekey.go
@@ -22,6 +23,7 @@ import (
 //	retireChild            delete a child SA we replaced, a little later          sa.go
 //	settleDuplicates       delete the losing duplicate child SA                   duplicate.go
 //	restartAlwaysAfter     bring start: always tunnels back after a pause         informational.go
+//	tunnel.retry           start: always tunnel after failures, backing off      retry.go
 //	unauthEntry.timer      end of a log rate-limit window: summary line           unauthlog.go
 
 // afterFunc calls f after d with the engine locked, unless the engine has shut down by then.

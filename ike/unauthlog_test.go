@@ -71,6 +71,7 @@ func firstMessageOf(t *testing.T, c model.Connection) []byte {
 	n.e.mu.Lock()
 	n.e.startPhase1(n.e.conns[c.Name])
 	n.e.mu.Unlock()
+	n.e.work.Wait()
 	sent := bind.Sent()
 	return sent[len(sent)-1].Data
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 var (
 	tunnels = flag.Int("setup.n", 50, "tunnels in all, a multiple of -setup.peers")
 	peers   = flag.Int("setup.peers", 10, "peers (connections; addresses of the one charon)")
+	logs    = flag.String("setup.logs", "", "directory to copy espgw.log and charon.log of each run into")
 )
 
 // The proposals of test/interop's second set: DH in every main mode and (PFS) quick mode.
@@ -60,6 +62,7 @@ func BenchmarkSetup(b *testing.B) {
 				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: perPeer,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
+				keepLogs(b, r, name)
 				if err != nil {
 					b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
 				}
@@ -80,4 +83,17 @@ func tunnelsPerPeer(b *testing.B, prefix string, n, peers int) int {
 		b.Fatalf("-%s.n %d over -%s.peers %d: want a positive multiple", prefix, n, prefix, peers)
 	}
 	return n / peers
+}
+
+// keepLogs copies the run's espgw.log and charon.log into -setup.logs, named after the run.
+func keepLogs(b *testing.B, r *scalelab.Run, name string) {
+	if *logs == "" {
+		return
+	}
+	prefix := filepath.Join(*logs, fmt.Sprintf("%s-%d-%d-", name, *tunnels, *peers))
+	for file, text := range map[string]string{"espgw.log": r.GW.Log(), "charon.log": r.Swan.Log()} {
+		if err := os.WriteFile(prefix+file, []byte(text), 0o644); err != nil {
+			b.Logf("keeping %s: %v", file, err)
+		}
+	}
 }
