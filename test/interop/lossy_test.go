@@ -5,6 +5,7 @@ package interop
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,10 @@ func TestLossyNegotiation(t *testing.T) {
 		if dpd != "" {
 			name = "DPD " + dpd
 		}
-		t.Run(name, func(t *testing.T) { testLossyNegotiation(t, dpd) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testLossyNegotiation(t, dpd)
+		})
 	}
 }
 
@@ -72,29 +76,34 @@ func testLossyNegotiation(t *testing.T, dpd string) {
 		if err != nil {
 			t.Fatalf("try %d: not established within %v: %v", i+1, within, err)
 		}
-		_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+		// Traffic flows meanwhile, as it would: a tunnel strongSwan never installed (its QM3
+		// lost for good) must be noticed by it and re-keyed.
 		err = testutil.Poll(within-time.Since(begin), func() (bool, error) {
-			sas, err := sw.ListSAs()
+			pinged := testutil.Ping(l.gw, serviceAddr, hostAddr, 1)
+			st, err := g.Status()
 			if err != nil {
 				return false, err
 			}
-			for _, s := range sas {
-				for _, ch := range s.Children {
-					if ch.State == "INSTALLED" && fmt.Sprintf("%08x", ch.SPIIn) == sa.SPIOut {
-						return true, nil
-					}
-				}
+			sas := st.TunnelSAs(connName, tunnelName)
+			if len(sas) == 0 {
+				return false, fmt.Errorf("espgw has no SA pair")
 			}
-			return false, fmt.Errorf("no INSTALLED CHILD_SA with SPI %s at strongSwan", sa.SPIOut)
+			sa := sas[len(sas)-1]
+			spi, err := strconv.ParseUint(sa.SPIOut, 16, 32)
+			if err != nil {
+				return false, err
+			}
+			if _, _, err := sw.InstalledChild(uint32(spi)); err != nil {
+				return false, err
+			}
+			return pinged == nil, pinged
 		})
 		if err != nil {
 			t.Fatalf("try %d: %v", i+1, err)
 		}
 		took := time.Since(begin)
 		slowest = max(slowest, took)
-		if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
-			t.Errorf("try %d: %v", i+1, err)
-		}
+		t.Logf("try %d: INSTALLED at strongSwan and traffic through after %v", i+1, took.Round(100*time.Millisecond))
 		if _, err := g.CLI(context.Background(), "down", connName); err != nil {
 			t.Fatal(err)
 		}

@@ -226,6 +226,12 @@ type scraped struct {
 // scrape fetches /metrics from the gateway in ns.
 func scrape(t *testing.T, ns *testutil.NetNS) scraped {
 	t.Helper()
+	return scrapeAt(t, ns, metricsAddr)
+}
+
+// scrapeAt fetches /metrics from addr (host:port) in ns.
+func scrapeAt(t *testing.T, ns *testutil.NetNS, metricsAddr string) scraped {
+	t.Helper()
 	var body []byte
 	err := ns.Do(func() error {
 		c, err := net.DialTimeout("tcp", metricsAddr, 5*time.Second)
