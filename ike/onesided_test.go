@@ -145,3 +145,43 @@ func TestLostQM3RecoveredWithoutDPD(t *testing.T) {
 		t.Errorf("two-way traffic on the new pair: child SAs %d, want it alone", len(got))
 	}
 }
+
+// The same, with a peer that drops its ISAKMP SA when it gives up on the quick mode, as
+// strongSwan does, without a Delete: our re-key's QM1 goes unanswered under the old
+// ISAKMP SA. A quick mode without a word from the peer for its whole timeout means the
+// peer lost the ISAKMP SA (or died): it is deleted and the tunnel negotiated afresh.
+func TestLostQM3PeerDroppedISAKMPSA(t *testing.T) {
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	s := newSim(t)
+	ba, bb := bindtest.NewPair()
+	ba.SetFilter(dropQM3s())
+	ca, cb := connPair(t, pc)
+	ka := &countingKernel{fakeKernel: newFakeKernel(0xa0000000), in: map[uint32]uint64{}, out: map[uint32]uint64{}}
+	a := s.start("A", ba, ka.fakeKernel, Options{Kernel: ka}, ca)
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+
+	ka.setRates(0, 5)
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	s.run("the initiator's child SA", time.Minute, func() bool { return len(a.k.active()) == 1 })
+	lost := a.k.active()[0]
+	b.e.mu.Lock()
+	for _, sa := range b.e.ikeSAs {
+		b.e.deleteIKESA(sa, false, errDeleted)
+	}
+	b.e.mu.Unlock()
+	start := s.clk.Now()
+	s.run("a pair installed at both ends", 5*time.Minute, func() bool {
+		for _, cb := range b.k.active() {
+			for _, ca := range a.k.active() {
+				if ca.SPIOut == cb.SPIIn && ca.SPIIn != lost.SPIIn {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	t.Logf("recovered %v after the child SA was installed", s.elapsed(start))
+	if st := a.e.Status(); len(st.IKESAs) != 1 {
+		t.Errorf("initiator has %d IKE SAs, want the new one alone", len(st.IKESAs))
+	}
+}

@@ -110,12 +110,34 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 	}
 	qm.onGiveUp = func() {
 		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout))
+		if sa.e.peerLostISAKMPSA(sa, t) {
+			return
+		}
 		// Our QM1s or the peer's QM2s got lost every time: start: always tries again, like
 		// after a failed phase 1.
 		sa.e.restartAlwaysAfter(t.conn, phase1Retries*sa.e.opts.Retransmit.Initial)
 	}
 	sa.qms[msgID] = qm
 	return qm
+}
+
+// peerLostISAKMPSA handles a quick mode of ours that timed out without a word from the
+// peer on sa for the whole exchange: the peer lost the ISAKMP SA (strongSwan drops it,
+// without a Delete, when it gives up on a quick mode, e.g. after our QM3s were lost) or
+// died. As after DPD, sa goes and the tunnels start afresh with a new phase 1: t, which
+// wanted a child SA, and the start: always ones. It reports whether it did so.
+func (e *Engine) peerLostISAKMPSA(sa *ikeSA, t *tunnel) bool {
+	if sa.state != stateEstablished || e.now().Sub(sa.lastRecv) < e.opts.Retransmit.Timeout {
+		return false
+	}
+	e.log.Warn("peer silent on the ISAKMP SA for a whole quick mode: deleting it", sa.logArgs("tunnel", t.cfg.Name, "last_received", sa.lastRecv)...)
+	c := sa.conn
+	e.deleteIKESA(sa, false, errPeerSilent)
+	e.restartAlways(c)
+	if !t.manualDown && !t.removed && e.conns[c.cfg.Name] == c {
+		e.startTunnel(t, nil)
+	}
+	return true
 }
 
 // fail ends the quick mode with err, recording it when it was ours.

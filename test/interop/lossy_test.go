@@ -4,8 +4,6 @@ package interop
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,20 +78,7 @@ func testLossyNegotiation(t *testing.T, dpd string) {
 		// lost for good) must be noticed by it and re-keyed.
 		err = testutil.Poll(within-time.Since(begin), func() (bool, error) {
 			pinged := testutil.Ping(l.gw, serviceAddr, hostAddr, 1)
-			st, err := g.Status()
-			if err != nil {
-				return false, err
-			}
-			sas := st.TunnelSAs(connName, tunnelName)
-			if len(sas) == 0 {
-				return false, fmt.Errorf("espgw has no SA pair")
-			}
-			sa := sas[len(sas)-1]
-			spi, err := strconv.ParseUint(sa.SPIOut, 16, 32)
-			if err != nil {
-				return false, err
-			}
-			if _, _, err := sw.InstalledChild(uint32(spi)); err != nil {
+			if _, err := installedAtPeer(g, sw); err != nil {
 				return false, err
 			}
 			return pinged == nil, pinged
