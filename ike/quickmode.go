@@ -121,21 +121,21 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 	return qm
 }
 
-// peerLostISAKMPSA handles a quick mode of ours that timed out without a word from the
-// peer on sa for the whole exchange: the peer lost the ISAKMP SA (strongSwan drops it,
-// without a Delete, when it gives up on a quick mode, e.g. after our QM3s were lost) or
-// died. As after DPD, sa goes and the tunnels start afresh with a new phase 1: the
-// start: always ones, and t if the quick mode was to replace its child SA (a rekey, or a
-// one-sided re-key); a first negotiation fails as it would have. It reports whether it did so.
+// peerLostISAKMPSA handles a quick mode of ours that was to replace t's child SA (a rekey,
+// or a one-sided re-key) and timed out without a word from the peer on sa for the whole
+// exchange: the peer lost the ISAKMP SA (strongSwan drops it, without a Delete, when it
+// gives up on a quick mode, e.g. after our QM3s were lost) or died. As after DPD, sa goes
+// and the tunnels start afresh with a new phase 1: t at once, the start: always ones after
+// the usual pause. A first negotiation fails as before. It reports whether it did so.
 func (e *Engine) peerLostISAKMPSA(sa *ikeSA, t *tunnel) bool {
-	if sa.state != stateEstablished || e.now().Sub(sa.lastRecv) < e.opts.Retransmit.Timeout {
+	if t.child == nil || sa.state != stateEstablished || e.now().Sub(sa.lastRecv) < e.opts.Retransmit.Timeout {
 		return false
 	}
 	e.log.Warn("peer silent on the ISAKMP SA for a whole quick mode: deleting it", sa.logArgs("tunnel", t.cfg.Name, "last_received", sa.lastRecv)...)
-	c, replacing := sa.conn, t.child != nil
+	c := sa.conn
 	e.deleteIKESA(sa, false, errPeerSilent)
-	e.restartAlways(c)
-	if replacing && !t.manualDown && !t.removed && e.conns[c.cfg.Name] == c {
+	e.restartAlwaysAfter(c, phase1Retries*e.opts.Retransmit.Initial)
+	if !t.manualDown && !t.removed && e.conns[c.cfg.Name] == c {
 		e.startTunnel(t, nil)
 	}
 	return true
