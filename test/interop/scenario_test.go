@@ -60,11 +60,7 @@ func TestQM3DroppedOnce(t *testing.T) {
 	}
 }
 `
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	applyNFT(t, l.partner, rules)
 	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "always")}})
 	_, child := sw.WaitInstalled(t, "s2s", negotiationTimeout)
@@ -105,12 +101,8 @@ func TestOneSidedTunnel(t *testing.T) {
 	}
 
 	// ESP in UDP has a non-zero SPI where IKE on 4500 has the zero non-ESP marker.
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader("table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n" +
+	applyNFT(t, l.partner, "table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
 		"\t\tudp dport 4500 @th,64,32 != 0 counter drop\n\t}\n}\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
 	begin := time.Now()
 	pinging := make(chan struct{})
 	go func() {
@@ -225,12 +217,8 @@ func TestQM3LostForGood(t *testing.T) {
 	set := proposalSets[1]
 	l := newLab(t)
 	// As in TestQM3DroppedOnce: QM3 is espgw's only small quick-mode message.
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader("table inet qm3 {\n\tchain in {\n\t\ttype filter hook input priority -10;\n" +
+	applyNFT(t, l.partner, "table inet qm3 {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
 		"\t\tudp dport 4500 @th,240,8 32 meta length < 200 counter drop\n\t}\n}\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
 	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "manual")}})
 	if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {

@@ -33,15 +33,11 @@ func TestSimultaneousStart(t *testing.T) {
 	t.Parallel()
 	set := proposalSets[1]
 	l := newLab(t)
-	hold := l.partner.Command("nft", "-f", "-")
-	hold.Stdin = strings.NewReader(`table inet hold {
+	applyNFT(t, l.partner, `table inet hold {
 	chain in { type filter hook input priority -10; udp dport 500 counter drop; }
 	chain out { type filter hook output priority -10; udp sport 500 counter drop; }
 }
 `)
-	if out, err := hold.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
 	capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
 
 	gc := gwConn(set.ike, set.esp, "always")
