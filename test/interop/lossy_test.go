@@ -22,7 +22,7 @@ import (
 // the deterministic case). Measured 2026-12-03, 2 cores shared with other test runs (load
 // 12-15), with these repairs: 40 negotiations with DPD off and 40 with DPD 5 s all
 // established and passed traffic, the slowest after 58.6 s (close to the 60 s bound: under
-// such load a try can exceed it); 6 were repaired by the one-sided re-key. Before them, a
+// such load a try can exceed it); at least 6 were repaired by the one-sided re-key. Before them, a
 // DPD-off run failed at its 9th try (a child SA strongSwan never installed).
 
 // TestLossyNegotiation: the partner's nftables drop 30 % of the IKE datagrams both ways (UDP
