@@ -215,6 +215,7 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 	for _, t := range ts { // first, so that ending a quick mode starts none of them
 		t.manualDown = true
 		t.stopRetry(false)
+		t.lastOneSided = time.Time{} // the next up starts afresh
 		t.conn.unqueue(t)
 	}
 	for _, t := range ts {

@@ -30,10 +30,12 @@ var (
 	errRemoved  = errors.New("connection removed from configuration")
 	errDeleted  = errors.New("deleted by peer")
 	errDPD      = errors.New("peer declared dead by DPD")
-	errReplaced = errors.New("replaced by a new IKE SA (INITIAL-CONTACT)")
-	errExpired  = errors.New("lifetime expired")
-	errRekeyed  = errors.New("replaced by a newer IKE SA (reauthentication)")
-	errEvicted  = errors.New("half-open SA evicted for a newer one from the same peer")
+	// errPeerSilent: no answer to a quick mode, nor anything else, on an ISAKMP SA.
+	errPeerSilent = errors.New("peer silent on the ISAKMP SA for a whole quick mode")
+	errReplaced   = errors.New("replaced by a new IKE SA (INITIAL-CONTACT)")
+	errExpired    = errors.New("lifetime expired")
+	errRekeyed    = errors.New("replaced by a newer IKE SA (reauthentication)")
+	errEvicted    = errors.New("half-open SA evicted for a newer one from the same peer")
 	// errDHRateLimit drops an AM1 or MM3 when the responder's DH budget is spent (dhlimit.go).
 	errDHRateLimit = errors.New("responder Diffie-Hellman rate limit reached, message dropped")
 

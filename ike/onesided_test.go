@@ -2,6 +2,7 @@ package ike
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/espgw/espgw/model"
 
 	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/ike/isakmp"
 )
 
 // countingKernel is a fakeKernel whose child SAs carry traffic the test decides: every
@@ -81,5 +83,98 @@ func TestOneSidedTunnelRekeyed(t *testing.T) {
 	s.advance(oneSidedBackoff - time.Minute)
 	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != second.SPIIn {
 		t.Errorf("re-keyed again within %v", oneSidedBackoff)
+	}
+}
+
+// dropQM3s drops every message after the first of a Bind's first quick mode as initiator:
+// its QM3 and the answers to the peer's retransmitted QM2s. Later quick modes pass.
+func dropQM3s() bindtest.Filter {
+	var mu sync.Mutex
+	var first uint32
+	return func(msg []byte, _, _ netip.AddrPort, isIKE bool) bool {
+		h, err := isakmp.ParseHeader(msg)
+		if !isIKE || err != nil || h.Exchange != isakmp.ExchangeQuickMode {
+			return true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if first == 0 {
+			first = h.MessageID
+			return true
+		}
+		return h.MessageID != first
+	}
+}
+
+// lostQM3Sim is two engines, A with a countingKernel and every QM3 of its first quick mode lost.
+func lostQM3Sim(t *testing.T) (*sim, *node, *node, *countingKernel) {
+	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
+	s := newSim(t)
+	ba, bb := bindtest.NewPair()
+	ba.SetFilter(dropQM3s())
+	ca, cb := connPair(t, pc)
+	ka := &countingKernel{fakeKernel: newFakeKernel(0xa0000000), in: map[uint32]uint64{}, out: map[uint32]uint64{}}
+	a := s.start("A", ba, ka.fakeKernel, Options{Kernel: ka}, ca)
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+	return s, a, b, ka
+}
+
+// replacedAtBothEnds reports whether a pair other than lost is installed at A and B.
+func replacedAtBothEnds(a, b *node, lost *ChildSA) bool {
+	for _, cb := range b.k.active() {
+		for _, ca := range a.k.active() {
+			if ca.SPIOut == cb.SPIIn && ca.SPIIn != lost.SPIIn {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// A child SA whose QM3 the peer never got, without DPD: the peer gave up on the quick
+// mode, we send into a child SA it never installed. Traffic out and none in on a child SA
+// that never carried the peer's ESP re-keys the tunnel; the new pair is installed at both
+// ends. Once the new pair carries traffic both ways, it is left alone.
+func TestLostQM3RecoveredWithoutDPD(t *testing.T) {
+	s, a, b, ka := lostQM3Sim(t)
+
+	ka.setRates(0, 5) // we send, the peer has nothing to send with
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	s.run("the initiator's child SA", time.Minute, func() bool { return len(a.k.active()) == 1 })
+	lost := a.k.active()[0]
+	start := s.clk.Now()
+	s.run("a pair installed at both ends", 5*time.Minute, func() bool { return replacedAtBothEnds(a, b, lost) })
+	if got, most := s.elapsed(start), (oneSidedRounds+1)*5*DefaultRetransmit.Initial; got > most {
+		t.Errorf("recovered %v after the child SA was installed, want within %v", got, most)
+	}
+	ka.setRates(5, 5)
+	replaced := a.k.active()
+	s.advance(time.Hour)
+	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != replaced[len(replaced)-1].SPIIn {
+		t.Errorf("two-way traffic on the new pair: child SAs %d, want it alone", len(got))
+	}
+}
+
+// The same, with a peer that drops its ISAKMP SA when it gives up on the quick mode, as
+// strongSwan does, without a Delete: our re-key's QM1 goes unanswered under the old
+// ISAKMP SA. A quick mode without a word from the peer for its whole timeout means the
+// peer lost the ISAKMP SA (or died): it is deleted and the tunnel negotiated afresh.
+func TestLostQM3PeerDroppedISAKMPSA(t *testing.T) {
+	s, a, b, ka := lostQM3Sim(t)
+
+	ka.setRates(0, 5)
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	s.run("the initiator's child SA", time.Minute, func() bool { return len(a.k.active()) == 1 })
+	lost := a.k.active()[0]
+	b.e.mu.Lock()
+	for _, sa := range b.e.ikeSAs {
+		b.e.deleteIKESA(sa, false, errDeleted)
+	}
+	b.e.mu.Unlock()
+	start := s.clk.Now()
+	s.run("a pair installed at both ends", 5*time.Minute, func() bool { return replacedAtBothEnds(a, b, lost) })
+	t.Logf("recovered %v after the child SA was installed", s.elapsed(start))
+	if st := a.e.Status(); len(st.IKESAs) != 1 {
+		t.Errorf("initiator has %d IKE SAs, want the new one alone", len(st.IKESAs))
 	}
 }

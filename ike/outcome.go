@@ -104,7 +104,7 @@ func Classify(err error) Result {
 	case errors.Is(err, ErrPeerNotify):
 		return ResultPeerNotify
 	}
-	for _, e := range []error{errShutdown, errDown, errRemoved, errDeleted, errDPD, errReplaced,
+	for _, e := range []error{errShutdown, errDown, errRemoved, errDeleted, errDPD, errPeerSilent, errReplaced,
 		errExpired, errRekeyed, errEvicted} {
 		if errors.Is(err, e) {
 			return ResultAborted

@@ -109,9 +109,32 @@ func (sa *ikeSA) newQuickMode(t *tunnel, msgID uint32, initiator bool) *quickMod
 		sa:       sa, tunnel: t, msgID: msgID, initiator: initiator,
 		iv: sa.phase2IV(msgID),
 	}
-	qm.onGiveUp = func() { qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) }
+	qm.onGiveUp = func() {
+		qm.fail(fmt.Errorf("quick mode %08x: %w", msgID, ErrTimeout)) // start: always retries (retry.go)
+		sa.e.peerLostISAKMPSA(sa, t)
+	}
 	sa.qms[msgID] = qm
 	return qm
+}
+
+// peerLostISAKMPSA handles a quick mode of ours that was to replace t's child SA (a rekey,
+// or a one-sided re-key) and timed out without a word from the peer on sa for the whole
+// exchange: the peer lost the ISAKMP SA (strongSwan drops it, without a Delete, when it
+// gives up on a quick mode, e.g. after our QM3s were lost) or died. As after DPD, sa goes
+// and the tunnels start afresh with a new phase 1: t at once, the start: always ones after
+// the usual pause. A first negotiation fails as before. It reports whether it did so.
+func (e *Engine) peerLostISAKMPSA(sa *ikeSA, t *tunnel) bool {
+	if t.child == nil || sa.state != stateEstablished || e.now().Sub(sa.lastRecv) < e.opts.Retransmit.Timeout {
+		return false
+	}
+	e.log.Warn("peer silent on the ISAKMP SA for a whole quick mode: deleting it", sa.logArgs("tunnel", t.cfg.Name, "last_received", sa.lastRecv)...)
+	c := sa.conn
+	e.deleteIKESA(sa, false, errPeerSilent)
+	e.restartAlwaysAfter(c, e.opts.Retransmit.Initial)
+	if !t.manualDown && !t.removed && e.conns[c.cfg.Name] == c {
+		e.startTunnel(t, nil)
+	}
+	return true
 }
 
 // fail ends the quick mode with err, recording it when it was ours.

@@ -269,6 +269,9 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 			ch.softExpiry = e.afterFunc(e.rekeyTime(cs.Lifetime), func() { e.expire(cs.SPIIn, false) })
 		}
 	}
+	if cs.Initiator {
+		e.watchUnconfirmed(ch)
+	}
 	return nil
 }
 

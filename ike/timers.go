@@ -20,6 +20,7 @@ import (
 //	ikeSA.keepalive        NAT-keepalive every Options.NATKeepalive               keepalive.go
 //	childSA.expiry         hard lifetime: delete (and restart start: always)     sa.go
 //	childSA.softExpiry     initiator: rekey at 85-90 % of the lifetime            sa.go
+//	watchUnconfirmed       initiator: one-sided check until the peer's ESP came   onesided.go
 //	retireChild            delete a child SA we replaced, a little later          sa.go
 //	settleDuplicates       delete the losing duplicate child SA                   duplicate.go
 //	restartAlwaysAfter     bring start: always tunnels back after a pause         informational.go

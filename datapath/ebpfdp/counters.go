@@ -42,7 +42,7 @@ func (d *Datapath) TunnelCounters() (map[uint32]TunnelCounters, error) {
 		t.SADownPasses += c.SADownPasses
 		t.MSSRewrites += c.MSSRewrites
 		t.Events += c.Events
-		if sa, up := d.up[p.ReqID]; up {
+		if sa, up := d.current(p.ReqID); up {
 			t.MSS = d.clampMSS(p, sa)
 		}
 		out[p.ReqID] = t

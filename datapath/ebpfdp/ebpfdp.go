@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,7 +50,7 @@ type Datapath struct {
 	ids      map[datapath.Policy]uint32 // classifier policy ids of the installed policies
 	nextID   uint32
 	policies map[uint32]datapath.Policy // by classifier policy id
-	up       map[uint32]outSA           // by reqid: the tunnel's newest outbound SA
+	outs     map[uint32][]outSA         // by reqid: the tunnel's outbound SAs, oldest first
 	sas      map[saKey]sa               // installed SAs, both directions
 	pending  map[uint32]time.Time       // inbound SPIs allocated but not yet installed
 }
@@ -96,7 +97,7 @@ func New(dp datapath.Datapath, l *loader.Loader, opts Options, log *slog.Logger)
 	}
 	d := &Datapath{Datapath: dp, l: l, log: log, events: make(chan datapath.Event), done: make(chan struct{}), opts: opts,
 		ids: make(map[datapath.Policy]uint32), policies: make(map[uint32]datapath.Policy),
-		up: make(map[uint32]outSA), sas: make(map[saKey]sa), pending: make(map[uint32]time.Time)}
+		outs: make(map[uint32][]outSA), sas: make(map[saKey]sa), pending: make(map[uint32]time.Time)}
 	d.wg.Go(d.forwardEvents)
 	return d, nil
 }
@@ -164,7 +165,7 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	delete(d.pending, p.In.SPI)
 	d.sas[saKey{p.In.Dst, p.In.SPI}] = sa{reqID, loader.Inbound}
 	d.sas[saKey{p.Out.Dst, p.Out.SPI}] = sa{reqID, loader.Outbound}
-	d.up[reqID] = outSA{spi: p.Out.SPI, natt: p.Out.EncapDstPort != 0, enc: p.Out.Enc, integ: p.Out.Integ}
+	d.outs[reqID] = append(d.outs[reqID], outSA{spi: p.Out.SPI, natt: p.Out.EncapDstPort != 0, enc: p.Out.Enc, integ: p.Out.Integ})
 	err := errors.Join(
 		d.l.AddSA(loader.Inbound, p.In.SPI),
 		d.l.AddSA(loader.Outbound, p.Out.SPI),
@@ -176,17 +177,18 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	return nil
 }
 
-// DeleteSA stops counting the SA and, if it is its tunnel's outbound SA, marks the tunnel
-// down (a rekeyed tunnel's old SA goes without that), then deletes it from the datapath:
-// the guard stops the traffic before the SA goes. An allocated SPI leaves the XDP filter.
+// DeleteSA stops counting the SA and, if it is its tunnel's outbound SA, hands the tunnel
+// to its next newest outbound SA or, with none left, marks it down (a rekeyed tunnel's old
+// SA goes without either), then deletes it from the datapath: the guard stops the traffic
+// before the SA goes. The newest SA can go first when two ends negotiated the tunnel at
+// once and it lost. An allocated SPI leaves the XDP filter.
 func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) error {
 	d.mu.Lock()
 	k := saKey{dst, spi}
 	if s, ok := d.sas[k]; ok {
 		delete(d.sas, k)
 		var errs []error
-		if cur, up := d.up[s.reqID]; s.dir == loader.Outbound && up && cur.spi == spi {
-			delete(d.up, s.reqID)
+		if s.dir == loader.Outbound && d.dropOut(s.reqID, spi) {
 			errs = append(errs, d.writeTunnel(s.reqID))
 		}
 		errs = append(errs, d.l.DeleteSA(s.dir, spi))
@@ -244,11 +246,36 @@ func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
 	return nil
 }
 
+// dropOut forgets the outbound SA spi of the tunnel reqID and reports whether it was the
+// one carrying the tunnel. Caller holds d.mu.
+func (d *Datapath) dropOut(reqID, spi uint32) bool {
+	outs := d.outs[reqID]
+	i := slices.IndexFunc(outs, func(o outSA) bool { return o.spi == spi })
+	if i < 0 {
+		return false
+	}
+	if outs = slices.Delete(outs, i, i+1); len(outs) == 0 {
+		delete(d.outs, reqID)
+	} else {
+		d.outs[reqID] = outs
+	}
+	return i == len(outs)
+}
+
+// current is the outbound SA carrying the tunnel reqID, its newest. Caller holds d.mu.
+func (d *Datapath) current(reqID uint32) (outSA, bool) {
+	outs := d.outs[reqID]
+	if len(outs) == 0 {
+		return outSA{}, false
+	}
+	return outs[len(outs)-1], true
+}
+
 // writePolicy hands the loader policy id with its tunnel's SA state. Caller holds d.mu.
 func (d *Datapath) writePolicy(id uint32) error {
 	p := d.policies[id]
 	lp := loader.Policy{ID: id, Selector: p.Selector, Priority: p.Priority, WhenDown: d.opts.WhenDown}
-	if sa, up := d.up[p.ReqID]; up {
+	if sa, up := d.current(p.ReqID); up {
 		lp.SAUp, lp.OutSPI = true, sa.spi
 		lp.MSS = d.clampMSS(p, sa)
 	}

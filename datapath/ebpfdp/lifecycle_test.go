@@ -204,6 +204,51 @@ func TestSALifecycle(t *testing.T) {
 	}
 }
 
+// TestNewestSADeletedFirst: two SA pairs of one tunnel, and the newer one goes first — the
+// loser of a simultaneous negotiation (both ends start: always) is often the one installed
+// last. The tunnel stays up on the older pair, with its MSS clamp, and its SPI is the one
+// the classifier counts; only deleting that one too closes the tunnel.
+func TestNewestSADeletedFirst(t *testing.T) {
+	ctx := context.Background()
+	d, b, l := open(t, 0xff, loader.Options{})
+	const reqID = 7
+	pol := datapath.Policy{Selector: datapath.Selector{Local: netip.MustParsePrefix("10.10.1.0/24"),
+		Remote: netip.MustParsePrefix("10.20.0.0/24")}, ReqID: reqID, Priority: 1000}
+	syn := pkttest.IPv4{Src: netip.MustParseAddr("10.10.1.5"), Dst: netip.MustParseAddr("10.20.0.7"), Proto: pkttest.ProtoTCP}.
+		Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
+	run := func() (uint32, uint16) {
+		opts := ebpf.RunOptions{Data: slices.Clone(syn), DataOut: make([]byte, len(syn)+64)}
+		verdict, err := l.Programs().TCEgress.Run(&opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mss, _, _ := pkttest.MSSOf(opts.DataOut[:len(syn)])
+		return verdict, mss
+	}
+	b.probe = func() uint32 { v, _ := run(); return v }
+	kept := pair(reqID, 0x100, 0x200, datapath.Enc3DESCBC, datapath.IntegHMACSHA1_96, false)
+	dropped := pair(reqID, 0x101, 0x201, datapath.EncAESGCM16, datapath.IntegNone, true)
+	if err := errors.Join(d.AddPolicy(ctx, pol), d.AddSAPair(ctx, kept), d.AddSAPair(ctx, dropped), deletePair(ctx, d, dropped)); err != nil {
+		t.Fatal(err)
+	}
+	want, err := loader.ClampMSS(defaults.PathMTU, false, datapath.Enc3DESCBC, datapath.IntegHMACSHA1_96)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, mss := run(); v != tcActOK || mss != want {
+		t.Errorf("after the newer pair went: verdict %d, MSS %d; want %d (the older pair carries the tunnel), %d", v, mss, tcActOK, want)
+	}
+	if v := b.verdict[dropped.Out.SPI]; v != tcActOK {
+		t.Errorf("verdict while the newer SA %08x was deleted: %d, want %d", dropped.Out.SPI, v, tcActOK)
+	}
+	if err := deletePair(ctx, d, kept); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := run(); v != tcActShot || b.verdict[kept.Out.SPI] != tcActShot {
+		t.Errorf("after the last pair went: verdict %d (%d at its DeleteSA), want %d", v, b.verdict[kept.Out.SPI], tcActShot)
+	}
+}
+
 // TestEvents: Events delivers the backend's events and turns the classifier's reports of
 // traffic for a tunnel whose SA is down into acquires for the tunnel's reqid.
 func TestEvents(t *testing.T) {

@@ -53,15 +53,7 @@ func Ping(ns *NetNS, src, dst string, count int) error {
 
 // echo sends one ICMP echo request and waits for the matching reply.
 func echo(c net.PacketConn, dst netip.Addr, id, seq uint16) error {
-	req := make([]byte, 8+56)
-	req[0] = 8 // echo request
-	binary.BigEndian.PutUint16(req[4:], id)
-	binary.BigEndian.PutUint16(req[6:], seq)
-	for i := 8; i < len(req); i++ {
-		req[i] = byte(i)
-	}
-	binary.BigEndian.PutUint16(req[2:], icmpChecksum(req))
-	if _, err := c.WriteTo(req, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+	if _, err := c.WriteTo(echoRequest(id, seq), &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		return fmt.Errorf("send echo seq %d: %w", seq, err)
 	}
 	deadline := time.Now().Add(pingTimeout)
@@ -74,16 +66,102 @@ func echo(c net.PacketConn, dst netip.Addr, id, seq uint16) error {
 		if err != nil {
 			return fmt.Errorf("echo seq %d: no reply: %w", seq, err)
 		}
-		// The kernel strips the IPv4 header for "ip4:icmp" connections.
-		r := buf[:n]
-		if len(r) < 8 || r[0] != 0 || binary.BigEndian.Uint16(r[4:]) != id || binary.BigEndian.Uint16(r[6:]) != seq {
-			continue
+		if got, ok := echoReply(buf[:n], from, dst, id); ok && got == seq {
+			return nil
 		}
-		if a, ok := from.(*net.IPAddr); !ok || !a.IP.Equal(dst.AsSlice()) {
-			continue
-		}
-		return nil
 	}
+}
+
+// echoRequest is an ICMP echo request with a 56-byte payload.
+func echoRequest(id, seq uint16) []byte {
+	req := make([]byte, 8+56)
+	req[0] = 8 // echo request
+	binary.BigEndian.PutUint16(req[4:], id)
+	binary.BigEndian.PutUint16(req[6:], seq)
+	for i := 8; i < len(req); i++ {
+		req[i] = byte(i)
+	}
+	binary.BigEndian.PutUint16(req[2:], icmpChecksum(req))
+	return req
+}
+
+// echoReply returns the sequence number of r if it is an echo reply from dst to our id.
+// The kernel strips the IPv4 header for "ip4:icmp" connections.
+func echoReply(r []byte, from net.Addr, dst netip.Addr, id uint16) (uint16, bool) {
+	if len(r) < 8 || r[0] != 0 || binary.BigEndian.Uint16(r[4:]) != id {
+		return 0, false
+	}
+	if a, ok := from.(*net.IPAddr); !ok || !a.IP.Equal(dst.AsSlice()) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(r[6:]), true
+}
+
+// Flow is the outcome of PingFlow.
+type Flow struct {
+	Sent, Received int
+	Lost           []time.Duration // when each lost request was sent, from the start
+}
+
+// PingFlow sends count echo requests from src to dst inside ns, one every interval without
+// waiting for replies (a steady flow, as traffic through a tunnel under rekey would be),
+// then waits a second for the last replies. A reply counts once, whenever it comes.
+func PingFlow(ns *NetNS, src, dst string, interval time.Duration, count int) (Flow, error) {
+	s, err := netip.ParseAddr(src)
+	if err != nil || !s.Is4() {
+		return Flow{}, fmt.Errorf("ping source %q: want an IPv4 address", src)
+	}
+	d, err := netip.ParseAddr(dst)
+	if err != nil || !d.Is4() {
+		return Flow{}, fmt.Errorf("ping destination %q: want an IPv4 address", dst)
+	}
+	var c net.PacketConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.ListenPacket("ip4:icmp", s.String())
+		return err
+	}); err != nil {
+		return Flow{}, fmt.Errorf("ping %s -> %s in netns %s: open raw socket: %w", src, dst, ns.name, err)
+	}
+	defer c.Close()
+	if count > 1<<16 {
+		return Flow{}, fmt.Errorf("ping flow of %d requests: at most 65536 (16-bit sequence numbers)", count)
+	}
+	id := uint16(os.Getpid()) ^ uint16(time.Now().UnixNano())
+	replied := make([]bool, count)
+	done := make(chan struct{})
+	go func() { // reads until the socket closes or the deadline below passes
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if seq, ok := echoReply(buf[:n], from, d, id); ok && int(seq) < count {
+				replied[seq] = true
+			}
+		}
+	}()
+	begin := time.Now()
+	sentAt := make([]time.Duration, count)
+	f := Flow{}
+	for seq := range count {
+		time.Sleep(time.Until(begin.Add(time.Duration(seq) * interval)))
+		sentAt[seq] = time.Since(begin)
+		if _, err := c.WriteTo(echoRequest(id, uint16(seq)), &net.IPAddr{IP: d.AsSlice()}); err == nil {
+			f.Sent++
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(pingTimeout))
+	<-done
+	for seq, ok := range replied {
+		if ok {
+			f.Received++
+		} else {
+			f.Lost = append(f.Lost, sentAt[seq].Round(time.Millisecond))
+		}
+	}
+	return f, nil
 }
 
 // icmpChecksum is the RFC 1071 Internet checksum.

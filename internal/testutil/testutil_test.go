@@ -35,6 +35,24 @@ func TestVethPingCapture(t *testing.T) {
 	}
 }
 
+// TestPingFlow: a paced flow gets every reply; when the peer's firewall drops a stretch of
+// requests, exactly those count as lost, with the time they were sent.
+func TestPingFlow(t *testing.T) {
+	RequireTool(t, "nft", "nftables")
+	a := NewNetNS(t, "tufa")
+	b := NewNetNS(t, "tufb")
+	Veth(t, a, "a0", "192.0.2.1/24", b, "b0", "192.0.2.2/24")
+	f, err := PingFlow(a, "192.0.2.1", "192.0.2.2", 20*time.Millisecond, 20)
+	if err != nil || f.Sent != 20 || f.Received != 20 || len(f.Lost) != 0 {
+		t.Fatalf("flow over a veth: %+v, %v; want 20 of 20", f, err)
+	}
+	b.Exec(t, "nft", "add table inet tfl; add chain inet tfl input { type filter hook input priority 0; }; add rule inet tfl input icmp type echo-request icmp sequence 5-9 drop")
+	f, err = PingFlow(a, "192.0.2.1", "192.0.2.2", 20*time.Millisecond, 20)
+	if err != nil || f.Received != 15 || len(f.Lost) != 5 || f.Lost[0] < 80*time.Millisecond {
+		t.Errorf("flow with requests 5-9 dropped: %+v, %v; want 15 replies, 5 lost from 100 ms on", f, err)
+	}
+}
+
 func TestNetNSDoAndExec(t *testing.T) {
 	n := NewNetNS(t, "tuexec")
 	out := n.Exec(t, "ip", "-o", "link", "show", "lo")

@@ -7,4 +7,10 @@
 // The tests need root, strongSwan, tcpdump and tshark; without them they skip (or fail with
 // ESPGW_REQUIRE_INTEROP=1). TestMain builds ./cmd/espgw once; ESPGW_BIN selects a prebuilt
 // binary instead.
+//
+// The lossy negotiation scenario (30 % of IKE datagrams dropped both ways, ten
+// negotiations, DPD on and off) is opt-in and not part of make test: it takes several
+// minutes and is random by design. Run it with
+//
+//	go test -tags lossy -run TestLossyNegotiation -v ./test/interop/
 package interop

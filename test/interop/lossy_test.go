@@ -4,7 +4,6 @@ package interop
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +12,18 @@ import (
 	"github.com/espgw/espgw/internal/testutil/espgwtest"
 )
 
-// Opt-in (go test -tags lossy): not yet reliable. Measured: DPD off 10 of 10 tries in
-// 34 s at most; about 1 try in 15 fails either way because strongSwan's QM2 and all its
-// retransmissions (retransmit_tries = 3 in the harness), or our QM3 answers, are lost:
-// espgw then has a child SA strongSwan never installed, which only traffic with DPD on
-// (one-sided detection) repairs. Issue 10 wants the lost-QM3 case to recover without DPD.
+// Opt-in (go test -tags lossy -run TestLossyNegotiation -v ./test/interop/): random by
+// design and several minutes long, so not in make test. About 1 negotiation in 15–25 loses
+// strongSwan's QM2 retransmissions (retransmit_tries = 3 in the harness) or all our QM3
+// answers: espgw then has a child SA strongSwan never installed, and strongSwan drops the
+// ISAKMP SA when it gives up. espgw repairs that without DPD: packets out and none in on a
+// child SA that never carried strongSwan's ESP re-key it (ike/onesided.go), and a re-key
+// unanswered for a whole quick mode starts over with a new phase 1 (TestQM3LostForGood is
+// the deterministic case). Measured 2026-12-03, 2 cores shared with other test runs (load
+// 12-15), with these repairs: 40 negotiations with DPD off and 40 with DPD 5 s all
+// established and passed traffic, the slowest after 58.6 s (close to the 60 s bound: under
+// such load a try can exceed it); at least 6 were repaired by the one-sided re-key. Before them, a
+// DPD-off run failed at its 9th try (a child SA strongSwan never installed).
 
 // TestLossyNegotiation: the partner's nftables drop 30 % of the IKE datagrams both ways (UDP
 // 500, and IKE on 4500: the zero non-ESP marker; ESP passes). Ten negotiations in a row each
@@ -31,7 +37,10 @@ func TestLossyNegotiation(t *testing.T) {
 		if dpd != "" {
 			name = "DPD " + dpd
 		}
-		t.Run(name, func(t *testing.T) { testLossyNegotiation(t, dpd) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testLossyNegotiation(t, dpd)
+		})
 	}
 }
 
@@ -43,8 +52,7 @@ func testLossyNegotiation(t *testing.T, dpd string) {
 	c := gwConn(set.ike, set.esp, "manual")
 	c.DPDDelay = dpd
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(`table inet chaos {
+	applyNFT(t, l.partner, `table inet chaos {
 	chain in {
 		type filter hook input priority -10;
 		udp dport 500 udp length > 9 numgen random mod 100 < 30 drop
@@ -57,9 +65,6 @@ func testLossyNegotiation(t *testing.T, dpd string) {
 	}
 }
 `)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
 	var slowest time.Duration
 	for i := range tries {
 		begin := time.Now()
@@ -72,34 +77,27 @@ func testLossyNegotiation(t *testing.T, dpd string) {
 		if err != nil {
 			t.Fatalf("try %d: not established within %v: %v", i+1, within, err)
 		}
-		_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+		// Traffic flows meanwhile, as it would: a tunnel strongSwan never installed (its QM3
+		// lost for good) must be noticed by it and re-keyed.
 		err = testutil.Poll(within-time.Since(begin), func() (bool, error) {
-			sas, err := sw.ListSAs()
-			if err != nil {
+			pinged := testutil.Ping(l.gw, serviceAddr, hostAddr, 1)
+			if _, err := installedAtPeer(g, sw); err != nil {
 				return false, err
 			}
-			for _, s := range sas {
-				for _, ch := range s.Children {
-					if ch.State == "INSTALLED" && fmt.Sprintf("%08x", ch.SPIIn) == sa.SPIOut {
-						return true, nil
-					}
-				}
-			}
-			return false, fmt.Errorf("no INSTALLED CHILD_SA with SPI %s at strongSwan", sa.SPIOut)
+			return pinged == nil, pinged
 		})
 		if err != nil {
 			t.Fatalf("try %d: %v", i+1, err)
 		}
 		took := time.Since(begin)
 		slowest = max(slowest, took)
-		if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
-			t.Errorf("try %d: %v", i+1, err)
-		}
+		t.Logf("try %d: INSTALLED at strongSwan and traffic through after %v", i+1, took.Round(100*time.Millisecond))
 		if _, err := g.CLI(context.Background(), "down", connName); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d negotiations through 30 %% IKE loss, slowest %v", tries, slowest.Round(100*time.Millisecond))
+	t.Logf("%d negotiations through 30 %% IKE loss, slowest %v; espgw re-keyed %d one-sided (never installed at strongSwan) child SAs",
+		tries, slowest.Round(100*time.Millisecond), strings.Count(g.Log(), "one-sided tunnel: re-keying"))
 	l.partner.Exec(t, "nft", "delete", "table", "inet", "chaos")
 	g.Stop(t)
 }

@@ -224,6 +224,12 @@ type scraped struct {
 // scrape fetches /metrics from the gateway in ns.
 func scrape(t *testing.T, ns *testutil.NetNS) scraped {
 	t.Helper()
+	return scrapeAt(t, ns, metricsAddr)
+}
+
+// scrapeAt fetches /metrics from addr (host:port) in ns.
+func scrapeAt(t *testing.T, ns *testutil.NetNS, metricsAddr string) scraped {
+	t.Helper()
 	body, err := ns.HTTPGet(metricsAddr, "/metrics", 10*time.Second)
 	if err != nil {
 		t.Fatalf("scrape: %v", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/espgw/espgw/internal/testutil"
 	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
 // TestPartnerLate: espgw starts (start: always) while the partner is down; the partner comes
@@ -59,11 +60,7 @@ func TestQM3DroppedOnce(t *testing.T) {
 	}
 }
 `
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	applyNFT(t, l.partner, rules)
 	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "always")}})
 	_, child := sw.WaitInstalled(t, "s2s", negotiationTimeout)
@@ -104,12 +101,8 @@ func TestOneSidedTunnel(t *testing.T) {
 	}
 
 	// ESP in UDP has a non-zero SPI where IKE on 4500 has the zero non-ESP marker.
-	cmd := l.partner.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader("table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n" +
+	applyNFT(t, l.partner, "table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
 		"\t\tudp dport 4500 @th,64,32 != 0 counter drop\n\t}\n}\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
 	begin := time.Now()
 	pinging := make(chan struct{})
 	go func() {
@@ -208,6 +201,56 @@ func testPartnerReboot(t *testing.T, partnerInitiates bool) {
 	t.Logf("traffic back %v after the partner's reboot (DPD %s / %s, bound %v)", took.Round(100*time.Millisecond), c.DPDDelay, c.DPDTimeout, within)
 	if ikes := g.MustStatus(t).ConnectionSAs(connName); partnerInitiates && (len(ikes) != 1 || ikes[0].Initiator) {
 		t.Errorf("espgw IKE SAs after the partner's INITIAL-CONTACT: %+v; want only the partner's", ikes)
+	}
+	g.Stop(t)
+}
+
+// TestQM3LostForGood: the partner's firewall drops every QM3 espgw sends until strongSwan
+// has given up on the quick mode (all its QM2 retransmissions answered into the void), with
+// DPD off. espgw installed its side on QM2 and strongSwan never did: traffic would be
+// black-holed until the SA's lifetime ends. Once traffic flows, packets out and none in on
+// a child SA that never carried strongSwan's ESP make espgw re-key the tunnel: the new
+// child SA is INSTALLED at strongSwan under espgw's SPI and pings pass, without DPD.
+func TestQM3LostForGood(t *testing.T) {
+	testutil.RequireTool(t, "nft", "nftables")
+	t.Parallel()
+	set := proposalSets[1]
+	l := newLab(t)
+	// As in TestQM3DroppedOnce: QM3 is espgw's only small quick-mode message.
+	applyNFT(t, l.partner, "table inet qm3 {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
+		"\t\tudp dport 4500 @th,240,8 32 meta length < 200 counter drop\n\t}\n}\n")
+	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, "manual")}})
+	if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	_, lost := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	sw.WaitLog(t, "giving up after", 90*time.Second)
+	if _, err := installedAtPeer(g, sw); err == nil {
+		t.Fatalf("strongSwan installed CHILD_SA %s although every QM3 was dropped", lost.SPIOut)
+	}
+	l.partner.Exec(t, "nft", "delete", "table", "inet", "qm3")
+
+	begin := time.Now()
+	var child strongswan.ChildSA
+	err := testutil.Poll(2*time.Minute, func() (bool, error) {
+		pinged := testutil.Ping(l.gw, serviceAddr, hostAddr, 1)
+		var err error
+		if child, err = installedAtPeer(g, sw); err != nil {
+			return false, err
+		}
+		return pinged == nil, pinged
+	})
+	if err != nil {
+		t.Fatalf("no traffic %v after the fault ended: %v", time.Since(begin).Round(time.Second), err)
+	}
+	t.Logf("black-holed child SA %s/%s re-keyed: CHILD_SA %08x/%08x INSTALLED at strongSwan and traffic through %v after traffic began",
+		lost.SPIIn, lost.SPIOut, child.SPIIn, child.SPIOut, time.Since(begin).Round(100*time.Millisecond))
+	if _, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout); sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
+		t.Errorf("espgw SPI out %s, strongSwan SPI in %08x", sa.SPIOut, child.SPIIn)
+	}
+	if !strings.Contains(g.Log(), "one-sided tunnel: re-keying") {
+		t.Errorf("espgw log does not say why it re-keyed")
 	}
 	g.Stop(t)
 }

@@ -55,6 +55,16 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
+// applyNFT loads an nftables ruleset (nft -f syntax) into ns: the lab's faults on purpose.
+func applyNFT(t *testing.T, ns *testutil.NetNS, rules string) {
+	t.Helper()
+	cmd := ns.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in netns %s: %v\n%s", ns.Name(), err, out)
+	}
+}
+
 // gwConn is espgw's side of the seed's connection in the lab.
 func gwConn(ikeProp, espProp, start string) espgwtest.Connection {
 	return espgwtest.Connection{

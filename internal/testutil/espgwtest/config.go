@@ -20,12 +20,15 @@ type Config struct {
 	PProf      string
 }
 
-// Connection is one entry of connections:, in main mode with a 1 h ISAKMP SA lifetime.
+// Connection is one entry of connections:.
 type Connection struct {
 	Name                      string
 	Local, Remote             string // local_address, remote_address
+	LocalID, RemoteID         string // local_id, remote_id, e.g. gw.example.net or keyid:bank; "" = the address
 	PSK                       string
+	Mode                      string // ike.mode: main or aggressive; "" = main
 	IKEProposal               string // e.g. 3des-sha1-modp1024
+	IKELifetime               string // ike.lifetime, e.g. 60s; "" = 1h
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
 	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
@@ -60,14 +63,20 @@ connections:
     local_address: {{.Local}}
     remote_address: {{.Remote}}
     psk: {{printf "%q" .PSK}}
+{{- if .LocalID}}
+    local_id: {{printf "%q" .LocalID}}
+{{- end}}
+{{- if .RemoteID}}
+    remote_id: {{printf "%q" .RemoteID}}
+{{- end}}
 {{- if .ServiceAddress}}
     service_address: {address: {{.ServiceAddress}}, interface: {{.Interface}}}
 {{- end}}
     ike:
-      mode: main
+      mode: {{or .Mode "main"}}
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
-      lifetime: 1h
+      lifetime: {{or .IKELifetime "1h"}}
 {{- if .DPDDelay}}
       dpd_delay: {{.DPDDelay}}
 {{- end}}

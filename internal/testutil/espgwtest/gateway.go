@@ -33,11 +33,7 @@ type Gateway struct {
 // It fails the test if TestMain called neither Find nor Build.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Helper()
-	args := []string{"--log-level", cmp.Or(cfg.LogLevel, "debug")}
-	if cfg.PProf != "" {
-		args = append(args, "--pprof", cfg.PProf)
-	}
-	return start(tb, ns, args, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+	return start(tb, ns, cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
 }
 
 // StartYAML is Start with a configuration written elsewhere (e.g. by `espgw import`): yaml
@@ -50,8 +46,44 @@ func StartYAML(tb testing.TB, ns *testutil.NetNS, yaml []byte) *Gateway {
 	})
 }
 
+// runArgs are the flags of `espgw run` that cfg asks for.
+func (cfg Config) runArgs() []string {
+	args := []string{"--log-level", cmp.Or(cfg.LogLevel, "debug")}
+	if cfg.PProf != "" {
+		args = append(args, "--pprof", cfg.PProf)
+	}
+	return args
+}
+
 // start runs `espgw run -c CONF runArgs...` with the configuration write renders.
 func start(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.Writer, socket, keyDir string) error) *Gateway {
+	tb.Helper()
+	g, yaml := launch(tb, ns, runArgs, write)
+	g.waitReady(tb, yaml)
+	return g
+}
+
+// StartTogether starts one daemon per namespace and config at (nearly) the same instant,
+// then waits until all of them answer; the gateways are in the order of the arguments.
+func StartTogether(tb testing.TB, ns []*testutil.NetNS, cfgs []Config) []*Gateway {
+	tb.Helper()
+	if len(ns) != len(cfgs) {
+		tb.Fatalf("espgwtest: %d namespaces for %d configurations", len(ns), len(cfgs))
+	}
+	gs := make([]*Gateway, len(ns))
+	yamls := make([]string, len(ns))
+	for i, cfg := range cfgs {
+		gs[i], yamls[i] = launch(tb, ns[i], cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+	}
+	for i, g := range gs {
+		g.waitReady(tb, yamls[i])
+	}
+	return gs
+}
+
+// launch writes the configuration into a fresh directory and starts `espgw run runArgs` in ns
+// without waiting for it; it returns the gateway and its configuration text.
+func launch(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.Writer, socket, keyDir string) error) (*Gateway, string) {
 	tb.Helper()
 	if bin == "" {
 		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
@@ -73,7 +105,14 @@ func start(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.
 	}
 	g.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "espgw.log"),
 		append([]string{bin, "run", "-c", conf}, runArgs...)...)
-	err = testutil.Poll(startTimeout, func() (bool, error) {
+	return g, yaml.String()
+}
+
+// waitReady waits until the control socket answers, failing the test (with the
+// configuration) if the daemon exits or startTimeout passes.
+func (g *Gateway) waitReady(tb testing.TB, yaml string) {
+	tb.Helper()
+	err := testutil.Poll(startTimeout, func() (bool, error) {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw exited: %v", err)
 		}
@@ -81,9 +120,8 @@ func start(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.
 		return err == nil, err
 	})
 	if err != nil {
-		tb.Fatalf("espgw in netns %s did not come up: %v\nconfig:\n%s", ns.Name(), err, yaml.String())
+		tb.Fatalf("espgw in netns %s did not come up: %v\nconfig:\n%s", g.NS.Name(), err, yaml)
 	}
-	return g
 }
 
 // PID is the espgw daemon's process ID.

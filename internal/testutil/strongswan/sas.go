@@ -107,6 +107,23 @@ func (c *Charon) WaitInstalled(tb testing.TB, child string, timeout time.Duratio
 	return ike, cs
 }
 
+// InstalledChild returns the INSTALLED CHILD_SA whose inbound SPI is spiIn, with its IKE_SA;
+// the error says so when there is none.
+func (c *Charon) InstalledChild(spiIn uint32) (IKESA, ChildSA, error) {
+	sas, err := c.ListSAs()
+	if err != nil {
+		return IKESA{}, ChildSA{}, err
+	}
+	for _, s := range sas {
+		for _, ch := range s.Children {
+			if ch.State == "INSTALLED" && ch.SPIIn == spiIn {
+				return s, ch, nil
+			}
+		}
+	}
+	return IKESA{}, ChildSA{}, fmt.Errorf("charon in netns %s: no INSTALLED CHILD_SA with inbound SPI %08x", c.NS.Name(), spiIn)
+}
+
 // section is one `name { ... }` block of swanctl --pretty output.
 type section struct {
 	name     string
