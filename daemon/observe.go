@@ -55,7 +55,7 @@ func newEvents(cfg *config.Config) *metrics.Events {
 func connTunnels(cfg *config.Config) []metrics.ConnTunnels {
 	var out []metrics.ConnTunnels
 	for _, c := range cfg.Connections {
-		ct := metrics.ConnTunnels{Connection: c.Name, Exchange: string(ike.ExchangeMain)}
+		ct := metrics.ConnTunnels{Connection: c.Name, IKEVersion: c.IKE.Version, Exchange: string(ike.ExchangeMain)}
 		if c.IKE.Mode == model.ModeAggressive {
 			ct.Exchange = string(ike.ExchangeAggressive)
 		}

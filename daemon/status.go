@@ -85,12 +85,16 @@ func (d *daemon) status() *control.Status {
 }
 
 func ikeSA(s ike.IKESAStatus) control.IKESA {
-	mode := "main"
-	if s.Aggressive {
+	var mode string
+	switch {
+	case s.Version == 2: // IKEv2 has no exchange modes
+	case s.Aggressive:
 		mode = "aggressive"
+	default:
+		mode = "main"
 	}
 	return control.IKESA{
-		Connection: s.Connection, Local: s.Local, Peer: s.Remote,
+		Connection: s.Connection, Version: s.Version, Local: s.Local, Peer: s.Remote,
 		InitiatorCookie: s.InitiatorCookie, ResponderCookie: s.ResponderCookie,
 		State: s.State, Initiator: s.Initiator, Mode: mode, Algorithms: s.Proposal,
 		Established: s.Established, AgeSeconds: int64(s.Age / time.Second), NATT: s.NATDetected,

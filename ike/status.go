@@ -17,6 +17,7 @@ type Status struct {
 // IKESAStatus describes one IKE SA.
 type IKESAStatus struct {
 	Connection                       string
+	Version                          uint8 // IKE version: 1 (RFC 2409) or 2 (RFC 7296)
 	Local, Remote                    netip.AddrPort
 	InitiatorCookie, ResponderCookie string // hex
 	State                            string // e.g. "MM3_SENT", "ESTABLISHED"
@@ -63,7 +64,7 @@ func (e *Engine) Status() Status {
 	var st Status
 	for _, sa := range e.ikeSAs {
 		s := IKESAStatus{
-			Connection: sa.conn.cfg.Name, Local: sa.local, Remote: sa.remote,
+			Connection: sa.conn.cfg.Name, Version: 1, Local: sa.local, Remote: sa.remote,
 			InitiatorCookie: hexCookie(sa.icookie), ResponderCookie: hexCookie(sa.rcookie),
 			State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
 			Established: sa.established, NATDetected: sa.natDetected(), LastReceived: sa.lastRecv,

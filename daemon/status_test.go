@@ -1,0 +1,24 @@
+package daemon
+
+import (
+	"testing"
+
+	"github.com/espgw/espgw/ike"
+)
+
+// TestIKESAVersion: the control protocol carries each IKE SA's version; IKEv2 has no mode.
+func TestIKESAVersion(t *testing.T) {
+	for _, tt := range []struct {
+		in      ike.IKESAStatus
+		version uint8
+		mode    string
+	}{
+		{ike.IKESAStatus{Version: 1}, 1, "main"},
+		{ike.IKESAStatus{Version: 1, Aggressive: true}, 1, "aggressive"},
+		{ike.IKESAStatus{Version: 2}, 2, ""},
+	} {
+		if got := ikeSA(tt.in); got.Version != tt.version || got.Mode != tt.mode {
+			t.Errorf("ikeSA(%+v): version %d, mode %q; want %d, %q", tt.in, got.Version, got.Mode, tt.version, tt.mode)
+		}
+	}
+}
