@@ -273,24 +273,7 @@ func TestExportRefuses(t *testing.T) {
 // mode) imports as an IKEv2 connection that config check accepts; aggressive mode and a
 // version the sides disagree on are reported on their cells.
 func TestIKEv2Sheet(t *testing.T) {
-	csv := "Параметр;Партнер (bank);Наша сторона\n" + // 1
-		"Внешний IP-адрес;198.51.100.2;198.51.100.1\n" + // 2
-		"Фаза 1 (IKE);;\n" + // 3
-		"Версия IKE;IKEv2;v2\n" + // 4
-		"Алгоритм шифрования;AES-GCM-256;AES-GCM-256\n" + // 5
-		"Алгоритм целостности;n/a;n/a\n" + // 6
-		"Псевдослучайная функция (PRF);PRF-HMAC-SHA-384;PRF-HMAC-SHA-384\n" + // 7
-		"Группа DH;ECP-384;ECP-384\n" + // 8
-		"Фаза 2 (IPsec);;\n" + // 9
-		"Алгоритм шифрования;AES-256;AES-256\n" + // 10
-		"Алгоритм целостности;SHA-256;SHA-256\n" + // 11
-		"Домены шифрования;;\n" + // 12
-		"Сеть партнера;10.30.0.0/16;\n" + // 13
-		"Сеть клиента;;10.10.1.0/24\n" // 14
-	g, err := ReadCSV(strings.NewReader(csv), "ikev2.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := readFile(t, "bank-ikev2-ru.csv")
 	res := Import(g, Options{})
 	if len(res.Problems)+len(res.Ignored) > 0 {
 		t.Errorf("problems %q, ignored %q", problemLines(res.Problems), problemLines(res.Ignored))
@@ -308,8 +291,8 @@ func TestIKEv2Sheet(t *testing.T) {
 	g.Rows[3][2] = "IKEv1"                                                           // C4: our side disagrees
 	g.Rows = slices.Insert(g.Rows, 4, []string{"Режим", "Aggressive", "Aggressive"}) // B5
 	res = Import(g, Options{})
-	for _, p := range []string{`ikev2.csv!C4: "IKEv1" — differs from the partner's "IKEv2" (the partner's is used)`,
-		`ikev2.csv!B5: "Aggressive" — aggressive mode is IKEv1 only (want main or no mode with IKEv2)`} {
+	for _, p := range []string{`bank-ikev2-ru.csv!C4: "IKEv1" — differs from the partner's "IKEv2" (the partner's is used)`,
+		`bank-ikev2-ru.csv!B5: "Aggressive" — aggressive mode is IKEv1 only (want main or no mode with IKEv2)`} {
 		if !slices.Contains(problemLines(res.Problems), p) {
 			t.Errorf("no problem %s in %q", p, problemLines(res.Problems))
 		}
