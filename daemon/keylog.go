@@ -128,17 +128,8 @@ func wiresharkIKEv2Encryption(p proposal.IKEv2) string {
 // wiresharkIKEv2Integrity names h as Wireshark's IKEv2 decryption table does; AES-GCM has
 // no integrity algorithm (HashNone).
 func wiresharkIKEv2Integrity(h proposal.Hash) string {
-	switch h {
-	case proposal.HashMD5:
-		return "HMAC_MD5_96 [RFC2403]"
-	case proposal.HashSHA1:
-		return "HMAC_SHA1_96 [RFC2404]"
-	case proposal.HashSHA256:
-		return "HMAC_SHA2_256_128 [RFC4868]"
-	case proposal.HashSHA384:
-		return "HMAC_SHA2_384_192 [RFC4868]"
-	case proposal.HashSHA512:
-		return "HMAC_SHA2_512_256 [RFC4868]"
+	if n, ok := wiresharkIntegrityNames[h]; ok {
+		return n.ikev2
 	}
 	return "NONE [RFC4306]"
 }
@@ -174,19 +165,20 @@ func wiresharkEncryption(e proposal.Encryption) string {
 }
 
 func wiresharkIntegrity(h proposal.Hash) string {
-	switch h {
-	case proposal.HashMD5:
-		return "HMAC-MD5-96 [RFC2403]"
-	case proposal.HashSHA1:
-		return "HMAC-SHA-1-96 [RFC2404]"
-	case proposal.HashSHA256:
-		return "HMAC-SHA-256-128 [RFC4868]"
-	case proposal.HashSHA384:
-		return "HMAC-SHA-384-192 [RFC4868]"
-	case proposal.HashSHA512:
-		return "HMAC-SHA-512-256 [RFC4868]"
+	if n, ok := wiresharkIntegrityNames[h]; ok {
+		return n.esp
 	}
 	return "NULL"
+}
+
+// wiresharkIntegrityNames are the integrity algorithms as Wireshark's ESP SA table and IKEv2
+// decryption table name them.
+var wiresharkIntegrityNames = map[proposal.Hash]struct{ esp, ikev2 string }{
+	proposal.HashMD5:    {"HMAC-MD5-96 [RFC2403]", "HMAC_MD5_96 [RFC2403]"},
+	proposal.HashSHA1:   {"HMAC-SHA-1-96 [RFC2404]", "HMAC_SHA1_96 [RFC2404]"},
+	proposal.HashSHA256: {"HMAC-SHA-256-128 [RFC4868]", "HMAC_SHA2_256_128 [RFC4868]"},
+	proposal.HashSHA384: {"HMAC-SHA-384-192 [RFC4868]", "HMAC_SHA2_384_192 [RFC4868]"},
+	proposal.HashSHA512: {"HMAC-SHA-512-256 [RFC4868]", "HMAC_SHA2_512_256 [RFC4868]"},
 }
 
 // readLines returns the non-empty lines of a key file; a missing file has none.
