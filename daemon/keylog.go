@@ -164,6 +164,7 @@ func wiresharkEncryption(e proposal.Encryption) string {
 	return "NULL"
 }
 
+// wiresharkIntegrity names h as Wireshark's ESP preferences do.
 func wiresharkIntegrity(h proposal.Hash) string {
 	if n, ok := wiresharkIntegrityNames[h]; ok {
 		return n.esp
