@@ -82,7 +82,7 @@ type EBPFStatus struct {
 // IKESA is one phase-1 SA.
 type IKESA struct {
 	Connection      string         `json:"connection"`
-	Version         uint8          `json:"version"` // IKE version: 1 or 2
+	Version         int            `json:"version"` // IKE version: 1 or 2
 	Local           netip.AddrPort `json:"local"`
 	Peer            netip.AddrPort `json:"peer"`
 	InitiatorCookie string         `json:"initiator_cookie"` // 16 hex digits (IKEv2: the initiator's SPI)

@@ -10,7 +10,7 @@ import (
 func TestIKESAVersion(t *testing.T) {
 	for _, tt := range []struct {
 		in      ike.IKESAStatus
-		version uint8
+		version int
 		mode    string
 	}{
 		{ike.IKESAStatus{Version: 1}, 1, "main"},

@@ -17,7 +17,7 @@ type Status struct {
 // IKESAStatus describes one IKE SA.
 type IKESAStatus struct {
 	Connection                       string
-	Version                          uint8 // IKE version: 1 (RFC 2409) or 2 (RFC 7296)
+	Version                          int // IKE version: 1, or 2 (then the cookies are the IKE SA SPIs)
 	Local, Remote                    netip.AddrPort
 	InitiatorCookie, ResponderCookie string // hex
 	State                            string // e.g. "MM3_SENT", "ESTABLISHED"
@@ -64,9 +64,9 @@ func (e *Engine) Status() Status {
 	var st Status
 	for _, sa := range e.ikeSAs {
 		s := IKESAStatus{
-			Connection: sa.conn.cfg.Name, Version: 1, Local: sa.local, Remote: sa.remote,
+			Connection: sa.conn.cfg.Name, Local: sa.local, Remote: sa.remote,
 			InitiatorCookie: hexCookie(sa.icookie), ResponderCookie: hexCookie(sa.rcookie),
-			State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
+			Version: 1, State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
 			Established: sa.established, NATDetected: sa.natDetected(), LastReceived: sa.lastRecv,
 			DPD: DPDStatus{Delay: sa.conn.cfg.IKE.DPDDelay, PeerSupports: sa.peerDPD,
 				Running: sa.dpd.timer != nil, LastAck: sa.dpd.lastAck},

@@ -76,9 +76,6 @@ func (p IKEv2) String() string {
 	return s + "-prf" + p.PRF.String() + "-" + GroupName(p.Group)
 }
 
-// FormatIKEv2 joins proposals with ", " for logs and config files; ParseIKEv2 reads it back.
-func FormatIKEv2(ps []IKEv2) string { return join(ps) }
-
 // KeyLen is the length of SK_ei and SK_er: the cipher key, plus the 4-byte salt for AES-GCM
 // (RFC 5282 section 7.1).
 func (p IKEv2) KeyLen() int {
@@ -242,3 +239,6 @@ func transformName(t ikev2.Transform) string {
 	}
 	return fmt.Sprintf("%v:%d", t.Type, t.ID)
 }
+
+// FormatIKEv2 formats IKEv2 proposals in swanctl syntax, comma-separated.
+func FormatIKEv2(ps []IKEv2) string { return join(ps) }
