@@ -89,7 +89,7 @@ type IKESA struct {
 	ResponderCookie string         `json:"responder_cookie"`
 	State           string         `json:"state"` // engine state, e.g. "ESTABLISHED", "MM3_SENT"
 	Initiator       bool           `json:"initiator"`
-	Mode            string         `json:"mode"`       // IKEv1: "main" or "aggressive"; IKEv2: ""
+	Mode            string         `json:"mode"`       // "main" or "aggressive" (IKEv1), "ikev2"
 	Algorithms      string         `json:"algorithms"` // "3des-sha1-modp1024", "" until chosen
 	Established     time.Time      `json:"established,omitzero"`
 	AgeSeconds      int64          `json:"age_seconds"`            // since established, or since created if not yet

@@ -55,13 +55,14 @@ func newEvents(cfg *config.Config) *metrics.Events {
 func connTunnels(cfg *config.Config) []metrics.ConnTunnels {
 	var out []metrics.ConnTunnels
 	for _, c := range cfg.Connections {
-		ct := metrics.ConnTunnels{Connection: c.Name, IKEVersion: c.IKE.Version, Exchange: string(ike.ExchangeMain)}
+		ct := metrics.ConnTunnels{Connection: c.Name, Exchange: string(ike.ExchangeMain)}
 		if c.IKE.Mode == model.ModeAggressive {
 			ct.Exchange = string(ike.ExchangeAggressive)
 		}
 		for _, t := range c.Tunnels {
 			ct.Tunnels = append(ct.Tunnels, t.Name)
 		}
+		ct.IKEVersion = c.IKE.Version
 		out = append(out, ct)
 	}
 	return out

@@ -85,13 +85,12 @@ func (d *daemon) status() *control.Status {
 }
 
 func ikeSA(s ike.IKESAStatus) control.IKESA {
-	var mode string
+	mode := "main"
 	switch {
-	case s.Version == 2: // IKEv2 has no exchange modes
+	case s.Version == 2:
+		mode = "ikev2"
 	case s.Aggressive:
 		mode = "aggressive"
-	default:
-		mode = "main"
 	}
 	return control.IKESA{
 		Connection: s.Connection, Version: s.Version, Local: s.Local, Peer: s.Remote,

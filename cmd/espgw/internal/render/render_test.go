@@ -48,7 +48,7 @@ var seedStatus = &control.Status{
 		InitiatorCookie: "0102030405060708", ResponderCookie: "0000000000000000", State: "MM3_SENT",
 		Initiator: true, Mode: "aggressive", AgeSeconds: 3, NATT: true,
 	}, {
-		Connection: "modern", Version: 2, Local: netip.MustParseAddrPort("192.0.2.1:4500"), Peer: netip.MustParseAddrPort("198.51.100.7:4500"),
+		Connection: "modern", Version: 2, Mode: "ikev2", Local: netip.MustParseAddrPort("192.0.2.1:4500"), Peer: netip.MustParseAddrPort("198.51.100.7:4500"),
 		InitiatorCookie: "6b78d4266cbed733", ResponderCookie: "6bdec56bbba7e9f0", State: "ESTABLISHED",
 		Algorithms: "aes128gcm16-prfsha256-ecp256", Established: renderNow.Add(-60 * time.Second), AgeSeconds: 60, NATT: true,
 	}},
