@@ -59,7 +59,7 @@ var (
 		Name: "megatelecom", LocalAddress: addr1, RemoteAddress: addr2,
 		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr1}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2},
 		PSK: model.Secret("SUPERPASSWORD"),
-		IKE: model.IKE{Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
+		IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
 			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes},
 		ServiceAddress: &model.ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
 		Tunnels: []model.Tunnel{{
@@ -96,7 +96,7 @@ func TestDefaults(t *testing.T) {
 			LocalID:  model.Identity{Kind: model.IDAddr, Addr: addr1}, // local_address
 			RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2}, // remote_address
 			PSK:      model.Secret("SUPERPASSWORD"),
-			IKE: model.IKE{Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
+			IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
 				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1},
 			Tunnels: []model.Tunnel{{
 				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
@@ -203,6 +203,35 @@ func TestParseValid(t *testing.T) {
 		check: func(t *testing.T, c *Config) {
 			if c.EBPF.Enabled || c.EBPF.PathMTU != 100 {
 				t.Errorf("ebpf = %+v", c.EBPF)
+			}
+		},
+	}, {
+		name: "IKEv2: proposals in IKEv2 syntax, mode main allowed",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:",
+			"      version: 2\n      mode: main\n      proposals: [aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256]\n    tunnels:"),
+		check: func(t *testing.T, c *Config) {
+			ike := c.Connections[0].IKE
+			want := "aes256-sha256-prfsha256-modp2048, aes128gcm16-prfsha256-ecp256"
+			if ike.Version != 2 || len(ike.Proposals) != 0 || proposal.FormatIKEv2(ike.V2Proposals) != want {
+				t.Errorf("ike = %+v, want version 2 with V2Proposals %s", ike, want)
+			}
+		},
+	}, {
+		name: "IKEv2 without a mode, version 1 explicit elsewhere",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:") + `  alpha:
+    local_address: 192.0.2.1
+    remote_address: 192.0.2.3
+    psk: other
+    ike: {version: 1, proposals: [aes128-sha1-modp2048]}
+    tunnels: {t: {local_subnet: 10.10.2.0/24, remote_subnet: 10.30.0.0/16, proposals: [aes128-sha1]}}
+`,
+		check: func(t *testing.T, c *Config) {
+			alpha, mega := c.Connections[0].IKE, c.Connections[1].IKE
+			if alpha.Version != 1 || len(alpha.Proposals) != 1 || len(alpha.V2Proposals) != 0 {
+				t.Errorf("alpha ike = %+v", alpha)
+			}
+			if mega.Version != 2 || mega.Mode != model.ModeMain || len(mega.V2Proposals) != 1 {
+				t.Errorf("mega ike = %+v", mega)
 			}
 		},
 	}, {
@@ -319,6 +348,30 @@ func TestParseInvalid(t *testing.T) {
 			tunnel + `start: "sometimes" is not a start action (want on-demand, always or manual)`,
 			`datapath: "kernel" is not a datapath (want auto, xfrm or userspace)`,
 		},
+	}, {
+		name: "IKE version out of range",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 3\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
+		want: []string{conn + "ike.version: 3 (want 1 or 2)"},
+	}, {
+		name: "IKE version not a number",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: ikev2\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
+		want: []string{conn + `ike.version: "ikev2" is not an IKE version (want 1 or 2)`},
+	}, {
+		name: "aggressive mode under IKEv2",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
+		want: []string{conn + "ike.mode: aggressive is IKEv1 only (want main or no mode with version 2)"},
+	}, {
+		name: "IKEv2 proposal under IKEv1",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [aes128gcm16-prfsha256-ecp256]\n    tunnels:"),
+		want: []string{conn + `ike.proposals: "aes128gcm16-prfsha256-ecp256" is an IKEv2 proposal (want ike.version: 2, or an IKEv1 proposal without AES-GCM and prf keywords such as aes256-sha256-modp2048)`},
+	}, {
+		name: "IKEv2 AES-GCM without a PRF",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes128gcm16-ecp256]\n    tunnels:"),
+		want: []string{conn + `ike.proposals: proposal: invalid proposal "aes128gcm16-ecp256": AES-GCM needs a PRF (prfmd5, prfsha1, prfsha256, prfsha384, prfsha512)`},
+	}, {
+		name: "IKEv2 without proposals",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n    tunnels:"),
+		want: []string{conn + "ike.proposals: is missing (want e.g. [aes256-sha256-modp2048])"},
 	}, {
 		name: "bad numbers and durations",
 		yaml: edit(t, "        proposals: [3des-sha1-modp1024]\n", `        proposals: [3des-sha1-modp1024]

@@ -25,7 +25,7 @@ const (
 var (
 	connectionKeys = []string{"local_address", "remote_address", "local_id", "remote_id",
 		"psk", "psk_file", "service_address", "ike", "tunnels"}
-	ikeKeys     = []string{"mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes"}
+	ikeKeys     = []string{"version", "mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes"}
 	serviceKeys = []string{"address", "interface"}
 	tunnelKeys  = []string{"local_subnet", "remote_subnet", "protocol", "local_port", "remote_port",
 		"proposals", "lifetime", "lifetime_kilobytes", "replay_window", "start"}
@@ -128,18 +128,17 @@ func (d *decoder) serviceAddress(path string, v any) *model.ServiceAddress {
 }
 
 func (d *decoder) ike(path string, v any) model.IKE {
-	ike := model.IKE{Mode: model.ModeMain, Lifetime: DefaultIKELifetime, NATTraversal: model.NATTAuto, DPDTimeout: DefaultDPDTimeout,
+	ike := model.IKE{Version: 1, Mode: model.ModeMain, Lifetime: DefaultIKELifetime, NATTraversal: model.NATTAuto, DPDTimeout: DefaultDPDTimeout,
 		QuickModes: model.DefaultQuickModes}
 	m := d.object(path, v, ikeKeys...)
+	if n, ok := d.uint(sub(path, "version"), m["version"], math.MaxUint8, "an IKE version (want 1 or 2)"); ok {
+		ike.Version = uint8(n)
+	}
 	if s, ok := d.str(sub(path, "mode"), m["mode"], "main or aggressive"); ok {
 		ike.Mode = model.Mode(s)
 	}
 	for _, s := range d.proposals(sub(path, "proposals"), m["proposals"]) {
-		ps, err := proposal.ParseIKE(s)
-		if err != nil {
-			d.failErr(sub(path, "proposals"), err, "")
-		}
-		ike.Proposals = append(ike.Proposals, ps...)
+		d.ikeProposals(sub(path, "proposals"), s, &ike)
 	}
 	if t, ok := d.duration(sub(path, "lifetime"), m["lifetime"]); ok {
 		ike.Lifetime = t
@@ -157,6 +156,33 @@ func (d *decoder) ike(path string, v any) model.IKE {
 		ike.QuickModes = int(n)
 	}
 	return ike
+}
+
+// ikeProposals parses s in the syntax of ike's version into its proposals. An IKEv2-only
+// proposal (AES-GCM, a prf keyword) under version 1 says which version it needs.
+func (d *decoder) ikeProposals(path, s string, ike *model.IKE) {
+	if ike.IsV2() {
+		ps, err := proposal.ParseIKEv2(s)
+		if err != nil {
+			d.failErr(path, err, "")
+		}
+		ike.V2Proposals = append(ike.V2Proposals, ps...)
+		return
+	}
+	ps, err := proposal.ParseIKE(s)
+	switch {
+	case err == nil:
+		ike.Proposals = append(ike.Proposals, ps...)
+	case isIKEv2(s):
+		d.fail(path, "%q is an IKEv2 proposal (want ike.version: 2, or an IKEv1 proposal without AES-GCM and prf keywords such as aes256-sha256-modp2048)", s)
+	default:
+		d.failErr(path, err, "")
+	}
+}
+
+func isIKEv2(s string) bool {
+	_, err := proposal.ParseIKEv2(s)
+	return err == nil
 }
 
 func (d *decoder) tunnel(path, name string, v any) model.Tunnel {

@@ -132,15 +132,23 @@ func (v *validator) connection(path string, c *model.Connection) {
 }
 
 func (v *validator) ike(path string, ike *model.IKE) {
-	switch ike.Mode {
-	case model.ModeMain, model.ModeAggressive:
+	switch ike.Version {
+	case 0, 1, 2: // 0 is the model's IKEv1
+	default:
+		v.add(sub(path, "version"), "%d (want 1 or 2)", ike.Version)
+	}
+	switch {
+	case ike.IsV2() && ike.Mode == model.ModeAggressive:
+		v.add(sub(path, "mode"), "%s is IKEv1 only (want main or no mode with version 2)", ike.Mode)
+	case ike.Mode == model.ModeMain, ike.Mode == model.ModeAggressive:
+	case ike.IsV2() && ike.Mode == "":
 	default:
 		v.add(sub(path, "mode"), "%q is not a phase-1 mode (want main or aggressive)", ike.Mode)
 	}
-	if len(ike.Proposals) == 0 {
+	if len(ike.Proposals) == 0 && len(ike.V2Proposals) == 0 {
 		v.add(sub(path, "proposals"), "is missing (want e.g. [aes256-sha256-modp2048])")
 	}
-	if ike.Mode == model.ModeAggressive {
+	if ike.Mode == model.ModeAggressive && !ike.IsV2() {
 		oneGroup(v, sub(path, "proposals"), "aggressive mode", ike.Proposals, func(p proposal.IKE) uint16 { return p.Group })
 	}
 	if ike.Lifetime <= 0 {

@@ -82,13 +82,14 @@ type EBPFStatus struct {
 // IKESA is one phase-1 SA.
 type IKESA struct {
 	Connection      string         `json:"connection"`
+	Version         int            `json:"version"` // IKE version: 1 or 2
 	Local           netip.AddrPort `json:"local"`
 	Peer            netip.AddrPort `json:"peer"`
-	InitiatorCookie string         `json:"initiator_cookie"` // 16 hex digits
+	InitiatorCookie string         `json:"initiator_cookie"` // 16 hex digits (IKEv2: the initiator's SPI)
 	ResponderCookie string         `json:"responder_cookie"`
 	State           string         `json:"state"` // engine state, e.g. "ESTABLISHED", "MM3_SENT"
 	Initiator       bool           `json:"initiator"`
-	Mode            string         `json:"mode"`       // "main" or "aggressive"
+	Mode            string         `json:"mode"`       // "main" or "aggressive" (IKEv1), "ikev2"
 	Algorithms      string         `json:"algorithms"` // "3des-sha1-modp1024", "" until chosen
 	Established     time.Time      `json:"established,omitzero"`
 	AgeSeconds      int64          `json:"age_seconds"`            // since established, or since created if not yet

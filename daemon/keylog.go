@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/ike/keymat"
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -102,6 +103,37 @@ func IKEv1Line(initiatorCookie [8]byte, encKey []byte) string {
 	return fmt.Sprintf("%x,%x", initiatorCookie[:], encKey)
 }
 
+// IKEv2Line is an ikev2_decryption_table entry for the IKE SA with those SPIs: both SPIs,
+// SK_ei, SK_er (hex), the cipher as Wireshark names it, SK_ai, SK_ar (hex, empty with
+// AES-GCM) and the integrity algorithm; algorithm names in quotes.
+func IKEv2Line(spiI, spiR [8]byte, p proposal.IKEv2, k keymat.IKESAKeys) string {
+	return fmt.Sprintf(`%x,%x,%x,%x,"%s",%x,%x,"%s"`, spiI[:], spiR[:], k.EI, k.ER,
+		wiresharkIKEv2Encryption(p), k.AI, k.AR, wiresharkIKEv2Integrity(p.Integrity))
+}
+
+// wiresharkIKEv2Encryption names p's cipher as Wireshark's IKEv2 decryption table does: AES
+// with its key size, AES-GCM with its 16-octet ICV.
+func wiresharkIKEv2Encryption(p proposal.IKEv2) string {
+	switch p.Encryption {
+	case proposal.Enc3DES:
+		return "3DES [RFC2451]"
+	case proposal.EncAESCBC:
+		return fmt.Sprintf("AES-CBC-%d [RFC3602]", p.KeyBits)
+	case proposal.EncAESGCM16:
+		return fmt.Sprintf("AES-GCM-%d with 16 octet ICV [RFC5282]", p.KeyBits)
+	}
+	return "NULL [RFC2410]"
+}
+
+// wiresharkIKEv2Integrity names h as Wireshark's IKEv2 decryption table does; AES-GCM has
+// no integrity algorithm (HashNone).
+func wiresharkIKEv2Integrity(h proposal.Hash) string {
+	if n, ok := wiresharkIntegrityNames[h]; ok {
+		return n.ikev2
+	}
+	return "NONE [RFC4306]"
+}
+
 // ESPSALines are the esp_sa entries of the inbound and the outbound SA of sa.
 func ESPSALines(sa *ike.ChildSA) (in, out string) {
 	in = espSALine(sa.Remote, sa.Local, sa.SPIIn, sa.Proposal, sa.EncKeyIn, sa.IntegKeyIn)
@@ -132,20 +164,22 @@ func wiresharkEncryption(e proposal.Encryption) string {
 	return "NULL"
 }
 
+// wiresharkIntegrity names h as Wireshark's ESP preferences do.
 func wiresharkIntegrity(h proposal.Hash) string {
-	switch h {
-	case proposal.HashMD5:
-		return "HMAC-MD5-96 [RFC2403]"
-	case proposal.HashSHA1:
-		return "HMAC-SHA-1-96 [RFC2404]"
-	case proposal.HashSHA256:
-		return "HMAC-SHA-256-128 [RFC4868]"
-	case proposal.HashSHA384:
-		return "HMAC-SHA-384-192 [RFC4868]"
-	case proposal.HashSHA512:
-		return "HMAC-SHA-512-256 [RFC4868]"
+	if n, ok := wiresharkIntegrityNames[h]; ok {
+		return n.esp
 	}
 	return "NULL"
+}
+
+// wiresharkIntegrityNames are the integrity algorithms as Wireshark's ESP SA table and IKEv2
+// decryption table name them.
+var wiresharkIntegrityNames = map[proposal.Hash]struct{ esp, ikev2 string }{
+	proposal.HashMD5:    {"HMAC-MD5-96 [RFC2403]", "HMAC_MD5_96 [RFC2403]"},
+	proposal.HashSHA1:   {"HMAC-SHA-1-96 [RFC2404]", "HMAC_SHA1_96 [RFC2404]"},
+	proposal.HashSHA256: {"HMAC-SHA-256-128 [RFC4868]", "HMAC_SHA2_256_128 [RFC4868]"},
+	proposal.HashSHA384: {"HMAC-SHA-384-192 [RFC4868]", "HMAC_SHA2_384_192 [RFC4868]"},
+	proposal.HashSHA512: {"HMAC-SHA-512-256 [RFC4868]", "HMAC_SHA2_512_256 [RFC4868]"},
 }
 
 // readLines returns the non-empty lines of a key file; a missing file has none.

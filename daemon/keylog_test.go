@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/espgw/espgw/ike"
+	"github.com/espgw/espgw/ike/keymat"
 	"github.com/espgw/espgw/ike/proposal"
 )
 
@@ -152,4 +153,27 @@ func fileLines(t *testing.T, name string) []string {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// TestIKEv2Line pins the entry format (tshark checks the names in keylog_v2_tshark_test.go):
+// SPIs and keys in hex without 0x, AES-GCM with empty integrity keys and NONE.
+func TestIKEv2Line(t *testing.T) {
+	spiI, spiR := [8]byte{0x6b, 0x78, 0xd4, 0x26, 0x6c, 0xbe, 0xd7, 0x33}, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+	for prop, want := range map[string]string{
+		"aes256-sha256-modp2048":       `6b78d4266cbed733,0102030405060708,1011,2021,"AES-CBC-256 [RFC3602]",a0a1,b0b1,"HMAC_SHA2_256_128 [RFC4868]"`,
+		"3des-sha1-modp1024":           `6b78d4266cbed733,0102030405060708,1011,2021,"3DES [RFC2451]",a0a1,b0b1,"HMAC_SHA1_96 [RFC2404]"`,
+		"aes128gcm16-prfsha256-ecp256": `6b78d4266cbed733,0102030405060708,1011,2021,"AES-GCM-128 with 16 octet ICV [RFC5282]",,,"NONE [RFC4306]"`,
+	} {
+		ps, err := proposal.ParseIKEv2(prop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := keymat.IKESAKeys{EI: seq(0x10, 2), ER: seq(0x20, 2), D: seq(0x30, 2), PI: seq(0x50, 2)}
+		if ps[0].Integrity != proposal.HashNone {
+			k.AI, k.AR = seq(0xa0, 2), seq(0xb0, 2)
+		}
+		if got := IKEv2Line(spiI, spiR, ps[0], k); got != want {
+			t.Errorf("IKEv2Line(%s) =\n %s\nwant\n %s", prop, got, want)
+		}
+	}
 }

@@ -84,12 +84,17 @@ func TestKeyLogTshark(t *testing.T) {
 
 // innerUDP is an IPv4/UDP packet 10.10.1.1:5000 -> 10.20.0.5:7777 carrying payload.
 func innerUDP(payload string) []byte {
-	udp := binary.BigEndian.AppendUint16(nil, 5000)
-	udp = binary.BigEndian.AppendUint16(udp, 7777)
+	return udpIPv4(netip.MustParseAddr("10.10.1.1"), netip.MustParseAddr("10.20.0.5"), 5000, 7777, []byte(payload))
+}
+
+// udpIPv4 is an IPv4/UDP packet without a UDP checksum.
+func udpIPv4(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
+	udp := binary.BigEndian.AppendUint16(nil, sport)
+	udp = binary.BigEndian.AppendUint16(udp, dport)
 	udp = binary.BigEndian.AppendUint16(udp, uint16(8+len(payload)))
 	udp = append(udp, 0, 0) // no checksum
 	udp = append(udp, payload...)
-	return ipv4(netip.MustParseAddr("10.10.1.1"), netip.MustParseAddr("10.20.0.5"), 17, udp)
+	return ipv4(src, dst, 17, udp)
 }
 
 func ipv4(src, dst netip.Addr, proto byte, payload []byte) []byte {

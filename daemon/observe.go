@@ -62,6 +62,7 @@ func connTunnels(cfg *config.Config) []metrics.ConnTunnels {
 		for _, t := range c.Tunnels {
 			ct.Tunnels = append(ct.Tunnels, t.Name)
 		}
+		ct.IKEVersion = c.IKE.Version
 		out = append(out, ct)
 	}
 	return out

@@ -86,11 +86,14 @@ func (d *daemon) status() *control.Status {
 
 func ikeSA(s ike.IKESAStatus) control.IKESA {
 	mode := "main"
-	if s.Aggressive {
+	switch {
+	case s.Version == 2:
+		mode = "ikev2"
+	case s.Aggressive:
 		mode = "aggressive"
 	}
 	return control.IKESA{
-		Connection: s.Connection, Local: s.Local, Peer: s.Remote,
+		Connection: s.Connection, Version: s.Version, Local: s.Local, Peer: s.Remote,
 		InitiatorCookie: s.InitiatorCookie, ResponderCookie: s.ResponderCookie,
 		State: s.State, Initiator: s.Initiator, Mode: mode, Algorithms: s.Proposal,
 		Established: s.Established, AgeSeconds: int64(s.Age / time.Second), NATT: s.NATDetected,

@@ -44,16 +44,16 @@ func checkIKESA(r *report, c model.Connection, st *control.Status, sa *control.I
 	if sa == nil {
 		for _, s := range st.IKESAs {
 			if s.Connection == c.Name {
-				r.warn(IDIKE, c.Name, "wait; if it stays, see the negotiation lines", "ISAKMP-SA negotiating (%s, %s)", s.State, ago(time.Duration(s.AgeSeconds)*time.Second))
+				r.warn(IDIKE, c.Name, "wait; if it stays, see the negotiation lines", "%s negotiating (%s, %s)", saName(c), s.State, ago(time.Duration(s.AgeSeconds)*time.Second))
 				return
 			}
 		}
 		if slices.ContainsFunc(c.Tunnels, func(t model.Tunnel) bool { return t.Start == model.StartAlways }) {
 			r.fail(IDIKE, c.Name, fmt.Sprintf("see the negotiation lines; `espgw up %s` retries and prints the error", c.Name),
-				"no ISAKMP-SA although a tunnel has start: always")
+				"no %s although a tunnel has start: always", saName(c))
 			return
 		}
-		r.ok(IDIKE, c.Name, "no ISAKMP-SA (tunnels start on demand or manually)")
+		r.ok(IDIKE, c.Name, "no %s (tunnels start on demand or manually)", saName(c))
 		return
 	}
 	last := "no IKE message from the peer since we set it up"
@@ -62,8 +62,8 @@ func checkIKESA(r *report, c model.Connection, st *control.Status, sa *control.I
 		last = "last IKE message from the peer " + ago(now.Sub(sa.LastReceived))
 		details["last_received_seconds"] = int64(now.Sub(sa.LastReceived) / time.Second)
 	}
-	r.ok(IDIKE, c.Name, "ISAKMP-SA established %s[%d]-%s[%d] %s %s; %s",
-		sa.Local.Addr(), sa.Local.Port(), sa.Peer.Addr(), sa.Peer.Port(), sa.Algorithms, ago(now.Sub(sa.Established)), last).Details = details
+	r.ok(IDIKE, c.Name, "%s established %s[%d]-%s[%d] %s %s; %s",
+		saName(c), sa.Local.Addr(), sa.Local.Port(), sa.Peer.Addr(), sa.Peer.Port(), sa.Algorithms, ago(now.Sub(sa.Established)), last).Details = details
 	d := sa.DPD
 	delay := time.Duration(d.DelaySeconds) * time.Second
 	switch {
@@ -79,6 +79,14 @@ func checkIKESA(r *report, c model.Connection, st *control.Status, sa *control.I
 	default:
 		r.ok(IDDPD, c.Name, "every %s, last R-U-THERE-ACK %s", delay, ago(now.Sub(d.LastAck)))
 	}
+}
+
+// saName is what the connection's IKE SA is called in its version's RFC.
+func saName(c model.Connection) string {
+	if c.IKE.IsV2() {
+		return "IKEv2 IKE SA"
+	}
+	return "ISAKMP-SA"
 }
 
 // checkErrors reports the connection's failed negotiations since its newest ISAKMP SA came up
@@ -137,13 +145,16 @@ func orNone(s string) string {
 func errorFix(c model.Connection, e control.NegotiationError) string {
 	switch {
 	case e.Theirs != "":
-		// Phase 1 errors start so (ike/phase1sa.go); the others are a tunnel's quick mode.
+		// IKEv1 phase-1 errors start so (ike/phase1sa.go), the others are a tunnel's quick
+		// mode, which may quote the same proposals. IKEv2 SA proposals always name their PRF,
+		// so there the proposals alone tell.
+		phase1 := strings.HasPrefix(e.Error, "phase 1")
 		where := "the proposals"
-		if strings.HasPrefix(e.Error, "phase 1") && e.Ours == proposal.FormatIKE(c.IKE.Proposals) {
+		if (phase1 || c.IKE.IsV2()) && e.Ours == c.IKE.FormatProposals() {
 			where = fmt.Sprintf("connections.%s.ike.proposals", c.Name)
 		}
 		for _, t := range c.Tunnels {
-			if !strings.HasPrefix(e.Error, "phase 1") && e.Ours == proposal.FormatESP(t.Proposals) {
+			if (!phase1 || c.IKE.IsV2()) && e.Ours == proposal.FormatESP(t.Proposals) {
 				where = fmt.Sprintf("connections.%s.tunnels.%s.proposals", c.Name, t.Name)
 			}
 		}

@@ -91,3 +91,26 @@ func TestCheckLive(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckLiveIKEv2: an IKEv2 connection's SA is named as such, and a proposal mismatch of
+// its IKE SA points at ike.proposals whatever the error's wording.
+func TestCheckLiveIKEv2(t *testing.T) {
+	cfg, err := config.Parse(strings.NewReader(strings.Replace(liveConfig, "ike: {proposals:", "ike: {version: 2, proposals:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	st := control.Status{Errors: []control.NegotiationError{{Connection: "bank", Time: now.Add(-time.Minute),
+		Error: "IKE_SA_INIT: no proposal chosen", Ours: "aes256-sha256-prfsha256-modp2048", Theirs: "aes128-sha1-prfsha1-modp1024"}}}
+	r := &report{}
+	checkLive(r, cfg, &st, now)
+	var all []string
+	for _, c := range r.checks {
+		all = append(all, c.Subject+": "+c.Message+" -> "+c.Fix)
+	}
+	for _, w := range []string{"bank: no IKEv2 IKE SA although a tunnel has start: always", "to connections.bank.ike.proposals, or ask the partner to offer aes256-sha256-prfsha256-modp2048"} {
+		if !strings.Contains(strings.Join(all, "\n"), w) {
+			t.Errorf("no check contains %q in:\n%s", w, strings.Join(all, "\n"))
+		}
+	}
+}

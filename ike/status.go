@@ -19,6 +19,7 @@ type Status struct {
 // IKESAStatus describes one IKE SA.
 type IKESAStatus struct {
 	Connection                       string
+	Version                          int // IKE version: 1, or 2 (then the cookies are the IKE SA SPIs)
 	Local, Remote                    netip.AddrPort
 	InitiatorCookie, ResponderCookie string // hex
 	State                            string // e.g. "MM3_SENT", "ESTABLISHED"
@@ -67,7 +68,7 @@ func (e *Engine) Status() Status {
 		s := IKESAStatus{
 			Connection: sa.conn.cfg.Name, Local: sa.local, Remote: sa.remote,
 			InitiatorCookie: hexCookie(sa.icookie), ResponderCookie: hexCookie(sa.rcookie),
-			State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
+			Version: 1, State: sa.state.String(), Initiator: sa.initiator, Aggressive: sa.aggressive,
 			Established: sa.established, NATDetected: sa.natDetected(), LastReceived: sa.lastRecv,
 			DPD: DPDStatus{Delay: sa.conn.cfg.IKE.DPDDelay, PeerSupports: sa.peerDPD,
 				Running: sa.dpd.timer != nil, LastAck: sa.dpd.lastAck},

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ const (
 // before anything happens.
 type ConnTunnels struct {
 	Connection string
+	IKEVersion uint8 // 1 or 2; 0 counts as 1
 	Exchange   string
 	Tunnels    []string
 }
@@ -38,6 +40,7 @@ type Events struct {
 	ikeDeletes    *counterSet
 	childDeletes  *counterSet
 	lastIKEPacket *prometheus.GaugeVec
+	connInfo      *prometheus.GaugeVec
 }
 
 // NewEvents returns Events whose negotiation counter knows results (success first).
@@ -63,6 +66,10 @@ func NewEvents(results []string) *Events {
 			Name: "espgw_ike_last_received_timestamp_seconds",
 			Help: "When the last IKE message from the peer's address arrived (Unix time).",
 		}, []string{"connection"}),
+		connInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "espgw_connection_info",
+			Help: "1 for each configured connection, labelled with the IKE version it speaks (1 or 2).",
+		}, []string{"connection", "ike_version"}),
 	}
 }
 
@@ -71,7 +78,7 @@ func (e *Events) counters() []*counterSet {
 }
 
 func (e *Events) vecs() []prometheus.Collector {
-	return []prometheus.Collector{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes, e.lastIKEPacket}
+	return []prometheus.Collector{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes, e.lastIKEPacket, e.connInfo}
 }
 
 // Describe implements prometheus.Collector.
@@ -101,6 +108,8 @@ func (e *Events) Configure(conns []ConnTunnels) {
 				}
 			}
 		}
+		e.connInfo.DeletePartialMatch(prometheus.Labels{"connection": c.Connection}) // a reload may change the version
+		e.connInfo.WithLabelValues(c.Connection, strconv.Itoa(int(max(c.IKEVersion, 1)))).Set(1)
 		e.ikeRekeys.add(0, c.Connection)
 		for _, side := range []string{SideLocal, SidePeer} {
 			e.ikeDeletes.add(0, c.Connection, side)
@@ -118,6 +127,7 @@ func (e *Events) Configure(conns []ConnTunnels) {
 				c.deleteConnection(conn)
 			}
 			e.lastIKEPacket.DeletePartialMatch(prometheus.Labels{"connection": conn})
+			e.connInfo.DeletePartialMatch(prometheus.Labels{"connection": conn})
 		}
 	}
 	e.configured = keep

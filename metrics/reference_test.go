@@ -185,6 +185,23 @@ func TestEventsConfigure(t *testing.T) {
 	}
 }
 
+// TestConnectionInfo: one espgw_connection_info series per connection, with the IKE version
+// of the last Configure.
+func TestConnectionInfo(t *testing.T) {
+	ev := NewEvents([]string{"success"})
+	ev.Configure([]ConnTunnels{{Connection: "a", Exchange: "main"}, {Connection: "b", IKEVersion: 2, Exchange: "IKE_SA_INIT"}})
+	ev.Configure([]ConnTunnels{{Connection: "a", IKEVersion: 2, Exchange: "IKE_SA_INIT"}, {Connection: "b", IKEVersion: 1, Exchange: "main"}})
+	want := `
+# HELP espgw_connection_info 1 for each configured connection, labelled with the IKE version it speaks (1 or 2).
+# TYPE espgw_connection_info gauge
+espgw_connection_info{connection="a",ike_version="2"} 1
+espgw_connection_info{connection="b",ike_version="1"} 1
+`
+	if err := testutil.CollectAndCompare(ev, strings.NewReader(want), "espgw_connection_info"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestESPDropReasonsCoverUserspace(t *testing.T) {
 	c, err := new(userspace.Datapath).DropCounts()
 	if err != nil {

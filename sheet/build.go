@@ -33,33 +33,25 @@ func (im *importer) build(opt Options) *Result {
 		c.LocalID = im.identity(v.row, im.l.ours, v.ours, c.LocalID)
 		c.RemoteID = im.identity(v.row, im.l.theirs, v.theirs, c.RemoteID)
 	}
-	im.check(gen, fVersion, func(s string) error {
-		switch compact(s) {
-		case "ikev1", "v1", "1", "ike1", "ikeversion1", "ikev1only":
-			return nil
-		}
-		return fmt.Errorf("espgw speaks IKEv1 only")
-	})
 	im.check(gen, fAuth, func(s string) error {
 		if has(norm(s), "pre shared", "preshared", "psk", "shared secret", "общий ключ", "предварительн", "pre share") {
 			return nil
 		}
 		return fmt.Errorf("espgw authenticates with a pre-shared key only")
 	})
-	c.IKE = model.IKE{Mode: model.ModeMain, NATTraversal: model.NATTAuto, DPDTimeout: config.DefaultDPDTimeout, Lifetime: config.DefaultIKELifetime}
-	if v, ok := gen[fMode]; ok {
-		s, col := im.agreed(v, func(a, b string) bool { return modeOf(a) == modeOf(b) })
-		switch m := modeOf(s); m {
-		case "":
-			im.problem(v.row, col, "unknown phase 1 mode (want main or aggressive)")
-		default:
-			c.IKE.Mode = model.Mode(m)
-		}
-	} else {
-		res.Defaults = append(res.Defaults, "phase 1 mode: main")
-	}
+	c.IKE = model.IKE{Version: im.version(gen), Mode: model.ModeMain, NATTraversal: model.NATTAuto, DPDTimeout: config.DefaultDPDTimeout,
+		Lifetime: config.DefaultIKELifetime}
+	im.mode(gen, &c.IKE)
 	p1 := im.fields[secPhase1]
-	c.IKE.Proposals = im.ikeProposals(p1)
+	if c.IKE.IsV2() {
+		c.IKE.V2Proposals = im.ikev2Proposals(p1)
+	} else {
+		c.IKE.Proposals = im.ikeProposals(p1)
+		if v, ok := p1[fPRF]; ok {
+			im.res.Ignored = append(im.res.Ignored, Problem{Addr: im.g.Addr(v.row, im.l.label), Value: im.g.Cell(v.row, im.l.label),
+				Reason: "IKEv1 takes its PRF from the hash (row ignored)"})
+		}
+	}
 	if d, _, ok := im.lifetime(p1, "phase 1"); ok {
 		c.IKE.Lifetime = d
 	} else {
@@ -131,6 +123,44 @@ func serviceCandidate(c model.Connection) netip.Prefix {
 		}
 	}
 	return netip.Prefix{}
+}
+
+// version reads the IKE version row; a sheet without one is IKEv1's.
+func (im *importer) version(gen map[field]value) uint8 {
+	v, ok := gen[fVersion]
+	if !ok {
+		im.res.Defaults = append(im.res.Defaults, "IKE version: IKEv1")
+		return 1
+	}
+	s, col := im.agreed(v, func(a, b string) bool { return versionOf(a) == versionOf(b) })
+	n := versionOf(s)
+	if n == 0 {
+		im.problem(v.row, col, "unknown IKE version (want IKEv1 or IKEv2)")
+		return 1
+	}
+	return n
+}
+
+// mode reads the phase 1 mode row. IKEv2 has no modes: its row may say anything but
+// aggressive (main, n/a, -).
+func (im *importer) mode(gen map[field]value, ike *model.IKE) {
+	v, ok := gen[fMode]
+	if !ok {
+		if !ike.IsV2() {
+			im.res.Defaults = append(im.res.Defaults, "phase 1 mode: main")
+		}
+		return
+	}
+	s, col := im.agreed(v, func(a, b string) bool { return modeOf(a) == modeOf(b) })
+	switch m := modeOf(s); {
+	case ike.IsV2() && m == "aggressive":
+		im.problem(v.row, col, "aggressive mode is IKEv1 only (want main or no mode with IKEv2)")
+	case ike.IsV2():
+	case m == "":
+		im.problem(v.row, col, "unknown phase 1 mode (want main or aggressive)")
+	default:
+		ike.Mode = model.Mode(m)
+	}
 }
 
 func modeOf(s string) string {
@@ -245,7 +275,7 @@ func algos[T any](im *importer, fs map[field]value, f field, phase string, parse
 }
 
 func (im *importer) ikeProposals(fs map[field]value) []proposal.IKE {
-	ciphers, ok1 := algos(im, fs, fEncryption, "phase 1", func(s string) (cipher, error) { return parseCipher(s, false) })
+	ciphers, ok1 := algos(im, fs, fEncryption, "phase 1", func(s string) (cipher, error) { return parseCipher(s, false, false) })
 	hashes, ok2 := algos(im, fs, fHash, "phase 1", func(s string) (proposal.Hash, error) { return parseHash(s, false) })
 	groups, ok3 := algos(im, fs, fGroup, "phase 1", parseGroup)
 	if !ok1 || !ok2 || !ok3 {
@@ -262,14 +292,60 @@ func (im *importer) ikeProposals(fs map[field]value) []proposal.IKE {
 	return out
 }
 
-func (im *importer) espProposals(fs map[field]value) []proposal.ESP {
-	ciphers, ok1 := algos(im, fs, fEncryption, "phase 2", func(s string) (cipher, error) { return parseCipher(s, true) })
-	var hashes []proposal.Hash
-	aeadOnly := ok1 && !slices.ContainsFunc(ciphers, func(c cipher) bool { return c.enc != proposal.EncAESGCM16 })
-	ok2 := true
-	if !aeadOnly { // AES-GCM needs no integrity row; sheets write "n/a" or "-" there
-		hashes, ok2 = algos(im, fs, fHash, "phase 2", func(s string) (proposal.Hash, error) { return parseHash(s, true) })
+// integrity reads the integrity row of a phase whose ciphers may include AES-GCM, which
+// needs none: with AES-GCM alone, sheets write "n/a" or "-" there.
+func (im *importer) integrity(fs map[field]value, phase string, ciphersOK bool, ciphers []cipher) ([]proposal.Hash, bool) {
+	if ciphersOK && !slices.ContainsFunc(ciphers, func(c cipher) bool { return c.enc != proposal.EncAESGCM16 }) {
+		return nil, true
 	}
+	return algos(im, fs, fHash, phase, func(s string) (proposal.Hash, error) { return parseHash(s, phase == "phase 2") })
+}
+
+// ikev2Proposals reads IKEv2 SA proposals: every combination of the ciphers, integrity
+// algorithms, PRFs and groups. Without a PRF row a CBC proposal takes its integrity
+// algorithm's hash (as strongSwan does) and AES-GCM takes HMAC-SHA-256.
+func (im *importer) ikev2Proposals(fs map[field]value) []proposal.IKEv2 {
+	ciphers, ok1 := algos(im, fs, fEncryption, "phase 1", func(s string) (cipher, error) { return parseCipher(s, false, true) })
+	hashes, ok2 := im.integrity(fs, "phase 1", ok1, ciphers)
+	groups, ok3 := algos(im, fs, fGroup, "phase 1", parseGroup)
+	var prfs []proposal.Hash
+	ok4 := true
+	if _, found := fs[fPRF]; found {
+		prfs, ok4 = algos(im, fs, fPRF, "phase 1", parsePRF)
+	} else if slices.ContainsFunc(ciphers, func(c cipher) bool { return c.enc == proposal.EncAESGCM16 }) {
+		im.res.Defaults = append(im.res.Defaults, "PRF for AES-GCM: PRF-HMAC-SHA-256")
+	}
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return nil
+	}
+	var out []proposal.IKEv2
+	for _, c := range ciphers {
+		integ := hashes
+		if c.enc == proposal.EncAESGCM16 {
+			integ = []proposal.Hash{proposal.HashNone}
+		}
+		for _, h := range integ {
+			ps := prfs
+			switch {
+			case len(ps) > 0:
+			case h == proposal.HashNone:
+				ps = []proposal.Hash{proposal.HashSHA256}
+			default:
+				ps = []proposal.Hash{h}
+			}
+			for _, prf := range ps {
+				for _, g := range groups {
+					out = append(out, proposal.IKEv2{Encryption: c.enc, KeyBits: c.bits, Integrity: h, PRF: prf, Group: g})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (im *importer) espProposals(fs map[field]value) []proposal.ESP {
+	ciphers, ok1 := algos(im, fs, fEncryption, "phase 2", func(s string) (cipher, error) { return parseCipher(s, true, true) })
+	hashes, ok2 := im.integrity(fs, "phase 2", ok1, ciphers)
 	var pfs uint16
 	if v, found := fs[fPFS]; found {
 		s, col := im.agreed(v, func(a, b string) bool {

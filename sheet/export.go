@@ -48,7 +48,7 @@ func layoutOf(c model.Connection) ([]row, error) {
 			return nil, fmt.Errorf("tunnels %s and %s have different phase 2 settings: a sheet has one phase 2 section (export them as separate connections)", t0.Name, t.Name)
 		}
 	}
-	p1enc, p1hash, p1group, err := ikeColumns(c.IKE.Proposals)
+	phase1, err := phase1Rows(c.IKE)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,10 @@ func layoutOf(c model.Connection) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	both := func(label, v, note string) row { return row{rowParam, []string{label, v, v, note}} }
+	natNote, dpdNote := "UDP 4500 (RFC 3947)", "RFC 3706"
+	if c.IKE.IsV2() {
+		natNote, dpdNote = "UDP 4500 (RFC 7296 2.23)", "liveness check (RFC 7296 2.4)"
+	}
 	rows := []row{
 		{rowTitle, []string{"IPsec VPN parameters: " + c.Name}},
 		{rowBlank, nil},
@@ -65,15 +68,12 @@ func layoutOf(c model.Connection) ([]row, error) {
 		{rowParam, []string{"Public IP address (peer IP)", c.RemoteAddress.String(), c.LocalAddress.String(), "Static addresses"}},
 		{rowParam, []string{"IKE identity", c.RemoteID.String(), c.LocalID.String(), idNote(c)}},
 		{rowSection, []string{"Phase 1 (IKE)"}},
-		both("IKE version", "IKEv1", ""),
-		both("Exchange mode", modeText(c.IKE.Mode), ""),
-		both("Authentication method", "Pre-shared key", "The key is sent separately, never in this sheet"),
-		both("Encryption algorithm", p1enc, ""),
-		both("Hash algorithm", p1hash, ""),
-		both("Diffie-Hellman group", p1group, ""),
+	}
+	rows = append(rows, phase1...)
+	rows = append(rows, []row{
 		both("Lifetime", seconds(c.IKE.Lifetime), emit.Duration(c.IKE.Lifetime)),
-		both("NAT traversal (NAT-T)", nattText(c.IKE.NATTraversal), "UDP 4500 (RFC 3947)"),
-		{rowParam, []string{"Dead peer detection (DPD)", "", dpdText(c.IKE), "RFC 3706"}},
+		both("NAT traversal (NAT-T)", nattText(c.IKE.NATTraversal), natNote),
+		{rowParam, []string{"Dead peer detection (DPD)", "", dpdText(c.IKE), dpdNote}},
 		{rowSection, []string{"Phase 2 (IPsec)"}},
 		both("Protocol", "ESP, tunnel mode", ""),
 		both("Encryption algorithm", p2enc, ""),
@@ -82,11 +82,35 @@ func layoutOf(c model.Connection) ([]row, error) {
 		both("Lifetime", lifeText(t0), emit.Duration(t0.Lifetime)),
 		{rowSection, []string{"Encryption domains (tunnels)"}},
 		{rowTableHeader, []string{"Tunnel", "Partner subnet", "Our subnet", "Protocol", "Partner port", "Our port"}},
-	}
+	}...)
 	for _, t := range c.Tunnels {
 		rows = append(rows, row{rowTunnel, []string{t.Name, t.RemoteSubnet.String(), t.LocalSubnet.String(), protoText(t.Protocol), portText(t.RemotePort), portText(t.LocalPort)}})
 	}
 	return rows, nil
+}
+
+func both(label, v, note string) row { return row{rowParam, []string{label, v, v, note}} }
+
+// phase1Rows are the version, mode (IKEv1), authentication and algorithm rows of phase 1.
+func phase1Rows(ike model.IKE) ([]row, error) {
+	psk := both("Authentication method", "Pre-shared key", "The key is sent separately, never in this sheet")
+	if !ike.IsV2() {
+		enc, hash, group, err := ikeColumns(ike.Proposals)
+		if err != nil {
+			return nil, err
+		}
+		return []row{both("IKE version", "IKEv1", ""), both("Exchange mode", modeText(ike.Mode), ""), psk,
+			both("Encryption algorithm", enc, ""), both("Hash algorithm", hash, ""), both("Diffie-Hellman group", group, "")}, nil
+	}
+	enc, integ, prf, group, err := ikev2Columns(ike.V2Proposals)
+	if err != nil {
+		return nil, err
+	}
+	rows := []row{both("IKE version", "IKEv2", "RFC 7296"), psk, both("Encryption algorithm", enc, ""), both("Integrity algorithm", integ, "")}
+	if prf != "" {
+		rows = append(rows, both("Pseudo-random function (PRF)", prf, ""))
+	}
+	return append(rows, both("Diffie-Hellman group", group, "")), nil
 }
 
 func idNote(c model.Connection) string {
@@ -199,6 +223,44 @@ func ikeColumns(ps []proposal.IKE) (enc, hash, group string, err error) {
 	return join(cs, func(c ciph) string { return cipherText(c.e, c.b) }),
 		join(hs, func(h proposal.Hash) string { return hashText(h, false) }),
 		join(gs, groupText), nil
+}
+
+// ikev2Columns writes IKEv2 SA proposals as cells, each combination of their algorithms
+// once; prf is "" when every proposal is CBC with the PRF of its integrity algorithm's hash,
+// which is what a sheet without a PRF row means.
+func ikev2Columns(ps []proposal.IKEv2) (enc, integrity, prf, group string, err error) {
+	type ciph struct {
+		e proposal.Encryption
+		b int
+	}
+	cs := distinct(ps, func(p proposal.IKEv2) ciph { return ciph{p.Encryption, p.KeyBits} })
+	hs := distinct(ps, func(p proposal.IKEv2) proposal.Hash { return p.Integrity })
+	hs = slices.DeleteFunc(hs, func(h proposal.Hash) bool { return h == proposal.HashNone })
+	prfs := distinct(ps, func(p proposal.IKEv2) proposal.Hash { return p.PRF })
+	gs := distinct(ps, func(p proposal.IKEv2) uint16 { return p.Group })
+	follows := !slices.ContainsFunc(ps, func(p proposal.IKEv2) bool { return p.PRF != p.Integrity })
+	combos := 0
+	for _, c := range cs {
+		n := len(hs)
+		if c.e == proposal.EncAESGCM16 {
+			n = 1
+		}
+		if !follows {
+			n *= len(prfs)
+		}
+		combos += n * len(gs)
+	}
+	if combos != len(ps) {
+		return "", "", "", "", fmt.Errorf("IKEv2 proposals %s are not every combination of their algorithms: a sheet cannot say that", proposal.FormatIKEv2(ps))
+	}
+	integrity = join(hs, func(h proposal.Hash) string { return hashText(h, true) })
+	if integrity == "" {
+		integrity = "n/a (AES-GCM)"
+	}
+	if !follows {
+		prf = join(prfs, func(h proposal.Hash) string { return "PRF-" + hashText(h, true) })
+	}
+	return join(cs, func(c ciph) string { return cipherText(c.e, c.b) }), integrity, prf, join(gs, groupText), nil
 }
 
 func espColumns(ps []proposal.ESP) (enc, integrity, pfs string, err error) {

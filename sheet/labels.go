@@ -32,12 +32,13 @@ const (
 	fPFS
 	fDomain
 	fTunnelTable
+	fPRF // IKEv2's pseudo-random function
 )
 
 var fieldNames = map[field]string{
 	fPeerIP: "public IP", fIdentity: "IKE identity", fVersion: "IKE version", fMode: "mode", fAuth: "authentication",
 	fEncryption: "encryption", fHash: "hash", fGroup: "DH group", fLifetime: "lifetime", fNATT: "NAT traversal",
-	fDPD: "DPD", fProtocol: "protocol", fPFS: "PFS", fDomain: "encryption domain",
+	fDPD: "DPD", fProtocol: "protocol", fPFS: "PFS", fDomain: "encryption domain", fPRF: "PRF",
 }
 
 // has reports whether normalized text n contains any of the words.
@@ -74,7 +75,7 @@ func sectionOf(label string) (section, bool) {
 		return secDomains, true
 	case has(n, "ipsec", "ip sec", "quick mode", "transform set") || hasWord(n, "esp"):
 		return secPhase2, true
-	case has(n, "isakmp", "main mode") || hasWord(n, "ike", "ikev1"):
+	case has(n, "isakmp", "main mode", "ike sa") || hasWord(n, "ike", "ikev1", "ikev2"):
 		return secPhase1, true
 	case has(n, "general", "общ", "peer", "gateway", "шлюз", "contact", "контакт"):
 		return secGeneral, true
@@ -108,7 +109,9 @@ func fieldOf(sec section, label string) field {
 		return fPeerIP
 	case has(n, "encryption", "шифрован", "cipher", "шифр"):
 		return fEncryption
-	case has(n, "hash", "хеш", "хэш", "integrity", "целостн", "prf"):
+	case has(n, "prf", "pseudo random", "pseudorandom", "псевдослучайн") && !has(n, "hash", "хеш", "хэш", "integrity", "целостн"):
+		return fPRF
+	case has(n, "hash", "хеш", "хэш", "integrity", "целостн"):
 		return fHash
 	case has(n, "authentication", "аутентификац", "auth"):
 		if sec == secPhase2 {

@@ -21,8 +21,12 @@ import (
 
 // summary is what a sheet carries of a connection, one line, for comparisons.
 func summary(c model.Connection) string {
+	mode := string(c.IKE.Mode)
+	if c.IKE.IsV2() {
+		mode = "ikev2"
+	}
 	s := fmt.Sprintf("%s %v<->%v id %v/%v %s ike [%s] %v natt %s dpd %v", c.Name, c.LocalAddress, c.RemoteAddress,
-		c.LocalID, c.RemoteID, c.IKE.Mode, proposal.FormatIKE(c.IKE.Proposals), c.IKE.Lifetime, c.IKE.NATTraversal, c.IKE.DPDDelay)
+		c.LocalID, c.RemoteID, mode, c.IKE.FormatProposals(), c.IKE.Lifetime, c.IKE.NATTraversal, c.IKE.DPDDelay)
 	for _, t := range c.Tunnels {
 		s += fmt.Sprintf("; %s %v<->%v p%d %d/%d [%s] %v %dKB", t.Name, t.LocalSubnet, t.RemoteSubnet, t.Protocol,
 			t.LocalPort, t.RemotePort, proposal.FormatESP(t.Proposals), t.Lifetime, t.LifeKilobytes)
@@ -113,7 +117,7 @@ func TestUnreadableCells(t *testing.T) {
 		"Hash,Whirlpool,Whirlpool,\n" + // 5
 		"DH group,Group 21,Group 21,\n" + // 6
 		"Lifetime,24 fortnights,,\n" + // 7
-		"IKE version,IKEv2,IKEv2,\n" + // 8
+		"IKE version,IKEv3,IKEv3,\n" + // 8
 		"Authentication method,Certificates,Certificates,\n" + // 9
 		"\n" + // 10
 		"Phase 2,,,\n" + // 11
@@ -132,10 +136,9 @@ func TestUnreadableCells(t *testing.T) {
 	want := []string{ // cells read while walking the rows first, then the settings built from them
 		`Sheet1!C18: "10.10.1.0/24 10.10.300.0/24" — "10.10.300.0/24" is not an IPv4 subnet (want e.g. 10.20.0.0/24)`,
 		`Sheet1!C2: "192.0.2.300" — not an IPv4 address (want our public IP, e.g. 192.0.2.1)`,
-		`Sheet1!C8: "IKEv2" — espgw speaks IKEv1 only`,
-		`Sheet1!B8: "IKEv2" — espgw speaks IKEv1 only`,
 		`Sheet1!C9: "Certificates" — espgw authenticates with a pre-shared key only`,
 		`Sheet1!B9: "Certificates" — espgw authenticates with a pre-shared key only`,
+		`Sheet1!B8: "IKEv3" — unknown IKE version (want IKEv1 or IKEv2)`,
 		`Sheet1!B5: "Whirlpool" — unknown phase 1 hash (want SHA-1, SHA-256, SHA-384, SHA-512)`,
 		`Sheet1!B6: "Group 21" — DH group 21 is not supported (want 2, 5, 14, 15, 16, 19 or 20)`,
 		`Sheet1!B7: "24 fortnights" — unknown lifetime unit "fortnights" (want seconds, minutes, hours, days or KB, MB, GB)`,
@@ -182,6 +185,21 @@ func TestRoundTrip(t *testing.T) {
 			{Name: "web", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.61.0.0/24"),
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000}},
 	}}
+	v2 := func(name, local, remote, proposals string) model.Connection {
+		ps, err := proposal.ParseIKEv2(proposals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return model.Connection{Name: name, LocalAddress: addr(local), RemoteAddress: addr(remote),
+			LocalID: model.Identity{Kind: model.IDAddr, Addr: addr(local)}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr(remote)},
+			IKE: model.IKE{Version: 2, Mode: model.ModeMain, V2Proposals: ps, Lifetime: 4 * time.Hour, NATTraversal: model.NATTAuto},
+			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.80.0.0/16"),
+				Proposals: esp("aes256gcm16"), Lifetime: time.Hour}}}
+	}
+	conns = append(conns,
+		v2("ikev2.cbc", "192.0.2.1", "192.0.2.5", "aes128-aes256-sha1-sha256-modp2048"),                                     // PRF of each hash: no PRF row
+		v2("ikev2.gcm", "192.0.2.1", "192.0.2.6", "aes128gcm16-prfsha384-ecp256"),                                           // integrity n/a
+		v2("ikev2.mixed", "192.0.2.1", "192.0.2.7", "aes256-sha256-modp2048-ecp256, aes256gcm16-prfsha256-modp2048-ecp256")) // a PRF row
 	for _, c := range conns {
 		for _, format := range []string{"xlsx", "csv"} {
 			t.Run(c.Name+"/"+format, func(t *testing.T) {
@@ -243,21 +261,57 @@ func TestExportRefuses(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not every combination") {
 		t.Errorf("export of mixed proposals: %v", err)
 	}
+	v2, _ := proposal.ParseIKEv2("aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256")
+	c.IKE = model.IKE{Version: 2, V2Proposals: v2}
+	err = Export(&bytes.Buffer{}, c, "csv")
+	if err == nil || !strings.Contains(err.Error(), "IKEv2 proposals aes256-sha256-prfsha256-modp2048, aes128gcm16-prfsha256-ecp256 are not every combination") {
+		t.Errorf("export of mixed IKEv2 proposals: %v", err)
+	}
+}
+
+// TestIKEv2Sheet: a Russian IKEv2 sheet (version row, AES-GCM in phase 1, a PRF row, no
+// mode) imports as an IKEv2 connection that config check accepts; aggressive mode and a
+// version the sides disagree on are reported on their cells.
+func TestIKEv2Sheet(t *testing.T) {
+	g := readFile(t, "bank-ikev2-ru.csv")
+	res := Import(g, Options{})
+	if len(res.Problems)+len(res.Ignored) > 0 {
+		t.Errorf("problems %q, ignored %q", problemLines(res.Problems), problemLines(res.Ignored))
+	}
+	want := "bank 198.51.100.1<->198.51.100.2 id 198.51.100.1/198.51.100.2 ikev2 ike [aes256gcm16-prfsha384-ecp384] 24h0m0s natt auto dpd 0s; " +
+		"10.30.0.0-16 10.10.1.0/24<->10.30.0.0/16 p0 0/0 [aes256-sha256] 8h0m0s 0KB"
+	if got := summary(res.Conn.Connection); got != want {
+		t.Errorf("connection\n got %s\nwant %s", got, want)
+	}
+	if slices.Contains(res.Defaults, "phase 1 mode: main") {
+		t.Errorf("defaults %q: an IKEv2 sheet needs no mode", res.Defaults)
+	}
+	requireValid(t, res)
+
+	g.Rows[3][2] = "IKEv1"                                                           // C4: our side disagrees
+	g.Rows = slices.Insert(g.Rows, 4, []string{"Режим", "Aggressive", "Aggressive"}) // B5
+	res = Import(g, Options{})
+	for _, p := range []string{`bank-ikev2-ru.csv!C4: "IKEv1" — differs from the partner's "IKEv2" (the partner's is used)`,
+		`bank-ikev2-ru.csv!B5: "Aggressive" — aggressive mode is IKEv1 only (want main or no mode with IKEv2)`} {
+		if !slices.Contains(problemLines(res.Problems), p) {
+			t.Errorf("no problem %s in %q", p, problemLines(res.Problems))
+		}
+	}
 }
 
 func TestValues(t *testing.T) {
 	for _, s := range []string{"3DES", "TripleDES", "3des-cbc", "Triple-DES", "ESP-3DES"} {
-		if c, err := parseCipher(s, false); err != nil || c.enc != proposal.Enc3DES {
+		if c, err := parseCipher(s, false, false); err != nil || c.enc != proposal.Enc3DES {
 			t.Errorf("parseCipher(%q) = %v, %v", s, c, err)
 		}
 	}
 	for s, bits := range map[string]int{"AES-256": 256, "AES256-CBC": 256, "aes 128": 128, "AES": 128, "AES-CBC-192": 192, "AES-CBC 256 bits": 256, "AES 256 bit": 256} {
-		if c, err := parseCipher(s, false); err != nil || c.enc != proposal.EncAESCBC || c.bits != bits {
+		if c, err := parseCipher(s, false, false); err != nil || c.enc != proposal.EncAESCBC || c.bits != bits {
 			t.Errorf("parseCipher(%q) = %v, %v", s, c, err)
 		}
 	}
 	for _, s := range []string{"AES-GCM-256", "aes256gcm16", "AES-GCM-256 (ICV 16)", "AES256-GCM"} {
-		if c, err := parseCipher(s, true); err != nil || c.enc != proposal.EncAESGCM16 || c.bits != 256 {
+		if c, err := parseCipher(s, true, true); err != nil || c.enc != proposal.EncAESGCM16 || c.bits != 256 {
 			t.Errorf("parseCipher(%q) = %v, %v", s, c, err)
 		}
 	}
@@ -286,6 +340,18 @@ func TestValues(t *testing.T) {
 	for s, want := range pfs {
 		if g, err := parsePFS(s); err != nil || g != want {
 			t.Errorf("parsePFS(%q) = %d, %v; want %d", s, g, err, want)
+		}
+	}
+	versions := map[string]uint8{"IKEv1": 1, "IKEv2": 2, "1": 1, "2": 2, "v2": 2, "IKE v2": 2, "IKEv2 (RFC 7296)": 2, "ikev1 only": 1,
+		"версия 2": 2, "IKEv3": 0, "IKEv1/IKEv2": 0, "": 0}
+	for s, want := range versions {
+		if got := versionOf(s); got != want {
+			t.Errorf("versionOf(%q) = %d, want %d", s, got, want)
+		}
+	}
+	for s, want := range map[string]proposal.Hash{"PRF-HMAC-SHA-256": proposal.HashSHA256, "prfsha384": proposal.HashSHA384, "HMAC-SHA1": proposal.HashSHA1} {
+		if got, err := parsePRF(s); err != nil || got != want {
+			t.Errorf("parsePRF(%q) = %v, %v; want %v", s, got, err, want)
 		}
 	}
 	for s, want := range map[string]time.Duration{"Да, 10 сек": 10 * time.Second, "yes": 30 * time.Second, "No": 0, "30": 30 * time.Second} {

@@ -47,8 +47,9 @@ type cipher struct {
 }
 
 // parseCipher reads "3DES", "TripleDES", "3des-cbc", "AES-256", "AES256-CBC", "AES",
-// "AES-GCM-256 (ICV 16)", "aes256gcm16". phase2 allows AES-GCM.
-func parseCipher(s string, phase2 bool) (cipher, error) {
+// "AES-GCM-256 (ICV 16)", "aes256gcm16". phase2 names the phase in errors; aead allows
+// AES-GCM (phase 2, and phase 1 of IKEv2).
+func parseCipher(s string, phase2, aead bool) (cipher, error) {
 	c := compact(s)
 	c = strings.TrimPrefix(c, "esp")
 	switch c {
@@ -56,7 +57,7 @@ func parseCipher(s string, phase2 bool) (cipher, error) {
 		return cipher{proposal.Enc3DES, 0}, nil
 	}
 	if !strings.HasPrefix(c, "aes") {
-		return cipher{}, fmt.Errorf("unknown %s encryption (want 3DES, AES-128/192/256%s)", phaseName(phase2), gcmHint(phase2))
+		return cipher{}, fmt.Errorf("unknown %s encryption (want 3DES, AES-128/192/256%s)", phaseName(phase2), gcmHint(aead))
 	}
 	gcm := strings.Contains(c, "gcm")
 	icv := 16
@@ -80,10 +81,10 @@ func parseCipher(s string, phase2 bool) (cipher, error) {
 		bits = n
 	}
 	switch {
-	case gcm && !phase2:
-		return cipher{}, fmt.Errorf("AES-GCM is not a phase 1 cipher in IKEv1 (want 3DES or AES-CBC)")
+	case gcm && !aead:
+		return cipher{}, fmt.Errorf("AES-GCM is not a phase 1 cipher in IKEv1 (want 3DES or AES-CBC, or IKE version IKEv2)")
 	case gcm && icv != 16:
-		return cipher{}, fmt.Errorf("unknown phase 2 encryption (espgw does AES-GCM with a 16-byte ICV only)")
+		return cipher{}, fmt.Errorf("unknown %s encryption (espgw does AES-GCM with a 16-byte ICV only)", phaseName(phase2))
 	case gcm:
 		return cipher{proposal.EncAESGCM16, bits}, nil
 	}
@@ -97,8 +98,8 @@ func phaseName(phase2 bool) string {
 	return "phase 1"
 }
 
-func gcmHint(phase2 bool) string {
-	if phase2 {
+func gcmHint(aead bool) string {
+	if aead {
 		return ", AES-GCM-128/256"
 	}
 	return ""
@@ -128,6 +129,28 @@ func parseHash(s string, phase2 bool) (proposal.Hash, error) {
 		what = "integrity algorithm"
 	}
 	return 0, fmt.Errorf("unknown phase %s %s (want SHA-1, SHA-256, SHA-384, SHA-512)", map[bool]string{false: "1", true: "2"}[phase2], what)
+}
+
+// parsePRF reads an IKEv2 PRF: "PRF-HMAC-SHA-256", "HMAC-SHA-256", "prfsha256", "SHA-256".
+func parsePRF(s string) (proposal.Hash, error) {
+	h, err := parseHash(strings.ReplaceAll(compact(s), "prf", ""), false)
+	if err != nil {
+		return 0, fmt.Errorf("unknown PRF (want PRF-HMAC-SHA-1, -SHA-256, -SHA-384, -SHA-512)")
+	}
+	return h, nil
+}
+
+// versionPattern matches an IKE version cell after compact: "IKEv2", "v2", "2", "IKE 2",
+// "IKEv1 only", "IKEv2 (RFC 7296)", "версия 2".
+var versionPattern = regexp.MustCompile(`^(?:ike)?(?:version|версия)?v?([12])(?:only|rfc\d+)?$`)
+
+// versionOf is the IKE version a cell names, 0 if none.
+func versionOf(s string) uint8 {
+	m := versionPattern.FindStringSubmatch(compact(s))
+	if m == nil {
+		return 0
+	}
+	return m[1][0] - '0'
 }
 
 // modpBits are the IANA Diffie-Hellman groups espgw has, by the name's size.

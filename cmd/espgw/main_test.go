@@ -39,12 +39,31 @@ func TestConfigCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The same connection in IKEv2, once well and once with the IKEv1-only aggressive mode.
+	v2 := filepath.Join(t.TempDir(), "v2.yaml")
+	v2Bad := filepath.Join(t.TempDir(), "v2-bad.yaml")
+	for p, ike := range map[string]string{v2: "version: 2\n      proposals: [aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256]",
+		v2Bad: "version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]"} {
+		yaml := strings.Replace(string(good), "mode: main\n      proposals: [3des-sha1-modp1024]", ike, 1)
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name     string
 		args     []string
 		code     int
 		out, err string
 	}{{
+		name: "good IKEv2",
+		args: []string{"config", "check", "-c", v2},
+		out:  "configuration OK: 1 connections, 1 tunnels\n",
+	}, {
+		name: "bad IKEv2: aggressive mode",
+		args: []string{"config", "check", "-c", v2Bad},
+		code: 1,
+		err:  "espgw: " + v2Bad + ":\n  connections.MegaTelecom.ike.mode: aggressive is IKEv1 only (want main or no mode with version 2)\n",
+	}, {
 		name: "good",
 		args: []string{"config", "check", "-c", private},
 		out:  "configuration OK: 1 connections, 1 tunnels\n",

@@ -83,8 +83,12 @@ func writeConnection(b *strings.Builder, c Connection) {
 	}
 	ike := c.IKE
 	b.WriteString(in + "ike:\n")
-	fmt.Fprintf(b, in+"  mode: %s\n", ike.Mode)
-	fmt.Fprintf(b, in+"  proposals: [%s]\n", proposal.FormatIKE(ike.Proposals))
+	if ike.IsV2() {
+		b.WriteString(in + "  version: 2\n")
+	} else {
+		fmt.Fprintf(b, in+"  mode: %s\n", ike.Mode)
+	}
+	fmt.Fprintf(b, in+"  proposals: [%s]\n", ike.FormatProposals())
 	fmt.Fprintf(b, in+"  lifetime: %s\n", Duration(ike.Lifetime))
 	fmt.Fprintf(b, in+"  nat_traversal: %s\n", ike.NATTraversal)
 	if ike.DPDDelay > 0 {

@@ -2,11 +2,15 @@ package emit
 
 import (
 	"bytes"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/model"
 )
 
 func TestScalar(t *testing.T) {
@@ -47,5 +51,49 @@ func TestCommentsStayComments(t *testing.T) {
 	_, err = config.Parse(strings.NewReader(buf.String()))
 	if err == nil || !strings.Contains(err.Error(), "connections: none defined") {
 		t.Errorf("config.Parse: %v, want only the missing connections", err)
+	}
+}
+
+// TestIKEVersionRoundTrip: what Write emits for an IKEv1 and an IKEv2 connection,
+// config.Parse reads back with the same version and proposals.
+func TestIKEVersionRoundTrip(t *testing.T) {
+	v1, err := proposal.ParseIKE("aes256-sha256-modp2048")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := proposal.ParseIKEv2("aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	esp, _ := proposal.ParseESP("aes128gcm16")
+	conn := func(name string, remote string, ike model.IKE) Connection {
+		ike.Lifetime, ike.NATTraversal, ike.DPDTimeout = time.Hour, model.NATTAuto, config.DefaultDPDTimeout
+		return Connection{Connection: model.Connection{Name: name, LocalAddress: netip.MustParseAddr("192.0.2.1"),
+			RemoteAddress: netip.MustParseAddr(remote), PSK: model.Secret("k"), IKE: ike,
+			Tunnels: []model.Tunnel{{Name: "t", LocalSubnet: netip.MustParsePrefix("10.10.1.0/24"),
+				RemoteSubnet: netip.MustParsePrefix("10.20." + remote[len(remote)-1:] + ".0/24"), Proposals: esp,
+				Lifetime: time.Hour, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}}}}
+	}
+	var buf bytes.Buffer
+	err = Write(&buf, nil, []Connection{
+		conn("one", "192.0.2.2", model.IKE{Mode: model.ModeMain, Proposals: v1}),
+		conn("two", "192.0.2.3", model.IKE{Version: 2, V2Proposals: v2}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "version: 2\n      proposals: [aes256-sha256-prfsha256-modp2048, aes128gcm16-prfsha256-ecp256]\n") {
+		t.Errorf("IKEv2 connection written as\n%s", buf.String())
+	}
+	c, err := config.Parse(strings.NewReader(buf.String()))
+	if err != nil {
+		t.Fatalf("config.Parse: %v\n%s", err, buf.String())
+	}
+	one, two := c.Connections[0].IKE, c.Connections[1].IKE
+	if one.Version != 1 || !reflect.DeepEqual(one.Proposals, v1) || len(one.V2Proposals) != 0 {
+		t.Errorf("IKEv1 connection read back as %+v", one)
+	}
+	if two.Version != 2 || !reflect.DeepEqual(two.V2Proposals, v2) || len(two.Proposals) != 0 {
+		t.Errorf("IKEv2 connection read back as %+v", two)
 	}
 }

@@ -261,7 +261,7 @@ func (b *builder) connection(p peer) emit.Connection {
 			b.ns.unmapped(r.remotePos, "%v", err)
 		}
 	}
-	c.IKE = model.IKE{Mode: r.mode, Proposals: r.proposals, Lifetime: r.lifetime, NATTraversal: r.natt, DPDTimeout: config.DefaultDPDTimeout}
+	c.IKE = model.IKE{Version: 1, Mode: r.mode, Proposals: r.proposals, Lifetime: r.lifetime, NATTraversal: r.natt, DPDTimeout: config.DefaultDPDTimeout}
 	if c.IKE.Lifetime == 0 {
 		c.IKE.Lifetime = config.DefaultIKELifetime
 		b.ns.changed(r.stmt, "no phase-1 lifetime: espgw's default %s applies", emit.Duration(c.IKE.Lifetime))

@@ -138,20 +138,9 @@ type logLine struct {
 // initiator to the responder, so each SA's keys are chosen by charon's quick-mode role and the
 // SA direction.
 func ParseKeyLog(r io.Reader) (KeyLog, error) {
-	var lines []logLine
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		m := logPrefix.FindStringSubmatch(sc.Text())
-		if m == nil {
-			lines = append(lines, logLine{msg: sc.Text()})
-			continue
-		}
-		id, _ := strconv.Atoi(m[1])
-		lines = append(lines, logLine{ike: id, msg: m[2]})
-	}
-	if err := sc.Err(); err != nil {
-		return KeyLog{}, fmt.Errorf("read charon log: %w", err)
+	lines, err := readLog(r)
+	if err != nil {
+		return KeyLog{}, err
 	}
 
 	var out KeyLog
@@ -242,6 +231,48 @@ func ParseKeyLog(r io.Reader) (KeyLog, error) {
 	for _, id := range ikeOrder {
 		if k := ikeKeys[id]; len(k.EncKey) > 0 && k.ICookie != [8]byte{} {
 			out.IKE = append(out.IKE, *k)
+		}
+	}
+	return out, nil
+}
+
+// readLog splits a charon log into lines with the IKE_SA each names.
+func readLog(r io.Reader) ([]logLine, error) {
+	var lines []logLine
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		m := logPrefix.FindStringSubmatch(sc.Text())
+		if m == nil {
+			lines = append(lines, logLine{msg: sc.Text()})
+			continue
+		}
+		id, _ := strconv.Atoi(m[1])
+		lines = append(lines, logLine{ike: id, msg: m[2]})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read charon log: %w", err)
+	}
+	return lines, nil
+}
+
+// Dumps returns, in log order, every chunk charon logged at level 4 under label (such as
+// "Sk_ei secret": one per IKE SA it derived keys for).
+func Dumps(r io.Reader, label string) ([][]byte, error) {
+	lines, err := readLog(r)
+	if err != nil {
+		return nil, err
+	}
+	head := regexp.MustCompile(`^` + regexp.QuoteMeta(label) + ` => (\d+) bytes @`)
+	var out [][]byte
+	for i, l := range lines {
+		if m := head.FindStringSubmatch(l.msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			b := hexDump(lines[i+1:], l.ike, n)
+			if len(b) != n {
+				return nil, fmt.Errorf("charon log: dump %q has %d of %d bytes", label, len(b), n)
+			}
+			out = append(out, b)
 		}
 	}
 	return out, nil

@@ -26,7 +26,7 @@ func Status(w io.Writer, st *control.Status, now time.Time) error {
 		fmt.Fprintf(tw, "\nCONNECTION\tLOCAL\tPEER\tCOOKIES\tSTATE\tMODE\tROLE\tALGORITHMS\tAGE\tNAT-T\n")
 		for _, s := range st.IKESAs {
 			fmt.Fprintf(tw, "%s\t%v\t%v\t%s:%s\t%s\t%s\t%s\t%s\t%v\t%s\n",
-				s.Connection, s.Local, s.Peer, s.InitiatorCookie, s.ResponderCookie, s.State, s.Mode,
+				s.Connection, s.Local, s.Peer, s.InitiatorCookie, s.ResponderCookie, s.State, mode(s),
 				role(s.Initiator), dash(s.Algorithms), seconds(s.AgeSeconds), yesNo(s.NATT))
 		}
 	}
@@ -67,6 +67,14 @@ func Status(w io.Writer, st *control.Status, now time.Time) error {
 	}
 	renderEBPF(tw, st)
 	return tw.Flush()
+}
+
+// mode is the MODE column: IKEv1's exchange mode, or IKEv2, which has none.
+func mode(s control.IKESA) string {
+	if s.Version == 2 {
+		return "IKEv2"
+	}
+	return s.Mode
 }
 
 // renderEBPF writes where the eBPF programs run, the XDP filter's drops and each tunnel's

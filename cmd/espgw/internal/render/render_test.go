@@ -47,6 +47,10 @@ var seedStatus = &control.Status{
 		Connection: "partner", Local: netip.MustParseAddrPort("192.0.2.1:4500"), Peer: netip.MustParseAddrPort("203.0.113.9:4500"),
 		InitiatorCookie: "0102030405060708", ResponderCookie: "0000000000000000", State: "MM3_SENT",
 		Initiator: true, Mode: "aggressive", AgeSeconds: 3, NATT: true,
+	}, {
+		Connection: "modern", Version: 2, Mode: "ikev2", Local: netip.MustParseAddrPort("192.0.2.1:4500"), Peer: netip.MustParseAddrPort("198.51.100.7:4500"),
+		InitiatorCookie: "6b78d4266cbed733", ResponderCookie: "6bdec56bbba7e9f0", State: "ESTABLISHED",
+		Algorithms: "aes128gcm16-prfsha256-ecp256", Established: renderNow.Add(-60 * time.Second), AgeSeconds: 60, NATT: true,
 	}},
 	IPsecSAs: []control.IPsecSA{{
 		Connection: "megatelecom", Tunnel: "api", ReqID: 1, SPIIn: "800a8fc7", SPIOut: "02b804f8",

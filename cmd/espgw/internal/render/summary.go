@@ -42,6 +42,9 @@ func Summary(w io.Writer, st *control.Status) error {
 		c := get(s.Connection)
 		if c.ike == "-" || s.AgeSeconds < c.ikeAge {
 			c.peer, c.ike, c.ikeAge = s.Peer.Addr().String(), s.State, s.AgeSeconds
+			if s.Version == 2 {
+				c.ike += " (IKEv2)"
+			}
 		}
 	}
 	for _, s := range st.IPsecSAs {
