@@ -239,3 +239,6 @@ func transformName(t ikev2.Transform) string {
 	}
 	return fmt.Sprintf("%v:%d", t.Type, t.ID)
 }
+
+// FormatIKEv2 formats IKEv2 proposals in swanctl syntax, comma-separated.
+func FormatIKEv2(ps []IKEv2) string { return join(ps) }

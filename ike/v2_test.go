@@ -1,0 +1,183 @@
+package ike
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/model"
+)
+
+// IKEv2SA records an IKEv2 SA's keys.
+func (k *keyLog) IKEv2SA(x IKEv2Keys) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.v2 = append(k.v2, x)
+}
+
+// v2Pair is connPair speaking IKEv2 with IKE proposals ikeA (A) and ikeB (B).
+func v2Pair(tb testing.TB, pc pairConfig, ikeA, ikeB string) (a, b model.Connection) {
+	tb.Helper()
+	pc.ike = "aes128-sha1-modp2048" // unused: the IKEv1 proposals
+	a, b = connPair(tb, pc)
+	for c, s := range map[*model.Connection]string{&a: ikeA, &b: ikeB} {
+		ps, err := proposal.ParseIKEv2(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c.IKE.Version, c.IKE.V2Proposals, c.IKE.Mode = 2, ps, ""
+	}
+	return a, b
+}
+
+// v2Sim starts two IKEv2 engines on a manual clock.
+func v2Sim(t *testing.T, pc pairConfig, ikeA, ikeB string) (*sim, *node, *node, *keyLog, *keyLog) {
+	s := newSim(t)
+	ba, bb := bindtest.NewPair()
+	ca, cb := v2Pair(t, pc, ikeA, ikeB)
+	var kla, klb keyLog
+	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{Retransmit: pc.retransmit, KeyLog: &kla}, ca)
+	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{Retransmit: pc.retransmit, KeyLog: &klb}, cb)
+	return s, a, b, &kla, &klb
+}
+
+func TestIKEv2Establish(t *testing.T) {
+	for _, tt := range []struct{ ike, esp string }{
+		{"aes256-sha256-modp2048", "aes256gcm16-modp2048"},
+		{"aes128gcm16-prfsha256-ecp256", "aes128gcm16-ecp256"},
+		{"aes128-sha1-modp2048", "aes128-sha256"},
+	} {
+		for _, natt := range []model.NATTraversal{model.NATTAuto, model.NATTForce} {
+			t.Run(tt.ike+"/"+string(natt), func(t *testing.T) {
+				s, a, b, kla, klb := v2Sim(t, pairConfig{esp: tt.esp, pskA: "secret", natt: natt, tunnels: 3}, tt.ike, tt.ike)
+				s.up(a, b)
+				ia, ib := a.k.active(), b.k.active()
+				for _, x := range ia {
+					var peer *ChildSA
+					for _, y := range ib {
+						if y.SPIIn == x.SPIOut {
+							peer = y
+						}
+					}
+					if peer == nil {
+						t.Fatalf("no peer for child %+v", x)
+					}
+					checkMirrored(t, x, peer)
+					wantEncap := uint16(0)
+					if natt == model.NATTForce {
+						wantEncap = 4500
+					}
+					if x.EncapLocalPort != wantEncap || peer.EncapRemotePort != wantEncap {
+						t.Errorf("encapsulation ports %d/%d, want %d", x.EncapLocalPort, peer.EncapRemotePort, wantEncap)
+					}
+				}
+				st := a.e.Status()
+				if len(st.IKESAs) != 1 || st.IKESAs[0].Version != 2 || st.IKESAs[0].State != "ESTABLISHED" || len(st.IKESAs[0].ChildSAs) != 3 {
+					t.Fatalf("status %+v", st)
+				}
+				if len(kla.v2) != 1 || len(klb.v2) != 1 || !bytes.Equal(kla.v2[0].EI, klb.v2[0].EI) || kla.v2[0].SPIr != klb.v2[0].SPIr {
+					t.Errorf("IKEv2 keys exported: %+v / %+v", kla.v2, klb.v2)
+				}
+				// Liveness and Delete: B deletes one child, A follows; shutdown deletes the IKE SA.
+				b.e.mu.Lock()
+				for _, ch := range b.e.children {
+					b.e.deleteChild(ch, true)
+					break
+				}
+				b.e.mu.Unlock()
+				s.run("child deleted at A", time.Minute, func() bool { return len(a.k.active()) == 2 })
+				b.e.shutdown()
+				s.run("IKE SA deleted at A", time.Minute, func() bool { return len(a.e.Status().IKESAs) == 0 })
+				if len(a.k.active()) != 0 {
+					t.Errorf("A keeps %d child SAs after the peer deleted the IKE SA", len(a.k.active()))
+				}
+				if p := a.k.spiProblems(); len(p) > 0 {
+					t.Error(p)
+				}
+			})
+		}
+	}
+}
+
+// TestIKEv2InvalidKE: the responder wants the second group the initiator proposes.
+func TestIKEv2InvalidKE(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-modp2048, aes128-sha256-ecp256", "aes128-sha256-ecp256")
+	s.up(a, b)
+	if got := a.e.Status().IKESAs[0].Proposal; !strings.Contains(got, "ecp256") {
+		t.Errorf("proposal %q, want the ecp256 one", got)
+	}
+}
+
+func TestIKEv2Failures(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		pc           pairConfig
+		ikeA, ikeB   string
+		want         error
+		wantA, wantB string
+	}{
+		{"psk", pairConfig{esp: "aes128gcm16", pskA: "one", pskB: "two"}, "aes128-sha256-modp2048", "aes128-sha256-modp2048",
+			ErrPSKMismatch, "AUTHENTICATION_FAILED", "does not verify with our pre-shared key"},
+		{"ike proposal", pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-modp2048", "aes256-sha384-ecp384",
+			ErrNoProposalChosen, "aes128-sha256-prfsha256-modp2048", "aes256-sha384-prfsha384-ecp384"},
+		{"esp proposal", pairConfig{esp: "aes128gcm16", espB: "aes256-sha256", pskA: "k"}, "aes128-sha256-modp2048", "aes128-sha256-modp2048",
+			ErrNoProposalChosen, "esp aes128gcm16", "aes256-sha256"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.pc.retransmit = RetransmitPolicy{Initial: time.Second, MaxTries: 3, Timeout: 10 * time.Second}
+			s, a, b, _, _ := v2Sim(t, tt.pc, tt.ikeA, tt.ikeB)
+			errc := make(chan error, 1)
+			a.e.mu.Lock()
+			ts, _ := a.e.lookupTunnels("peer", "")
+			a.e.startTunnel(ts[0], errc)
+			a.e.mu.Unlock()
+			var err error
+			s.run("failure", time.Minute, func() bool {
+				select {
+				case err = <-errc:
+					return true
+				default:
+					return false
+				}
+			})
+			s.advance(time.Second)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Up: %v, want %v", err, tt.want)
+			}
+			ea, eb := a.e.Status().Errors, b.e.Status().Errors
+			if len(ea) == 0 || !strings.Contains(ea[len(ea)-1].Err, tt.wantA) {
+				t.Errorf("A's errors %+v, want one with %q", ea, tt.wantA)
+			}
+			if len(eb) == 0 || !strings.Contains(eb[len(eb)-1].Err+eb[len(eb)-1].Theirs+eb[len(eb)-1].Ours, tt.wantB) {
+				t.Errorf("B's errors %+v, want one with %q", eb, tt.wantB)
+			}
+			for _, n := range []*node{a, b} {
+				if p := n.k.spiProblems(); len(p) > 0 {
+					t.Error(p)
+				}
+			}
+		})
+	}
+}
+
+// TestIKEv2Liveness: a peer that goes silent is declared dead after dpd_timeout.
+func TestIKEv2Liveness(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16", pskA: "k", dpdDelay: 10 * time.Second, dpdTimeout: 30 * time.Second}
+	s, a, b, _, _ := v2Sim(t, pc, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+	s.up(a, b)
+	s.advance(5 * time.Minute) // liveness checks answered
+	if len(a.e.Status().IKESAs) != 1 {
+		t.Fatalf("IKE SA gone while the peer answers liveness checks")
+	}
+	b.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	a.bind.SetFilter(func([]byte, netip.AddrPort, netip.AddrPort, bool) bool { return false })
+	s.advance(2 * time.Minute)
+	if n := len(a.e.Status().IKESAs); n != 0 {
+		t.Errorf("%d IKE SAs after the peer went silent, want 0", n)
+	}
+}
