@@ -17,6 +17,9 @@ var espgwBin string
 
 // run tests the binary named by ESPGW_BIN, or else one built from ./cmd/espgw.
 func run(m *testing.M) int {
+	if v, ok := os.LookupEnv(ikev2DaemonEnv); ok {
+		return runIKEv2Daemon(v)
+	}
 	var err error
 	if os.Getenv(espgwtest.BinEnv) != "" {
 		if espgwBin, err = espgwtest.Find(); err != nil {

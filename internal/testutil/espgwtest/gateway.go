@@ -32,20 +32,28 @@ type Gateway struct {
 // It fails the test if TestMain called neither Find nor Build.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Helper()
-	return start(tb, ns, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+	return start(tb, ns, []string{bin}, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+}
+
+// StartCommand is Start with another program in the place of the espgw binary: argv, to
+// which `run -c <config> --log-level debug` is appended, must run the daemon (e.g. the test
+// binary itself, through a hook in its TestMain).
+func StartCommand(tb testing.TB, ns *testutil.NetNS, cfg Config, argv ...string) *Gateway {
+	tb.Helper()
+	return start(tb, ns, argv, func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
 }
 
 // StartYAML is Start with a configuration written elsewhere (e.g. by `espgw import`): yaml
 // must not set control_socket or save_keys, which StartYAML puts in front of it.
 func StartYAML(tb testing.TB, ns *testutil.NetNS, yaml []byte) *Gateway {
 	tb.Helper()
-	return start(tb, ns, func(w io.Writer, socket, keyDir string) error {
+	return start(tb, ns, []string{bin}, func(w io.Writer, socket, keyDir string) error {
 		_, err := fmt.Fprintf(w, "control_socket: %s\nsave_keys: %s\n%s", socket, keyDir, yaml)
 		return err
 	})
 }
 
-func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, keyDir string) error) *Gateway {
+func start(tb testing.TB, ns *testutil.NetNS, argv []string, write func(w io.Writer, socket, keyDir string) error) *Gateway {
 	tb.Helper()
 	if bin == "" {
 		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
@@ -66,7 +74,7 @@ func start(tb testing.TB, ns *testutil.NetNS, write func(w io.Writer, socket, ke
 		tb.Fatalf("espgwtest: %v", err)
 	}
 	g.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "espgw.log"),
-		bin, "run", "-c", conf, "--log-level", "debug")
+		append(argv[:len(argv):len(argv)], "run", "-c", conf, "--log-level", "debug")...)
 	err = testutil.Poll(startTimeout, func() (bool, error) {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw exited: %v", err)

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Config describes one IKEv1 site-to-site connection of a strongSwan partner.
+// Config describes one site-to-site connection of a strongSwan partner, IKEv1 unless Version is 2.
 // Addresses, identities and traffic selectors are strings in swanctl.conf syntax.
 type Config struct {
 	Name       string // connection and CHILD_SA name; "" = "s2s"
@@ -22,7 +22,8 @@ type Config struct {
 	LocalTS      string // comma-separated, e.g. "10.20.0.0/24"
 	RemoteTS     string
 
-	Aggressive  bool   // aggressive mode instead of main mode
+	Version     int    // IKE version: 1 (0) or 2
+	Aggressive  bool   // aggressive mode instead of main mode (IKEv1)
 	StartAction string // child start_action: none (default), trap or start
 	ExtraConn   string // raw swanctl.conf lines added inside connections.<Name>
 	ExtraChild  string // raw swanctl.conf lines added inside children.<Name>
@@ -194,7 +195,7 @@ func writeSwanctlConf(w io.Writer, c Config) error {
 // writeConnection writes c's entry of connections {}.
 func writeConnection(w io.Writer, c Config) error {
 	_, err := fmt.Fprintf(w, `	%[1]s {
-		version = 1
+		version = %[14]d
 		aggressive = %[2]s
 		local_addrs = %[3]s
 		remote_addrs = %[4]s
@@ -221,7 +222,7 @@ func writeConnection(w io.Writer, c Config) error {
 	}
 `, c.Name, yesNo(c.Aggressive), c.LocalAddr, c.RemoteAddr, c.IKEProposals, c.LocalID, c.RemoteID,
 		c.LocalTS, c.RemoteTS, c.ESPProposals, c.StartAction,
-		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"))
+		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"), max(c.Version, 1))
 	return err
 }
 
