@@ -52,6 +52,7 @@ func TestIKEv2StrongSwan(t *testing.T) {
 
 func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	l := newLab(t)
+	capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
 	sw, g := startV2(t, l, set, labPSK, "manual")
 	switch initiator {
 	case byEspgwUp:
@@ -82,6 +83,8 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	if err := testutil.Ping(l.host, hostAddr, serviceAddr, 3); err != nil {
 		t.Error(err)
 	}
+	pcap := capture.Stop()
+	requireIKEv2Decrypts(t, pcap, g.Keys(t), sa.SPIIn)
 	swIKE, swChild = sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	if swChild.PacketsIn < 6 || swChild.PacketsOut < 6 {
 		t.Errorf("strongSwan's CHILD_SA counted %d packets in, %d out; want at least 6 each (3 pings each way)", swChild.PacketsIn, swChild.PacketsOut)
@@ -121,4 +124,41 @@ func TestIKEv2WrongPSK(t *testing.T) {
 			t.Logf("espgw up: %v", upErr)
 		})
 	}
+}
+
+// requireIKEv2Decrypts checks with tshark and espgw's saved keys that the IKE_AUTH exchange
+// decrypts (its AUTH payloads show) and that strongSwan's ESP to spiIn decrypts with a good ICV.
+func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn string) {
+	t.Helper()
+	if len(keys.IKEv2) != 1 {
+		t.Fatalf("espgw saved %d ikev2_decryption_table entries, want 1", len(keys.IKEv2))
+	}
+	authMethods := func(k testutil.Keys) (n int) {
+		for _, r := range testutil.TShark(t, pcap, k, "isakmp.exchangetype == 35", "isakmp.auth.method") {
+			if r.First("isakmp.auth.method") != "" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := authMethods(keys); n != 2 {
+		t.Errorf("tshark with espgw's ikev2_decryption_table shows %d AUTH payloads, want 2 (IKE_AUTH request and response decrypted)", n)
+	}
+	if n := authMethods(testutil.Keys{}); n != 0 {
+		t.Errorf("tshark without keys shows %d AUTH payloads, want 0 (they are encrypted)", n)
+	}
+	fromSwan := 0
+	for _, r := range testutil.ESPRows(t, pcap, keys) {
+		if r.OuterSrc.String() != partnerAddr {
+			continue
+		}
+		fromSwan++
+		if !r.ICVGood || !r.Decrypted || fmt.Sprintf("%08x", r.SPI) != spiIn {
+			t.Errorf("ESP frame %d from strongSwan (SPI %08x): ICV good %v, decrypted %v; want both, SPI %s", r.Frame, r.SPI, r.ICVGood, r.Decrypted, spiIn)
+		}
+	}
+	if fromSwan < 6 {
+		t.Errorf("%d ESP packets from strongSwan in the capture, want at least 6", fromSwan)
+	}
+	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys, %d ESP packets from strongSwan decrypted, ICV good", fromSwan)
 }
