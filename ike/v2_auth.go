@@ -156,7 +156,7 @@ func (e *Engine) handleAuthResponse(sa *v2SA, ps []ikev2.Payload) error {
 	if err := sa.verifyPeer(ps); err != nil {
 		return fatal(err)
 	}
-	e.establishV2(sa)
+	e.establishV2(sa, nil)
 	t := sa.authTunnel
 	if t == nil {
 		return nil
@@ -181,7 +181,7 @@ func (e *Engine) handleAuthRequest(sa *v2SA, in *v2Inbound, ps []ikev2.Payload) 
 		return fatal(err)
 	}
 	sa.initialContact = len(ikev2.Notifies(ps, ikev2.NotifyInitialContact)) > 0
-	e.establishV2(sa)
+	e.establishV2(sa, nil)
 	out := sa.ourIDAuth()
 	if ikev2.Find[*ikev2.SA](ps) != nil {
 		out = append(out, e.answerChild(sa, ps, sa.nonceI, sa.nonceR, nil)...)

@@ -393,9 +393,8 @@ func pfsSecret(key dh.PrivateKey, ps []ikev2.Payload) ([]byte, error) {
 	return gir, nil
 }
 
-// handleCreateChild answers the peer's CREATE_CHILD_SA request for a child SA. Rekeying
-// the IKE SA (an SA payload with protocol IKE) is not supported: the peer gets
-// NO_PROPOSAL_CHOSEN and reauthenticates or keeps the SA until it expires.
+// handleCreateChild answers the peer's CREATE_CHILD_SA request for a child SA, or for a new
+// IKE SA replacing this one (v2_rekey.go).
 func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 	reply := func(out ...ikev2.Payload) { sa.respond(ikev2.ExchangeCreateChildSA, msgID, out...) }
 	sai, ni := ikev2.Find[*ikev2.SA](ps), ikev2.Find[*ikev2.Nonce](ps)
@@ -404,8 +403,7 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 		return
 	}
 	if slices.ContainsFunc(sai.Proposals, func(p ikev2.Proposal) bool { return p.Protocol == ikev2.ProtocolIKE }) {
-		e.log.Info("peer asked to rekey the IKE SA, which is not supported yet", sa.logArgs()...)
-		reply(&ikev2.Notify{NotifyType: ikev2.NotifyNoProposalChosen})
+		reply(e.answerIKERekey(sa, sai, ni.Data, ikev2.Find[*ikev2.KE](ps))...)
 		return
 	}
 	nr, err := e.makeNonce()

@@ -79,6 +79,8 @@ type v2SA struct {
 	created, established, lastRecv time.Time
 	dpd                            clock.Timer
 	keepalive                      clock.Timer
+	rekey                          clock.Timer // original initiator: replace the IKE SA (v2_rekey.go)
+	rekeying                       bool        // our CREATE_CHILD_SA replacing it is in flight
 }
 
 // v2Request is a request we send on an IKE SA and what to do with its response.
@@ -251,7 +253,7 @@ func (e *Engine) deleteV2SA(sa *v2SA, tell bool, err error) {
 	sa.pending, sa.queue = nil, nil
 	sa.req.stop()
 	sa.resp.stop()
-	for _, t := range []clock.Timer{sa.dpd, sa.keepalive} {
+	for _, t := range []clock.Timer{sa.dpd, sa.keepalive, sa.rekey} {
 		if t != nil {
 			t.Stop()
 		}
@@ -335,10 +337,11 @@ func (e *Engine) runQueueV2(c *connection) {
 	}
 }
 
-// v2Established marks an IKE SA complete.
-func (e *Engine) establishV2(sa *v2SA) {
-	e.observe(Outcome{Connection: sa.conn.cfg.Name, Exchange: ExchangeIKEv2, Initiator: sa.initiator, Result: ResultSuccess})
-	if !sa.initiator {
+// establishV2 marks an IKE SA complete; replaces is the IKE SA it rekeyed, or nil.
+func (e *Engine) establishV2(sa *v2SA, replaces *v2SA) {
+	e.observe(Outcome{Connection: sa.conn.cfg.Name, Exchange: ExchangeIKEv2, Initiator: sa.initiator, Result: ResultSuccess,
+		Rekey: replaces != nil})
+	if !sa.initiator && replaces == nil {
 		e.halfOpen--
 	}
 	sa.state = v2Established
@@ -358,4 +361,7 @@ func (e *Engine) establishV2(sa *v2SA) {
 	}
 	e.startLiveness(sa)
 	e.startV2Keepalive(sa)
+	if life := sa.conn.cfg.IKE.Lifetime; sa.initiator && life > 0 {
+		sa.rekey = e.afterFunc(e.rekeyTime(life), func() { e.rekeyV2(sa) })
+	}
 }

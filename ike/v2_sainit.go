@@ -169,7 +169,7 @@ func (e *Engine) handleSAInitResponse(sa *v2SA, in *v2Inbound) error {
 	sa.nonceR = bytes.Clone(nonce.Data)
 	sa.initResp = bytes.Clone(in.raw)
 	sa.checkNATD(in)
-	if err := sa.deriveV2Keys(ke.Data); err != nil {
+	if err := sa.deriveV2Keys(ke.Data, nil); err != nil {
 		return fatal(err)
 	}
 	sa.req.stop()
@@ -202,8 +202,9 @@ func (e *Engine) invalidKE(sa *v2SA, n *ikev2.Notify) error {
 	return e.retrySAInit(sa)
 }
 
-// deriveV2Keys computes g^ir, SKEYSEED and the SK_* keys (RFC 7296 2.14).
-func (sa *v2SA) deriveV2Keys(peerKE []byte) error {
+// deriveV2Keys computes g^ir, SKEYSEED and the SK_* keys (RFC 7296 2.14); for an IKE SA
+// that replaces old (2.18) SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with old's PRF.
+func (sa *v2SA) deriveV2Keys(peerKE []byte, old *v2SA) error {
 	gir, err := sa.dhKey.SharedSecret(peerKE)
 	if err != nil {
 		return fmt.Errorf("peer's KE: %w", err)
@@ -215,7 +216,12 @@ func (sa *v2SA) deriveV2Keys(peerKE []byte) error {
 	if sa.prop.Integrity != proposal.HashNone {
 		integ = sa.prop.Integrity.Size()
 	}
-	skeyseed := keymat.SKEYSEED(h, sa.nonceI, sa.nonceR, gir)
+	var skeyseed []byte
+	if old != nil {
+		skeyseed = keymat.RekeySKEYSEED(old.prop.PRF, old.keys.D, gir, sa.nonceI, sa.nonceR)
+	} else {
+		skeyseed = keymat.SKEYSEED(h, sa.nonceI, sa.nonceR, gir)
+	}
 	defer clear(skeyseed)
 	sa.keys = keymat.DeriveIKESA(h, skeyseed, sa.nonceI, sa.nonceR, sa.spiI[:], sa.spiR[:], integ, sa.prop.KeyLen())
 	sa.sk, err = newV2Cipher(sa.prop, &sa.keys, sa.initiator)
@@ -340,7 +346,7 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 	}
 	pub := sa.dhKey.Public()
 	sa.checkNATD(in)
-	if err := sa.deriveV2Keys(ke.Data); err != nil {
+	if err := sa.deriveV2Keys(ke.Data, nil); err != nil {
 		return err
 	}
 	sa.initReq = bytes.Clone(in.raw)

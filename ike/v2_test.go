@@ -181,3 +181,78 @@ func TestIKEv2Liveness(t *testing.T) {
 		t.Errorf("%d IKE SAs after the peer went silent, want 0", n)
 	}
 }
+
+// TestIKEv2ChildRekey: the initiator rekeys its child SAs (CREATE_CHILD_SA with N(REKEY_SA)
+// and PFS) before their lifetime ends and deletes the old ones; both sides end with the new
+// pairs only, hour after hour.
+func TestIKEv2ChildRekey(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16-modp2048", pskA: "k", tunnels: 2, lifetimeA: 10 * time.Minute, lifetimeB: time.Hour}
+	s, a, b, _, _ := v2Sim(t, pc, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+	s.up(a, b)
+	first := a.k.active()
+	s.advance(3 * time.Hour)
+	ia, ib := a.k.active(), b.k.active()
+	if len(ia) != 2 || len(ib) != 2 {
+		t.Fatalf("after 3 h: %d/%d child SAs, want 2/2", len(ia), len(ib))
+	}
+	for _, x := range ia {
+		for _, f := range first {
+			if x.SPIIn == f.SPIIn {
+				t.Errorf("child SA %08x of the first negotiation still installed after 3 h of 10-minute lifetimes", x.SPIIn)
+			}
+		}
+		found := false
+		for _, y := range ib {
+			if y.SPIIn == x.SPIOut {
+				checkMirrored(t, x, y)
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("A's child %08x/%08x has no peer at B", x.SPIIn, x.SPIOut)
+		}
+	}
+	for _, n := range []*node{a, b} {
+		if p := n.k.spiProblems(); len(p) > 0 {
+			t.Error(p)
+		}
+	}
+	if st := a.e.Status(); len(st.IKESAs) != 1 {
+		t.Errorf("%d IKE SAs, want 1", len(st.IKESAs))
+	}
+}
+
+// TestIKEv2IKERekey: the original initiator replaces the IKE SA before ike.lifetime ends
+// (CREATE_CHILD_SA, new SPIs and keys from the old SK_d); the child SAs stay installed and
+// move to the new SA, the old SA is deleted on both sides, and the new one still works.
+func TestIKEv2IKERekey(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2, dpdDelay: time.Minute}
+	s, a, b, kla, _ := v2Sim(t, pc, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+	s.up(a, b)
+	children := a.k.active()
+	first := a.e.Status().IKESAs[0]
+	s.advance(150 * time.Minute) // lifetime 1 h: two rekeys
+	for _, n := range []*node{a, b} {
+		st := n.e.Status()
+		if len(st.IKESAs) != 1 || st.IKESAs[0].State != "ESTABLISHED" || len(st.IKESAs[0].ChildSAs) != 2 {
+			t.Fatalf("status after rekeys: %+v", st.IKESAs)
+		}
+		if st.IKESAs[0].InitiatorCookie == first.InitiatorCookie {
+			t.Errorf("IKE SA %s not replaced after 150 min of a 1 h lifetime", first.InitiatorCookie)
+		}
+	}
+	if got := a.k.active(); len(got) != 2 || got[0].SPIIn != children[0].SPIIn && got[0].SPIIn != children[1].SPIIn {
+		t.Errorf("child SAs changed with the IKE SA rekey: %v, were %v", got, children)
+	}
+	if len(kla.v2) < 3 {
+		t.Errorf("%d IKEv2 SAs exported, want 3 (the first and two rekeyed)", len(kla.v2))
+	}
+	// The new SA carries child SA work: delete a child on B, A follows.
+	b.e.mu.Lock()
+	for _, ch := range b.e.children {
+		b.e.deleteChild(ch, true)
+		break
+	}
+	b.e.mu.Unlock()
+	s.run("child deleted at A", time.Minute, func() bool { return len(a.k.active()) == 1 })
+}
