@@ -296,7 +296,7 @@ func (e *Engine) installV2Child(c *v2Child) error {
 	}
 	e.log.Info("CHILD_SA established", sa.logArgs("tunnel", t.cfg.Name, "child", cs)...)
 	if old != nil && old.rekeying {
-		e.deleteChild(old, true)
+		e.retireChild(old) // a little later: the peer may still send on it meanwhile
 	}
 	e.armChildLifetime(ch)
 	t.notify(nil)
