@@ -80,6 +80,7 @@ type v2SA struct {
 	dpd                            clock.Timer
 	keepalive                      clock.Timer
 	rekey                          clock.Timer // original initiator: replace the IKE SA (v2_rekey.go)
+	halfOpen                       clock.Timer // responder: give up waiting for IKE_AUTH
 	rekeying                       bool        // our CREATE_CHILD_SA replacing it is in flight
 }
 
@@ -253,7 +254,7 @@ func (e *Engine) deleteV2SA(sa *v2SA, tell bool, err error) {
 	sa.pending, sa.queue = nil, nil
 	sa.req.stop()
 	sa.resp.stop()
-	for _, t := range []clock.Timer{sa.dpd, sa.keepalive, sa.rekey} {
+	for _, t := range []clock.Timer{sa.dpd, sa.keepalive, sa.rekey, sa.halfOpen} {
 		if t != nil {
 			t.Stop()
 		}

@@ -280,19 +280,26 @@ func (e *Engine) v2HalfOpenFor(in *v2Inbound) *v2SA {
 	return nil
 }
 
-// admitV2Responder applies the half-open limits of admitResponder to IKEv2 responders:
-// beyond them new IKE_SA_INITs are dropped (the real peer retransmits).
+// admitV2Responder applies the half-open limits of admitResponder to IKEv2 responders: at
+// the peer's limit, or the global one, one of the peer's half-open SAs chosen at random
+// makes room, so that spoofed IKE_SA_INITs evict the real peer's only by chance; with none
+// of its own the new one is dropped (the real peer retransmits). Half-open SAs last at most
+// the retransmission timeout (answerSAInit).
 func (e *Engine) admitV2Responder(peer netip.Addr) bool {
-	if e.halfOpen >= maxHalfOpen {
-		return false
-	}
-	n := 0
+	var victims []*v2SA
 	for _, sa := range e.v2SAs {
 		if !sa.initiator && sa.state == v2InitDone && sa.remote.Addr() == peer {
-			n++
+			victims = append(victims, sa)
 		}
 	}
-	return n < maxHalfOpenPerPeer
+	if len(victims) < maxHalfOpenPerPeer && e.halfOpen < maxHalfOpen {
+		return true
+	}
+	if len(victims) == 0 {
+		return false
+	}
+	e.deleteV2SA(victims[e.randomIndex(len(victims))], false, errEvicted)
+	return true
 }
 
 // answerSAInit chooses a proposal, checks the KE and answers; on a mismatch it answers with
@@ -360,6 +367,15 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 	sa.initResp = sa.plain(ikev2.ExchangeIKESAInit, 0, true, out...)
 	e.v2SAs[sa.spiR] = sa
 	e.halfOpen++
+	sa.halfOpen = e.afterFunc(e.opts.Retransmit.Timeout, func() {
+		if sa.state == v2InitDone {
+			err := fmt.Errorf("%w: no IKE_AUTH after IKE_SA_INIT", ErrTimeout)
+			if e.logUnauth("half-open IKE SA timed out", sa.remote.Addr(), sa.logArgs("err", err)...) {
+				e.addError(sa.conn.cfg.Name, err)
+			}
+			e.deleteV2SA(sa, false, err)
+		}
+	})
 	sa.peerID = 1
 	sa.resp.accepted(in.raw)
 	sa.resp.send(sa.initResp, sa.local, sa.remote, false)

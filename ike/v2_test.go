@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/proposal"
 	"github.com/espgw/espgw/model"
@@ -36,7 +37,7 @@ func v2Pair(tb testing.TB, pc pairConfig, ikeA, ikeB string) (a, b model.Connect
 }
 
 // v2Sim starts two IKEv2 engines on a manual clock.
-func v2Sim(t *testing.T, pc pairConfig, ikeA, ikeB string) (*sim, *node, *node, *keyLog, *keyLog) {
+func v2Sim(t testing.TB, pc pairConfig, ikeA, ikeB string) (*sim, *node, *node, *keyLog, *keyLog) {
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := v2Pair(t, pc, ikeA, ikeB)
@@ -255,4 +256,38 @@ func TestIKEv2IKERekey(t *testing.T) {
 	}
 	b.e.mu.Unlock()
 	s.run("child deleted at A", time.Minute, func() bool { return len(a.k.active()) == 1 })
+}
+
+// TestIKEv2HalfOpen: spoofed IKE_SA_INITs from the peer's address cost bounded state: at
+// most maxHalfOpenPerPeer half-open SAs at once, each gone after the retransmission timeout.
+func TestIKEv2HalfOpen(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256")
+	a.e.mu.Lock()
+	ts, _ := a.e.lookupTunnels("peer", "")
+	a.e.startV2(ts[0].conn)
+	a.e.mu.Unlock()
+	req := a.bind.Sent()[0]
+	most := 0
+	for i := range 100 {
+		msg := bytes.Clone(req.Data)
+		msg[0], msg[1] = byte(i), byte(i>>8) // another SPIi
+		s.clk.Advance(time.Second)           // the DH budget refills
+		b.e.mu.Lock()
+		b.e.handlePacket(conn.Packet{Data: msg, Local: netip.AddrPortFrom(addrB, 500), Remote: req.Local})
+		n := len(b.e.v2SAs)
+		b.e.mu.Unlock()
+		if n > maxHalfOpenPerPeer {
+			t.Fatalf("%d half-open IKE SAs after %d IKE_SA_INITs, want at most %d", n, i+1, maxHalfOpenPerPeer)
+		}
+		most = max(most, n)
+	}
+	if most != maxHalfOpenPerPeer {
+		t.Errorf("at most %d half-open IKE SAs, want the limit %d reached (the SAs were not created?)", most, maxHalfOpenPerPeer)
+	}
+	s.clk.Advance(time.Minute)
+	b.e.mu.Lock()
+	defer b.e.mu.Unlock()
+	if n := len(b.e.v2SAs); n != 0 || b.e.halfOpen != 0 {
+		t.Errorf("%d IKE SAs (%d half-open) a minute later, want none", n, b.e.halfOpen)
+	}
 }
