@@ -86,7 +86,10 @@ func (d *daemon) status() *control.Status {
 
 func ikeSA(s ike.IKESAStatus) control.IKESA {
 	mode := "main"
-	if s.Aggressive {
+	switch {
+	case s.Version == 2:
+		mode = "ikev2"
+	case s.Aggressive:
 		mode = "aggressive"
 	}
 	return control.IKESA{

@@ -65,8 +65,12 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 		}
 	}
 	swIKE, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
-	_, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
 	espgwInitiated := initiator != byStrongSwan
+	if ikes := st.ConnectionSAs(connName); len(ikes) != 1 || ikes[0].Mode != "ikev2" || ikes[0].State != "ESTABLISHED" || !ikes[0].NATT ||
+		ikes[0].InitiatorCookie != fmt.Sprintf("%016x", swIKE.InitiatorSPI) || ikes[0].ResponderCookie != fmt.Sprintf("%016x", swIKE.ResponderSPI) {
+		t.Errorf("espgw status IKE SAs %+v: want one ikev2 ESTABLISHED with NAT-T and strongSwan's SPIs %016x/%016x", ikes, swIKE.InitiatorSPI, swIKE.ResponderSPI)
+	}
 	if swIKE.Version != 2 || swIKE.Initiator == espgwInitiated || swIKE.Proposal() != set.swanIKE || swIKE.RemotePort != 4500 {
 		t.Errorf("swanctl IKE_SA: version %d, initiator %v, proposal %s, remote port %d; want 2, %v, %s, 4500 (NAT-T forced by kernel-libipsec)",
 			swIKE.Version, swIKE.Initiator, swIKE.Proposal(), swIKE.RemotePort, !espgwInitiated, set.swanIKE)
@@ -92,6 +96,19 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	t.Logf("strongSwan: IKE_SA %016x/%016x %s %s, CHILD_SA %s %08x/%08x %s, in %d out %d packets",
 		swIKE.InitiatorSPI, swIKE.ResponderSPI, swIKE.State, swIKE.Proposal(), swChild.State, swChild.SPIIn, swChild.SPIOut, swChild.Proposal(),
 		swChild.PacketsIn, swChild.PacketsOut)
+
+	// espgw's shutdown deletes the IKE SA at the partner too (INFORMATIONAL Delete).
+	g.Stop(t)
+	err := testutil.Poll(10*time.Second, func() (bool, error) {
+		sas, err := sw.ListSAs()
+		if err == nil && len(sas) > 0 {
+			err = fmt.Errorf("strongSwan still has %d IKE_SAs (%s)", len(sas), sas[0].State)
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		t.Errorf("after espgw stopped: %v", err)
+	}
 }
 
 // TestIKEv2WrongPSK: with different pre-shared keys IKE_AUTH fails with AUTHENTICATION_FAILED,
