@@ -2,7 +2,6 @@ package ike
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -22,19 +21,7 @@ func FuzzV2Responder(f *testing.F) {
 			f.Add(p.Data, p.Local.Port())
 		}
 	}
-	pcaps, _ := filepath.Glob(filepath.Join("ikev2", "testdata", "*.pcap"))
-	if len(pcaps) == 0 {
-		f.Fatal("no seed captures in ikev2/testdata/*.pcap")
-	}
-	for _, p := range pcaps {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, msg := range udpPayloads(data) {
-			f.Add(msg, uint16(conn.NATTPort))
-		}
-	}
+	addCaptureSeeds(f, filepath.Join("ikev2", "testdata"), conn.NATTPort)
 	f.Fuzz(func(t *testing.T, msg []byte, port uint16) {
 		b.e.mu.Lock()
 		defer b.e.mu.Unlock()

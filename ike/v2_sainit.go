@@ -39,11 +39,7 @@ func (e *Engine) startV2(c *connection) {
 		err = e.sendSAInit(sa)
 	}
 	if err != nil {
-		e.addError(c.cfg.Name, err)
-		for _, t := range c.waiting {
-			t.notify(err)
-		}
-		c.waiting = nil
+		e.failStart(c, err)
 		if sa != nil {
 			e.deleteV2SA(sa, false, err)
 		}

@@ -85,12 +85,7 @@ func TestIKEv2Establish(t *testing.T) {
 					t.Errorf("IKEv2 keys exported: %+v / %+v", kla.v2, klb.v2)
 				}
 				// Liveness and Delete: B deletes one child, A follows; shutdown deletes the IKE SA.
-				b.e.mu.Lock()
-				for _, ch := range b.e.children {
-					b.e.deleteChild(ch, true)
-					break
-				}
-				b.e.mu.Unlock()
+				deleteOneChild(b)
 				s.run("child deleted at A", time.Minute, func() bool { return len(a.k.active()) == 2 })
 				b.e.shutdown()
 				s.run("IKE SA deleted at A", time.Minute, func() bool { return len(a.e.Status().IKESAs) == 0 })
@@ -249,12 +244,7 @@ func TestIKEv2IKERekey(t *testing.T) {
 		t.Errorf("%d IKEv2 SAs exported, want 3 (the first and two rekeyed)", len(kla.v2))
 	}
 	// The new SA carries child SA work: delete a child on B, A follows.
-	b.e.mu.Lock()
-	for _, ch := range b.e.children {
-		b.e.deleteChild(ch, true)
-		break
-	}
-	b.e.mu.Unlock()
+	deleteOneChild(b)
 	s.run("child deleted at A", time.Minute, func() bool { return len(a.k.active()) == 1 })
 }
 
@@ -289,5 +279,15 @@ func TestIKEv2HalfOpen(t *testing.T) {
 	defer b.e.mu.Unlock()
 	if n := len(b.e.v2SAs); n != 0 || b.e.halfOpen != 0 {
 		t.Errorf("%d IKE SAs (%d half-open) a minute later, want none", n, b.e.halfOpen)
+	}
+}
+
+// deleteOneChild deletes one of n's child SAs, telling the peer.
+func deleteOneChild(n *node) {
+	n.e.mu.Lock()
+	defer n.e.mu.Unlock()
+	for _, ch := range n.e.children {
+		n.e.deleteChild(ch, true)
+		return
 	}
 }

@@ -40,6 +40,17 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*s
 	return sw, g
 }
 
+// upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
+// the partner has them all INSTALLED.
+func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
+	t.Helper()
+	sw, g := startV2Children(t, l, set, lifetime)
+	if err := g.Up(connName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	return sw, waitChildren(t, sw, v2Children, negotiationTimeout)
+}
+
 // waitChildren waits until charon has one ESTABLISHED IKE_SA with n INSTALLED CHILD_SAs.
 func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Duration) strongswan.IKESA {
 	t.Helper()
@@ -87,11 +98,7 @@ func TestIKEv2Children(t *testing.T) {
 	t.Parallel()
 	set := v2Sets[0]
 	l := newLab(t)
-	sw, g := startV2Children(t, l, set, "")
-	if err := g.Up(connName, negotiationTimeout); err != nil {
-		t.Fatal(err)
-	}
-	ike := waitChildren(t, sw, v2Children, negotiationTimeout)
+	_, ike := upChildren(t, l, set, "")
 	pingChildren(t, l)
 	for _, ch := range ike.Children {
 		t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
@@ -106,11 +113,7 @@ func TestIKEv2Rekey(t *testing.T) {
 	t.Parallel()
 	set := v2Sets[0]
 	l := newLab(t)
-	sw, g := startV2Children(t, l, set, "30s")
-	if err := g.Up(connName, negotiationTimeout); err != nil {
-		t.Fatal(err)
-	}
-	before := waitChildren(t, sw, v2Children, negotiationTimeout)
+	sw, before := upChildren(t, l, set, "30s")
 	pings := startPings(l.gw, serviceAddr, childHost(0), 200*time.Millisecond)
 	time.Sleep(2 * time.Second)
 	if out, err := sw.Swanctl("--rekey", "--ike", "s2s"); err != nil {

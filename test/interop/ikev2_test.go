@@ -54,18 +54,7 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	l := newLab(t)
 	capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
 	sw, g := startV2(t, l, set, labPSK, "manual")
-	switch initiator {
-	case byEspgwUp:
-		if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
-			t.Fatal(err)
-		}
-	case byStrongSwan:
-		if err := sw.Initiate("s2s", negotiationTimeout); err != nil {
-			t.Fatal(err)
-		}
-	}
-	swIKE, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
-	st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	swIKE, swChild, st, sa := negotiate(t, g, sw, initiator)
 	espgwInitiated := initiator != byStrongSwan
 	if ikes := st.ConnectionSAs(connName); len(ikes) != 1 || ikes[0].Mode != "ikev2" || ikes[0].State != "ESTABLISHED" || !ikes[0].NATT ||
 		ikes[0].InitiatorCookie != fmt.Sprintf("%016x", swIKE.InitiatorSPI) || ikes[0].ResponderCookie != fmt.Sprintf("%016x", swIKE.ResponderSPI) {
