@@ -44,16 +44,17 @@ type tunnel struct {
 // childSA is an installed child SA and the IKE SA it was negotiated under.
 type childSA struct {
 	ChildSA
-	tunnel     *tunnel
-	ike        *ikeSA
-	v2         *v2SA // IKEv2: the IKE SA it was negotiated under (ike is nil)
-	rekeying   bool
-	gen        uint64      // tunnel.installs when it was installed
-	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
-	expiry     clock.Timer // hard lifetime
-	softExpiry clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
-	watch      oneSided    // traffic both ways? (onesided.go)
-	confirmed  bool        // the peer's ESP arrived on it (dpd.go)
+	tunnel      *tunnel
+	ike         *ikeSA
+	v2          *v2SA        // IKEv2: the IKE SA it was negotiated under (ike is nil)
+	v2Collision *v2Collision // IKEv2: both sides rekeying it at once (v2_collision.go)
+	rekeying    bool
+	gen         uint64      // tunnel.installs when it was installed
+	nonceI      []byte      // the quick-mode initiator's nonce, to settle duplicates
+	expiry      clock.Timer // hard lifetime
+	softExpiry  clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
+	watch       oneSided    // traffic both ways? (onesided.go)
+	confirmed   bool        // the peer's ESP arrived on it (dpd.go)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.

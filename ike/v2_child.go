@@ -318,7 +318,9 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 		return
 	}
 	var ps []ikev2.Payload
+	var rekeyed *childSA
 	if old := t.child; old != nil && old.rekeying && old.v2 == sa {
+		rekeyed = old
 		ps = append(ps, &ikev2.Notify{Protocol: ikev2.ProtocolESP, SPI: spiBytes(old.SPIIn), NotifyType: ikev2.NotifyRekeySA})
 	}
 	group := t.cfg.Proposals[0].Group
@@ -342,7 +344,7 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 	sa.request(&v2Request{exchange: ikev2.ExchangeCreateChildSA, payloads: ps,
 		onReply: func(rs []ikev2.Payload) error {
 			defer finish()
-			err := e.childReply(sa, t, rs, spi, ni, key)
+			err := e.childReply(sa, t, rs, spi, ni, key, rekeyed)
 			if err != nil {
 				e.releaseSPI(sa, spi)
 				e.childFailed(sa, t, true, err)
@@ -361,7 +363,7 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 }
 
 // childReply takes the CREATE_CHILD_SA response: the nonce, the PFS KE and the child.
-func (e *Engine) childReply(sa *v2SA, t *tunnel, rs []ikev2.Payload, spi uint32, ni []byte, key dh.PrivateKey) error {
+func (e *Engine) childReply(sa *v2SA, t *tunnel, rs []ikev2.Payload, spi uint32, ni []byte, key dh.PrivateKey, rekeyed *childSA) error {
 	if n := firstError(rs); n != nil {
 		return e.v2PeerError(sa, n, "CREATE_CHILD_SA of "+t.cfg.Name, t)
 	}
@@ -374,7 +376,13 @@ func (e *Engine) childReply(sa *v2SA, t *tunnel, rs []ikev2.Payload, spi uint32,
 		return err
 	}
 	defer clear(gir)
-	return e.acceptChild(sa, t, rs, spi, ni, nr.Data, gir)
+	if err := e.acceptChild(sa, t, rs, spi, ni, nr.Data, gir); err != nil {
+		return err
+	}
+	if rekeyed != nil {
+		e.rekeyedBy(rekeyed, t, false, ni, nr.Data)
+	}
+	return nil
 }
 
 // pfsSecret is the PFS shared secret with the peer's KE, nil without PFS.
@@ -426,7 +434,13 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 		}
 		defer clear(gir)
 	}
-	// A rekey (N(REKEY_SA)) needs nothing more from us: the peer deletes the old child SA
-	// once the new one is up (RFC 7296 2.8), and the tunnel's newest child is the new one.
-	reply(e.answerChild(sa, ps, ni.Data, nr, gir, extra...)...)
+	// After a rekey (N(REKEY_SA)) the peer deletes the old child SA once the new one is up
+	// (RFC 7296 2.8), and the tunnel's newest child is the new one, unless we were rekeying
+	// the same child SA at the same time (v2_collision.go).
+	old := rekeyedChild(sa, ps)
+	out := e.answerChild(sa, ps, ni.Data, nr, gir, extra...)
+	if old != nil && old.rekeying && ikev2.Find[*ikev2.SA](out) != nil {
+		e.rekeyedBy(old, old.tunnel, true, ni.Data, nr)
+	}
+	reply(out...)
 }

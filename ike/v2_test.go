@@ -291,3 +291,29 @@ func deleteOneChild(n *node) {
 		return
 	}
 }
+
+// TestIKEv2RekeyCollision: both sides rekey the same child SA at once (RFC 7296 2.8.1); the
+// redundant replacement is deleted and both sides end with one mirrored child SA.
+func TestIKEv2RekeyCollision(t *testing.T) {
+	for i := range 8 { // the nonces decide which side deletes: try several
+		s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16-modp2048", pskA: "k"}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+		s.up(a, b)
+		spiA, spiB := a.k.active()[0].SPIIn, b.k.active()[0].SPIIn
+		a.e.Expire(spiA, false)
+		b.e.Expire(spiB, false)
+		s.advance(time.Minute)
+		ia, ib := a.k.active(), b.k.active()
+		if len(ia) != 1 || len(ib) != 1 {
+			t.Fatalf("run %d: %d/%d child SAs after simultaneous rekeys, want 1/1", i, len(ia), len(ib))
+		}
+		checkMirrored(t, ia[0], ib[0])
+		if ia[0].SPIIn == spiA || ib[0].SPIIn == spiB {
+			t.Errorf("run %d: the old child SA survived", i)
+		}
+		for _, n := range []*node{a, b} {
+			if p := n.k.spiProblems(); len(p) > 0 {
+				t.Error(p)
+			}
+		}
+	}
+}
