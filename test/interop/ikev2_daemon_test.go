@@ -17,20 +17,20 @@ import (
 	"github.com/espgw/espgw/loader"
 )
 
-// ikev2DaemonEnv makes the test binary run as an espgw daemon whose connections speak
-// IKEv2 with the IKE proposals in the variable's value (swanctl syntax). It stands in for
-// `ike: {version: 2}` in espgw.yaml until config reads it: the rest of the daemon (datapath,
-// eBPF, control socket, save_keys, status) is the real one.
-const ikev2DaemonEnv = "ESPGW_TEST_IKEV2_DAEMON"
+// ikev2DaemonArg, as the test binary's first argument, makes it run as an espgw daemon
+// whose connections speak IKEv2 with the IKE proposals of the second argument (swanctl
+// syntax). It stands in for `ike: {version: 2}` in espgw.yaml until config reads it: the
+// rest of the daemon (datapath, eBPF, control socket, save_keys, status) is the real one.
+const ikev2DaemonArg = "espgw-ikev2-test-daemon"
 
 // ikev2Gateway is the argv StartCommand runs for an IKEv2 espgw with IKE proposals ike.
 func ikev2Gateway(ike string) []string {
-	return []string{"/usr/bin/env", ikev2DaemonEnv + "=" + ike, os.Args[0]}
+	return []string{os.Args[0], ikev2DaemonArg, ike}
 }
 
-// runIKEv2Daemon is `espgw run -c <config>` with every connection switched to IKEv2.
-func runIKEv2Daemon(ike string) int {
-	if err := ikev2Daemon(ike, os.Args[1:]); err != nil {
+// runIKEv2Daemon is `espgw run -c <config>` (args) with every connection switched to IKEv2.
+func runIKEv2Daemon(ike string, args []string) int {
+	if err := ikev2Daemon(ike, args); err != nil {
 		fmt.Fprintf(os.Stderr, "espgw (IKEv2 test daemon): %v\n", err)
 		return 1
 	}

@@ -17,8 +17,8 @@ var espgwBin string
 
 // run tests the binary named by ESPGW_BIN, or else one built from ./cmd/espgw.
 func run(m *testing.M) int {
-	if v, ok := os.LookupEnv(ikev2DaemonEnv); ok {
-		return runIKEv2Daemon(v)
+	if len(os.Args) > 2 && os.Args[1] == ikev2DaemonArg {
+		return runIKEv2Daemon(os.Args[2], os.Args[3:])
 	}
 	var err error
 	if os.Getenv(espgwtest.BinEnv) != "" {
