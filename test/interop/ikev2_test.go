@@ -3,6 +3,7 @@ package interop
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,15 +24,20 @@ var v2Sets = []proposalSet{
 // daemon replaces it with the set's IKEv2 proposal (ikev2_daemon_test.go).
 const v1Placeholder = "aes256-sha256-modp2048"
 
-// startV2 starts the strongSwan partner speaking IKEv2 and espgw with set's proposals.
-func startV2(t *testing.T, l *lab, set proposalSet, psk, start string) (*strongswan.Charon, *espgwtest.Gateway) {
+// startV2 starts the strongSwan partner speaking IKEv2 and espgw with set's proposals;
+// tweak, if given, changes both configurations first.
+func startV2(t *testing.T, l *lab, set proposalSet, psk, start string, tweak ...func(*strongswan.Config, *espgwtest.Connection)) (*strongswan.Charon, *espgwtest.Gateway) {
 	t.Helper()
-	sw := strongswan.Start(t, l.partner, strongswan.Config{Version: 2,
+	swc := strongswan.Config{Version: 2,
 		LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: remoteSubnet, RemoteTS: localSubnet,
-	})
+	}
 	c := gwConn(v1Placeholder, set.esp, start)
 	c.PSK = psk
+	for _, f := range tweak {
+		f(&swc, &c)
+	}
+	sw := strongswan.Start(t, l.partner, swc)
 	g := espgwtest.StartCommand(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}}, ikev2Gateway(set.ike)...)
 	return sw, g
 }
@@ -167,4 +173,53 @@ func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn s
 		t.Errorf("%d ESP packets from strongSwan in the capture, want at least 6", fromSwan)
 	}
 	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys, %d ESP packets from strongSwan decrypted, ICV good", fromSwan)
+}
+
+// TestIKEv2Liveness: both sides check liveness every 2 s (espgw dpd_delay, strongSwan
+// dpd_delay) and answer each other's empty INFORMATIONAL requests, so the SAs stay up;
+// once the partner is killed, espgw deletes the IKE SA and its child SA within dpd_timeout.
+func TestIKEv2Liveness(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", func(s *strongswan.Config, c *espgwtest.Connection) {
+		s.ExtraConn = "dpd_delay = 2s"
+		c.DPDDelay, c.DPDTimeout = "2s", "6s"
+	})
+	swIKE, _, _, _ := negotiate(t, g, sw, byEspgwUp)
+	time.Sleep(10 * time.Second) // traffic-free: both sides probe
+	after, _ := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	if after.UniqueID != swIKE.UniqueID {
+		t.Errorf("strongSwan's IKE_SA #%d replaced by #%d during liveness checks", swIKE.UniqueID, after.UniqueID)
+	}
+	for _, want := range []string{"parsed INFORMATIONAL request", "parsed INFORMATIONAL response"} {
+		if !sw.LogContains(want) {
+			t.Errorf("charon log lacks %q: no liveness check in that direction", want)
+		}
+	}
+	// Gone without a Delete: espgw must notice by itself.
+	if err := syscall.Kill(sw.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now()
+	err := testutil.Poll(20*time.Second, func() (bool, error) {
+		st, err := g.Status()
+		if err != nil {
+			return false, err
+		}
+		if n := len(st.ConnectionSAs(connName)); n > 0 {
+			return false, fmt.Errorf("espgw still has %d IKE SAs", n)
+		}
+		if n := len(st.TunnelSAs(connName, tunnelName)); n > 0 {
+			return false, fmt.Errorf("espgw still has %d IPsec SAs", n)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("after the partner stopped: %v", err)
+	}
+	took := time.Since(gone)
+	t.Logf("espgw removed the SAs %v after the partner died (dpd_delay 2 s, dpd_timeout 6 s)", took.Round(100*time.Millisecond))
+	if took < 4*time.Second {
+		t.Errorf("SAs removed %v after the partner died: too early to be the liveness check's doing", took.Round(100*time.Millisecond))
+	}
 }
