@@ -182,11 +182,14 @@ func (e *Engine) handleAuthRequest(sa *v2SA, in *v2Inbound, ps []ikev2.Payload) 
 	}
 	sa.initialContact = len(ikev2.Notifies(ps, ikev2.NotifyInitialContact)) > 0
 	e.establishV2(sa, nil)
-	out := sa.ourIDAuth()
+	out, install := sa.ourIDAuth(), func() {}
 	if ikev2.Find[*ikev2.SA](ps) != nil {
-		out = append(out, e.answerChild(sa, ps, sa.nonceI, sa.nonceR, nil)...)
+		var child []ikev2.Payload
+		child, install = e.answerChild(sa, ps, sa.nonceI, sa.nonceR, nil)
+		out = append(out, child...)
 	}
 	sa.respond(ikev2.ExchangeIKEAuth, in.m.Header.MessageID, out...)
+	install()
 	return nil
 }
 

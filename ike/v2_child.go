@@ -173,21 +173,24 @@ func describeTS(t *ikev2.TrafficSelectors) string {
 }
 
 // answerChild is the responder's side of a child SA (IKE_AUTH or CREATE_CHILD_SA): it
-// finds the tunnel the initiator's selectors fit, chooses a proposal, installs the SA and
-// returns the payloads of the answer, or an error notification. ke is our KE payload when
-// the exchange does PFS.
-func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, extra ...ikev2.Payload) []ikev2.Payload {
+// finds the tunnel the initiator's selectors fit, chooses a proposal and returns the
+// payloads of the answer (extra, e.g. Nr and KEr, after the SA payload), or an error
+// notification, and install, which installs the child SA. Calling install after sending
+// the answer keeps the time in which we send on the new SA before the initiator has it
+// short (it installs on our answer); install tells the peer with a Delete if it fails.
+func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, extra ...ikev2.Payload) (out []ikev2.Payload, install func()) {
+	nothing := func() {}
 	sai := ikev2.Find[*ikev2.SA](ps)
 	tsi, tsr := peerTS(ps)
 	if sai == nil || tsi == nil || tsr == nil {
-		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyInvalidSyntax}}
+		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyInvalidSyntax}}, nothing
 	}
 	t, lts, rts := matchV2Tunnel(sa.conn, tsi, tsr)
 	if t == nil {
 		err := fmt.Errorf("%w: no tunnel of %s has traffic selectors that fit the peer's %s <-> %s (TS_UNACCEPTABLE); ours: %s",
 			ErrIDMismatch, sa.conn.cfg.Name, describeTS(tsr), describeTS(tsi), tunnelSelectors(sa.conn))
 		e.childFailed(sa, nil, false, err)
-		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyTSUnacceptable}}
+		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyTSUnacceptable}}, nothing
 	}
 	chosen, prop, err := proposal.SelectESPv2(t.cfg.Proposals, sai.Proposals, gir != nil)
 	if err == nil && len(chosen.SPI) != 4 {
@@ -195,25 +198,27 @@ func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, e
 	}
 	if err != nil {
 		e.childFailed(sa, t, false, fmt.Errorf("CHILD_SA of %s: %w", t.cfg.Name, err))
-		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyNoProposalChosen}}
+		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyNoProposalChosen}}, nothing
 	}
 	spiOut := binary.BigEndian.Uint32(chosen.SPI)
 	spiIn, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
-	if err == nil {
-		err = e.installV2Child(&v2Child{sa: sa, t: t, prop: prop, spiIn: spiIn, spiOut: spiOut,
-			localTS: lts, remoteTS: rts, nonceI: ni, nonceR: nr, gir: gir})
-		if err != nil {
-			e.releaseSPI(sa, spiIn)
-		}
-	}
 	if err != nil {
 		e.childFailed(sa, t, false, err)
-		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyNoAdditionalSAs}}
+		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyNoAdditionalSAs}}, nothing
+	}
+	child := &v2Child{sa: sa, t: t, prop: prop, spiIn: spiIn, spiOut: spiOut,
+		localTS: lts, remoteTS: rts, nonceI: ni, nonceR: nr, gir: gir}
+	install = func() {
+		if err := e.installV2Child(child); err != nil {
+			e.releaseSPI(sa, spiIn)
+			e.childFailed(sa, t, false, err)
+			e.sendV2DeleteChild(sa, spiIn)
+		}
 	}
 	chosen.SPI = spiBytes(spiIn)
-	out := []ikev2.Payload{&ikev2.SA{Proposals: []ikev2.Proposal{chosen}}}
+	out = []ikev2.Payload{&ikev2.SA{Proposals: []ikev2.Proposal{chosen}}}
 	out = append(out, extra...)
-	return append(out, tsPayload(rts, false), tsPayload(lts, true))
+	return append(out, tsPayload(rts, false), tsPayload(lts, true)), install
 }
 
 // matchV2Tunnel finds the first tunnel of c whose selectors overlap the initiator's TSi (its
@@ -438,9 +443,10 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 	// (RFC 7296 2.8), and the tunnel's newest child is the new one, unless we were rekeying
 	// the same child SA at the same time (v2_collision.go).
 	old := rekeyedChild(sa, ps)
-	out := e.answerChild(sa, ps, ni.Data, nr, gir, extra...)
-	if old != nil && old.rekeying && ikev2.Find[*ikev2.SA](out) != nil {
+	out, install := e.answerChild(sa, ps, ni.Data, nr, gir, extra...)
+	reply(out...)
+	install()
+	if old != nil && old.rekeying && old.tunnel.child != old && ikev2.Find[*ikev2.SA](out) != nil {
 		e.rekeyedBy(old, old.tunnel, true, ni.Data, nr)
 	}
-	reply(out...)
 }
