@@ -42,6 +42,7 @@ type KeyLog struct {
 	mu  sync.Mutex
 	esp []string
 	ike []string
+	v2  ikev2Table // keylog_ikev2.go
 }
 
 var _ ike.KeyLogger = (*KeyLog)(nil)

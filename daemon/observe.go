@@ -56,7 +56,10 @@ func connTunnels(cfg *config.Config) []metrics.ConnTunnels {
 	var out []metrics.ConnTunnels
 	for _, c := range cfg.Connections {
 		ct := metrics.ConnTunnels{Connection: c.Name, Exchange: string(ike.ExchangeMain)}
-		if c.IKE.Mode == model.ModeAggressive {
+		switch {
+		case c.IKE.Version == 2:
+			ct.Exchange = string(ike.ExchangeIKEv2)
+		case c.IKE.Mode == model.ModeAggressive:
 			ct.Exchange = string(ike.ExchangeAggressive)
 		}
 		for _, t := range c.Tunnels {

@@ -21,6 +21,12 @@ func validateConnection(c *model.Connection) error {
 		return fmt.Errorf("%s: remote_address is unset, want the peer's address", where)
 	case len(c.PSK) == 0:
 		return fmt.Errorf("%s: psk is empty, want a pre-shared key", where)
+	case c.IKE.Version > 2:
+		return fmt.Errorf("%s: ike version %d, want 1 or 2", where, c.IKE.Version)
+	case c.IKE.Version == 2:
+		if err := validateV2(c); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 	case len(c.IKE.Proposals) == 0:
 		return fmt.Errorf("%s: ike proposals are empty, want at least one", where)
 	}

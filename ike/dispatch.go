@@ -35,6 +35,10 @@ func fatal(err error) error { return &fatalError{err} }
 // handlePacket dispatches one received IKE message. Malformed or unexpected messages are
 // dropped; they never end an SA unless they authenticate as the peer's.
 func (e *Engine) handlePacket(pkt conn.Packet) {
+	if isIKEv2(pkt.Data) {
+		e.handleV2Packet(pkt)
+		return
+	}
 	m, err := isakmp.Decode(pkt.Data)
 	if err != nil {
 		e.log.Debug("dropping malformed message", "peer", pkt.Remote, "err", err)

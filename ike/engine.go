@@ -40,6 +40,8 @@ import (
 
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/clock"
+	"github.com/espgw/espgw/ike/ikev2"
+	"github.com/espgw/espgw/ike/proposal"
 )
 
 // Kernel is the part of the datapath the engine programs. The daemon adapts it onto
@@ -65,6 +67,17 @@ type KeyLogger interface {
 	IKESA(initiatorCookie [8]byte, encKey []byte)
 	// ChildSA reports an installed child SA with its keys.
 	ChildSA(sa *ChildSA)
+	// IKEv2SA reports an established IKEv2 SA with its SK_e and SK_a keys.
+	IKEv2SA(k IKEv2Keys)
+}
+
+// IKEv2Keys are what Wireshark's ikev2_decryption_table needs to decrypt an IKEv2 SA's
+// messages: its SPIs, its proposal and the SK_ei/SK_er/SK_ai/SK_ar keys (for AES-GCM the
+// encryption keys end with their 4-byte salt; there are no SK_a keys).
+type IKEv2Keys struct {
+	SPIi, SPIr     [8]byte
+	Proposal       proposal.IKEv2
+	EI, ER, AI, AR []byte
 }
 
 // Options configures an Engine. Bind and Kernel are required.
@@ -99,7 +112,8 @@ type Engine struct {
 	mu   sync.Mutex
 
 	conns     map[string]*connection
-	ikeSAs    map[[8]byte]*ikeSA // by initiator cookie
+	ikeSAs    map[[8]byte]*ikeSA  // by initiator cookie
+	v2SAs     map[ikev2.SPI]*v2SA // IKEv2, by our SPI
 	children  map[uint32]*childSA
 	reqIDs    map[tunnelKey]uint32 // every reqid ever assigned, so it never changes
 	nextReqID uint32
@@ -135,6 +149,7 @@ func New(opts Options) *Engine {
 		log:       opts.Logger,
 		conns:     make(map[string]*connection),
 		ikeSAs:    make(map[[8]byte]*ikeSA),
+		v2SAs:     make(map[ikev2.SPI]*v2SA),
 		children:  make(map[uint32]*childSA),
 		reqIDs:    make(map[tunnelKey]uint32),
 		unauth:    unauthLog{window: unauthLogWindow, entries: make(map[unauthKey]*unauthEntry)},
@@ -168,6 +183,9 @@ func (e *Engine) shutdown() {
 	e.closed = true
 	for _, sa := range e.ikeSAs {
 		e.deleteIKESA(sa, true, errShutdown)
+	}
+	for _, sa := range e.v2SAs {
+		e.deleteV2SA(sa, true, errShutdown)
 	}
 	e.flushUnauthLog()
 }
@@ -234,6 +252,7 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 				e.deleteIKESA(sa, true, errDown)
 			}
 		}
+		e.deleteV2SAs(c, errDown)
 	}
 	return nil
 }
@@ -244,7 +263,7 @@ func (e *Engine) Acquire(reqID uint32) {
 	defer e.mu.Unlock()
 	for _, c := range e.conns {
 		for _, t := range c.tunnels {
-			if t.reqID == reqID && t.child == nil && t.qm == nil {
+			if t.reqID == reqID && t.child == nil && t.qm == nil && !t.v2Pending {
 				e.startTunnel(t, nil)
 			}
 		}

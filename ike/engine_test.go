@@ -326,6 +326,7 @@ type keyLog struct {
 	mu     sync.Mutex
 	ike    map[[8]byte][]byte
 	childs []*ChildSA
+	v2     []IKEv2Keys
 }
 
 func (k *keyLog) IKESA(icookie [8]byte, encKey []byte) {

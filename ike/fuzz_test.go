@@ -44,9 +44,21 @@ func FuzzResponder(f *testing.F) {
 	}
 	// Captures of other implementations, shared with package isakmp's tests; relative to
 	// this package, so the seeds come along wherever the repository is checked out.
-	pcaps, _ := filepath.Glob(filepath.Join("isakmp", "testdata", "*.pcap"))
+	addCaptureSeeds(f, filepath.Join("isakmp", "testdata"), conn.IKEPort)
+	f.Fuzz(func(t *testing.T, msg []byte, port uint16) {
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		local := netip.AddrPortFrom(addrB, port)
+		b.e.handlePacket(conn.Packet{Data: msg, Local: local, Remote: netip.AddrPortFrom(addrA, port)})
+	})
+}
+
+// addCaptureSeeds adds the IKE messages of every capture in dir (dir/*.pcap) to f's corpus,
+// as if received on port.
+func addCaptureSeeds(f *testing.F, dir string, port uint16) {
+	pcaps, _ := filepath.Glob(filepath.Join(dir, "*.pcap"))
 	if len(pcaps) == 0 {
-		f.Fatal("no seed captures in isakmp/testdata/*.pcap")
+		f.Fatalf("no seed captures in %s/*.pcap", dir)
 	}
 	for _, p := range pcaps {
 		data, err := os.ReadFile(p)
@@ -58,15 +70,9 @@ func FuzzResponder(f *testing.F) {
 			f.Fatalf("%s: no UDP payloads", p)
 		}
 		for _, msg := range msgs {
-			f.Add(msg, uint16(conn.IKEPort))
+			f.Add(msg, port)
 		}
 	}
-	f.Fuzz(func(t *testing.T, msg []byte, port uint16) {
-		b.e.mu.Lock()
-		defer b.e.mu.Unlock()
-		local := netip.AddrPortFrom(addrB, port)
-		b.e.handlePacket(conn.Packet{Data: msg, Local: local, Remote: netip.AddrPortFrom(addrA, port)})
-	})
 }
 
 // udpPayloads extracts the UDP payloads of a little-endian Ethernet/IPv4 pcap file,

@@ -1,6 +1,11 @@
 package ike
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"github.com/espgw/espgw/ike/clock"
+)
 
 // DefaultNATKeepalive is the NAT-keepalive interval RFC 3948 section 4 suggests.
 const DefaultNATKeepalive = 20 * time.Second
@@ -14,19 +19,24 @@ var natKeepalive = []byte{0xff}
 // to the peer's every Options.NATKeepalive (RFC 3948 4). A NAT that nat_traversal: force
 // only pretends has no binding to keep, so then nothing is sent.
 func (e *Engine) startNATKeepalive(sa *ikeSA) {
-	if !sa.behindNAT {
-		return
+	if sa.behindNAT {
+		e.keepNATOpen(&sa.keepalive, func() bool { return sa.state == stateEstablished }, &sa.local, &sa.remote)
 	}
+}
+
+// keepNATOpen sends a NAT-keepalive from *local to *remote every Options.NATKeepalive while
+// up() holds, keeping the timer in *timer.
+func (e *Engine) keepNATOpen(timer *clock.Timer, up func() bool, local, remote *netip.AddrPort) {
 	every := e.opts.NATKeepalive
 	var tick func()
 	tick = func() {
-		if sa.state != stateEstablished {
+		if !up() {
 			return
 		}
-		if err := e.opts.Bind.SendESP(natKeepalive, sa.local, sa.remote); err != nil {
-			e.log.Debug("NAT-keepalive not sent", sa.logArgs("err", err)...)
+		if err := e.opts.Bind.SendESP(natKeepalive, *local, *remote); err != nil {
+			e.log.Debug("NAT-keepalive not sent", "peer", *remote, "err", err)
 		}
-		sa.keepalive = e.afterFunc(every, tick)
+		*timer = e.afterFunc(every, tick)
 	}
-	sa.keepalive = e.afterFunc(every, tick)
+	*timer = e.afterFunc(every, tick)
 }

@@ -21,6 +21,8 @@ const (
 	ExchangeMain       Exchange = "main"
 	ExchangeAggressive Exchange = "aggressive"
 	ExchangeQuick      Exchange = "quick"
+	ExchangeIKEv2      Exchange = "ikev2"       // IKE_SA_INIT and IKE_AUTH
+	ExchangeChildV2    Exchange = "ikev2_child" // an IKEv2 CHILD_SA (IKE_AUTH or CREATE_CHILD_SA)
 )
 
 // Result is how a negotiation ended: ResultSuccess or one failure reason.

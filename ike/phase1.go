@@ -84,11 +84,7 @@ func (e *Engine) startPhase1(c *connection) *ikeSA {
 		}
 	}
 	if err != nil {
-		e.addError(c.cfg.Name, err)
-		for _, t := range c.waiting {
-			t.notify(err)
-		}
-		c.waiting = nil
+		e.failStart(c, err)
 		if sa != nil {
 			e.deleteIKESA(sa, false, err)
 		}
@@ -96,6 +92,16 @@ func (e *Engine) startPhase1(c *connection) *ikeSA {
 	}
 	e.log.Info("initiating IKE SA", sa.logArgs("mode", c.cfg.IKE.Mode)...)
 	return sa
+}
+
+// failStart records that an IKE SA with c's peer could not be started and fails the
+// tunnels waiting for it.
+func (e *Engine) failStart(c *connection, err error) {
+	e.addError(c.cfg.Name, err)
+	for _, t := range c.waiting {
+		t.notify(err)
+	}
+	c.waiting = nil
 }
 
 // failPhase1 ends a negotiation that went wrong: it records err, completes waiting Up calls

@@ -50,6 +50,10 @@ func (e *Engine) runQueue(c *connection) {
 	if e.closed || len(c.waiting) == 0 {
 		return
 	}
+	if c.cfg.IKE.Version == 2 {
+		e.runQueueV2(c)
+		return
+	}
 	sa := e.establishedSA(c)
 	if sa == nil {
 		if e.negotiatingSA(c) == nil {

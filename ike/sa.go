@@ -36,6 +36,7 @@ type tunnel struct {
 	manualDown bool
 	removed    bool   // no longer configured: nothing may be installed for it
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
+	v2Pending  bool   // IKEv2: an IKE_AUTH or CREATE_CHILD_SA for it is in flight
 	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
 	lastOneSided time.Time
 	// retry is the pending retry of a start: always tunnel after failures (retry.go).
@@ -48,15 +49,17 @@ type tunnel struct {
 // childSA is an installed child SA and the IKE SA it was negotiated under.
 type childSA struct {
 	ChildSA
-	tunnel     *tunnel
-	ike        *ikeSA
-	rekeying   bool
-	gen        uint64      // tunnel.installs when it was installed
-	nonceI     []byte      // the quick-mode initiator's nonce, to settle duplicates
-	expiry     clock.Timer // hard lifetime
-	softExpiry clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
-	watch      oneSided    // traffic both ways? (onesided.go)
-	confirmed  bool        // the peer's ESP arrived on it (dpd.go)
+	tunnel      *tunnel
+	ike         *ikeSA
+	v2          *v2SA        // IKEv2: the IKE SA it was negotiated under (ike is nil)
+	v2Collision *v2Collision // IKEv2: both sides rekeying it at once (v2_collision.go)
+	rekeying    bool
+	gen         uint64      // tunnel.installs when it was installed
+	nonceI      []byte      // the quick-mode initiator's nonce, to settle duplicates
+	expiry      clock.Timer // hard lifetime
+	softExpiry  clock.Timer // rekey at 85 to 90 % of the lifetime (rekeyTime)
+	watch       oneSided    // traffic both ways? (onesided.go)
+	confirmed   bool        // the peer's ESP arrived on it (dpd.go)
 }
 
 // phase1State is where an IKE SA is in main or aggressive mode.
@@ -189,6 +192,7 @@ func (e *Engine) removeConnection(c *connection) {
 			e.deleteIKESA(sa, true, errRemoved)
 		}
 	}
+	e.deleteV2SAs(c, errRemoved)
 	for _, t := range c.sortedTunnels() {
 		e.removeTunnel(t)
 	}
@@ -260,19 +264,29 @@ func (e *Engine) installChild(qm *quickMode, cs *ChildSA) error {
 		e.retireChild(old)
 	}
 	e.settleDuplicates(ch, qm.gen)
-	if cs.Lifetime > 0 {
-		// The datapath reports expiry too; these timers cover datapaths without lifetimes.
-		// Only the side that initiated the child rekeys it early, so both sides do not; the
-		// jitter spreads the rekeys of tunnels negotiated together (they queue anyway).
-		ch.expiry = e.afterFunc(cs.Lifetime, func() { e.expire(cs.SPIIn, true) })
-		if cs.Initiator {
-			ch.softExpiry = e.afterFunc(e.rekeyTime(cs.Lifetime), func() { e.expire(cs.SPIIn, false) })
-		}
-	}
+	e.armChildLifetime(ch)
 	if cs.Initiator {
 		e.watchUnconfirmed(ch)
 	}
 	return nil
+}
+
+// armChildLifetime arms a new child SA's expiry timers. The datapath reports expiry too;
+// these timers cover datapaths without lifetimes. Only the side that initiated the child
+// rekeys it early, so both sides do not; the jitter spreads the rekeys of tunnels
+// negotiated together (they queue anyway).
+func (e *Engine) armChildLifetime(ch *childSA) {
+	if ch.Lifetime <= 0 {
+		return
+	}
+	// The datapath reports expiry too; these timers cover datapaths without lifetimes.
+	// Only the side that initiated the child rekeys it early, so both sides do not; the
+	// jitter spreads the rekeys of tunnels negotiated together (they queue anyway).
+	spi := ch.SPIIn
+	ch.expiry = e.afterFunc(ch.Lifetime, func() { e.expire(spi, true) })
+	if ch.Initiator {
+		ch.softExpiry = e.afterFunc(e.rekeyTime(ch.Lifetime), func() { e.expire(spi, false) })
+	}
 }
 
 // retireChild deletes a child SA replaced by our rekey after replacedChildDelay rather than
@@ -309,6 +323,9 @@ func (e *Engine) deleteChild(ch *childSA, tell bool) {
 	ch.zeroKeys()
 	if tell && ch.ike != nil && ch.ike.state == stateEstablished {
 		e.sendDeleteESP(ch.ike, ch.SPIIn)
+	}
+	if tell && ch.v2 != nil && ch.v2.state == v2Established {
+		e.sendV2DeleteChild(ch.v2, ch.SPIIn)
 	}
 	e.log.Info("child SA deleted", "conn", ch.Connection, "tunnel", ch.Tunnel, "spi_in", hexSPI(ch.SPIIn), "spi_out", hexSPI(ch.SPIOut))
 }

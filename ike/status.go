@@ -81,26 +81,58 @@ func (e *Engine) Status() Status {
 		} else {
 			s.Age = now.Sub(sa.established)
 		}
-		for _, ch := range e.children {
-			if ch.ike != sa {
-				continue
-			}
-			s.ChildSAs = append(s.ChildSAs, ChildSAStatus{
-				Tunnel: ch.Tunnel, ReqID: ch.ReqID, SPIIn: ch.SPIIn, SPIOut: ch.SPIOut,
-				Proposal: ch.Proposal.String(), LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
-				Encapsulated: ch.EncapRemotePort != 0, Lifetime: ch.Lifetime, LifeKilobytes: ch.LifeKilobytes, Established: ch.Established,
-				OneSidedSince: ch.watch.since,
-			})
-		}
-		slices.SortFunc(s.ChildSAs, func(a, b ChildSAStatus) int { return cmp.Compare(a.Tunnel, b.Tunnel) })
+		s.ChildSAs = e.childStatus(func(ch *childSA) bool { return ch.ike == sa })
 		st.IKESAs = append(st.IKESAs, s)
 	}
+	st.IKESAs = append(st.IKESAs, e.v2Status(now)...)
 	slices.SortFunc(st.IKESAs, func(a, b IKESAStatus) int {
 		return cmp.Or(cmp.Compare(a.Connection, b.Connection), a.Established.Compare(b.Established))
 	})
 	st.Errors = slices.Clone(e.errs)
 	st.Retrying = e.retrying()
 	return st
+}
+
+// childStatus describes the child SAs for which mine holds, sorted by tunnel.
+func (e *Engine) childStatus(mine func(*childSA) bool) []ChildSAStatus {
+	var out []ChildSAStatus
+	for _, ch := range e.children {
+		if !mine(ch) {
+			continue
+		}
+		out = append(out, ChildSAStatus{
+			Tunnel: ch.Tunnel, ReqID: ch.ReqID, SPIIn: ch.SPIIn, SPIOut: ch.SPIOut,
+			Proposal: ch.Proposal.String(), LocalTS: ch.LocalTS, RemoteTS: ch.RemoteTS,
+			Encapsulated: ch.EncapRemotePort != 0, Lifetime: ch.Lifetime, LifeKilobytes: ch.LifeKilobytes, Established: ch.Established,
+			OneSidedSince: ch.watch.since,
+		})
+	}
+	slices.SortFunc(out, func(a, b ChildSAStatus) int { return cmp.Compare(a.Tunnel, b.Tunnel) })
+	return out
+}
+
+// v2Status describes the IKEv2 SAs (Version 2; the cookies are the SPIs).
+func (e *Engine) v2Status(now time.Time) []IKESAStatus {
+	var out []IKESAStatus
+	for _, sa := range e.v2SAs {
+		s := IKESAStatus{
+			Connection: sa.conn.cfg.Name, Version: 2, Local: sa.local, Remote: sa.remote,
+			InitiatorCookie: sa.spiI.String(), ResponderCookie: sa.spiR.String(),
+			State: sa.state.String(), Initiator: sa.initiator, Established: sa.established,
+			NATDetected: sa.natDetected(), LastReceived: sa.lastRecv,
+			DPD: DPDStatus{Delay: sa.conn.cfg.IKE.DPDDelay, PeerSupports: true, Running: sa.dpd != nil, LastAck: sa.lastRecv},
+			Age: now.Sub(sa.created),
+		}
+		if sa.sk != nil {
+			s.Proposal = sa.prop.String()
+		}
+		if !sa.established.IsZero() {
+			s.Age = now.Sub(sa.established)
+		}
+		s.ChildSAs = e.childStatus(func(ch *childSA) bool { return ch.v2 == sa })
+		out = append(out, s)
+	}
+	return out
 }
 
 // racoonAddr formats an address the way racoon's log lines do: 192.0.2.1[500].

@@ -27,6 +27,7 @@ const (
 	WSIntegNull    = "NULL"
 	ESPSAFile      = "esp_sa"                 // Wireshark's file name for the ESP SA table
 	IKEv1TableFile = "ikev1_decryption_table" // Wireshark's file name for IKEv1 phase-1 keys
+	IKEv2TableFile = "ikev2_decryption_table" // Wireshark's file name for IKEv2 SK_e/SK_a keys
 )
 
 // ESPSAEntry is one line of Wireshark's esp_sa table: the keys of one ESP SA (one direction).
@@ -51,6 +52,9 @@ type IKEv1Key struct {
 type Keys struct {
 	ESP   []ESPSAEntry
 	IKEv1 []IKEv1Key
+	// IKEv2 are ikev2_decryption_table lines as espgw writes them (SPIs and keys in hex,
+	// algorithms quoted), handed to tshark as they are.
+	IKEv2 []string
 }
 
 // Line formats e as a line of the esp_sa UAT file (also the value of a `-o uat:esp_sa:` option).
@@ -82,6 +86,9 @@ func (k Keys) Options() []string {
 	for _, i := range k.IKEv1 {
 		opts = append(opts, "-o", "uat:ikev1_decryption_table:"+i.Line())
 	}
+	for _, l := range k.IKEv2 {
+		opts = append(opts, "-o", "uat:ikev2_decryption_table:"+l)
+	}
 	return opts
 }
 
@@ -90,6 +97,7 @@ func (k Keys) Merge(o Keys) Keys {
 	return Keys{
 		ESP:   append(append([]ESPSAEntry(nil), k.ESP...), o.ESP...),
 		IKEv1: append(append([]IKEv1Key(nil), k.IKEv1...), o.IKEv1...),
+		IKEv2: append(append([]string(nil), k.IKEv2...), o.IKEv2...),
 	}
 }
 
@@ -160,17 +168,27 @@ func ReadKeyFiles(espSAPath, ikev1Path string) (Keys, error) {
 	return k, nil
 }
 
-// ReadKeyDir reads dir/esp_sa and dir/ikev1_decryption_table (Wireshark's file names); a
-// missing file counts as empty.
+// ReadKeyDir reads dir/esp_sa, dir/ikev1_decryption_table and dir/ikev2_decryption_table
+// (Wireshark's file names); a missing file counts as empty.
 func ReadKeyDir(dir string) (Keys, error) {
-	esp, ike := filepath.Join(dir, ESPSAFile), filepath.Join(dir, IKEv1TableFile)
-	if _, err := os.Stat(esp); errors.Is(err, fs.ErrNotExist) {
-		esp = ""
+	esp, ike := existing(filepath.Join(dir, ESPSAFile)), existing(filepath.Join(dir, IKEv1TableFile))
+	k, err := ReadKeyFiles(esp, ike)
+	if err != nil {
+		return Keys{}, err
 	}
-	if _, err := os.Stat(ike); errors.Is(err, fs.ErrNotExist) {
-		ike = ""
+	err = readUAT(existing(filepath.Join(dir, IKEv2TableFile)), func(l string) error {
+		k.IKEv2 = append(k.IKEv2, l)
+		return nil
+	})
+	return k, err
+}
+
+// existing returns path, or "" if there is no such file.
+func existing(path string) string {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return ""
 	}
-	return ReadKeyFiles(esp, ike)
+	return path
 }
 
 func readUAT(path string, line func(string) error) error {

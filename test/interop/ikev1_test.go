@@ -70,18 +70,7 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	}
 	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{gwConn(set.ike, set.esp, start)}})
 
-	switch initiator {
-	case byEspgwUp:
-		if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
-			t.Fatal(err)
-		}
-	case byStrongSwan:
-		if err := sw.Initiate("s2s", negotiationTimeout); err != nil {
-			t.Fatal(err)
-		}
-	}
-	swIKE, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
-	st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	swIKE, swChild, st, sa := negotiate(t, g, sw, initiator)
 	espgwInitiated := initiator != byStrongSwan
 
 	// swanctl --list-sas: an ESTABLISHED IKEv1 SA with the child INSTALLED.
@@ -154,6 +143,26 @@ func testIKEv1StrongSwan(t *testing.T, set proposalSet, initiator string) {
 	if fromSwan < 6 {
 		t.Errorf("%d ESP packets from strongSwan in the capture, want at least 6 (3 echo replies, 3 echo requests)", fromSwan)
 	}
+}
+
+// negotiate starts the negotiation of the seed's tunnel by initiator (byEspgwUp: `espgw up`;
+// byStrongSwan: swanctl --initiate; else it starts by itself) and waits until the partner
+// has it INSTALLED and espgw up.
+func negotiate(t *testing.T, g *espgwtest.Gateway, sw *strongswan.Charon, initiator string) (strongswan.IKESA, strongswan.ChildSA, espgwtest.Status, espgwtest.IPsecSA) {
+	t.Helper()
+	switch initiator {
+	case byEspgwUp:
+		if err := g.Up(connName+"/"+tunnelName, negotiationTimeout); err != nil {
+			t.Fatal(err)
+		}
+	case byStrongSwan:
+		if err := sw.Initiate("s2s", negotiationTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swIKE, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	st, sa := g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
+	return swIKE, swChild, st, sa
 }
 
 // pskMismatch is what espgw reports when the peers' pre-shared keys differ (ike.ErrPSKMismatch).

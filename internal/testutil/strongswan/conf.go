@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Config describes one IKEv1 site-to-site connection of a strongSwan partner.
+// Config describes one site-to-site connection of a strongSwan partner, IKEv1 unless Version is 2.
 // Addresses, identities and traffic selectors are strings in swanctl.conf syntax.
 type Config struct {
 	Name       string // connection and CHILD_SA name; "" = "s2s"
@@ -22,7 +22,8 @@ type Config struct {
 	LocalTS      string // comma-separated, e.g. "10.20.0.0/24"
 	RemoteTS     string
 
-	Aggressive  bool   // aggressive mode instead of main mode
+	Version     int    // IKE version: 1 (0) or 2
+	Aggressive  bool   // aggressive mode instead of main mode (IKEv1)
 	StartAction string // child start_action: none (default), trap or start
 	ExtraConn   string // raw swanctl.conf lines added inside connections.<Name>
 	ExtraChild  string // raw swanctl.conf lines added inside children.<Name>
@@ -38,10 +39,19 @@ type Config struct {
 	// with many connections to one charon's many addresses needs one per connection.
 	HalfOpenPerIP int
 
+	// Children are further CHILD_SAs of the connection, with its ESP proposals and start
+	// action (IKEv2 negotiates them under one IKE_SA).
+	Children []Child
+
 	// More are further connections of the same charon (a partner with many peers: one
 	// local address each). Only their connection fields count; the first Config's own
 	// charon settings (LogLevel, KernelESP) apply to all.
 	More []Config
+}
+
+// Child is a further CHILD_SA of a connection: its name and traffic selectors.
+type Child struct {
+	Name, LocalTS, RemoteTS string
 }
 
 func (c *Config) setDefaults() {
@@ -194,7 +204,7 @@ func writeSwanctlConf(w io.Writer, c Config) error {
 // writeConnection writes c's entry of connections {}.
 func writeConnection(w io.Writer, c Config) error {
 	_, err := fmt.Fprintf(w, `	%[1]s {
-		version = 1
+		version = %[14]d
 		aggressive = %[2]s
 		local_addrs = %[3]s
 		remote_addrs = %[4]s
@@ -217,11 +227,11 @@ func writeConnection(w io.Writer, c Config) error {
 				start_action = %[11]s
 %[13]s
 			}
-		}
+%[15]s		}
 	}
 `, c.Name, yesNo(c.Aggressive), c.LocalAddr, c.RemoteAddr, c.IKEProposals, c.LocalID, c.RemoteID,
 		c.LocalTS, c.RemoteTS, c.ESPProposals, c.StartAction,
-		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"))
+		indent(c.ExtraConn, "\t\t"), indent(c.ExtraChild, "\t\t\t\t"), max(c.Version, 1), moreChildren(c))
 	return err
 }
 
@@ -241,4 +251,14 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + strings.TrimSpace(l)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// moreChildren writes c.Children's entries of children {}.
+func moreChildren(c Config) string {
+	var b strings.Builder
+	for _, ch := range c.Children {
+		fmt.Fprintf(&b, "\t\t\t%s {\n\t\t\t\tmode = tunnel\n\t\t\t\tlocal_ts = %s\n\t\t\t\tremote_ts = %s\n\t\t\t\tesp_proposals = %s\n\t\t\t\tstart_action = %s\n\t\t\t}\n",
+			ch.Name, ch.LocalTS, ch.RemoteTS, c.ESPProposals, c.StartAction)
+	}
+	return b.String()
 }

@@ -1,0 +1,182 @@
+package interop
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/strongswan"
+)
+
+// v2Children is how many tunnels TestIKEv2Children negotiates under one IKE SA.
+const v2Children = 8
+
+// childSubnet is the partner's side of tunnel i: 10.20.0.16i/28, in which the partner has
+// the address childHost(i) (kernel-libipsec installs a CHILD_SA only with a local address in
+// its traffic selector).
+func childSubnet(i int) string { return fmt.Sprintf("10.20.0.%d/28", 16*i) }
+func childHost(i int) string   { return fmt.Sprintf("10.20.0.%d", 16*i+1) }
+
+// startV2Children starts both sides with v2Children tunnels of set, the ESP proposal with
+// PFS, and the tunnels' lifetime (espgw rekeys at 85-90 % of it).
+func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, *espgwtest.Gateway) {
+	t.Helper()
+	swc := strongswan.Config{Version: 2, LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
+		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: childSubnet(0), RemoteTS: localSubnet}
+	c := gwConn(v1Placeholder, set.esp, "manual")
+	c.Tunnels = nil
+	for i := range v2Children {
+		if i > 0 {
+			l.partner.AddAddr(t, "p-int", childHost(i)+"/28")
+			swc.Children = append(swc.Children, strongswan.Child{Name: fmt.Sprintf("s2s-%d", i), LocalTS: childSubnet(i), RemoteTS: localSubnet})
+		}
+		c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: fmt.Sprintf("t%d", i), LocalSubnet: localSubnet,
+			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: "manual", Lifetime: lifetime})
+	}
+	sw := strongswan.Start(t, l.partner, swc)
+	g := espgwtest.StartCommand(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}}, ikev2Gateway(set.ike)...)
+	return sw, g
+}
+
+// upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
+// the partner has them all INSTALLED.
+func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
+	t.Helper()
+	sw, g := startV2Children(t, l, set, lifetime)
+	if err := g.Up(connName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	return sw, waitChildren(t, sw, v2Children, negotiationTimeout)
+}
+
+// waitChildren waits until charon has one ESTABLISHED IKE_SA with n INSTALLED CHILD_SAs.
+func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Duration) strongswan.IKESA {
+	t.Helper()
+	var ike strongswan.IKESA
+	err := testutil.Poll(timeout, func() (bool, error) {
+		sas, err := sw.ListSAs()
+		if err != nil {
+			return false, err
+		}
+		if len(sas) != 1 || sas[0].State != "ESTABLISHED" {
+			return false, fmt.Errorf("%d IKE_SAs (%+v), want 1 ESTABLISHED", len(sas), sas)
+		}
+		installed := 0
+		for _, ch := range sas[0].Children {
+			if ch.State == "INSTALLED" {
+				installed++
+			}
+		}
+		ike = sas[0]
+		if installed != n {
+			return false, fmt.Errorf("%d of %d CHILD_SAs INSTALLED", installed, len(sas[0].Children))
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("strongSwan: %v", err)
+	}
+	return ike
+}
+
+// pingChildren pings the partner's address in every tunnel from espgw's service address.
+func pingChildren(t *testing.T, l *lab) {
+	t.Helper()
+	for i := range v2Children {
+		if err := testutil.Ping(l.gw, serviceAddr, childHost(i), 2); err != nil {
+			t.Errorf("tunnel t%d: %v", i, err)
+		}
+	}
+}
+
+// TestIKEv2Children: espgw negotiates 8 tunnels with strongSwan under one IKE SA, the first
+// in IKE_AUTH and the others by CREATE_CHILD_SA with PFS: the partner lists one IKE_SA with
+// 8 INSTALLED CHILD_SAs and every tunnel carries a ping.
+func TestIKEv2Children(t *testing.T) {
+	t.Parallel()
+	set := v2Sets[0]
+	l := newLab(t)
+	_, ike := upChildren(t, l, set, "")
+	pingChildren(t, l)
+	for _, ch := range ike.Children {
+		t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
+	}
+}
+
+// TestIKEv2Rekey: under pings at 5/s, strongSwan rekeys the IKE SA and a CHILD_SA (swanctl
+// --rekey), and espgw rekeys its child SAs by their 30 s lifetime, with PFS; the partner
+// ends with one IKE_SA, the tunnels INSTALLED under new SPIs, and at most 1 % of the pings
+// are lost.
+func TestIKEv2Rekey(t *testing.T) {
+	t.Parallel()
+	set := v2Sets[0]
+	l := newLab(t)
+	sw, before := upChildren(t, l, set, "30s")
+	pings := startPings(l.gw, serviceAddr, childHost(0), 200*time.Millisecond)
+	time.Sleep(2 * time.Second)
+	if out, err := sw.Swanctl("--rekey", "--ike", "s2s"); err != nil {
+		t.Fatalf("swanctl --rekey --ike: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second)
+	if out, err := sw.Swanctl("--rekey", "--child", "s2s"); err != nil {
+		t.Fatalf("swanctl --rekey --child: %v\n%s", err, out)
+	}
+	time.Sleep(40 * time.Second) // espgw's child rekeys at 25.5-27 s
+	after := waitChildren(t, sw, v2Children, negotiationTimeout)
+	sent, lost := pings.Stop()
+	if after.InitiatorSPI == before.InitiatorSPI {
+		t.Errorf("IKE_SA %016x not replaced", before.InitiatorSPI)
+	}
+	old := map[uint32]bool{}
+	for _, ch := range before.Children {
+		old[ch.SPIIn] = true
+	}
+	for _, ch := range after.Children {
+		if old[ch.SPIIn] {
+			t.Errorf("CHILD_SA %s still has SPI %08x after 40 s of a 30 s lifetime", ch.Name, ch.SPIIn)
+		}
+	}
+	pingChildren(t, l)
+	t.Logf("IKE_SA %016x -> %016x; %d pings at 5/s, %d lost", before.InitiatorSPI, after.InitiatorSPI, sent, lost)
+	if sent == 0 || lost*100 > sent {
+		t.Errorf("%d of %d pings lost across the rekeys, want at most 1 %%", lost, sent)
+	}
+}
+
+// pinger sends one echo request every interval (waiting at most a second for each reply)
+// until Stop, counting the lost ones.
+type pinger struct {
+	stop       chan struct{}
+	done       chan struct{}
+	sent, lost int
+}
+
+func startPings(ns *testutil.NetNS, src, dst string, every time.Duration) *pinger {
+	p := &pinger{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			p.sent++
+			if testutil.Ping(ns, src, dst, 1) != nil {
+				p.lost++
+			}
+		}
+	}()
+	return p
+}
+
+// Stop ends the pings and returns how many were sent and lost.
+func (p *pinger) Stop() (sent, lost int) {
+	close(p.stop)
+	<-p.done
+	return p.sent, p.lost
+}
