@@ -175,14 +175,16 @@ func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn s
 	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys, %d ESP packets from strongSwan decrypted, ICV good", fromSwan)
 }
 
-// TestIKEv2Liveness: both sides check liveness every 2 s (espgw dpd_delay, strongSwan
-// dpd_delay) and answer each other's empty INFORMATIONAL requests, so the SAs stay up;
-// once the partner is killed, espgw deletes the IKE SA and its child SA within dpd_timeout.
+// TestIKEv2Liveness: espgw checks liveness every 2 s and strongSwan answers its empty
+// INFORMATIONAL requests, so the SAs stay up; once the partner is killed, espgw deletes the
+// IKE SA and its child SA within dpd_timeout. strongSwan's own checks are rarer (30 s): each
+// side probes only after hearing nothing for its delay (RFC 7296 2.4), so with equal delays
+// whichever timer runs first keeps the other quiet and the direction checked would be luck.
 func TestIKEv2Liveness(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", func(s *strongswan.Config, c *espgwtest.Connection) {
-		s.ExtraConn = "dpd_delay = 2s"
+		s.ExtraConn = "dpd_delay = 30s"
 		c.DPDDelay, c.DPDTimeout = "2s", "6s"
 	})
 	swIKE, _, _, _ := negotiate(t, g, sw, byEspgwUp)
@@ -191,10 +193,8 @@ func TestIKEv2Liveness(t *testing.T) {
 	if after.UniqueID != swIKE.UniqueID {
 		t.Errorf("strongSwan's IKE_SA #%d replaced by #%d during liveness checks", swIKE.UniqueID, after.UniqueID)
 	}
-	for _, want := range []string{"parsed INFORMATIONAL request", "parsed INFORMATIONAL response"} {
-		if !sw.LogContains(want) {
-			t.Errorf("charon log lacks %q: no liveness check in that direction", want)
-		}
+	if !sw.LogContains("parsed INFORMATIONAL request") {
+		t.Errorf("charon log lacks %q: espgw sent no liveness check", "parsed INFORMATIONAL request")
 	}
 	// Gone without a Delete: espgw must notice by itself.
 	if err := syscall.Kill(sw.PID(), syscall.SIGKILL); err != nil {
