@@ -32,6 +32,10 @@ func (d *daemon) status() *control.Status {
 			up[tunnelKey{s.Connection, c.Tunnel}] = true
 		}
 	}
+	retry := make(map[tunnelKey]ike.TunnelRetry)
+	for _, r := range st.Retrying {
+		retry[tunnelKey{r.Connection, r.Tunnel}] = r
+	}
 	lastErr := make(map[string]ike.ConnError)
 	for _, e := range st.Errors { // oldest first: the last one wins
 		lastErr[e.Connection] = e
@@ -74,6 +78,12 @@ func (d *daemon) status() *control.Status {
 		}
 		if e, ok := lastErr[t.Connection]; ok && ts.State != control.TunnelUp {
 			ts.LastError, ts.LastErrorTime = e.Err, e.Time
+		}
+		if r, ok := retry[k]; ok && ts.State != control.TunnelUp {
+			ts.Failures, ts.RetryAt = r.Failures, r.At
+			if ts.LastError == "" {
+				ts.LastError = r.Err
+			}
 		}
 		if tc, ok := policies[t.ReqID]; ok {
 			pc := control.PolicyCounters(tc)
