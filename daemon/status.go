@@ -72,7 +72,7 @@ func (d *daemon) status() *control.Status {
 		}
 		switch {
 		case up[k]:
-			ts.State = control.TunnelUp
+			ts.State, ts.OneSidedSince = control.TunnelUp, t.OneSidedSince
 		case upping[k] || negotiating[t.Connection]:
 			ts.State = control.TunnelConnecting
 		}

@@ -58,8 +58,12 @@ func Status(w io.Writer, st *control.Status, now time.Time) error {
 		fmt.Fprintf(tw, "\nTUNNEL\tSTATE\tSTART\tSELECTORS\tLAST ERROR\n")
 		for _, t := range st.Tunnels {
 			last := lastError(t, now)
+			state := t.State
+			if !t.OneSidedSince.IsZero() {
+				state += fmt.Sprintf(", one-sided %v", now.Sub(t.OneSidedSince).Round(time.Second))
+			}
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s <-> %s\t%s\n",
-				t.Connection, t.Tunnel, t.State, t.Start, t.LocalSelector, t.RemoteSelector, last)
+				t.Connection, t.Tunnel, state, t.Start, t.LocalSelector, t.RemoteSelector, last)
 		}
 	}
 	renderEBPF(tw, st)
