@@ -57,6 +57,7 @@ type v2SA struct {
 	initReq        []byte // the IKE_SA_INIT request and response, signed by AUTH
 	initResp       []byte
 	cookie         []byte // a responder's COOKIE, echoed in the IKE_SA_INIT request
+	cookies        int    // how many COOKIEs the responder sent
 	keys           keymat.IKESAKeys
 	sk             *v2Cipher
 	natLocal       bool // we are behind a NAT (or pretend to be, nat_traversal: force)

@@ -136,9 +136,8 @@ func (sa *v2SA) checkNATD(in *v2Inbound) {
 // handleSAInitResponse processes the responder's IKE_SA_INIT answer.
 func (e *Engine) handleSAInitResponse(sa *v2SA, in *v2Inbound) error {
 	ps := in.m.Payloads
-	if n := ikev2.Find[*ikev2.Notify](ps); n != nil && n.NotifyType == ikev2.NotifyCookie && sa.cookie == nil {
-		sa.cookie = bytes.Clone(n.Data)
-		return e.retrySAInit(sa)
+	if ns := ikev2.Notifies(ps, ikev2.NotifyCookie); len(ns) > 0 {
+		return e.takeCookie(sa, ns[0])
 	}
 	if ns := ikev2.Notifies(ps, ikev2.NotifyInvalidKEPayload); len(ns) > 0 {
 		return e.invalidKE(sa, ns[0])
@@ -252,6 +251,9 @@ func (e *Engine) respondSAInit(in *v2Inbound) {
 		e.logUnauth("peer speaks IKEv2, connection is configured for IKEv1", peer, "conn", c.cfg.Name, "peer", in.remote)
 		return
 	}
+	if !e.checkCookie(c, in) {
+		return
+	}
 	if !e.admitV2Responder(peer) {
 		e.logUnauth("too many half-open IKE SAs, dropping new one", peer, "peer", in.remote,
 			"limit", maxHalfOpen, "peer_limit", maxHalfOpenPerPeer)
@@ -303,14 +305,7 @@ func (e *Engine) admitV2Responder(peer netip.Addr) bool {
 func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 	ps := in.m.Payloads
 	sai, ke, nonce := ikev2.Find[*ikev2.SA](ps), ikev2.Find[*ikev2.KE](ps), ikev2.Find[*ikev2.Nonce](ps)
-	reject := func(t ikev2.NotifyType, data []byte) {
-		m := ikev2.Message{Header: ikev2.Header{SPIi: in.m.Header.SPIi, Version: ikev2.Version,
-			Exchange: ikev2.ExchangeIKESAInit, Flags: ikev2.FlagResponse},
-			Payloads: []ikev2.Payload{&ikev2.Notify{NotifyType: t, Data: data}}}
-		if err := e.opts.Bind.SendIKE(m.Marshal(), in.local, in.remote); err != nil {
-			e.log.Debug("send failed", "peer", in.remote, "err", err)
-		}
-	}
+	reject := func(t ikev2.NotifyType, data []byte) { e.sendPlainNotify(in, t, data) }
 	if sai == nil || ke == nil || nonce == nil {
 		reject(ikev2.NotifyInvalidSyntax, nil)
 		return fmt.Errorf("IKE_SA_INIT from %v: want SA, KE and Ni, got %s", in.remote, payloadNames(ps))
