@@ -1,0 +1,102 @@
+package interop
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/espgw/espgw/ike/dh"
+	"github.com/espgw/espgw/ike/ikev2"
+	"github.com/espgw/espgw/ike/proposal"
+	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
+	"github.com/espgw/espgw/internal/testutil/strongswan"
+)
+
+// notifyCookie is the COOKIE notification's type as tshark prints it (RFC 7296 3.10.1).
+const notifyCookie = "16390"
+
+// TestIKEv2Cookie: the COOKIE exchange of RFC 7296 2.6 in both roles. espgw at
+// cookie_threshold 0 answers strongSwan's first IKE_SA_INIT with a COOKIE and strongSwan's
+// retry with it establishes the SAs; strongSwan with cookie_threshold 1 and one half-open
+// IKE_SA (a forged IKE_SA_INIT from another port) demands a COOKIE from espgw, which
+// retries with it. The wire shows the COOKIE in the response and in the retried request.
+func TestIKEv2Cookie(t *testing.T) {
+	set := v2Sets[1]
+	for _, initiator := range []string{byStrongSwan, byEspgwUp} {
+		t.Run(initiator, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			capture := testutil.StartCapture(t, l.gw, gwWAN, "udp")
+			sw, g := startV2(t, l, set, labPSK, "manual", func(s *strongswan.Config, c *espgwtest.Connection) {
+				c.CookieThreshold = "0"
+				// strongSwan's 0 means never: 1 with one half-open IKE_SA means now.
+				s.Charon = "cookie_threshold = 1"
+			})
+			if initiator == byEspgwUp {
+				leaveHalfOpen(t, l, set.ike)
+			}
+			swIKE, swChild, _, _ := negotiate(t, g, sw, initiator)
+			pcap := capture.Stop()
+			requester, responder := partnerAddr, gwAddr
+			if initiator == byEspgwUp {
+				requester, responder = gwAddr, partnerAddr
+			}
+			var answered, echoed int
+			for _, r := range testutil.TShark(t, pcap, testutil.Keys{}, "isakmp.exchangetype == 34 && isakmp.notify.msgtype == "+notifyCookie,
+				"ip.src", "isakmp.flag_r", "udp.srcport") {
+				switch src, resp := r.First("ip.src"), r.First("isakmp.flag_r"); {
+				case src == responder && resp == "1":
+					answered++
+				case src == requester && resp == "0" && r.First("udp.srcport") == "500":
+					echoed++
+				}
+			}
+			if answered < 1 || echoed < 1 {
+				t.Errorf("wire: %d IKE_SA_INIT responses from %s with a COOKIE, %d requests from %s echoing it; want at least 1 each",
+					answered, responder, echoed, requester)
+			}
+			t.Logf("strongSwan: IKE_SA %s, CHILD_SA %s %08x/%08x; wire: %d COOKIE answers from %s, %d retried requests from %s",
+				swIKE.State, swChild.State, swChild.SPIIn, swChild.SPIOut, answered, responder, echoed, requester)
+		})
+	}
+}
+
+// leaveHalfOpen sends strongSwan a valid IKE_SA_INIT from espgw's address but another port
+// and ignores the answer: charon keeps a half-open IKE_SA (for its half_open_timeout, 30 s).
+func leaveHalfOpen(t *testing.T, l *lab, ike string) {
+	t.Helper()
+	props, err := proposal.ParseIKEv2(ike)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := dh.ByID(props[0].Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := g.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ikev2.Message{Header: ikev2.Header{Version: ikev2.Version, Exchange: ikev2.ExchangeIKESAInit, Flags: ikev2.FlagInitiator},
+		Payloads: []ikev2.Payload{&ikev2.SA{Proposals: []ikev2.Proposal{props[0].Proposal(1, nil)}},
+			&ikev2.KE{Group: props[0].Group, Data: key.Public()}, &ikev2.Nonce{Data: make([]byte, 32)}}}
+	if _, err := rand.Read(m.Header.SPIi[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rand.Read(m.Payloads[2].(*ikev2.Nonce).Data); err != nil {
+		t.Fatal(err)
+	}
+	l.gw.In(t, func() error {
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(gwAddr), Port: 5500}, &net.UDPAddr{IP: net.ParseIP(partnerAddr), Port: 500})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.Write(m.Marshal()); err != nil {
+			return fmt.Errorf("forged IKE_SA_INIT: %w", err)
+		}
+		return nil
+	})
+}
