@@ -25,7 +25,7 @@ const (
 var (
 	connectionKeys = []string{"local_address", "remote_address", "local_id", "remote_id",
 		"psk", "psk_file", "service_address", "ike", "tunnels"}
-	ikeKeys     = []string{"version", "mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes",
+	ikeKeys = []string{"version", "mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes",
 		"cookie_threshold", "fragment_size"}
 	serviceKeys = []string{"address", "interface"}
 	tunnelKeys  = []string{"local_subnet", "remote_subnet", "protocol", "local_port", "remote_port",
