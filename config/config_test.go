@@ -399,7 +399,7 @@ func TestParseInvalid(t *testing.T) {
 	}, {
 		name: "fragment_size too small",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      fragment_size: 100\n    tunnels:"),
-		want: []string{conn + "ike.fragment_size: 100 is below 256 bytes (want e.g. 1280, or 0 for no IKEv2 fragmentation)"},
+		want: []string{conn + "ike.fragment_size: 100 is below 200 bytes (want e.g. 1280, or 0 for no IKEv2 fragmentation)"},
 	}, {
 		name: "cookie_threshold negative",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      cookie_threshold: -1\n    tunnels:"),

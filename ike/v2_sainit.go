@@ -68,6 +68,7 @@ func (e *Engine) sendSAInit(sa *v2SA) error {
 	}
 	ps = append(ps, v2Offer(&sa.conn.cfg), &ikev2.KE{Group: sa.group, Data: key.Public()}, &ikev2.Nonce{Data: sa.nonceI})
 	ps = append(ps, sa.natDNotifies()...)
+	ps = append(ps, sa.fragmentOffer()...)
 	sa.state = v2InitSent
 	sa.initReq = sa.plain(ikev2.ExchangeIKESAInit, 0, false, ps...)
 	sa.req.send(sa.initReq, sa.local, sa.remote, true)
@@ -164,6 +165,7 @@ func (e *Engine) handleSAInitResponse(sa *v2SA, in *v2Inbound) error {
 	sa.nonceR = bytes.Clone(nonce.Data)
 	sa.initResp = bytes.Clone(in.raw)
 	sa.checkNATD(in)
+	sa.takeFragmentOffer(ps)
 	if err := sa.deriveV2Keys(ke.Data, nil); err != nil {
 		return fatal(err)
 	}
@@ -353,6 +355,9 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 		&ikev2.Nonce{Data: sa.nonceR}}
 	if len(ikev2.Notifies(ps, ikev2.NotifyNATDetectionSourceIP)) > 0 {
 		out = append(out, sa.natDNotifies()...)
+	}
+	if sa.takeFragmentOffer(ps); sa.fragments {
+		out = append(out, sa.fragmentOffer()...)
 	}
 	sa.state = v2InitDone
 	sa.initResp = sa.plain(ikev2.ExchangeIKESAInit, 0, true, out...)

@@ -26,9 +26,10 @@ const (
 	// DefaultFragmentSize is the largest IKEv2 message sent unfragmented (RFC 7383): 1280,
 	// the IPv6 minimum MTU, passes most paths.
 	DefaultFragmentSize = 1280
-	// MinFragmentSize is the smallest fragment_size accepted: an IKE header, an SKF
-	// payload with IV and checksum, and some data (RFC 7383 2.5.1 sizes from 576).
-	MinFragmentSize = 256
+	// MinFragmentSize is the smallest fragment_size accepted: the largest fragment
+	// overhead (IPv6, UDP, non-ESP marker, IKE and SKF headers, AES-CBC IV and padding,
+	// HMAC-SHA-512 checksum: 152 bytes) and some data.
+	MinFragmentSize = 200
 )
 
 // KeyIDPrefix marks an ID_KEY_ID identity in its text form.
@@ -102,8 +103,9 @@ type IKE struct {
 	// CookieThreshold (IKEv2 responder): at this many half-open IKE SAs, all peers
 	// together, an IKE_SA_INIT must carry a COOKIE (RFC 7296 2.6); 0 = always.
 	CookieThreshold int
-	// FragmentSize (IKEv2): encrypted messages longer than this go out as fragments
-	// (RFC 7383) if the peer supports them; 0 = no fragmentation offered.
+	// FragmentSize (IKEv2) is the largest IP datagram an encrypted IKE message may fill;
+	// longer ones go out as fragments (RFC 7383) if the peer supports them; 0 = no
+	// fragmentation offered.
 	FragmentSize int
 }
 

@@ -1,0 +1,154 @@
+package ike
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/ike/ikev2"
+	"github.com/espgw/espgw/model"
+)
+
+// fragmentSizes sets both sides' fragment_size.
+func fragmentSizes(a, b int) func(ca, cb *model.Connection) {
+	return func(ca, cb *model.Connection) { ca.IKE.FragmentSize, cb.IKE.FragmentSize = a, b }
+}
+
+// wireMessage is a sent IKEv2 message as the wire shows it.
+type wireMessage struct {
+	exchange       ikev2.ExchangeType
+	response       bool
+	number, total  uint16 // 0, 0 unfragmented
+	length, msgID  int
+	fragmentInner  ikev2.PayloadType
+	skNextPayload  ikev2.PayloadType
+	unencryptedLen int
+}
+
+// sentMessages decodes every IKEv2 message a node sent.
+func sentMessages(t *testing.T, sent []conn.Packet) []wireMessage {
+	t.Helper()
+	var ws []wireMessage
+	for _, p := range sent {
+		m, err := ikev2.Decode(p.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := wireMessage{exchange: m.Header.Exchange, response: m.Header.IsResponse(), length: len(p.Data), msgID: int(m.Header.MessageID)}
+		if f, ok := ikev2.Find[*ikev2.EncryptedFragment](m.Payloads), true; ok && f != nil {
+			w.number, w.total, w.fragmentInner = f.Number, f.Total, f.Inner
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// authFragments counts the IKE_AUTH messages in ws sent as fragments, and the largest.
+func authFragments(ws []wireMessage) (frags, whole, longest int) {
+	for _, w := range ws {
+		if w.exchange != ikev2.ExchangeIKEAuth {
+			continue
+		}
+		if w.total > 0 {
+			frags++
+		} else {
+			whole++
+		}
+		longest = max(longest, w.length)
+	}
+	return frags, whole, longest
+}
+
+// TestIKEv2Fragmentation: with both sides announcing fragmentation and a small
+// fragment_size, IKE_AUTH request and response go as SKF fragments no longer than the size
+// allows, each reassembled by the other side; CBC and GCM.
+func TestIKEv2Fragmentation(t *testing.T) {
+	for _, ike := range []string{"aes128gcm16-prfsha256-ecp256", "aes256-sha256-modp2048"} {
+		t.Run(ike, func(t *testing.T) {
+			const size = 160
+			s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2}, ike, ike, fragmentSizes(size, size))
+			s.up(a, b)
+			for _, n := range []*node{a, b} {
+				frags, whole, longest := authFragments(sentMessages(t, n.bind.Sent()))
+				if frags < 2 || whole != 0 || longest > size-28 {
+					t.Errorf("IKE_AUTH: %d fragments, %d whole messages, longest %d bytes; want fragments only, at most %d bytes (%d-byte datagrams)",
+						frags, whole, longest, size-28, size)
+				}
+			}
+			if len(a.k.active()) != 2 {
+				t.Errorf("%d child SAs, want 2 (the second by CREATE_CHILD_SA)", len(a.k.active()))
+			}
+		})
+	}
+}
+
+// TestIKEv2FragmentationNotNegotiated: when the peer does not announce fragmentation, long
+// messages go whole.
+func TestIKEv2FragmentationNotNegotiated(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 0))
+	s.up(a, b)
+	frags, whole, longest := authFragments(sentMessages(t, a.bind.Sent()))
+	if frags != 0 || whole != 1 || longest <= 160-28 {
+		t.Errorf("IKE_AUTH request: %d fragments, %d whole messages of %d bytes; want 1 whole one longer than 132 (B does not take fragments)", frags, whole, longest)
+	}
+	t.Logf("IKE_AUTH request of %d bytes sent whole", longest)
+}
+
+// TestIKEv2FragmentLost: the initiator's second IKE_AUTH fragment is lost once; the
+// responder keeps the others and the retransmission (all fragments again) completes it.
+func TestIKEv2FragmentLost(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 160))
+	dropped := 0
+	a.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, _ bool) bool {
+		m, err := ikev2.Decode(msg)
+		if err != nil || dropped > 0 {
+			return true
+		}
+		if f := ikev2.Find[*ikev2.EncryptedFragment](m.Payloads); f != nil && f.Number == 2 {
+			dropped++
+			return false
+		}
+		return true
+	})
+	s.up(a, b)
+	var firsts int
+	for _, w := range sentMessages(t, a.bind.Sent()) {
+		if w.exchange == ikev2.ExchangeIKEAuth && w.number == 1 {
+			firsts++
+		}
+	}
+	if dropped != 1 || firsts != 2 {
+		t.Errorf("dropped %d fragments, IKE_AUTH fragment 1 sent %d times; want 1 and 2 (one retransmission of all)", dropped, firsts)
+	}
+}
+
+// TestIKEv2FragmentForged: a fragment that does not verify leaves nothing behind; one
+// announcing too many fragments is refused before decryption.
+func TestIKEv2FragmentForged(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 160))
+	s.up(a, b)
+	b.e.mu.Lock()
+	defer b.e.mu.Unlock()
+	var sa *v2SA
+	for _, x := range b.e.v2SAs {
+		sa = x
+	}
+	for _, f := range []*ikev2.EncryptedFragment{
+		{Number: 1, Total: 2, Inner: ikev2.PayloadNotify, Encrypted: make([]byte, 64)},
+		{Number: 1, Total: maxV2Fragments + 1, Inner: ikev2.PayloadNotify, Encrypted: make([]byte, 64)},
+	} {
+		m := ikev2.Message{Header: sa.header(ikev2.ExchangeInformational, sa.peerID, false), Payloads: []ikev2.Payload{f}}
+		m.Header.Flags ^= ikev2.FlagInitiator
+		raw := m.Marshal()
+		in, err := ikev2.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sa.openSK(&v2Inbound{m: in, raw: raw}); err == nil {
+			t.Errorf("fragment %d/%d with a zero ICV accepted", f.Number, f.Total)
+		}
+		if sa.defrag != [2]*v2Defrag{} {
+			t.Errorf("fragment %d/%d with a zero ICV kept for reassembly", f.Number, f.Total)
+		}
+	}
+}
