@@ -23,44 +23,73 @@ const notifyCookie = "16390"
 // IKE_SA (a forged IKE_SA_INIT from another port) demands a COOKIE from espgw, which
 // retries with it. The wire shows the COOKIE in the response and in the retried request.
 func TestIKEv2Cookie(t *testing.T) {
-	set := v2Sets[1]
+	inBothRoles(t, func(t *testing.T, initiator string) {
+		r := negotiateV2Captured(t, v2Sets[1], initiator, func(l *lab) {
+			if initiator == byEspgwUp {
+				leaveHalfOpen(t, l, v2Sets[1].ike)
+			}
+		}, func(s *strongswan.Config, c *espgwtest.Connection) {
+			c.CookieThreshold = "0"
+			// strongSwan's 0 means never: 1 with one half-open IKE_SA means now.
+			s.Charon = "cookie_threshold = 1"
+		})
+		pcap := r.capture.Stop()
+		requester, responder := partnerAddr, gwAddr
+		if initiator == byEspgwUp {
+			requester, responder = gwAddr, partnerAddr
+		}
+		var answered, echoed int
+		for _, r := range testutil.TShark(t, pcap, testutil.Keys{}, "isakmp.exchangetype == 34 && isakmp.notify.msgtype == "+notifyCookie,
+			"ip.src", "isakmp.flag_r", "udp.srcport") {
+			switch src, resp := r.First("ip.src"), r.First("isakmp.flag_r"); {
+			case src == responder && resp == "1":
+				answered++
+			case src == requester && resp == "0" && r.First("udp.srcport") == "500":
+				echoed++
+			}
+		}
+		if answered < 1 || echoed < 1 {
+			t.Errorf("wire: %d IKE_SA_INIT responses from %s with a COOKIE, %d requests from %s echoing it; want at least 1 each",
+				answered, responder, echoed, requester)
+		}
+		t.Logf("strongSwan: IKE_SA %s, CHILD_SA %s %08x/%08x; wire: %d COOKIE answers from %s, %d retried requests from %s",
+			r.ike.State, r.child.State, r.child.SPIIn, r.child.SPIOut, answered, responder, echoed, requester)
+	})
+}
+
+// inBothRoles runs f in parallel subtests, one per initiator: strongSwan, espgw.
+func inBothRoles(t *testing.T, f func(t *testing.T, initiator string)) {
 	for _, initiator := range []string{byStrongSwan, byEspgwUp} {
 		t.Run(initiator, func(t *testing.T) {
 			t.Parallel()
-			l := newLab(t)
-			capture := testutil.StartCapture(t, l.gw, gwWAN, "udp")
-			sw, g := startV2(t, l, set, labPSK, "manual", func(s *strongswan.Config, c *espgwtest.Connection) {
-				c.CookieThreshold = "0"
-				// strongSwan's 0 means never: 1 with one half-open IKE_SA means now.
-				s.Charon = "cookie_threshold = 1"
-			})
-			if initiator == byEspgwUp {
-				leaveHalfOpen(t, l, set.ike)
-			}
-			swIKE, swChild, _, _ := negotiate(t, g, sw, initiator)
-			pcap := capture.Stop()
-			requester, responder := partnerAddr, gwAddr
-			if initiator == byEspgwUp {
-				requester, responder = gwAddr, partnerAddr
-			}
-			var answered, echoed int
-			for _, r := range testutil.TShark(t, pcap, testutil.Keys{}, "isakmp.exchangetype == 34 && isakmp.notify.msgtype == "+notifyCookie,
-				"ip.src", "isakmp.flag_r", "udp.srcport") {
-				switch src, resp := r.First("ip.src"), r.First("isakmp.flag_r"); {
-				case src == responder && resp == "1":
-					answered++
-				case src == requester && resp == "0" && r.First("udp.srcport") == "500":
-					echoed++
-				}
-			}
-			if answered < 1 || echoed < 1 {
-				t.Errorf("wire: %d IKE_SA_INIT responses from %s with a COOKIE, %d requests from %s echoing it; want at least 1 each",
-					answered, responder, echoed, requester)
-			}
-			t.Logf("strongSwan: IKE_SA %s, CHILD_SA %s %08x/%08x; wire: %d COOKIE answers from %s, %d retried requests from %s",
-				swIKE.State, swChild.State, swChild.SPIIn, swChild.SPIOut, answered, responder, echoed, requester)
+			f(t, initiator)
 		})
 	}
+}
+
+// v2Run is one IKEv2 negotiation in a fresh lab, captured on espgw's WAN link.
+type v2Run struct {
+	l       *lab
+	sw      *strongswan.Charon
+	ike     strongswan.IKESA
+	child   strongswan.ChildSA
+	capture *testutil.Capture
+}
+
+// negotiateV2Captured starts the partner and espgw with set's proposals (startV2 with
+// tweak) while capturing, runs before (if any) and brings the tunnel up by initiator.
+func negotiateV2Captured(t *testing.T, set proposalSet, initiator string, before func(*lab),
+	tweak func(*strongswan.Config, *espgwtest.Connection)) v2Run {
+	t.Helper()
+	r := v2Run{l: newLab(t)}
+	r.capture = testutil.StartCapture(t, r.l.gw, gwWAN, "udp")
+	sw, g := startV2(t, r.l, set, labPSK, "manual", tweak)
+	if before != nil {
+		before(r.l)
+	}
+	r.sw = sw
+	r.ike, r.child, _, _ = negotiate(t, g, sw, initiator)
+	return r
 }
 
 // leaveHalfOpen sends strongSwan a valid IKE_SA_INIT from espgw's address but another port
