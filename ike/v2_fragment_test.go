@@ -3,6 +3,7 @@ package ike
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/espgw/espgw/conn"
 	"github.com/espgw/espgw/ike/ikev2"
@@ -17,6 +18,7 @@ func fragmentSizes(a, b int) func(ca, cb *model.Connection) {
 // wireMessage is a sent IKEv2 message as the wire shows it.
 type wireMessage struct {
 	exchange       ikev2.ExchangeType
+	spiI           ikev2.SPI
 	response       bool
 	number, total  uint16 // 0, 0 unfragmented
 	length, msgID  int
@@ -34,7 +36,7 @@ func sentMessages(t *testing.T, sent []conn.Packet) []wireMessage {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w := wireMessage{exchange: m.Header.Exchange, response: m.Header.IsResponse(), length: len(p.Data), msgID: int(m.Header.MessageID)}
+		w := wireMessage{exchange: m.Header.Exchange, spiI: m.Header.SPIi, response: m.Header.IsResponse(), length: len(p.Data), msgID: int(m.Header.MessageID)}
 		if f, ok := ikev2.Find[*ikev2.EncryptedFragment](m.Payloads), true; ok && f != nil {
 			w.number, w.total, w.fragmentInner = f.Number, f.Total, f.Inner
 		}
@@ -79,6 +81,28 @@ func TestIKEv2Fragmentation(t *testing.T) {
 				t.Errorf("%d child SAs, want 2 (the second by CREATE_CHILD_SA)", len(a.k.active()))
 			}
 		})
+	}
+}
+
+// TestIKEv2FragmentationAfterRekey: a rekeyed IKE SA keeps fragmentation (as strongSwan
+// does): the child SA rekeys under it go in fragments and succeed.
+func TestIKEv2FragmentationAfterRekey(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16-ecp256", pskA: "k", lifetimeA: 10 * time.Minute, lifetimeB: time.Hour}
+	s, a, b, _, _ := v2Sim(t, pc, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 160))
+	s.up(a, b)
+	first := sentMessages(t, a.bind.Sent())[0].spiI
+	s.advance(90 * time.Minute) // IKE lifetime 1 h, child 10 min
+	var later int
+	for _, w := range sentMessages(t, a.bind.Sent()) {
+		if w.exchange == ikev2.ExchangeCreateChildSA && w.spiI != first && w.total > 0 {
+			later++
+		}
+	}
+	if later == 0 {
+		t.Errorf("no CREATE_CHILD_SA fragments on the rekeyed IKE SA")
+	}
+	if ia, ib := a.k.active(), b.k.active(); len(ia) != 1 || len(ib) != 1 {
+		t.Fatalf("%d/%d child SAs after 90 min of rekeys, want 1/1", len(ia), len(ib))
 	}
 }
 

@@ -348,6 +348,9 @@ func (e *Engine) establishV2(sa *v2SA, replaces *v2SA) {
 	if !sa.initiator && replaces == nil {
 		e.halfOpen--
 	}
+	if replaces != nil {
+		sa.fragments = replaces.fragments // negotiated once, in IKE_SA_INIT, as strongSwan keeps it
+	}
 	sa.state = v2Established
 	sa.established = e.now()
 	dropKey(&sa.dhKey)
