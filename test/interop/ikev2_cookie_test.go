@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/espgw/espgw/ike/dh"
@@ -128,4 +129,33 @@ func leaveHalfOpen(t *testing.T, l *lab, ike string) {
 		}
 		return nil
 	})
+}
+
+// TestIKEv2CookieInvalidKE: COOKIE, then INVALID_KE_PAYLOAD (RFC 7296 2.6). espgw offers
+// modp2048 first and ecp256 second; strongSwan takes only ecp256 and demands a cookie. The
+// wire shows espgw's three IKE_SA_INIT requests: modp2048 without a cookie, modp2048 with
+// it, ecp256 with it; strongSwan lists the IKE_SA ESTABLISHED with ECP_256.
+func TestIKEv2CookieInvalidKE(t *testing.T) {
+	t.Parallel()
+	set := proposalSet{name: "modp2048-then-ecp256", ike: "aes128gcm16-prfsha256-modp2048, aes128gcm16-prfsha256-ecp256", esp: v2Sets[1].esp}
+	r := negotiateV2Captured(t, set, byEspgwUp, func(l *lab) { leaveHalfOpen(t, l, v2Sets[1].ike) },
+		func(s *strongswan.Config, c *espgwtest.Connection) {
+			s.IKEProposals = v2Sets[1].ike
+			s.Charon = "cookie_threshold = 1"
+		})
+	pcap := r.capture.Stop()
+	var got []string
+	for _, row := range testutil.TShark(t, pcap, testutil.Keys{}, "isakmp.exchangetype == 34 && isakmp.flag_r == 0 && udp.srcport == 500 && ip.src == "+gwAddr,
+		"isakmp.key_exchange.dh_group", "isakmp.notify.msgtype") {
+		got = append(got, row.First("isakmp.key_exchange.dh_group")+"/"+strings.Join(row["isakmp.notify.msgtype"], ","))
+	}
+	want := []string{"14/", "14/" + notifyCookie, "19/" + notifyCookie}
+	if len(got) != 3 || !strings.HasPrefix(got[0], want[0]) || strings.Contains(got[0], notifyCookie) ||
+		!strings.HasPrefix(got[1], want[1]) || !strings.HasPrefix(got[2], want[2]) {
+		t.Errorf("espgw's IKE_SA_INIT requests (group/notifications first COOKIE): %q, want %q", got, want)
+	}
+	if !strings.Contains(r.ike.Proposal(), "ECP_256") {
+		t.Errorf("strongSwan's IKE_SA proposal %s, want ECP_256", r.ike.Proposal())
+	}
+	t.Logf("strongSwan: IKE_SA %s %s; espgw's IKE_SA_INIT requests (group/notifications): %q", r.ike.State, r.ike.Proposal(), got)
 }
