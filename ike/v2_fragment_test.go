@@ -118,32 +118,54 @@ func TestIKEv2FragmentationNotNegotiated(t *testing.T) {
 	t.Logf("IKE_AUTH request of %d bytes sent whole", longest)
 }
 
-// TestIKEv2FragmentLost: the initiator's second IKE_AUTH fragment is lost once; the
-// responder keeps the others and the retransmission (all fragments again) completes it.
+// TestIKEv2FragmentLost: the second fragment of IKE_AUTH is lost once, of the request or
+// of the response. The receiver keeps the others; the initiator's retransmission of all
+// its fragments completes the request, or makes the responder resend all of its own.
 func TestIKEv2FragmentLost(t *testing.T) {
-	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 160))
-	dropped := 0
-	a.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, _ bool) bool {
-		m, err := ikev2.Decode(msg)
-		if err != nil || dropped > 0 {
-			return true
-		}
-		if f := ikev2.Find[*ikev2.EncryptedFragment](m.Payloads); f != nil && f.Number == 2 {
-			dropped++
-			return false
-		}
-		return true
-	})
-	s.up(a, b)
-	var firsts int
-	for _, w := range sentMessages(t, a.bind.Sent()) {
-		if w.exchange == ikev2.ExchangeIKEAuth && w.number == 1 {
-			firsts++
-		}
+	for _, tt := range []struct {
+		name     string
+		response bool
+	}{{"request", false}, {"response", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(160, 160))
+			lossy := a
+			if tt.response {
+				lossy = b
+			}
+			dropped := 0
+			lossy.bind.SetFilter(func(msg []byte, _, _ netip.AddrPort, _ bool) bool {
+				m, err := ikev2.Decode(msg)
+				if err != nil || dropped > 0 {
+					return true
+				}
+				if f := ikev2.Find[*ikev2.EncryptedFragment](m.Payloads); f != nil && f.Number == 2 {
+					dropped++
+					return false
+				}
+				return true
+			})
+			s.up(a, b)
+			sent := map[*node]int{}
+			for _, n := range []*node{a, b} {
+				for _, w := range sentMessages(t, n.bind.Sent()) {
+					if w.exchange == ikev2.ExchangeIKEAuth && w.number == 2 {
+						sent[n]++
+					}
+				}
+			}
+			if dropped != 1 || sent[a] != 2 || sent[b] != 1+btoi(tt.response) {
+				t.Errorf("dropped %d fragments; IKE_AUTH fragment 2 sent %d times by the initiator, %d by the responder; want 1, 2, %d",
+					dropped, sent[a], sent[b], 1+btoi(tt.response))
+			}
+		})
 	}
-	if dropped != 1 || firsts != 2 {
-		t.Errorf("dropped %d fragments, IKE_AUTH fragment 1 sent %d times; want 1 and 2 (one retransmission of all)", dropped, firsts)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 // TestIKEv2FragmentForged: a fragment that does not verify leaves nothing behind; one
