@@ -63,10 +63,10 @@ func ipHeaderLen(v4 bool) int {
 }
 
 // seal encodes the protected message of header h carrying ps: one datagram, or its
-// fragments when it is too long and the peer takes fragments.
+// fragments when it is too long and the peer takes fragments (an empty one goes whole).
 func (sa *v2SA) seal(h ikev2.Header, ps []ikev2.Payload) ([][]byte, error) {
 	msg, err := sa.sk.seal(sa.e.opts.Rand, h, ps)
-	if err != nil || !sa.fragments || len(msg) <= sa.maxMessage() {
+	if err != nil || !sa.fragments || len(msg) <= sa.maxMessage() || len(ps) == 0 {
 		return [][]byte{msg}, err
 	}
 	return sa.sk.sealFragments(sa.e.opts.Rand, h, ps, sa.maxMessage())
