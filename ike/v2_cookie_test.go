@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/conn"
+	"github.com/espgw/espgw/conn/bindtest"
 	"github.com/espgw/espgw/ike/ikev2"
 	"github.com/espgw/espgw/model"
 )
@@ -138,5 +139,39 @@ func TestIKEv2CookieStateless(t *testing.T) {
 	s.clk.Advance(cookieSecretLife) // the half-open SA times out, the secret changes again
 	if n := send(withCookie(cookie)); n != 0 {
 		t.Errorf("%d IKE SAs: a cookie two secrets old was accepted", n)
+	}
+}
+
+// discardBind is a bindtest.Bind that drops what the engine sends, keeping no record.
+type discardBind struct{ *bindtest.Bind }
+
+func (discardBind) SendIKE([]byte, netip.AddrPort, netip.AddrPort) error { return nil }
+
+// BenchmarkV2CookieAnswer is a responder's cost for one IKE_SA_INIT without a cookie at
+// cookie_threshold 0 (a spoofed flood's per-packet price): decode, connection lookup,
+// cookie MAC, answer, and no state kept.
+func BenchmarkV2CookieAnswer(b *testing.B) {
+	s := newSim(b)
+	ba, bb := bindtest.NewPair()
+	ca, cb := v2Pair(b, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256")
+	alwaysCookie(&ca, &cb)
+	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{}, ca)
+	resp := s.start("B", bb, newFakeKernel(0xb0000000), Options{}, cb)
+	resp.e.opts.Bind = discardBind{bb} // start wires bb; answers are dropped instead
+	a.e.mu.Lock()
+	ts, _ := a.e.lookupTunnels("peer", "")
+	a.e.startV2(ts[0].conn)
+	a.e.mu.Unlock()
+	req := a.bind.Sent()[0]
+	pkt := conn.Packet{Data: req.Data, Local: netip.AddrPortFrom(addrB, 500), Remote: req.Local}
+	resp.e.mu.Lock()
+	defer resp.e.mu.Unlock()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Data)))
+	for b.Loop() {
+		resp.e.handlePacket(pkt)
+	}
+	if n := len(resp.e.v2SAs); n != 0 {
+		b.Fatalf("%d IKE SAs kept", n)
 	}
 }
