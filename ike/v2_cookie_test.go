@@ -2,7 +2,9 @@ package ike
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +175,27 @@ func BenchmarkV2CookieAnswer(b *testing.B) {
 	}
 	if n := len(resp.e.v2SAs); n != 0 {
 		b.Fatalf("%d IKE SAs kept", n)
+	}
+}
+
+// TestIKEv2CookieRenewed: a responder may answer the retry with a new cookie (its secret
+// changed); the initiator follows a few times, then ignores further ones.
+func TestIKEv2CookieRenewed(t *testing.T) {
+	_, a, _, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-ecp256", "aes128-sha256-ecp256")
+	a.e.mu.Lock()
+	defer a.e.mu.Unlock()
+	ts, _ := a.e.lookupTunnels("peer", "")
+	a.e.startV2(ts[0].conn)
+	sa := a.e.negotiatingV2(ts[0].conn)
+	var got []bool
+	for _, c := range []string{"one", "one", "two", "three", "four"} {
+		err := a.e.takeCookie(sa, &ikev2.Notify{NotifyType: ikev2.NotifyCookie, Data: []byte(c)})
+		got = append(got, err == nil)
+	}
+	if want := []bool{true, false, true, true, false}; !slices.Equal(got, want) {
+		t.Errorf("retries for cookies one, one, two, three, four: %v, want %v", got, want)
+	}
+	if err := a.e.takeCookie(sa, &ikev2.Notify{NotifyType: ikev2.NotifyCookie, Data: make([]byte, 65)}); err == nil || errors.Is(err, errIgnore) {
+		t.Errorf("65-byte COOKIE: %v, want an error naming its length", err)
 	}
 }
