@@ -72,6 +72,7 @@ func inBothRoles(t *testing.T, f func(t *testing.T, initiator string)) {
 type v2Run struct {
 	l       *lab
 	sw      *strongswan.Charon
+	g       *espgwtest.Gateway
 	ike     strongswan.IKESA
 	child   strongswan.ChildSA
 	capture *testutil.Capture
@@ -88,7 +89,7 @@ func negotiateV2Captured(t *testing.T, set proposalSet, initiator string, before
 	if before != nil {
 		before(r.l)
 	}
-	r.sw = sw
+	r.sw, r.g = sw, g
 	r.ike, r.child, _, _ = negotiate(t, g, sw, initiator)
 	return r
 }
