@@ -169,6 +169,10 @@ func (v *validator) ike(path string, ike *model.IKE) {
 		v.add(sub(path, "quick_modes"), "%d is not from 1 to %d (want e.g. %d: strongSwan keeps the state of only 3 exchanges per ISAKMP SA)",
 			ike.QuickModes, model.MaxQuickModes, model.DefaultQuickModes)
 	}
+	if ike.FragmentSize != 0 && ike.FragmentSize < model.MinFragmentSize {
+		v.add(sub(path, "fragment_size"), "%d is below %d bytes (want e.g. %d, or 0 for no IKEv2 fragmentation)",
+			ike.FragmentSize, model.MinFragmentSize, model.DefaultFragmentSize)
+	}
 }
 
 // oneGroup reports proposals that differ in their Diffie-Hellman group (PFS or not):

@@ -44,11 +44,12 @@ func (p RetransmitPolicy) withDefaults() RetransmitPolicy {
 }
 
 // exchange is the transport state every exchange (phase 1, one quick mode) keeps: the last
-// message it sent, for retransmission and for answering a retransmitted request, and a
-// digest of the last message it accepted, to recognise that request.
+// message it sent (all its fragments, RFC 7383), for retransmission and for answering a
+// retransmitted request, and a digest of the last message it accepted, to recognise that
+// request.
 type exchange struct {
 	e        *Engine
-	lastOut  []byte
+	lastOut  [][]byte
 	local    netip.AddrPort
 	remote   netip.AddrPort
 	lastIn   [sha256.Size]byte
@@ -66,8 +67,13 @@ type exchange struct {
 
 // send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
 func (x *exchange) send(msg []byte, local, remote netip.AddrPort, awaitReply bool) {
+	x.sendAll([][]byte{msg}, local, remote, awaitReply)
+}
+
+// sendAll is send for a message in fragments, which go (and are resent) together.
+func (x *exchange) sendAll(msgs [][]byte, local, remote netip.AddrPort, awaitReply bool) {
 	x.stop()
-	x.lastOut, x.local, x.remote = msg, local, remote
+	x.lastOut, x.local, x.remote = msgs, local, remote
 	x.transmit()
 	if awaitReply {
 		x.tries = 1
@@ -76,8 +82,10 @@ func (x *exchange) send(msg []byte, local, remote netip.AddrPort, awaitReply boo
 }
 
 func (x *exchange) transmit() {
-	if err := x.e.opts.Bind.SendIKE(x.lastOut, x.local, x.remote); err != nil {
-		x.e.log.Debug("send failed", "peer", x.remote, "err", err)
+	for _, msg := range x.lastOut {
+		if err := x.e.opts.Bind.SendIKE(msg, x.local, x.remote); err != nil {
+			x.e.log.Debug("send failed", "peer", x.remote, "err", err)
+		}
 	}
 }
 

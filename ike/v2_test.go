@@ -32,15 +32,20 @@ func v2Pair(tb testing.TB, pc pairConfig, ikeA, ikeB string) (a, b model.Connect
 			tb.Fatal(err)
 		}
 		c.IKE.Version, c.IKE.V2Proposals, c.IKE.Mode = 2, ps, ""
+		c.IKE.CookieThreshold = model.DefaultCookieThreshold
 	}
 	return a, b
 }
 
-// v2Sim starts two IKEv2 engines on a manual clock.
-func v2Sim(t testing.TB, pc pairConfig, ikeA, ikeB string) (*sim, *node, *node, *keyLog, *keyLog) {
+// v2Sim starts two IKEv2 engines on a manual clock; tweak, if given, changes their
+// connections first.
+func v2Sim(t testing.TB, pc pairConfig, ikeA, ikeB string, tweak ...func(a, b *model.Connection)) (*sim, *node, *node, *keyLog, *keyLog) {
 	s := newSim(t)
 	ba, bb := bindtest.NewPair()
 	ca, cb := v2Pair(t, pc, ikeA, ikeB)
+	for _, f := range tweak {
+		f(&ca, &cb)
+	}
 	var kla, klb keyLog
 	a := s.start("A", ba, newFakeKernel(0xa0000000), Options{Retransmit: pc.retransmit, KeyLog: &kla}, ca)
 	b := s.start("B", bb, newFakeKernel(0xb0000000), Options{Retransmit: pc.retransmit, KeyLog: &klb}, cb)

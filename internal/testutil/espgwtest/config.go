@@ -33,6 +33,8 @@ type Connection struct {
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
 	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
 	DPDTimeout                string // ike.dpd_timeout, e.g. 6s; "" = 30s
+	CookieThreshold           string // ike.cookie_threshold (IKEv2), e.g. 0; "" = espgw's default
+	FragmentSize              string // ike.fragment_size (IKEv2), e.g. 500; "" = espgw's default
 	Tunnels                   []Tunnel
 }
 
@@ -82,6 +84,12 @@ connections:
 {{- end}}
 {{- if .DPDTimeout}}
       dpd_timeout: {{.DPDTimeout}}
+{{- end}}
+{{- if .CookieThreshold}}
+      cookie_threshold: {{.CookieThreshold}}
+{{- end}}
+{{- if .FragmentSize}}
+      fragment_size: {{.FragmentSize}}
 {{- end}}
     tunnels:
 {{- range .Tunnels}}
