@@ -361,6 +361,10 @@ func TestParseInvalid(t *testing.T) {
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
 		want: []string{conn + "ike.mode: aggressive is IKEv1 only (want main or no mode with version 2)"},
 	}, {
+		name: "IKEv2 fragmentation under IKEv1",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      fragment_size: 576\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
+		want: []string{conn + "ike.fragment_size: 576 is an IKEv2 setting (want ike.version: 2, or no fragment_size)"},
+	}, {
 		name: "IKEv2 proposal under IKEv1",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [aes128gcm16-prfsha256-ecp256]\n    tunnels:"),
 		want: []string{conn + `ike.proposals: "aes128gcm16-prfsha256-ecp256" is an IKEv2 proposal (want ike.version: 2, or an IKEv1 proposal without AES-GCM and prf keywords such as aes256-sha256-modp2048)`},
@@ -398,11 +402,11 @@ func TestParseInvalid(t *testing.T) {
 		want: []string{conn + `ike.quick_modes: "many" is not a number of quick modes in flight`},
 	}, {
 		name: "fragment_size too small",
-		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      fragment_size: 100\n    tunnels:"),
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [3des-sha1-modp1024]\n      fragment_size: 100\n    tunnels:"),
 		want: []string{conn + "ike.fragment_size: 100 is below 200 bytes (want e.g. 1280, or 0 for no IKEv2 fragmentation)"},
 	}, {
 		name: "cookie_threshold negative",
-		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      cookie_threshold: -1\n    tunnels:"),
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [3des-sha1-modp1024]\n      cookie_threshold: -1\n    tunnels:"),
 		want: []string{conn + "ike.cookie_threshold: the number -1 is not a number of half-open IKE SAs (0 = always demand a cookie)"},
 	}, {
 		name: "ports without a protocol that has them",

@@ -162,6 +162,11 @@ func (d *decoder) ike(path string, v any) model.IKE {
 	if n, ok := d.uint(sub(path, "fragment_size"), m["fragment_size"], math.MaxUint16, "a message size in bytes (0 = no IKEv2 fragmentation)"); ok {
 		ike.FragmentSize = int(n)
 	}
+	for _, key := range []string{"cookie_threshold", "fragment_size"} {
+		if v, set := m[key]; set && ike.Version == 1 {
+			d.fail(sub(path, key), "%v is an IKEv2 setting (want ike.version: 2, or no %s)", v, key)
+		}
+	}
 	return ike
 }
 
