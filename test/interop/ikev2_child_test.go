@@ -25,7 +25,7 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*s
 	t.Helper()
 	swc := strongswan.Config{Version: 2, LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: childSubnet(0), RemoteTS: localSubnet}
-	c := gwConn(v1Placeholder, set.esp, "manual")
+	c := gwConnV2(set, "manual")
 	c.Tunnels = nil
 	for i := range v2Children {
 		if i > 0 {
@@ -36,7 +36,7 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*s
 			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: "manual", Lifetime: lifetime})
 	}
 	sw := strongswan.Start(t, l.partner, swc)
-	g := espgwtest.StartCommand(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}}, ikev2Gateway(set.ike)...)
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}})
 	return sw, g
 }
 
