@@ -19,32 +19,33 @@ const v2Children = 8
 func childSubnet(i int) string { return fmt.Sprintf("10.20.0.%d/28", 16*i) }
 func childHost(i int) string   { return fmt.Sprintf("10.20.0.%d", 16*i+1) }
 
-// startV2Children starts both sides with v2Children tunnels of set, the ESP proposal with
-// PFS, and the tunnels' lifetime (espgw rekeys at 85-90 % of it).
-func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, *espgwtest.Gateway) {
+// startV2Children starts both sides with n tunnels of set, the ESP proposal with PFS, espgw's
+// tunnels starting by start and with lifetime (espgw rekeys at 85-90 % of it); cfg is
+// espgw's configuration without its connections.
+func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifetime string, cfg espgwtest.Config) (*strongswan.Charon, *espgwtest.Gateway) {
 	t.Helper()
 	swc := strongswan.Config{Version: 2, LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: childSubnet(0), RemoteTS: localSubnet}
-	c := gwConnV2(set, "manual")
+	c := gwConnV2(set, start)
 	c.Tunnels = nil
-	for i := range v2Children {
+	for i := range n {
 		if i > 0 {
 			l.partner.AddAddr(t, "p-int", childHost(i)+"/28")
 			swc.Children = append(swc.Children, strongswan.Child{Name: fmt.Sprintf("s2s-%d", i), LocalTS: childSubnet(i), RemoteTS: localSubnet})
 		}
 		c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: fmt.Sprintf("t%d", i), LocalSubnet: localSubnet,
-			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: "manual", Lifetime: lifetime})
+			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: start, Lifetime: lifetime})
 	}
 	sw := strongswan.Start(t, l.partner, swc)
-	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}})
-	return sw, g
+	cfg.Connections = []espgwtest.Connection{c}
+	return sw, espgwtest.Start(t, l.gw, cfg)
 }
 
 // upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
 // the partner has them all INSTALLED.
 func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
 	t.Helper()
-	sw, g := startV2Children(t, l, set, lifetime)
+	sw, g := startV2Children(t, l, set, v2Children, "manual", lifetime, espgwtest.Config{Datapath: "auto"})
 	if err := g.Up(connName, negotiationTimeout); err != nil {
 		t.Fatal(err)
 	}
