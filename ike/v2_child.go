@@ -419,6 +419,10 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 		reply(e.answerIKERekey(sa, sai, ni.Data, ikev2.Find[*ikev2.KE](ps))...)
 		return
 	}
+	if n := e.refuseWithoutPFS(sa, ps); n != nil {
+		reply(n)
+		return
+	}
 	nr, err := e.makeNonce()
 	if err != nil {
 		reply(&ikev2.Notify{NotifyType: ikev2.NotifyNoAdditionalSAs})
