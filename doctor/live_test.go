@@ -113,9 +113,9 @@ func TestCheckLiveIKEv2(t *testing.T) {
 	}{
 		{control.DPD{}, "OK liveness bank: off (ike.dpd_delay not set)"},
 		{control.DPD{DelaySeconds: 10, PeerSupports: true, Running: true, LastAck: now.Add(-3 * time.Second)},
-			"OK liveness bank: checked every 10s of silence, last message from the peer 3s ago"},
+			"OK liveness bank: every 10s, last message from the peer 3s ago"},
 		{control.DPD{DelaySeconds: 10, PeerSupports: true, Running: true, LastAck: now.Add(-25 * time.Second)},
-			"WARN liveness bank: nothing from the peer for 25s (liveness check every 10s); the peer is declared dead at dpd_timeout -> check that UDP 500/4500"},
+			"WARN liveness bank: no message from the peer for 25s (every 10s); the peer is declared dead at dpd_timeout -> check that UDP 500/4500"},
 	} {
 		sa.DPD = tt.dpd
 		requireChecks(t, cfg, control.Status{IKESAs: []control.IKESA{sa}}, now, tt.want)
