@@ -160,16 +160,18 @@ func errorFix(c model.Connection, e control.NegotiationError) string {
 		// mode, which may quote the same proposals. IKEv2 SA proposals always name their PRF,
 		// so there the proposals alone tell.
 		phase1 := strings.HasPrefix(e.Error, "phase 1")
-		where := "the proposals"
+		where, theirs := "the proposals", e.Theirs
 		if (phase1 || c.IKE.IsV2()) && e.Ours == c.IKE.FormatProposals() {
 			where = fmt.Sprintf("connections.%s.ike.proposals", c.Name)
 		}
 		for _, t := range c.Tunnels {
 			if (!phase1 || c.IKE.IsV2()) && e.Ours == proposal.FormatESP(t.Proposals) {
 				where = fmt.Sprintf("connections.%s.tunnels.%s.proposals", c.Name, t.Name)
+				// IKEv2 errors mark ESP proposals "esp:", which a tunnel's proposals leave out.
+				theirs = strings.ReplaceAll(theirs, "esp:", "")
 			}
 		}
-		return fmt.Sprintf("add one of the partner's proposals (%s) to %s, or ask the partner to offer %s", e.Theirs, where, e.Ours)
+		return fmt.Sprintf("add one of the partner's proposals (%s) to %s, or ask the partner to offer %s", theirs, where, e.Ours)
 	case strings.Contains(e.Error, "no proposal chosen"):
 		return "ask the partner which proposals they accept and compare with ours (in the error); the partner's log names theirs"
 	case strings.Contains(e.Error, "pre-shared key mismatch"):

@@ -104,6 +104,10 @@ func TestCheckLiveIKEv2(t *testing.T) {
 		Error: "IKE_SA_INIT: no proposal chosen", Ours: "aes256-sha256-prfsha256-modp2048", Theirs: "aes128-sha1-prfsha1-modp1024"}}}
 	requireChecks(t, cfg, st, now, "bank: no IKEv2 IKE SA although a tunnel has start: always",
 		"to connections.bank.ike.proposals, or ask the partner to offer aes256-sha256-prfsha256-modp2048")
+	// A CHILD_SA's: the partner's ESP proposals as a tunnel's proposals take them.
+	st.Errors[0] = control.NegotiationError{Connection: "bank", Time: now.Add(-time.Minute),
+		Error: "CHILD_SA of api: no proposal chosen", Ours: "3des-sha1-modp1024", Theirs: "esp:aes128-sha1, esp:aes128-sha1-modp1024"}
+	requireChecks(t, cfg, st, now, "add one of the partner's proposals (aes128-sha1, aes128-sha1-modp1024) to connections.bank.tunnels.api.proposals")
 
 	// Its dead peer detection is RFC 7296's liveness check, which every peer answers.
 	sa := control.IKESA{Connection: "bank", State: "ESTABLISHED", Established: now.Add(-time.Hour)}

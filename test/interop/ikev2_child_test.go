@@ -168,7 +168,8 @@ func TestIKEv2PFSRefused(t *testing.T) {
 	r := gwRun(t, g, "doctor", "-c", g.ConfigPath())
 	requireLines(t, "espgw doctor", r.Stdout,
 		`^WARN +negotiation +megatelecom: CREATE_CHILD_SA of api without the PFS our ESP proposals ask for \(peer sent no KE payload\): `+
-			`no proposal chosen: we accept aes256gcm16-modp2048, peer offered esp:aes256gcm16 `,
+			`no proposal chosen: we accept aes256gcm16-modp2048, peer offered esp:aes256gcm16 .* -> fix: add one of the partner's proposals \(aes256gcm16\) `+
+			`to connections\.megatelecom\.tunnels\.api\.proposals, or ask the partner to offer aes256gcm16-modp2048$`,
 		`^OK +tunnel +megatelecom/api: up, esp aes256gcm16, `)
 }
 
