@@ -3,6 +3,7 @@ package ike
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/espgw/espgw/ike/ikev2"
 	"github.com/espgw/espgw/ike/proposal"
@@ -14,6 +15,7 @@ import (
 // request without a KE payload or with proposals lacking our group gets NO_PROPOSAL_CHOSEN,
 // one whose KE is of another group that one of its proposals also offers gets
 // INVALID_KE_PAYLOAD naming the group we chose (RFC 7296 1.3), so that the peer can retry.
+// As the initiator we retry so too, once per exchange, when the peer names a group of ours.
 
 // refuseWithoutPFS checks, before any DH work, that a CREATE_CHILD_SA request for a child SA
 // keeps the PFS of the tunnel it asks for. It returns the notification refusing the request,
@@ -56,4 +58,23 @@ func tunnelWantsPFS(t *tunnel) bool {
 		}
 	}
 	return false
+}
+
+// retryChildKE starts t's CREATE_CHILD_SA again with a KE of the group the peer asked for
+// in its INVALID_KE_PAYLOAD answer rs, if that group is one of t's proposals'. Only the
+// first attempt, made with the first proposal's group (used), is retried, so a peer that
+// keeps naming other groups gets one retry, not a loop. It reports whether it retried.
+func (e *Engine) retryChildKE(sa *v2SA, t *tunnel, rs []ikev2.Payload, used uint16) bool {
+	n := firstError(rs)
+	if n == nil || n.NotifyType != ikev2.NotifyInvalidKEPayload || len(n.Data) != 2 || used != t.cfg.Proposals[0].Group {
+		return false
+	}
+	want := binary.BigEndian.Uint16(n.Data)
+	if want == used || want == 0 || !slices.ContainsFunc(t.cfg.Proposals, func(p proposal.ESP) bool { return p.Group == want }) {
+		return false
+	}
+	e.log.Info("CREATE_CHILD_SA: the peer asks for another PFS group, retrying", sa.logArgs("tunnel", t.cfg.Name,
+		"sent", proposal.GroupName(used), "wanted", proposal.GroupName(want))...)
+	e.createChildKE(sa, t, want)
+	return true
 }

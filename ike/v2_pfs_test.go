@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,15 +81,45 @@ func requirePFSError(t *testing.T, e ConnError) {
 }
 
 // TestIKEv2PFSOtherGroup: A offers ecp256 and modp2048 with a KE of ecp256, B accepts only
-// modp2048: B answers INVALID_KE_PAYLOAD naming modp2048 rather than computing with ecp256.
+// modp2048: B answers INVALID_KE_PAYLOAD naming modp2048 rather than computing with ecp256,
+// and A retries with a KE of modp2048, which B accepts; the same when A rekeys.
 func TestIKEv2PFSOtherGroup(t *testing.T) {
 	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16-ecp256, aes128gcm16-modp2048", espB: "aes128gcm16-modp2048", pskA: "k", tunnels: 2},
 		"aes128-sha256-modp2048", "aes128-sha256-modp2048")
-	errs := startTunnels(t, s, a)
-	if errs[0] != nil || errs[1] == nil || !strings.Contains(errs[1].Error(), "INVALID_KE_PAYLOAD") {
-		t.Fatalf("tunnels: %v; want the IKE_AUTH child up, the CREATE_CHILD_SA one answered INVALID_KE_PAYLOAD", errs)
+	if errs := startTunnels(t, s, a); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("tunnels: %v; want both up, the second after one INVALID_KE_PAYLOAD", errs)
 	}
 	if e := newestError(t, b); !strings.Contains(e.Err, "peer sent a KE of ecp256, we chose its proposal esp:aes128gcm16-modp2048 (ours: aes128gcm16-modp2048): asking for modp2048") {
 		t.Errorf("B's error %q: want the groups of both sides", e.Err)
+	}
+	requirePFSChild(t, a, b, 2, 1) // the IKE_AUTH one has no KE
+	for _, ch := range a.k.active() {
+		a.e.Expire(ch.SPIIn, false)
+	}
+	s.advance(time.Minute)
+	requirePFSChild(t, a, b, 2, 2)
+}
+
+// requirePFSChild checks that A and B have n mirrored child SAs, withPFS of them made with
+// a modp2048 exchange.
+func requirePFSChild(t *testing.T, a, b *node, n, withPFS int) {
+	t.Helper()
+	ia, ib := a.k.active(), b.k.active()
+	if len(ia) != n || len(ib) != n {
+		t.Fatalf("%d/%d child SAs, want %d/%d", len(ia), len(ib), n, n)
+	}
+	pfs := 0
+	for _, x := range ia {
+		i := slices.IndexFunc(ib, func(y *ChildSA) bool { return y.SPIIn == x.SPIOut })
+		if i < 0 {
+			t.Fatalf("A's child SA %08x/%08x has no peer at B", x.SPIIn, x.SPIOut)
+		}
+		checkMirrored(t, x, ib[i])
+		if x.Proposal.Group == 14 {
+			pfs++
+		}
+	}
+	if pfs != withPFS {
+		t.Errorf("%d child SAs with modp2048 PFS, want %d", pfs, withPFS)
 	}
 }
