@@ -21,8 +21,9 @@ func childHost(i int) string   { return fmt.Sprintf("10.20.0.%d", 16*i+1) }
 
 // startV2Children starts both sides with n tunnels of set, the ESP proposal with PFS, espgw's
 // tunnels starting by start and with lifetime (espgw rekeys at 85-90 % of it); cfg is
-// espgw's configuration without its connections.
-func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifetime string, cfg espgwtest.Config) (*strongswan.Charon, *espgwtest.Gateway) {
+// espgw's configuration without its connections; tweak, if given, changes espgw's connection.
+func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifetime string, cfg espgwtest.Config,
+	tweak ...func(*espgwtest.Connection)) (*strongswan.Charon, *espgwtest.Gateway) {
 	t.Helper()
 	swc := strongswan.Config{Version: 2, LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: childSubnet(0), RemoteTS: localSubnet}
@@ -37,6 +38,9 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifeti
 			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: start, Lifetime: lifetime})
 	}
 	sw := strongswan.Start(t, l.partner, swc)
+	for _, f := range tweak {
+		f(&c)
+	}
 	cfg.Connections = []espgwtest.Connection{c}
 	return sw, espgwtest.Start(t, l.gw, cfg)
 }
@@ -171,6 +175,37 @@ func TestIKEv2PFSRefused(t *testing.T) {
 			`no proposal chosen: we accept aes256gcm16-modp2048, peer offered esp:aes256gcm16 .* -> fix: add one of the partner's proposals \(aes256gcm16\) `+
 			`to connections\.megatelecom\.tunnels\.api\.proposals, or ask the partner to offer aes256gcm16-modp2048$`,
 		`^OK +tunnel +megatelecom/api: up, esp aes256gcm16, `)
+}
+
+// TestIKEv2PFSRetry: espgw's tunnels offer ecp256 before modp2048 for PFS, strongSwan takes
+// only modp2048. The CREATE_CHILD_SA of the second tunnel, sent with a KE of ecp256, is
+// answered INVALID_KE_PAYLOAD; espgw retries with modp2048 and strongSwan installs the
+// CHILD_SA with that group, which then carries pings.
+func TestIKEv2PFSRetry(t *testing.T) {
+	t.Parallel()
+	set := v2Sets[0]
+	l := newLab(t)
+	sw, g := startV2Children(t, l, set, 2, "manual", "", espgwtest.Config{Datapath: "auto"}, func(c *espgwtest.Connection) {
+		for i := range c.Tunnels {
+			c.Tunnels[i].ESPProposal = "aes256gcm16-ecp256, " + set.esp
+		}
+	})
+	if err := g.Up(connName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	ike := waitChildren(t, sw, 2, negotiationTimeout)
+	for _, ch := range ike.Children {
+		if want := map[string]string{"s2s": set.swanChild, "s2s-1": set.swanChild + "/MODP_2048"}[ch.Name]; ch.Proposal() != want {
+			t.Errorf("strongSwan CHILD_SA %s: proposal %s, want %s", ch.Name, ch.Proposal(), want)
+		}
+	}
+	if err := testutil.Ping(l.gw, serviceAddr, childHost(1), 3); err != nil {
+		t.Error(err)
+	}
+	// The peer's word for the INVALID_KE_PAYLOAD it sent.
+	if want := "DH group ECP_256 unacceptable, requesting MODP_2048"; !sw.LogContains(want) {
+		t.Errorf("charon log lacks %q: the first KE was not refused, so the retry went untested", want)
+	}
 }
 
 // pinger sends one echo request every interval (waiting at most a second for each reply)
