@@ -217,6 +217,15 @@ func TestParseValid(t *testing.T) {
 			}
 		},
 	}, {
+		name: "IKEv2: a tunnel's proposals may name several PFS groups",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:",
+			"        proposals: [3des-sha1-modp1024]\n", "        proposals: [aes256gcm16-ecp256, aes256gcm16-modp2048, aes256gcm16]\n"),
+		check: func(t *testing.T, c *Config) {
+			if got := proposal.FormatESP(c.Connections[0].Tunnels[0].Proposals); got != "aes256gcm16-ecp256, aes256gcm16-modp2048, aes256gcm16" {
+				t.Errorf("tunnel proposals %s", got)
+			}
+		},
+	}, {
 		name: "IKEv2 without a mode, version 1 explicit elsewhere",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:") + `  alpha:
     local_address: 192.0.2.1

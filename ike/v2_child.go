@@ -309,8 +309,14 @@ func (e *Engine) installV2Child(c *v2Child) error {
 }
 
 // createChild negotiates a child SA for t under an established IKE SA (CREATE_CHILD_SA);
-// when t's current child is being rekeyed, it says so (N(REKEY_SA)).
+// when t's current child is being rekeyed, it says so (N(REKEY_SA)). With PFS its KE is of
+// the group of t's first proposal.
 func (e *Engine) createChild(sa *v2SA, t *tunnel) {
+	e.createChildKE(sa, t, t.cfg.Proposals[0].Group)
+}
+
+// createChildKE is createChild with a KE of group (0: without PFS).
+func (e *Engine) createChildKE(sa *v2SA, t *tunnel, group uint16) {
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
 		e.childFailed(sa, t, true, fmt.Errorf("ike: allocating SPI: %w", err))
@@ -328,7 +334,6 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 		rekeyed = old
 		ps = append(ps, &ikev2.Notify{Protocol: ikev2.ProtocolESP, SPI: spiBytes(old.SPIIn), NotifyType: ikev2.NotifyRekeySA})
 	}
-	group := t.cfg.Proposals[0].Group
 	ps = append(ps, childOffer(&t.cfg, spi, group != 0), &ikev2.Nonce{Data: ni})
 	var key dh.PrivateKey
 	if group != 0 {
@@ -352,7 +357,9 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 			err := e.childReply(sa, t, rs, spi, ni, key, rekeyed)
 			if err != nil {
 				e.releaseSPI(sa, spi)
-				e.childFailed(sa, t, true, err)
+				if !e.retryChildKE(sa, t, rs, group) {
+					e.childFailed(sa, t, true, err)
+				}
 			}
 			return nil
 		},
@@ -417,6 +424,10 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 	}
 	if slices.ContainsFunc(sai.Proposals, func(p ikev2.Proposal) bool { return p.Protocol == ikev2.ProtocolIKE }) {
 		reply(e.answerIKERekey(sa, sai, ni.Data, ikev2.Find[*ikev2.KE](ps))...)
+		return
+	}
+	if n := e.refuseWithoutPFS(sa, ps); n != nil {
+		reply(n)
 		return
 	}
 	nr, err := e.makeNonce()

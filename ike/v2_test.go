@@ -322,3 +322,17 @@ func TestIKEv2RekeyCollision(t *testing.T) {
 		}
 	}
 }
+
+// TestIKEv2AcquireWhileResponding: traffic for a second tunnel at B while B answers A's
+// IKE_SA_INIT waits for that IKE SA, then gets its child SA by CREATE_CHILD_SA under it,
+// without another acquire.
+func TestIKEv2AcquireWhileResponding(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16-modp2048", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	s.deliver() // B answers A's IKE_SA_INIT
+	b.e.Acquire(b.e.Tunnels()[1].ReqID)
+	s.run("both tunnels up", time.Minute, func() bool { return len(a.k.active()) == 2 && len(b.k.active()) == 2 })
+	if st := b.e.Status(); len(st.IKESAs) != 1 || st.IKESAs[0].Initiator {
+		t.Errorf("B's IKE SAs %+v, want only the one A initiated", st.IKESAs)
+	}
+}

@@ -26,8 +26,9 @@ type Connection struct {
 	Local, Remote             string // local_address, remote_address
 	LocalID, RemoteID         string // local_id, remote_id, e.g. gw.example.net or keyid:bank; "" = the address
 	PSK                       string
-	Mode                      string // ike.mode: main or aggressive; "" = main
-	IKEProposal               string // e.g. 3des-sha1-modp1024
+	IKEVersion                int    // ike.version: 2 for IKEv2; 0 = IKEv1
+	Mode                      string // ike.mode (IKEv1): main or aggressive; "" = main
+	IKEProposal               string // ike.proposals in the version's syntax, e.g. 3des-sha1-modp1024
 	IKELifetime               string // ike.lifetime, e.g. 60s; "" = 1h
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
@@ -75,7 +76,11 @@ connections:
     service_address: {address: {{.ServiceAddress}}, interface: {{.Interface}}}
 {{- end}}
     ike:
+{{- if eq .IKEVersion 2}}
+      version: 2
+{{- else}}
       mode: {{or .Mode "main"}}
+{{- end}}
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
       lifetime: {{or .IKELifetime "1h"}}
