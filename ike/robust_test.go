@@ -177,7 +177,12 @@ func TestResponderDHOffLock(t *testing.T) {
 		b.mu.Unlock()
 	}()
 	<-gate.waiting // B is making its DH key
-	free := b.mu.TryLock()
+	// The goroutine that handed the DH over may still be on its way out of handlePacket:
+	// the lock must come free while the DH waits, not at once.
+	free := false
+	for deadline := time.Now().Add(5 * time.Second); !free && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		free = b.mu.TryLock()
+	}
 	if free {
 		b.mu.Unlock()
 	} else {
