@@ -106,10 +106,16 @@ func (e *Engine) startLiveness(sa *v2SA) {
 			e.v2PeerDead(sa, fmt.Errorf("%w: nothing from the peer for %v", errDPD, idle))
 			return
 		}
-		if idle >= cfg.DPDDelay && sa.pending == nil && len(sa.queue) == 0 {
-			sa.request(&v2Request{exchange: ikev2.ExchangeInformational})
+		// Wake when the SA will have been quiet for dpd_delay, not a whole interval later:
+		// an answer that came just after the last tick must not double the gap.
+		next := cfg.DPDDelay - idle
+		if idle >= cfg.DPDDelay {
+			if sa.pending == nil && len(sa.queue) == 0 {
+				sa.request(&v2Request{exchange: ikev2.ExchangeInformational})
+			}
+			next = cfg.DPDDelay
 		}
-		sa.dpd = e.afterFunc(cfg.DPDDelay, tick)
+		sa.dpd = e.afterFunc(min(next, timeout-idle), tick)
 	}
 	sa.dpd = e.afterFunc(cfg.DPDDelay, tick)
 }
