@@ -48,7 +48,12 @@ type quickMode struct {
 	done      bool
 	dhBusy    bool   // a DH computation for it is out (dhwork.go)
 	gen       uint64 // tunnel.installs when the exchange began
+	answered  int    // initiator: sa.qm2s when the peer's QM2 for it was accepted
 }
+
+// qm2CrossingWindow is how long after our QM3, in first-retransmission intervals, one
+// repeated QM2 is still taken for the peer's retransmission that crossed it.
+const qm2CrossingWindow = 5
 
 // lifetimes are the SA life attributes of a child SA; zero means unlimited.
 type lifetimes struct {
@@ -296,6 +301,10 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 		return fmt.Errorf("quick mode %08x: %w", id, errReplayedMsgID)
 	case qm == nil:
 		return e.respondQM1(sa, in)
+	case qm.initiator && qm.done && sa.qm2s > qm.answered && qm.repeats(in.raw):
+		// The peer has answered a later quick mode of ours since: strongSwan retransmits only
+		// its latest answer, so this is an echo of one of our QM1 copies (see handleQM2).
+		return nil
 	case qm.duplicate(in.raw):
 		sa.lastQM = e.now() // the peer is still waiting for our QM3 (dpd.go)
 		return nil
@@ -330,9 +339,13 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	h3 := sa.hashPayloads(qm.hash3Data(), nil)
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
-	// As many QM2s repeated soon after as we resent QM1 answer those copies. A QM3 strongSwan
-	// no longer expects fails to decrypt there and costs IV slots of the quick modes after it.
-	qm.echoes, qm.echoUntil = qm.tries-1, e.now().Add(e.opts.Retransmit.Initial)
+	// A QM3 strongSwan no longer expects fails to decrypt there and costs IV slots of the
+	// quick modes after it. So as many repeated QM2s as we resent QM1 answer those copies,
+	// however late we read them (a loaded gateway reads its socket seconds late), and one
+	// more within qm2CrossingWindow is the peer's retransmission that crossed this QM3.
+	qm.echoes, qm.crossUntil = qm.tries-1, e.now().Add(qm2CrossingWindow*e.opts.Retransmit.Initial)
+	sa.qm2s++
+	qm.answered = sa.qm2s
 	qm.send(msg, sa.local, sa.remote, false)
 	return qm.install()
 }

@@ -59,10 +59,13 @@ func BenchmarkSetup(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
 			for range b.N {
+				load0 := load1()
 				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: perPeer,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
 				keepLogs(b, r, name)
+				r.ReportUDPDrops(b)
+				b.ReportMetric((load0+load1())/2, "load1")
 				if err != nil {
 					b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
 				}
