@@ -25,17 +25,18 @@ const (
 	maxDHBuckets = 1024
 )
 
-// dhCosts is the CPU time of a responder's DH (key pair and shared secret) by group: the
-// fastest of ike/dh's BenchmarkExchange runs on the 2-core lab VM (bench/README.md), so
-// under load the budget admits fewer, never more, than its share of a core.
+// dhCosts is the CPU time of a responder's DH (key pair and shared secret) by group: ike/dh's
+// BenchmarkExchange, cpu-µs/op (process CPU time, not wall time), on the 2-core lab VM,
+// rounded up (bench/README.md). A faster machine is charged the same and so admits fewer
+// than its share of a core; a much slower one more.
 var dhCosts = map[uint16]time.Duration{
-	2:  1200 * time.Microsecond, // modp1024
-	5:  1500 * time.Microsecond, // modp1536
-	14: 2300 * time.Microsecond, // modp2048
-	15: 4500 * time.Microsecond, // modp3072
-	16: 8500 * time.Microsecond, // modp4096
-	19: 200 * time.Microsecond,  // ecp256
-	20: 1300 * time.Microsecond, // ecp384
+	2:  600 * time.Microsecond,  // modp1024
+	5:  1200 * time.Microsecond, // modp1536
+	14: 2000 * time.Microsecond, // modp2048
+	15: 4000 * time.Microsecond, // modp3072
+	16: 6600 * time.Microsecond, // modp4096
+	19: 60 * time.Microsecond,   // ecp256
+	20: 650 * time.Microsecond,  // ecp384
 }
 
 // dhCost is what a responder DH in group costs; a group not in dhCosts (refused before any

@@ -208,7 +208,7 @@ func TestQM2EchoOfOurRetransmissionNotAnswered(t *testing.T) {
 	s.up(a, b)
 	late := sentOf(b.bind, isakmp.ExchangeQuickMode)[0]
 	before := len(sentOf(a.bind, isakmp.ExchangeQuickMode)) // QM1, QM1 again, QM3
-	s.advance(3 * DefaultRetransmit.Initial)                 // A was slow to read them
+	s.advance(3 * DefaultRetransmit.Initial)                // A was slow to read them
 	for i, want := range []int{0, 0, 1} {
 		deliver(a, late, portA, portB)
 		if got := len(sentOf(a.bind, isakmp.ExchangeQuickMode)) - before; got != want {
