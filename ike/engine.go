@@ -122,6 +122,7 @@ type Engine struct {
 	errs      []ConnError
 	unauth    unauthLog
 	dhLimit   dhLimit
+	qmPace    quickModePace
 	// work counts DH computations out of the lock (dhwork.go); dhWorkers bounds them.
 	work      sync.WaitGroup
 	dhWorkers chan struct{}

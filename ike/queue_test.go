@@ -64,6 +64,32 @@ func TestQuickModesPaced(t *testing.T) {
 	}
 }
 
+// However many quick modes the connections allow, no more than maxOurQuickModes of ours
+// are in flight in the engine (a burst of QM3s and QM1s overflowed strongSwan's socket);
+// the rest wait their turn and all are installed.
+func TestOurQuickModesPacedEngineWide(t *testing.T) {
+	const n = maxOurQuickModes + 12
+	pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: n}
+	ba, bb := bindtest.NewPair()
+	ca, cb := connPair(t, pc)
+	ca.IKE.QuickModes, cb.IKE.QuickModes = 2*n, 2*n
+	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca)
+	b := startNode(t, "B", bb, 0xb0000000, pc.retransmit, cb)
+	if err := a.e.Up(upCtx(t), "peer", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "responder child SAs", func() bool { return len(b.k.active()) == n })
+	most, completed := maxQuickModesInFlight(ba)
+	if most != maxOurQuickModes || completed != n {
+		t.Errorf("%d quick modes in flight at most, %d completed; want %d, %d", most, completed, maxOurQuickModes, n)
+	}
+	a.e.mu.Lock()
+	defer a.e.mu.Unlock()
+	if p := a.e.qmPace; p.inFlight != 0 || len(p.waiting) != 0 {
+		t.Errorf("after all quick modes: %d counted in flight, %d connections waiting; want none", p.inFlight, len(p.waiting))
+	}
+}
+
 // Rekeys falling due together queue like the first negotiations.
 func TestRekeysPaced(t *testing.T) {
 	pc := pairConfig{mode: model.ModeMain, ike: "aes128-sha256-modp2048", esp: "aes128gcm16", pskA: "k", tunnels: 6,

@@ -49,6 +49,7 @@ type quickMode struct {
 	dhBusy    bool   // a DH computation for it is out (dhwork.go)
 	gen       uint64 // tunnel.installs when the exchange began
 	answered  int    // initiator: sa.qm2s when the peer's QM2 for it was accepted
+	paced     bool   // counted in the engine's quick modes in flight (queue.go)
 }
 
 // qm2CrossingWindow is how long after our QM3, in first-retransmission intervals, one
@@ -160,6 +161,7 @@ func (qm *quickMode) fail(err error) {
 		}
 		qm.tunnel.notify(err)
 	}
+	e.releaseQuickModeRoom(qm)
 	qm.sa.quickModeEnded()
 }
 
@@ -185,6 +187,7 @@ func (qm *quickMode) finish() {
 		qm.tunnel.qm = nil
 	}
 	e := qm.sa.e
+	e.releaseQuickModeRoom(qm)
 	qm.sa.quickModeEnded()
 	e.afterFunc(e.opts.Retransmit.Linger, func() {
 		if qm.sa.qms[qm.msgID] == qm {
@@ -232,6 +235,7 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 		return fmt.Errorf("allocating SPI: %w", err)
 	}
 	qm := sa.newQuickMode(t, msgID, true)
+	e.qmPace.take(qm)
 	qm.gen = t.installs
 	t.qm = qm
 	qm.spiIn, qm.nonceI = spi, nonce
