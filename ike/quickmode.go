@@ -309,6 +309,8 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 		// The peer has answered a later quick mode of ours since: strongSwan retransmits only
 		// its latest answer, so this is an echo of one of our QM1 copies (see handleQM2).
 		return nil
+	case qm.initiator && qm.dhBusy:
+		return nil // our QM3 follows when the DH is done; lastOut is still QM1
 	case qm.duplicate(in.raw):
 		sa.lastQM = e.now() // the peer is still waiting for our QM3 (dpd.go)
 		return nil
@@ -340,6 +342,17 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	}
 	qm.spiOut, qm.prop, qm.encap = ch.spi, ch.prop, ch.encap
 	qm.life = initiatorLifetime(&t.cfg, ch.life, ps)
+	qm.stop() // QM1 is answered; QM3 goes once the child SA is installed (installKeys)
+	sa.qm2s++
+	qm.answered = sa.qm2s
+	return qm.install()
+}
+
+// sendQM3 ends our quick mode with HASH(3). It goes after our child SA is installed: the
+// peer installs its side on receipt and may send on the new SA at once (with PFS our DH
+// took hundreds of ms under load, and a rekeyed tunnel's replies were lost meanwhile).
+func (qm *quickMode) sendQM3() {
+	sa, e := qm.sa, qm.sa.e
 	h3 := sa.hashPayloads(qm.hash3Data(), nil)
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
@@ -348,10 +361,7 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	// however late we read them (a loaded gateway reads its socket seconds late), and one
 	// more within qm2CrossingWindow is the peer's retransmission that crossed this QM3.
 	qm.echoes, qm.crossUntil = qm.tries-1, e.now().Add(qm2CrossingWindow*e.opts.Retransmit.Initial)
-	sa.qm2s++
-	qm.answered = sa.qm2s
 	qm.send(msg, sa.local, sa.remote, false)
-	return qm.install()
 }
 
 func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
@@ -445,6 +455,9 @@ func (qm *quickMode) installKeys(gxy []byte) {
 	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
 		return
+	}
+	if qm.initiator {
+		qm.sendQM3()
 	}
 	qm.finish()
 	t.notify(nil)

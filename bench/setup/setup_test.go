@@ -93,7 +93,7 @@ func keepLogs(b *testing.B, r *scalelab.Run, name string) {
 	if *logs == "" {
 		return
 	}
-	prefix := filepath.Join(*logs, fmt.Sprintf("%s-%d-%d-", name, *tunnels, *peers))
+	prefix := filepath.Join(*logs, fmt.Sprintf("%s-%d-%d-", name, r.N(), r.Peers))
 	for file, text := range map[string]string{"espgw.log": r.GW.Log(), "charon.log": r.Swan.Log()} {
 		if err := os.WriteFile(prefix+file, []byte(text), 0o644); err != nil {
 			b.Logf("keeping %s: %v", file, err)
