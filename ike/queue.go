@@ -115,7 +115,8 @@ func (p *quickModePace) take(qm *quickMode) {
 	p.inFlight++
 }
 
-// release ends qm's share (once) and lets waiting connections start theirs.
+// releaseQuickModeRoom ends qm's share (once) and lets waiting connections start theirs;
+// the connection of an IKE SA being deleted is left to deleteIKESA, which settles its queue.
 func (e *Engine) releaseQuickModeRoom(qm *quickMode) {
 	if !qm.paced {
 		return
@@ -126,6 +127,8 @@ func (e *Engine) releaseQuickModeRoom(qm *quickMode) {
 	for !p.full() && len(p.waiting) > 0 {
 		c := p.waiting[0]
 		p.waiting = slices.Delete(p.waiting, 0, 1)
-		e.runQueue(c)
+		if c != qm.sa.conn || !qm.sa.deleting {
+			e.runQueue(c)
+		}
 	}
 }
