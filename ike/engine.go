@@ -127,6 +127,7 @@ type Engine struct {
 	unauth    unauthLog
 	dhLimit   dhLimit
 	cookies   v2Cookies // IKEv2 responder COOKIE secrets (v2_cookie.go)
+	qmPace    quickModePace
 	// work counts DH computations out of the lock (dhwork.go); dhWorkers bounds them.
 	work      sync.WaitGroup
 	dhWorkers chan struct{}

@@ -58,11 +58,11 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
-	// echoes repeats of the last accepted message that arrive before echoUntil answer our
-	// own retransmissions, which crossed our reply: they are not answered again. Repeats
-	// beyond them are the peer's own and are answered.
-	echoes    int
-	echoUntil time.Time
+	// echoes repeats of the last accepted message answer our own retransmissions, which
+	// crossed our reply, and one more before crossUntil the peer's own retransmission
+	// that crossed it: they are not answered again. Repeats beyond them are answered.
+	echoes     int
+	crossUntil time.Time
 }
 
 // send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
@@ -126,11 +126,15 @@ func (x *exchange) stop() {
 // duplicate reports whether raw repeats the last accepted message; if so it resends our
 // answer to it (RFC 2408 retransmission handling) instead of processing it again.
 func (x *exchange) duplicate(raw []byte) bool {
-	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
+	if !x.repeats(raw) {
 		return false
 	}
-	if x.echoes > 0 && x.e.now().Before(x.echoUntil) {
+	switch {
+	case x.echoes > 0:
 		x.echoes--
+		return true
+	case x.e.now().Before(x.crossUntil):
+		x.crossUntil = time.Time{}
 		return true
 	}
 	if x.lastOut != nil {
@@ -138,6 +142,9 @@ func (x *exchange) duplicate(raw []byte) bool {
 	}
 	return true
 }
+
+// repeats reports whether raw is the last accepted message again.
+func (x *exchange) repeats(raw []byte) bool { return x.haveIn && sha256.Sum256(raw) == x.lastIn }
 
 // accepted records raw as the last message processed.
 func (x *exchange) accepted(raw []byte) {

@@ -125,6 +125,7 @@ type ikeSA struct {
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
 	lastQM time.Time   // when a quick mode last ended or heard from the peer
+	qm2s   int         // QM2s accepted for our quick modes (handleQM2)
 	expiry clock.Timer // end of the lifetime
 	rekey  clock.Timer // initiator: start the replacement
 	retire clock.Timer // replaced: delete after the overlap

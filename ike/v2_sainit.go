@@ -329,7 +329,7 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 		reject(ikev2.NotifyInvalidSyntax, nil)
 		return fmt.Errorf("IKE_SA_INIT from %v: KE: %w", in.remote, err)
 	}
-	if !e.allowResponderDH(in.remote.Addr()) {
+	if !e.allowResponderDH(in.remote.Addr(), prop.Group) {
 		return errDHRateLimit
 	}
 	sa, err := e.newV2SA(c, false, in.local, in.remote)

@@ -3,6 +3,7 @@ package espgwtest
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -116,7 +117,11 @@ func (g *Gateway) waitReady(tb testing.TB, yaml string) {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw exited: %v", err)
 		}
-		_, err := g.Status()
+		// The summary, not Status (--json, each call limited to statusTimeout): with 1,000
+		// tunnels negotiating on a loaded machine, encoding all of them took longer.
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		_, err := g.CLI(ctx, "status")
 		return err == nil, err
 	})
 	if err != nil {
