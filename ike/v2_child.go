@@ -349,6 +349,12 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 	sa.request(&v2Request{exchange: ikev2.ExchangeCreateChildSA, payloads: ps,
 		onReply: func(rs []ikev2.Payload) error {
 			defer finish()
+			if rekeyed != nil && temporaryFailure(rs) {
+				e.releaseSPI(sa, spi)
+				t.v2Pending = false
+				e.retryChildRekey(sa, t, rekeyed)
+				return nil
+			}
 			err := e.childReply(sa, t, rs, spi, ni, key, rekeyed)
 			if err != nil {
 				e.releaseSPI(sa, spi)
@@ -365,6 +371,18 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 			t.v2Pending = false
 			t.notify(err)
 		}})
+}
+
+// retryChildRekey rekeys old again a little later: the peer answered TEMPORARY_FAILURE
+// because it was rekeying the IKE SA or the same child SA (RFC 7296 2.25).
+func (e *Engine) retryChildRekey(sa *v2SA, t *tunnel, old *childSA) {
+	e.log.Info("peer answered our child SA rekey with TEMPORARY_FAILURE, trying again shortly (RFC 7296 2.25)",
+		sa.logArgs("tunnel", t.cfg.Name)...)
+	e.afterFunc(e.jitter(2*e.opts.Retransmit.Initial), func() {
+		if t.child == old && old.rekeying && !t.v2Pending && !t.removed {
+			e.startTunnel(t, nil)
+		}
+	})
 }
 
 // childReply takes the CREATE_CHILD_SA response: the nonce, the PFS KE and the child.
@@ -417,6 +435,11 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 	}
 	if slices.ContainsFunc(sai.Proposals, func(p ikev2.Proposal) bool { return p.Protocol == ikev2.ProtocolIKE }) {
 		reply(e.answerIKERekey(sa, sai, ni.Data, ikev2.Find[*ikev2.KE](ps))...)
+		return
+	}
+	if sa.rekeying || sa.deleting { // RFC 7296 2.25.2: try again on the new IKE SA
+		e.log.Info("peer's CREATE_CHILD_SA collides with our IKE SA rekey: TEMPORARY_FAILURE", sa.logArgs()...)
+		reply(&ikev2.Notify{NotifyType: ikev2.NotifyTemporaryFailure})
 		return
 	}
 	nr, err := e.makeNonce()
