@@ -47,17 +47,31 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// narrow returns the part of ours that one of the peer's selectors covers (RFC 7296 2.9):
-// ours when a selector contains it, or a selector that is a sub-prefix of ours, with
-// protocol and port narrowed alike. ok is false when none overlaps in a form a
-// TrafficSelector can hold (a prefix, one port or all).
+// narrow returns the part of ours that the peer's selectors allow (RFC 7296 2.9), as one
+// selector: a selector can hold one prefix, so of the peer's entries that overlap ours the
+// one leaving the widest part wins (ours whole when an entry contains it), the peer's order
+// breaking ties. That keeps a leading entry for the packet that triggered the peer's
+// negotiation (a host, 2.9) from shrinking the child SA to that host when a later entry
+// covers our whole subnet. ok is false when none overlaps in a form a TrafficSelector can
+// hold (a prefix, one port or all).
 func narrow(ours TrafficSelector, theirs []ikev2.TrafficSelector) (TrafficSelector, bool) {
+	var best TrafficSelector
+	found := false
 	for _, s := range theirs {
-		if n, ok := narrowOne(ours, s); ok {
-			return n, true
+		if n, ok := narrowOne(ours, s); ok && (!found || wider(n, best)) {
+			best, found = n, true
 		}
 	}
-	return TrafficSelector{}, false
+	return best, found
+}
+
+// wider reports whether selector a covers more than b: a shorter prefix, else any protocol
+// or port where b has one.
+func wider(a, b TrafficSelector) bool {
+	if a.Prefix.Bits() != b.Prefix.Bits() {
+		return a.Prefix.Bits() < b.Prefix.Bits()
+	}
+	return a.Proto == 0 && b.Proto != 0 || a.Port == 0 && b.Port != 0
 }
 
 func narrowOne(ours TrafficSelector, s ikev2.TrafficSelector) (TrafficSelector, bool) {
@@ -221,14 +235,26 @@ func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, e
 	return append(out, tsPayload(rts, false), tsPayload(lts, true)), install
 }
 
-// matchV2Tunnel finds the first tunnel of c whose selectors overlap the initiator's TSi (its
-// side: our remote) and TSr, and the narrowed selectors.
+// matchV2Tunnel finds the tunnel of c for the initiator's TSi (its side: our remote) and
+// TSr, and the narrowed selectors we answer and install. Each of our tunnels carries one
+// selector pair, so the answer is one pair even when the peer lists several per side. The
+// rule: the peer's pairs are tried in its order (TSi entry, then TSr entry), since its first
+// entries are the most specific, possibly the packet that triggered it (RFC 7296 2.9); for
+// each, our tunnels by name; the first tunnel overlapping both entries is chosen, and its
+// selectors are then narrowed against all of the peer's entries (narrow).
 func matchV2Tunnel(c *connection, tsi, tsr *ikev2.TrafficSelectors) (*tunnel, TrafficSelector, TrafficSelector) {
-	for _, t := range c.sortedTunnels() {
-		lts, ok1 := narrow(t.localTS(), tsr.Selectors)
-		rts, ok2 := narrow(t.remoteTS(), tsi.Selectors)
-		if ok1 && ok2 && !t.removed {
-			return t, lts, rts
+	ts := c.sortedTunnels()
+	for _, si := range tsi.Selectors {
+		for _, sr := range tsr.Selectors {
+			for _, t := range ts {
+				_, ok1 := narrowOne(t.localTS(), sr)
+				_, ok2 := narrowOne(t.remoteTS(), si)
+				if ok1 && ok2 && !t.removed {
+					lts, _ := narrow(t.localTS(), tsr.Selectors)
+					rts, _ := narrow(t.remoteTS(), tsi.Selectors)
+					return t, lts, rts
+				}
+			}
 		}
 	}
 	return nil, TrafficSelector{}, TrafficSelector{}
