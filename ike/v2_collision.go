@@ -96,6 +96,13 @@ func (e *Engine) ikeRekeyedBy(old, next *v2SA, byPeer bool) {
 	e.log.Info("simultaneous IKE SA rekey: our new IKE SA survives (RFC 7296 2.8.2)", r.mine.logArgs()...)
 	e.moveChildren(old, r.mine)
 	e.retireV2(old, errRekeyedV2)
+	// The peer deletes its redundant SA, unless it never saw our answer that created it and
+	// so gave its exchange up when old went: then that SA is ours to forget.
+	e.afterFunc(e.opts.Retransmit.Timeout, func() {
+		if r.peers.state == v2Established && !r.peers.deleting {
+			e.deleteV2SA(r.peers, true, errRedundantV2)
+		}
+	})
 }
 
 // ikeRekeyFailed handles our rekey of old that failed: if the peer's rekey of old succeeded

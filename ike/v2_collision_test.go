@@ -1,8 +1,11 @@
 package ike
 
 import (
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/espgw/espgw/ike/ikev2"
 )
 
 // rekeyIKEv2Now starts n's rekey of its established IKE SA; the peer sees the request only
@@ -50,33 +53,48 @@ func requireOneIKEv2SA(t *testing.T, a, b *node, first string, children int) str
 // TestIKEv2IKERekeyCollision: both sides rekey the IKE SA at once (RFC 7296 2.8.2). The new
 // SA of the exchange with the lowest of the four nonces is deleted by its initiator, the
 // other survives on both sides with the child SAs, which stay installed untouched; the new
-// SA then carries child SA work. Random nonces: each side wins in some of the runs.
+// SA then carries child SA work. Random nonces: each side wins in some of the runs. With
+// A's answer to B's request lost, B learns of A's rekey first (and gives its own up if A
+// won and deleted the old SA): still one IKE SA each in the end.
 func TestIKEv2IKERekeyCollision(t *testing.T) {
-	survivors := map[string]int{}
-	for i := range 12 {
-		s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
-		s.up(a, b)
-		first := a.e.Status().IKESAs[0].InitiatorCookie
-		children := a.k.active()
-		rekeyIKEv2Now(t, a)
-		rekeyIKEv2Now(t, b)
-		s.advance(time.Minute)
-		spi := requireOneIKEv2SA(t, a, b, first, 2)
-		if got := a.k.active(); len(got) != 2 || len(b.k.active()) != 2 ||
-			got[0].SPIIn != children[0].SPIIn && got[0].SPIIn != children[1].SPIIn {
-			t.Errorf("run %d: child SAs changed with the IKE SA rekeys: %v, were %v", i, got, children)
+	for _, lost := range []bool{false, true} {
+		survivors := map[string]int{}
+		for i := range 12 {
+			s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+			s.up(a, b)
+			first := a.e.Status().IKESAs[0].InitiatorCookie
+			children := a.k.active()
+			if lost {
+				dropOnce := true
+				a.bind.SetFilter(func(m []byte, _, _ netip.AddrPort, _ bool) bool {
+					answer := len(m) > 19 && m[18] == byte(ikev2.ExchangeCreateChildSA) && ikev2.Flags(m[19])&ikev2.FlagResponse != 0
+					if answer && dropOnce {
+						dropOnce = false
+						return false
+					}
+					return true
+				})
+			}
+			rekeyIKEv2Now(t, a)
+			rekeyIKEv2Now(t, b)
+			s.advance(2 * time.Minute)
+			spi := requireOneIKEv2SA(t, a, b, first, 2)
+			if got := a.k.active(); len(got) != 2 || len(b.k.active()) != 2 ||
+				got[0].SPIIn != children[0].SPIIn && got[0].SPIIn != children[1].SPIIn {
+				t.Errorf("run %d: child SAs changed with the IKE SA rekeys: %v, were %v", i, got, children)
+			}
+			if a.e.Status().IKESAs[0].Initiator {
+				survivors["A's"]++
+			} else {
+				survivors["B's"]++
+			}
+			deleteOneChild(b)
+			s.run("child deleted at A on the new IKE SA "+spi, time.Minute, func() bool { return len(a.k.active()) == 1 })
 		}
-		if a.e.Status().IKESAs[0].Initiator {
-			survivors["A's"]++
-		} else {
-			survivors["B's"]++
+		t.Logf("answer lost %v: surviving IKE SA %v", lost, survivors)
+		if len(survivors) != 2 {
+			t.Errorf("answer lost %v: the same side's IKE SA survived every run (%v): the nonces do not decide", lost, survivors)
 		}
-		deleteOneChild(b)
-		s.run("child deleted at A on the new IKE SA "+spi, time.Minute, func() bool { return len(a.k.active()) == 1 })
-	}
-	t.Logf("surviving IKE SA: %v", survivors)
-	if len(survivors) != 2 {
-		t.Errorf("the same side's IKE SA survived every run (%v): the nonces do not decide", survivors)
 	}
 }
 
