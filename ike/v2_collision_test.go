@@ -2,6 +2,7 @@ package ike
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,19 +133,21 @@ func TestIKEv2RekeyCrossings(t *testing.T) {
 				if len(ia) != tt.children || len(ib) != tt.children {
 					t.Fatalf("run %d: %d/%d child SAs installed, want %d", i, len(ia), len(ib), tt.children)
 				}
-				for _, x := range ia {
-					found := false
-					for _, y := range ib {
-						if y.SPIIn == x.SPIOut {
-							checkMirrored(t, x, y)
-							found = true
-						}
-					}
-					if !found {
-						t.Errorf("run %d: A's child %08x/%08x has no peer at B", i, x.SPIIn, x.SPIOut)
-					}
-				}
+				requireMirroredSets(t, ia, ib)
 			}
 		})
+	}
+}
+
+// requireMirroredSets checks that each of A's child SAs has its mirror among B's.
+func requireMirroredSets(t *testing.T, ia, ib []*ChildSA) {
+	t.Helper()
+	for _, x := range ia {
+		i := slices.IndexFunc(ib, func(y *ChildSA) bool { return y.SPIIn == x.SPIOut })
+		if i < 0 {
+			t.Errorf("A's child %08x/%08x has no peer at B", x.SPIIn, x.SPIOut)
+			continue
+		}
+		checkMirrored(t, x, ib[i])
 	}
 }
