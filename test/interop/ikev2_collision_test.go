@@ -103,9 +103,18 @@ func requireOneIKESA(t *testing.T, sw *strongswan.Charon, g *espgwtest.Gateway, 
 	if err != nil {
 		t.Fatalf("%v\nespgw's log of the rekeys:\n%s\ncharon's:\n%s", err, rekeyLog(g.Log()), rekeyLog(sw.Log()))
 	}
-	ikes := g.MustStatus(t).ConnectionSAs(connName)
-	if len(ikes) != 1 || ikes[0].InitiatorCookie != fmt.Sprintf("%016x", now.InitiatorSPI) || ikes[0].ResponderCookie != fmt.Sprintf("%016x", now.ResponderSPI) {
-		t.Errorf("espgw has IKE SAs %+v, want one: strongSwan's %016x/%016x", ikes, now.InitiatorSPI, now.ResponderSPI)
+	// When espgw's answer to strongSwan's rekey was held back and espgw won, charon gives
+	// its exchange up on espgw's Delete of the old SA; espgw forgets the SA it answered after
+	// its retransmission timeout (28 s).
+	err = testutil.Poll(45*time.Second, func() (bool, error) {
+		ikes := g.MustStatus(t).ConnectionSAs(connName)
+		if len(ikes) != 1 || ikes[0].InitiatorCookie != fmt.Sprintf("%016x", now.InitiatorSPI) || ikes[0].ResponderCookie != fmt.Sprintf("%016x", now.ResponderSPI) {
+			return false, fmt.Errorf("espgw has IKE SAs %+v, want one: strongSwan's %016x/%016x", ikes, now.InitiatorSPI, now.ResponderSPI)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("%v\nespgw's log of the rekeys:\n%s", err, rekeyLog(g.Log()))
 	}
 	return now
 }
