@@ -89,7 +89,7 @@ func (e *Engine) ikeRekeyedBy(old, next *v2SA, byPeer bool) {
 	if r.oursRedundant() {
 		e.log.Info("simultaneous IKE SA rekey: the peer's new IKE SA survives, deleting ours (RFC 7296 2.8.2)", r.mine.logArgs()...)
 		e.moveChildren(old, r.peers)
-		old.deleting = true // the peer, the winner, deletes it
+		e.awaitPeersDelete(old, errRekeyedV2) // the winner deletes it
 		e.retireV2(r.mine, errRedundantV2)
 		return
 	}
@@ -97,12 +97,15 @@ func (e *Engine) ikeRekeyedBy(old, next *v2SA, byPeer bool) {
 	e.moveChildren(old, r.mine)
 	e.retireV2(old, errRekeyedV2)
 	// The peer deletes its redundant SA, unless it never saw our answer that created it and
-	// so gave its exchange up when old went: then that SA is ours to forget.
-	e.afterFunc(e.opts.Retransmit.Timeout, func() {
-		if r.peers.state == v2Established && !r.peers.deleting {
-			e.deleteV2SA(r.peers, true, errRedundantV2)
-		}
-	})
+	// so gave its exchange up when old went.
+	e.awaitPeersDelete(r.peers, errRedundantV2)
+}
+
+// awaitPeersDelete leaves an IKE SA that a rekey made redundant to the peer to delete, and
+// deletes it itself if the peer has not within the retransmission timeout.
+func (e *Engine) awaitPeersDelete(sa *v2SA, why error) {
+	sa.deleting = true
+	e.afterFunc(e.opts.Retransmit.Timeout, func() { e.deleteV2SA(sa, true, why) })
 }
 
 // ikeRekeyFailed handles our rekey of old that failed: if the peer's rekey of old succeeded
@@ -112,7 +115,7 @@ func (e *Engine) ikeRekeyFailed(old *v2SA) {
 	if r := old.race; r != nil {
 		old.race = nil
 		e.moveChildren(old, r.peers)
-		old.deleting = true
+		e.awaitPeersDelete(old, errRekeyedV2)
 	}
 }
 
