@@ -170,7 +170,9 @@ func TestIKEv2RekeyCollisions(t *testing.T) {
 			before, child, _, _ := negotiate(t, g, sw, byEspgwUp)
 			established := time.Now()
 			pings := startPings(l.gw, serviceAddr, hostAddr, 200*time.Millisecond)
-			crossRekeys(t, l, sw, g, established.Add(tt.espgwRekeyAt-4*time.Second), established.Add(tt.espgwRekeyAt+10*time.Second))
+			// Holding from well before espgw's rekey costs nothing (no other IKE traffic, no liveness
+			// checks) and leaves room for a late return of negotiate on a loaded machine.
+			crossRekeys(t, l, sw, g, established.Add(tt.espgwRekeyAt-10*time.Second), established.Add(tt.espgwRekeyAt+15*time.Second))
 			after := requireOneIKESA(t, sw, g, before)
 			sent, lost := pings.Stop()
 			if same := after.Children[0].SPIIn == child.SPIIn; same == tt.childRekeyed {
