@@ -38,6 +38,7 @@ func (e *Engine) handleV2Informational(sa *v2SA, msgID uint32, ps []ikev2.Payloa
 	sa.respond(ikev2.ExchangeInformational, msgID, out...)
 	if deleteIKE {
 		c := sa.conn
+		e.inheritChildren(sa)
 		e.deleteV2SA(sa, false, errDeleted)
 		e.restartAlways(c)
 	}
@@ -53,7 +54,7 @@ func (e *Engine) deleteV2Children(sa *v2SA, spis [][]byte) *ikev2.Delete {
 		}
 		spi := binary.BigEndian.Uint32(s)
 		for _, ch := range e.children {
-			if ch.v2 != sa || ch.SPIOut != spi {
+			if ch.v2 == nil || ch.v2.conn != sa.conn || ch.SPIOut != spi { // sa or its rekeyed successor (RFC 7296 1.4)
 				continue
 			}
 			d.SPIs = append(d.SPIs, spiBytes(ch.SPIIn))

@@ -82,17 +82,19 @@ type v2SA struct {
 	created, established, lastRecv time.Time
 	dpd                            clock.Timer
 	keepalive                      clock.Timer
-	rekey                          clock.Timer // original initiator: replace the IKE SA (v2_rekey.go)
-	halfOpen                       clock.Timer // responder: give up waiting for IKE_AUTH
-	rekeying                       bool        // our CREATE_CHILD_SA replacing it is in flight
+	rekey                          clock.Timer       // original initiator: replace the IKE SA (v2_rekey.go)
+	halfOpen                       clock.Timer       // responder: give up waiting for IKE_AUTH
+	rekeying                       bool              // our CREATE_CHILD_SA replacing it is in flight
+	race                           *rekeyRace[*v2SA] // the peer rekeying it at the same time (v2_collision.go)
 }
 
 // v2Request is a request we send on an IKE SA and what to do with its response.
 type v2Request struct {
-	exchange ikev2.ExchangeType
-	payloads []ikev2.Payload
-	onReply  func(ps []ikev2.Payload) error // nil: nothing to do
-	onFail   func(err error)                // the request failed or the SA went away
+	exchange  ikev2.ExchangeType
+	rekeysIKE bool // a CREATE_CHILD_SA replacing the IKE SA
+	payloads  []ikev2.Payload
+	onReply   func(ps []ikev2.Payload) error // nil: nothing to do
+	onFail    func(err error)                // the request failed or the SA went away
 }
 
 // ourSPI is the SPI the SA is registered under: the one we chose.
