@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/espgw/espgw/control"
+	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/metrics"
 )
 
@@ -14,13 +15,16 @@ type ebpfSource struct{ d *daemon }
 
 var _ metrics.EBPFSource = ebpfSource{}
 
-// tunnelNames returns the connection and tunnel of the installed policy with reqID, empty
-// if it is gone.
-func (d *daemon) tunnelNames(reqID uint32) (conn, tunnel string) {
+// tunnelsByReqID indexes the installed policies' tunnels by reqid, for naming what the
+// programs counted per reqid (one pass, not one per counter).
+func (d *daemon) tunnelsByReqID() map[uint32]ike.TunnelInfo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, _ := d.tunnelByReqID(reqID)
-	return t.Connection, t.Tunnel
+	m := make(map[uint32]ike.TunnelInfo, len(d.policies))
+	for _, t := range d.policies {
+		m[t.ReqID] = t
+	}
+	return m
 }
 
 // PolicyStats implements metrics.EBPFSource.
@@ -29,10 +33,11 @@ func (s ebpfSource) PolicyStats() ([]metrics.PolicyStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []metrics.PolicyStat
+	tunnels := s.d.tunnelsByReqID()
+	out := make([]metrics.PolicyStat, 0, len(cs))
 	for reqID, c := range cs {
-		conn, tunnel := s.d.tunnelNames(reqID)
-		out = append(out, metrics.PolicyStat{Connection: conn, Tunnel: tunnel,
+		t := tunnels[reqID] // zero: the policy is gone
+		out = append(out, metrics.PolicyStat{Connection: t.Connection, Tunnel: t.Tunnel,
 			SADownDrops: c.SADownDrops, SADownPasses: c.SADownPasses, MSSRewrites: c.MSSRewrites, Events: c.Events})
 	}
 	slices.SortFunc(out, func(a, b metrics.PolicyStat) int {
@@ -71,10 +76,11 @@ func (d *daemon) topFlows(n int) ([]control.TopFlow, error) {
 	if err != nil {
 		return nil, err
 	}
+	tunnels := d.tunnelsByReqID()
 	out := make([]control.TopFlow, len(fs))
 	for i, f := range fs {
-		conn, tunnel := d.tunnelNames(f.ReqID)
-		out[i] = control.TopFlow{Connection: conn, Tunnel: tunnel, ReqID: f.ReqID, Src: f.Src, Dst: f.Dst, Proto: f.Proto,
+		t := tunnels[f.ReqID]
+		out[i] = control.TopFlow{Connection: t.Connection, Tunnel: t.Tunnel, ReqID: f.ReqID, Src: f.Src, Dst: f.Dst, Proto: f.Proto,
 			SrcPort: f.SrcPort, DstPort: f.DstPort, Packets: f.Packets, Bytes: f.Bytes}
 	}
 	return out, nil

@@ -127,7 +127,7 @@ func New(opts Options) (_ *Datapath, err error) {
 		done:     make(chan struct{}),
 		bufSize:  bufOffset + opts.MTU + esp.Headroom + esp.Tailroom + 64,
 	}
-	d.state.Store(&tables{in: map[uint32]*inSA{}, out: map[uint32][]*outSA{}})
+	d.state.Store(&tables{in: map[uint32]*inSA{}, out: map[uint32][]*outSA{}, outReqID: map[outKey]uint32{}})
 	defer func() {
 		if err != nil {
 			d.Close()

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/espgw/espgw/datapath"
@@ -62,7 +61,7 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	}
 	st = st.clone()
 	st.in[p.In.SPI] = &inSA{cfg: p.In, esp: in}
-	st.out[p.Out.ReqID] = append(st.out[p.Out.ReqID], o)
+	st.addOut(p.Out.ReqID, o)
 	delete(d.reserved, p.In.SPI)
 	d.state.Store(st)
 	return nil
@@ -92,10 +91,7 @@ func (d *Datapath) removeSA(dst netip.Addr, spi uint32) bool {
 	}
 	if reqid, i, ok := st.findOut(dst, spi); ok {
 		st = st.clone()
-		st.out[reqid] = slices.Delete(st.out[reqid], i, i+1)
-		if len(st.out[reqid]) == 0 {
-			delete(st.out, reqid)
-		}
+		st.removeOut(reqid, i)
 		d.state.Store(st)
 		return true
 	}

@@ -37,7 +37,14 @@ type policy struct {
 type tables struct {
 	in       map[uint32]*inSA    // by SPI
 	out      map[uint32][]*outSA // by reqid, oldest first: the newest carries traffic
+	outReqID map[outKey]uint32   // the reqid of each outbound SA: counters are read per SA
 	policies []*policy           // by ascending priority value
+}
+
+// outKey names an outbound SA.
+type outKey struct {
+	dst netip.Addr
+	spi uint32
 }
 
 func (t *tables) clone() *tables {
@@ -45,7 +52,7 @@ func (t *tables) clone() *tables {
 	for k, v := range t.out {
 		out[k] = slices.Clone(v)
 	}
-	return &tables{in: maps.Clone(t.in), out: out, policies: slices.Clone(t.policies)}
+	return &tables{in: maps.Clone(t.in), out: out, outReqID: maps.Clone(t.outReqID), policies: slices.Clone(t.policies)}
 }
 
 // lookupPolicy returns the first policy whose selector matches an outbound flow.
@@ -67,12 +74,26 @@ func (t *tables) outbound(reqid uint32) *outSA {
 }
 
 func (t *tables) findOut(dst netip.Addr, spi uint32) (reqid uint32, i int, ok bool) {
-	for r, l := range t.out {
-		for i, o := range l {
-			if o.cfg.SPI == spi && o.cfg.Dst == dst {
-				return r, i, true
-			}
-		}
+	reqid, ok = t.outReqID[outKey{dst, spi}]
+	if !ok {
+		return 0, 0, false
 	}
-	return 0, 0, false
+	i = slices.IndexFunc(t.out[reqid], func(o *outSA) bool { return o.cfg.SPI == spi && o.cfg.Dst == dst })
+	return reqid, i, i >= 0
+}
+
+// addOut installs o as reqid's newest outbound SA.
+func (t *tables) addOut(reqid uint32, o *outSA) {
+	t.out[reqid] = append(t.out[reqid], o)
+	t.outReqID[outKey{o.cfg.Dst, o.cfg.SPI}] = reqid
+}
+
+// removeOut deletes the i-th outbound SA of reqid.
+func (t *tables) removeOut(reqid uint32, i int) {
+	o := t.out[reqid][i]
+	delete(t.outReqID, outKey{o.cfg.Dst, o.cfg.SPI})
+	t.out[reqid] = slices.Delete(t.out[reqid], i, i+1)
+	if len(t.out[reqid]) == 0 {
+		delete(t.out, reqid)
+	}
 }
