@@ -15,9 +15,10 @@ const connName, tunnelName = "lab", "net"
 // on the xfrm datapath unless Datapath says otherwise.
 type gwConfig struct {
 	Datapath     string // "" = xfrm
+	IKEVersion   int    // ike.version: 2 for IKEv2; 0 = IKEv1
 	Local, Peer  *site
 	PSK          string
-	IKEProposal  string // strongSwan keyword, e.g. 3des-sha1-modp1024
+	IKEProposal  string // strongSwan keyword, e.g. 3des-sha1-modp1024 (IKEv2: aes128gcm16-prfsha256-ecp256)
 	ESPProposal  string
 	NATTraversal string // off, force or auto
 	Lifetime     string // tunnel lifetime, e.g. 8h; "" = espgwtest's default
@@ -40,7 +41,7 @@ func startEspgw(tb testing.TB, cfg gwConfig) *espgwtest.Gateway {
 		Datapath: cfg.Datapath,
 		Connections: []espgwtest.Connection{{
 			Name: connName, Local: cfg.Local.outer.String(), Remote: cfg.Peer.outer.String(), PSK: cfg.PSK,
-			IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,
+			IKEVersion: cfg.IKEVersion, IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,
 			Tunnels: []espgwtest.Tunnel{{
 				Name: tunnelName, LocalSubnet: cfg.Local.protect.String(), RemoteSubnet: cfg.Peer.protect.String(),
 				ESPProposal: cfg.ESPProposal, Lifetime: cfg.Lifetime, Start: cfg.Start,

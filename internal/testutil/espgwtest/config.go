@@ -26,6 +26,7 @@ type Connection struct {
 	Local, Remote             string // local_address, remote_address
 	LocalID, RemoteID         string // local_id, remote_id, e.g. gw.example.net or keyid:bank; "" = the address
 	PSK                       string
+	IKEVersion                int    // ike.version: 1 or 2; 0 = not written (IKEv1)
 	Mode                      string // ike.mode: main or aggressive; "" = main
 	IKEProposal               string // e.g. 3des-sha1-modp1024
 	IKELifetime               string // ike.lifetime, e.g. 60s; "" = 1h
@@ -73,6 +74,9 @@ connections:
     service_address: {address: {{.ServiceAddress}}, interface: {{.Interface}}}
 {{- end}}
     ike:
+{{- if .IKEVersion}}
+      version: {{.IKEVersion}}
+{{- end}}
       mode: {{or .Mode "main"}}
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
