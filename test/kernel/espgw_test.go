@@ -23,6 +23,7 @@ type gwConfig struct {
 	NATTraversal string // off, force or auto
 	Lifetime     string // tunnel lifetime, e.g. 8h; "" = espgwtest's default
 	Start        string // always, on-demand or manual
+	NoEBPF       bool   // ebpf: {enabled: false}: spares the verifier's seconds under TCG
 }
 
 // at is cfg for the gateway at site me facing peer, starting the tunnel as start says.
@@ -38,7 +39,7 @@ func startEspgw(tb testing.TB, cfg gwConfig) *espgwtest.Gateway {
 		cfg.Datapath = "xfrm"
 	}
 	return espgwtest.Start(tb, cfg.Local.ns, espgwtest.Config{
-		Datapath: cfg.Datapath,
+		Datapath: cfg.Datapath, NoEBPF: cfg.NoEBPF,
 		Connections: []espgwtest.Connection{{
 			Name: connName, Local: cfg.Local.outer.String(), Remote: cfg.Peer.outer.String(), PSK: cfg.PSK,
 			IKEVersion: cfg.IKEVersion, IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,

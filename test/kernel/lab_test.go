@@ -194,19 +194,28 @@ func ipXfrmAlgs(tb testing.TB, ns *testutil.NetNS, spi uint32) []string {
 	return algs
 }
 
-// requireNoXfrm fails unless ns holds no XFRM state and no XFRM policy.
-func requireNoXfrm(tb testing.TB, ns *testutil.NetNS) {
+// xfrmAll lists the XFRM states and the policies of the SPD (in, out, fwd) of ns. Per-socket
+// policies are left out: charon sets them on its IKE sockets, and they go with the socket.
+func xfrmAll(tb testing.TB, ns *testutil.NetNS) ([]netlink.XfrmState, []netlink.XfrmPolicy) {
 	tb.Helper()
 	states, err := ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm states: %v", ns.Name(), err)
 	}
-	for _, s := range states {
-		tb.Errorf("netns %s: XFRM state left behind: %s -> %s spi 0x%08x reqid %d", ns.Name(), s.Src, s.Dst, uint32(s.Spi), s.Reqid)
-	}
 	pols, err := ns.Handle().XfrmPolicyList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm policies: %v", ns.Name(), err)
+	}
+	pols = slices.DeleteFunc(pols, func(p netlink.XfrmPolicy) bool { return p.Dir >= netlink.XFRM_SOCKET_IN })
+	return states, pols
+}
+
+// requireNoXfrm fails unless ns holds no XFRM state and no XFRM policy.
+func requireNoXfrm(tb testing.TB, ns *testutil.NetNS) {
+	tb.Helper()
+	states, pols := xfrmAll(tb, ns)
+	for _, s := range states {
+		tb.Errorf("netns %s: XFRM state left behind: %s -> %s spi 0x%08x reqid %d", ns.Name(), s.Src, s.Dst, uint32(s.Spi), s.Reqid)
 	}
 	for _, p := range pols {
 		tb.Errorf("netns %s: XFRM policy left behind: %s %s -> %s", ns.Name(), p.Dir, p.Src, p.Dst)
@@ -264,10 +273,7 @@ func listenESPInUDP(tb testing.TB, s *site) {
 // xfrmStates lists the XFRM states of s's namespace.
 func xfrmStates(tb testing.TB, s *site) []netlink.XfrmState {
 	tb.Helper()
-	states, err := s.ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
-	if err != nil {
-		tb.Fatalf("netns %s: list xfrm states: %v", s.ns.Name(), err)
-	}
+	states, _ := xfrmAll(tb, s.ns)
 	return states
 }
 
