@@ -60,13 +60,13 @@ func requireCrossedSPIs(tb testing.TB, sa espgwtest.IPsecSA, child strongswan.Ch
 	}
 }
 
-// countedPings is how many pings pingCounted sends at least.
+// countedPings is how many pings pingCounted's callers send at least.
 const countedPings = 3
 
-// pingCounted pings over ESP (pingOverESP) and requires the kernel's packet counters of
-// espgw's SA pair sa to grow by at least countedPings, at both sites: each SA is the
-// outbound one on one site and the inbound one on the other.
-func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, encap bool) {
+// pingCounted calls ping, which sends at least countedPings pings through espgw's SA pair sa,
+// and requires the kernel's packet counters of both SAs to grow by as much at both sites:
+// each SA is the outbound one on one site and the inbound one on the other.
+func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, ping func()) {
 	tb.Helper()
 	type counter struct {
 		s   *site
@@ -78,7 +78,7 @@ func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, encap bool) {
 	for i, c := range counters {
 		before[i] = ipXfrmPackets(tb, c.s.ns, c.spi)
 	}
-	pingOverESP(tb, l, encap, countedPings)
+	ping()
 	for i, c := range counters {
 		if n := ipXfrmPackets(tb, c.s.ns, c.spi) - before[i]; n < countedPings {
 			tb.Errorf("netns %s: SA 0x%08x carried %d packets more, want >= %d", c.s.ns.Name(), c.spi, n, countedPings)
@@ -123,7 +123,7 @@ func TestGatewayStrongswan(t *testing.T) {
 				if encap != (sa.EncapLocalPort == 4500) {
 					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapLocalPort, natt)
 				}
-				pingCounted(t, l, sa, encap)
+				pingCounted(t, l, sa, func() { pingOverESP(t, l, encap, countedPings) })
 				g.Stop(t)
 				requireClean(t, &l.a, before)
 			})
