@@ -144,7 +144,7 @@ func waitChildRekeyed(tb testing.TB, l *lab, g *espgwtest.Gateway, sw *strongswa
 	tb.Helper()
 	var next espgwtest.IPsecSA
 	var child strongswan.ChildSA
-	testutil.WaitFor(tb, 40*time.Second, func() (bool, error) {
+	testutil.WaitFor(tb, 100*time.Second, func() (bool, error) { // a 90 s lifetime: up to 81 s
 		st, err := g.Status()
 		if err != nil {
 			return false, err
