@@ -60,7 +60,7 @@ var (
 		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr1}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2},
 		PSK: model.Secret("SUPERPASSWORD"),
 		IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes},
+			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 		ServiceAddress: &model.ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
 		Tunnels: []model.Tunnel{{
 			Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
@@ -97,7 +97,7 @@ func TestDefaults(t *testing.T) {
 			RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr2}, // remote_address
 			PSK:      model.Secret("SUPERPASSWORD"),
 			IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
-				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1},
+				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 			Tunnels: []model.Tunnel{{
 				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
 				RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Protocol: 0,
@@ -214,6 +214,15 @@ func TestParseValid(t *testing.T) {
 			want := "aes256-sha256-prfsha256-modp2048, aes128gcm16-prfsha256-ecp256"
 			if ike.Version != 2 || len(ike.Proposals) != 0 || proposal.FormatIKEv2(ike.V2Proposals) != want {
 				t.Errorf("ike = %+v, want version 2 with V2Proposals %s", ike, want)
+			}
+		},
+	}, {
+		name: "IKEv2: a tunnel's proposals may name several PFS groups",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:",
+			"        proposals: [3des-sha1-modp1024]\n", "        proposals: [aes256gcm16-ecp256, aes256gcm16-modp2048, aes256gcm16]\n"),
+		check: func(t *testing.T, c *Config) {
+			if got := proposal.FormatESP(c.Connections[0].Tunnels[0].Proposals); got != "aes256gcm16-ecp256, aes256gcm16-modp2048, aes256gcm16" {
+				t.Errorf("tunnel proposals %s", got)
 			}
 		},
 	}, {
@@ -361,6 +370,10 @@ func TestParseInvalid(t *testing.T) {
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
 		want: []string{conn + "ike.mode: aggressive is IKEv1 only (want main or no mode with version 2)"},
 	}, {
+		name: "IKEv2 fragmentation under IKEv1",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      fragment_size: 576\n      proposals: [3des-sha1-modp1024]\n    tunnels:"),
+		want: []string{conn + "ike.fragment_size: 576 is an IKEv2 setting (want ike.version: 2, or no fragment_size)"},
+	}, {
 		name: "IKEv2 proposal under IKEv1",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [aes128gcm16-prfsha256-ecp256]\n    tunnels:"),
 		want: []string{conn + `ike.proposals: "aes128gcm16-prfsha256-ecp256" is an IKEv2 proposal (want ike.version: 2, or an IKEv1 proposal without AES-GCM and prf keywords such as aes256-sha256-modp2048)`},
@@ -396,6 +409,14 @@ func TestParseInvalid(t *testing.T) {
 		name: "quick_modes not a number",
 		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      proposals: [3des-sha1-modp1024]\n      quick_modes: many\n    tunnels:"),
 		want: []string{conn + `ike.quick_modes: "many" is not a number of quick modes in flight`},
+	}, {
+		name: "fragment_size too small",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [3des-sha1-modp1024]\n      fragment_size: 100\n    tunnels:"),
+		want: []string{conn + "ike.fragment_size: 100 is below 200 bytes (want e.g. 1280, or 0 for no IKEv2 fragmentation)"},
+	}, {
+		name: "cookie_threshold negative",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [3des-sha1-modp1024]\n      cookie_threshold: -1\n    tunnels:"),
+		want: []string{conn + "ike.cookie_threshold: the number -1 is not a number of half-open IKE SAs (0 = always demand a cookie)"},
 	}, {
 		name: "ports without a protocol that has them",
 		yaml: edit(t, "        proposals: [3des-sha1-modp1024]\n", "        proposals: [3des-sha1-modp1024]\n        remote_port: 443\n"),

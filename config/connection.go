@@ -25,7 +25,8 @@ const (
 var (
 	connectionKeys = []string{"local_address", "remote_address", "local_id", "remote_id",
 		"psk", "psk_file", "service_address", "ike", "tunnels"}
-	ikeKeys     = []string{"version", "mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes"}
+	ikeKeys = []string{"version", "mode", "proposals", "lifetime", "nat_traversal", "dpd_delay", "dpd_timeout", "quick_modes",
+		"cookie_threshold", "fragment_size"}
 	serviceKeys = []string{"address", "interface"}
 	tunnelKeys  = []string{"local_subnet", "remote_subnet", "protocol", "local_port", "remote_port",
 		"proposals", "lifetime", "lifetime_kilobytes", "replay_window", "start"}
@@ -129,7 +130,7 @@ func (d *decoder) serviceAddress(path string, v any) *model.ServiceAddress {
 
 func (d *decoder) ike(path string, v any) model.IKE {
 	ike := model.IKE{Version: 1, Mode: model.ModeMain, Lifetime: DefaultIKELifetime, NATTraversal: model.NATTAuto, DPDTimeout: DefaultDPDTimeout,
-		QuickModes: model.DefaultQuickModes}
+		QuickModes: model.DefaultQuickModes, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize}
 	m := d.object(path, v, ikeKeys...)
 	if n, ok := d.uint(sub(path, "version"), m["version"], math.MaxUint8, "an IKE version (want 1 or 2)"); ok {
 		ike.Version = uint8(n)
@@ -154,6 +155,17 @@ func (d *decoder) ike(path string, v any) model.IKE {
 	}
 	if n, ok := d.uint(sub(path, "quick_modes"), m["quick_modes"], math.MaxInt32, "a number of quick modes in flight"); ok {
 		ike.QuickModes = int(n)
+	}
+	if n, ok := d.uint(sub(path, "cookie_threshold"), m["cookie_threshold"], math.MaxInt32, "a number of half-open IKE SAs (0 = always demand a cookie)"); ok {
+		ike.CookieThreshold = int(n)
+	}
+	if n, ok := d.uint(sub(path, "fragment_size"), m["fragment_size"], math.MaxUint16, "a message size in bytes (0 = no IKEv2 fragmentation)"); ok {
+		ike.FragmentSize = int(n)
+	}
+	for _, key := range []string{"cookie_threshold", "fragment_size"} {
+		if v, set := m[key]; set && ike.Version == 1 {
+			d.fail(sub(path, key), "%v is an IKEv2 setting (want ike.version: 2, or no %s)", v, key)
+		}
 	}
 	return ike
 }

@@ -128,6 +128,11 @@ func (v *validator) connection(path string, c *model.Connection) {
 		}
 		tunnels[t.Name] = true
 		v.tunnel(tpath, t)
+		// IKEv2 may offer several: a responder wanting another group answers the KE with
+		// INVALID_KE_PAYLOAD naming it, and the initiator retries (RFC 7296 1.3).
+		if !c.IKE.IsV2() {
+			oneGroup(v, sub(tpath, "proposals"), "quick mode", t.Proposals, func(p proposal.ESP) uint16 { return p.Group })
+		}
 	}
 }
 
@@ -168,6 +173,10 @@ func (v *validator) ike(path string, ike *model.IKE) {
 	if ike.QuickModes < 1 || ike.QuickModes > model.MaxQuickModes {
 		v.add(sub(path, "quick_modes"), "%d is not from 1 to %d (want e.g. %d: strongSwan keeps the state of only 3 exchanges per ISAKMP SA)",
 			ike.QuickModes, model.MaxQuickModes, model.DefaultQuickModes)
+	}
+	if ike.FragmentSize != 0 && ike.FragmentSize < model.MinFragmentSize {
+		v.add(sub(path, "fragment_size"), "%d is below %d bytes (want e.g. %d, or 0 for no IKEv2 fragmentation)",
+			ike.FragmentSize, model.MinFragmentSize, model.DefaultFragmentSize)
 	}
 }
 
@@ -213,7 +222,6 @@ func (v *validator) tunnel(path string, t *model.Tunnel) {
 	if len(t.Proposals) == 0 {
 		v.add(sub(path, "proposals"), "is missing (want e.g. [aes256-sha256-modp2048])")
 	}
-	oneGroup(v, sub(path, "proposals"), "quick mode", t.Proposals, func(p proposal.ESP) uint16 { return p.Group })
 	for _, p := range t.Proposals {
 		if p.Integrity == proposal.HashMD5 {
 			v.add(sub(path, "proposals"), "%v: ESP integrity md5 is not supported by the datapath; use sha1 or sha2", p)

@@ -142,6 +142,13 @@ type TunnelState struct {
 	RemoteSelector string    `json:"remote_selector"`
 	LastError      string    `json:"last_error,omitempty"` // e.g. "pre-shared key mismatch"
 	LastErrorTime  time.Time `json:"last_error_time,omitzero"`
+	// OneSidedSince is set while the tunnel's newest SA pair sends ESP and receives none,
+	// the peer answering IKE meanwhile: espgw re-keys it (at most every 10 minutes).
+	OneSidedSince time.Time `json:"one_sided_since,omitzero"`
+	// Failures counts a start: always tunnel's failed negotiations in a row while it waits
+	// for its next try at RetryAt (the back-off doubles up to 5 minutes).
+	Failures int       `json:"failures,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
 	// Policy is what the eBPF classifier counted for the tunnel; nil without eBPF.
 	Policy *PolicyCounters `json:"policy,omitempty"`
 }

@@ -79,10 +79,16 @@ func expiry(sa *ike.ChildSA) time.Time {
 	return sa.Established.Add(sa.Lifetime)
 }
 
+// engineState is what the metrics read from the IKE engine (an *ike.Engine).
+type engineState interface {
+	Tunnels() []ike.TunnelInfo
+	Liveness() []ike.Liveness
+}
+
 // stateSource implements metrics.StateSource from the installed child SAs and the engine.
 type stateSource struct {
 	k      *kernel
-	engine *ike.Engine
+	engine engineState
 
 	mu        sync.Mutex // serializes scrapes' sampling
 	inPackets map[uint32]uint64
@@ -116,6 +122,10 @@ func (s *stateSource) TunnelStates() ([]metrics.TunnelState, error) {
 	slices.SortFunc(keys, func(a, b tunnelKey) int {
 		return cmp.Or(cmp.Compare(a.conn, b.conn), cmp.Compare(a.tunnel, b.tunnel))
 	})
+	oneSided := make(map[tunnelKey]bool)
+	for _, t := range s.engine.Tunnels() {
+		oneSided[tunnelKey{t.Connection, t.Tunnel}] = !t.OneSidedSince.IsZero()
+	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -140,7 +150,8 @@ func (s *stateSource) TunnelStates() ([]metrics.TunnelState, error) {
 	configured := make(map[tunnelKey]bool, len(keys))
 	for _, key := range keys {
 		exp, isUp := up[key]
-		out = append(out, metrics.TunnelState{Connection: key.conn, Tunnel: key.tunnel, Up: isUp, Expiry: exp, LastInbound: s.lastIn[key]})
+		out = append(out, metrics.TunnelState{Connection: key.conn, Tunnel: key.tunnel, Up: isUp, Expiry: exp, LastInbound: s.lastIn[key],
+			OneSided: isUp && oneSided[key]})
 		configured[key] = true
 	}
 	for key := range s.lastIn {

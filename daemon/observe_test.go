@@ -13,6 +13,7 @@ import (
 	"github.com/espgw/espgw/datapath/datapathtest"
 	"github.com/espgw/espgw/datapath/userspace"
 	"github.com/espgw/espgw/datapath/xfrm"
+	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/metrics"
 )
 
@@ -34,7 +35,8 @@ func TestTunnelStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.installed[1] = installedSA{conn: "c", tunnel: "a", local: local, remote: remote, spiIn: 1, spiOut: 2, expiry: exp}
-	s := &stateSource{k: k, inPackets: make(map[uint32]uint64), lastIn: make(map[tunnelKey]time.Time)}
+	eng := &fakeEngineState{tunnels: []ike.TunnelInfo{{Connection: "c", Tunnel: "a"}, {Connection: "c", Tunnel: "b"}}}
+	s := &stateSource{k: k, engine: eng, inPackets: make(map[uint32]uint64), lastIn: make(map[tunnelKey]time.Time)}
 
 	first, err := s.TunnelStates()
 	if err != nil {
@@ -51,4 +53,24 @@ func TestTunnelStates(t *testing.T) {
 	if !second[0].LastInbound.Equal(first[0].LastInbound) {
 		t.Errorf("last inbound moved from %v to %v although the packet count stayed 1", first[0].LastInbound, second[0].LastInbound)
 	}
+	if second[0].OneSided || second[1].OneSided {
+		t.Errorf("TunnelStates() = %+v, want nothing one-sided", second)
+	}
+	// The engine finds c/a and c/b one-sided; only c/a is up, so only c/a is reported.
+	for i := range eng.tunnels {
+		eng.tunnels[i].OneSidedSince = time.Now()
+	}
+	third, err := s.TunnelStates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !third[0].OneSided || third[1].OneSided {
+		t.Errorf("TunnelStates() = %+v, want c/a one-sided, c/b (down) not", third)
+	}
 }
+
+// fakeEngineState is the engine as the metrics see it.
+type fakeEngineState struct{ tunnels []ike.TunnelInfo }
+
+func (f *fakeEngineState) Tunnels() []ike.TunnelInfo { return f.tunnels }
+func (f *fakeEngineState) Liveness() []ike.Liveness  { return nil }

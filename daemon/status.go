@@ -32,6 +32,10 @@ func (d *daemon) status() *control.Status {
 			up[tunnelKey{s.Connection, c.Tunnel}] = true
 		}
 	}
+	retry := make(map[tunnelKey]ike.TunnelRetry)
+	for _, r := range st.Retrying {
+		retry[tunnelKey{r.Connection, r.Tunnel}] = r
+	}
 	lastErr := make(map[string]ike.ConnError)
 	for _, e := range st.Errors { // oldest first: the last one wins
 		lastErr[e.Connection] = e
@@ -68,12 +72,18 @@ func (d *daemon) status() *control.Status {
 		}
 		switch {
 		case up[k]:
-			ts.State = control.TunnelUp
+			ts.State, ts.OneSidedSince = control.TunnelUp, t.OneSidedSince
 		case upping[k] || negotiating[t.Connection]:
 			ts.State = control.TunnelConnecting
 		}
 		if e, ok := lastErr[t.Connection]; ok && ts.State != control.TunnelUp {
 			ts.LastError, ts.LastErrorTime = e.Err, e.Time
+		}
+		if r, ok := retry[k]; ok && ts.State != control.TunnelUp {
+			ts.Failures, ts.RetryAt = r.Failures, r.At
+			if ts.LastError == "" {
+				ts.LastError = r.Err
+			}
 		}
 		if tc, ok := policies[t.ReqID]; ok {
 			pc := control.PolicyCounters(tc)

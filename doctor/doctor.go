@@ -43,7 +43,8 @@ const (
 	IDRoute          = "route"            // the route to a peer, its MTU and the MSS clamp
 	IDDaemon         = "daemon"           // the running daemon
 	IDIKE            = "ike"              // a connection's ISAKMP SA
-	IDDPD            = "dpd"              // a connection's dead peer detection
+	IDDPD            = "dpd"              // an IKEv1 connection's dead peer detection
+	IDLiveness       = "liveness"         // an IKEv2 connection's liveness check
 	IDNegotiation    = "negotiation"      // a recent failed negotiation
 	IDTunnel         = "tunnel"           // a tunnel: SA, counters, one-sided traffic
 )

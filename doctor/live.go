@@ -64,20 +64,31 @@ func checkIKESA(r *report, c model.Connection, st *control.Status, sa *control.I
 	}
 	r.ok(IDIKE, c.Name, "%s established %s[%d]-%s[%d] %s %s; %s",
 		saName(c), sa.Local.Addr(), sa.Local.Port(), sa.Peer.Addr(), sa.Peer.Port(), sa.Algorithms, ago(now.Sub(sa.Established)), last).Details = details
-	d := sa.DPD
+	checkDPD(r, c, sa.DPD, now)
+}
+
+// checkDPD reports the dead peer detection of the connection's IKE SA: RFC 3706 DPD for
+// IKEv1, which the peer must announce; for IKEv2 the liveness check of RFC 7296 2.4 (an
+// empty INFORMATIONAL request when the peer has been quiet), which every peer answers and
+// for which any message from the peer counts.
+func checkDPD(r *report, c model.Connection, d control.DPD, now time.Time) {
+	id, probes, ack := IDDPD, "probes", "R-U-THERE-ACK"
+	if c.IKE.IsV2() {
+		id, probes, ack = IDLiveness, "liveness checks", "message from the peer"
+	}
 	delay := time.Duration(d.DelaySeconds) * time.Second
 	switch {
 	case delay == 0:
-		r.ok(IDDPD, c.Name, "off (ike.dpd_delay not set): a dead peer shows only when the SAs expire")
+		r.ok(id, c.Name, "off (ike.dpd_delay not set): a dead peer shows only when the SAs expire")
 	case !d.PeerSupports:
-		r.warn(IDDPD, c.Name, "ask the partner to enable DPD (or live without it)", "dpd_delay %s, but the peer did not announce DPD: no probes", delay)
+		r.warn(id, c.Name, "ask the partner to enable DPD (or live without it)", "dpd_delay %s, but the peer did not announce DPD: no probes", delay)
 	case !d.Running:
-		r.warn(IDDPD, c.Name, "see espgw's log", "dpd_delay %s, peer supports DPD, but no probes run", delay)
+		r.warn(id, c.Name, "see espgw's log", "dpd_delay %s, but no %s run", delay, probes)
 	case now.Sub(d.LastAck) > 2*delay:
-		r.warn(IDDPD, c.Name, "check that UDP 500/4500 from the peer still reach us",
-			"no R-U-THERE-ACK for %s (every %s); the peer is declared dead at dpd_timeout", now.Sub(d.LastAck).Round(time.Second), delay)
+		r.warn(id, c.Name, "check that UDP 500/4500 from the peer still reach us",
+			"no %s for %s (every %s); the peer is declared dead at dpd_timeout", ack, now.Sub(d.LastAck).Round(time.Second), delay)
 	default:
-		r.ok(IDDPD, c.Name, "every %s, last R-U-THERE-ACK %s", delay, ago(now.Sub(d.LastAck)))
+		r.ok(id, c.Name, "every %s, last %s %s", delay, ack, ago(now.Sub(d.LastAck)))
 	}
 }
 
@@ -149,16 +160,18 @@ func errorFix(c model.Connection, e control.NegotiationError) string {
 		// mode, which may quote the same proposals. IKEv2 SA proposals always name their PRF,
 		// so there the proposals alone tell.
 		phase1 := strings.HasPrefix(e.Error, "phase 1")
-		where := "the proposals"
+		where, theirs := "the proposals", e.Theirs
 		if (phase1 || c.IKE.IsV2()) && e.Ours == c.IKE.FormatProposals() {
 			where = fmt.Sprintf("connections.%s.ike.proposals", c.Name)
 		}
 		for _, t := range c.Tunnels {
 			if (!phase1 || c.IKE.IsV2()) && e.Ours == proposal.FormatESP(t.Proposals) {
 				where = fmt.Sprintf("connections.%s.tunnels.%s.proposals", c.Name, t.Name)
+				// IKEv2 errors mark ESP proposals "esp:", which a tunnel's proposals leave out.
+				theirs = strings.ReplaceAll(theirs, "esp:", "")
 			}
 		}
-		return fmt.Sprintf("add one of the partner's proposals (%s) to %s, or ask the partner to offer %s", e.Theirs, where, e.Ours)
+		return fmt.Sprintf("add one of the partner's proposals (%s) to %s, or ask the partner to offer %s", theirs, where, e.Ours)
 	case strings.Contains(e.Error, "no proposal chosen"):
 		return "ask the partner which proposals they accept and compare with ours (in the error); the partner's log names theirs"
 	case strings.Contains(e.Error, "pre-shared key mismatch"):

@@ -102,15 +102,47 @@ func TestCheckLiveIKEv2(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	st := control.Status{Errors: []control.NegotiationError{{Connection: "bank", Time: now.Add(-time.Minute),
 		Error: "IKE_SA_INIT: no proposal chosen", Ours: "aes256-sha256-prfsha256-modp2048", Theirs: "aes128-sha1-prfsha1-modp1024"}}}
+	requireChecks(t, cfg, st, now, "bank: no IKEv2 IKE SA although a tunnel has start: always",
+		"to connections.bank.ike.proposals, or ask the partner to offer aes256-sha256-prfsha256-modp2048")
+	// A CHILD_SA's: the partner's ESP proposals as a tunnel's proposals take them.
+	st.Errors[0] = control.NegotiationError{Connection: "bank", Time: now.Add(-time.Minute),
+		Error: "CHILD_SA of api: no proposal chosen", Ours: "3des-sha1-modp1024", Theirs: "esp:aes128-sha1, esp:aes128-sha1-modp1024"}
+	requireChecks(t, cfg, st, now, "add one of the partner's proposals (aes128-sha1, aes128-sha1-modp1024) to connections.bank.tunnels.api.proposals")
+
+	// Its dead peer detection is RFC 7296's liveness check, which every peer answers.
+	sa := control.IKESA{Connection: "bank", State: "ESTABLISHED", Established: now.Add(-time.Hour)}
+	for _, tt := range []struct {
+		dpd  control.DPD
+		want string
+	}{
+		{control.DPD{}, "OK liveness bank: off (ike.dpd_delay not set)"},
+		{control.DPD{DelaySeconds: 10, PeerSupports: true, Running: true, LastAck: now.Add(-3 * time.Second)},
+			"OK liveness bank: every 10s, last message from the peer 3s ago"},
+		{control.DPD{DelaySeconds: 10, PeerSupports: true, Running: true, LastAck: now.Add(-25 * time.Second)},
+			"WARN liveness bank: no message from the peer for 25s (every 10s); the peer is declared dead at dpd_timeout -> check that UDP 500/4500"},
+	} {
+		sa.DPD = tt.dpd
+		requireChecks(t, cfg, control.Status{IKESAs: []control.IKESA{sa}}, now, tt.want)
+	}
+}
+
+// requireChecks runs checkLive on st and requires a check line ("LEVEL id subject: message
+// -> fix") to contain each of want; none may have the id dpd (IKEv1's name).
+func requireChecks(t *testing.T, cfg *config.Config, st control.Status, now time.Time, want ...string) {
+	t.Helper()
 	r := &report{}
 	checkLive(r, cfg, &st, now)
-	var all []string
+	var lines []string
 	for _, c := range r.checks {
-		all = append(all, c.Subject+": "+c.Message+" -> "+c.Fix)
+		lines = append(lines, string(c.Level)+" "+c.ID+" "+c.Subject+": "+c.Message+" -> "+c.Fix)
+		if c.ID == IDDPD {
+			t.Errorf("IKEv2 connection checked as %s: %s", IDDPD, c.Message)
+		}
 	}
-	for _, w := range []string{"bank: no IKEv2 IKE SA although a tunnel has start: always", "to connections.bank.ike.proposals, or ask the partner to offer aes256-sha256-prfsha256-modp2048"} {
-		if !strings.Contains(strings.Join(all, "\n"), w) {
-			t.Errorf("no check contains %q in:\n%s", w, strings.Join(all, "\n"))
+	all := strings.Join(lines, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("no check contains %q in:\n%s", w, all)
 		}
 	}
 }

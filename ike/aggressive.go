@@ -76,7 +76,7 @@ func (e *Engine) respondAM1(c *connection, in *inbound) error {
 	if err := sa.takeKENonce(in.m.Payloads); err != nil {
 		return err
 	}
-	if !e.allowResponderDH(in.remote.Addr()) {
+	if !e.allowResponderDH(in.remote.Addr(), sa.prop.Group) {
 		return errDHRateLimit
 	}
 	// Registered now, so that the peer's retransmitted AM1 finds the SA while its DH is out.

@@ -103,6 +103,10 @@ type TunnelInfo struct {
 	LocalAddr, RemoteAddr netip.Addr
 	LocalTS, RemoteTS     TrafficSelector
 	Start                 model.StartAction
+	// OneSidedSince is set while the tunnel's newest child SA is one-sided: packets out and
+	// none in for two DPD rounds (or unconfirmed samples) with the peer answering; see
+	// onesided.go. Zero otherwise.
+	OneSidedSince time.Time
 }
 
 // Engine negotiates IKEv1 SAs. Create it with New, feed it with Configure and Run.
@@ -122,6 +126,8 @@ type Engine struct {
 	errs      []ConnError
 	unauth    unauthLog
 	dhLimit   dhLimit
+	cookies   v2Cookies // IKEv2 responder COOKIE secrets (v2_cookie.go)
+	qmPace    quickModePace
 	// work counts DH computations out of the lock (dhwork.go); dhWorkers bounds them.
 	work      sync.WaitGroup
 	dhWorkers chan struct{}
@@ -311,6 +317,7 @@ func (e *Engine) Tunnels() []TunnelInfo {
 				Connection: c.cfg.Name, Tunnel: t.cfg.Name, ReqID: t.reqID,
 				LocalAddr: c.cfg.LocalAddress, RemoteAddr: c.cfg.RemoteAddress,
 				LocalTS: t.localTS(), RemoteTS: t.remoteTS(), Start: t.cfg.Start,
+				OneSidedSince: t.oneSidedSince(),
 			})
 		}
 	}

@@ -94,7 +94,7 @@ func (e *Engine) handleMM3(sa *ikeSA, in *inbound) error {
 	if err := sa.takeKENonce(in.m.Payloads); err != nil {
 		return err
 	}
-	if !e.allowResponderDH(in.remote.Addr()) {
+	if !e.allowResponderDH(in.remote.Addr(), sa.prop.Group) {
 		return errDHRateLimit // the peer retransmits MM3
 	}
 	sa.checkNATD(in.m.Payloads, in.local, in.remote)

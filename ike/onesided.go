@@ -40,6 +40,14 @@ type oneSided struct {
 	since   time.Time // first such round of the current run; zero when traffic is two-way
 }
 
+// detected is since once the child SA has been one-way for oneSidedRounds rounds, else zero.
+func (w *oneSided) detected() time.Time {
+	if w.rounds < oneSidedRounds {
+		return time.Time{}
+	}
+	return w.since
+}
+
 // checkOneSided samples the counters of sa's child SAs after a DPD round; answered tells
 // whether the peer acknowledged the round's probe.
 func (e *Engine) checkOneSided(sa *ikeSA, answered bool) {
@@ -125,4 +133,12 @@ func (e *Engine) watchUnconfirmed(ch *childSA) {
 		e.afterFunc(every, tick)
 	}
 	e.afterFunc(every, tick)
+}
+
+// oneSidedSince is when t's newest child SA was found one-sided; zero if it is not.
+func (t *tunnel) oneSidedSince() time.Time {
+	if t.child == nil {
+		return time.Time{}
+	}
+	return t.child.watch.detected()
 }

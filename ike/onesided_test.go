@@ -58,6 +58,9 @@ func TestOneSidedTunnelRekeyed(t *testing.T) {
 	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != first.SPIIn {
 		t.Fatalf("two-way traffic: child SAs %d, want the first one only", len(got))
 	}
+	if since := a.e.Tunnels()[0].OneSidedSince; !since.IsZero() {
+		t.Fatalf("two-way traffic: tunnel one-sided since %v", since)
+	}
 
 	ka.setRates(0, 5) // the peer lost it: out only
 	lost := s.clk.Now()
@@ -83,6 +86,15 @@ func TestOneSidedTunnelRekeyed(t *testing.T) {
 	s.advance(oneSidedBackoff - time.Minute)
 	if got := a.k.active(); len(got) != 1 || got[0].SPIIn != second.SPIIn {
 		t.Errorf("re-keyed again within %v", oneSidedBackoff)
+	}
+	// The tunnel stays one-sided (metrics, status) until traffic comes back.
+	if a.e.Tunnels()[0].OneSidedSince.IsZero() {
+		t.Error("one-way traffic on the new pair: tunnel not reported one-sided")
+	}
+	ka.setRates(5, 5)
+	s.advance(2 * pc.dpdDelay)
+	if since := a.e.Tunnels()[0].OneSidedSince; !since.IsZero() {
+		t.Errorf("traffic back both ways: tunnel still one-sided since %v", since)
 	}
 }
 

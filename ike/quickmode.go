@@ -48,7 +48,13 @@ type quickMode struct {
 	done      bool
 	dhBusy    bool   // a DH computation for it is out (dhwork.go)
 	gen       uint64 // tunnel.installs when the exchange began
+	answered  int    // initiator: sa.qm2s when the peer's QM2 for it was accepted
+	paced     bool   // counted in the engine's quick modes in flight (queue.go)
 }
+
+// qm2CrossingWindow is how long after our QM3, in first-retransmission intervals, one
+// repeated QM2 is still taken for the peer's retransmission that crossed it.
+const qm2CrossingWindow = 5
 
 // lifetimes are the SA life attributes of a child SA; zero means unlimited.
 type lifetimes struct {
@@ -155,6 +161,7 @@ func (qm *quickMode) fail(err error) {
 		}
 		qm.tunnel.notify(err)
 	}
+	e.releaseQuickModeRoom(qm)
 	qm.sa.quickModeEnded()
 }
 
@@ -180,6 +187,7 @@ func (qm *quickMode) finish() {
 		qm.tunnel.qm = nil
 	}
 	e := qm.sa.e
+	e.releaseQuickModeRoom(qm)
 	qm.sa.quickModeEnded()
 	e.afterFunc(e.opts.Retransmit.Linger, func() {
 		if qm.sa.qms[qm.msgID] == qm {
@@ -227,6 +235,7 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 		return fmt.Errorf("allocating SPI: %w", err)
 	}
 	qm := sa.newQuickMode(t, msgID, true)
+	e.qmPace.take(qm)
 	qm.gen = t.installs
 	t.qm = qm
 	qm.spiIn, qm.nonceI = spi, nonce
@@ -296,6 +305,12 @@ func (e *Engine) handleQuickMode(sa *ikeSA, in *inbound) error {
 		return fmt.Errorf("quick mode %08x: %w", id, errReplayedMsgID)
 	case qm == nil:
 		return e.respondQM1(sa, in)
+	case qm.initiator && qm.done && sa.qm2s > qm.answered && qm.repeats(in.raw):
+		// The peer has answered a later quick mode of ours since: strongSwan retransmits only
+		// its latest answer, so this is an echo of one of our QM1 copies (see handleQM2).
+		return nil
+	case qm.initiator && qm.dhBusy:
+		return nil // our QM3 follows when the DH is done; lastOut is still QM1
 	case qm.duplicate(in.raw):
 		sa.lastQM = e.now() // the peer is still waiting for our QM3 (dpd.go)
 		return nil
@@ -327,14 +342,26 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	}
 	qm.spiOut, qm.prop, qm.encap = ch.spi, ch.prop, ch.encap
 	qm.life = initiatorLifetime(&t.cfg, ch.life, ps)
+	qm.stop() // QM1 is answered; QM3 goes once the child SA is installed (installKeys)
+	sa.qm2s++
+	qm.answered = sa.qm2s
+	return qm.install()
+}
+
+// sendQM3 ends our quick mode with HASH(3). It goes after our child SA is installed: the
+// peer installs its side on receipt and may send on the new SA at once (with PFS our DH
+// took hundreds of ms under load, and a rekeyed tunnel's replies were lost meanwhile).
+func (qm *quickMode) sendQM3() {
+	sa, e := qm.sa, qm.sa.e
 	h3 := sa.hashPayloads(qm.hash3Data(), nil)
 	msg, iv := sa.seal(sa.header(isakmp.ExchangeQuickMode, qm.msgID), []isakmp.Payload{&isakmp.Hash{Data: h3}}, qm.iv)
 	qm.iv = iv
-	// As many QM2s repeated soon after as we resent QM1 answer those copies. A QM3 strongSwan
-	// no longer expects fails to decrypt there and costs IV slots of the quick modes after it.
-	qm.echoes, qm.echoUntil = qm.tries-1, e.now().Add(e.opts.Retransmit.Initial)
+	// A QM3 strongSwan no longer expects fails to decrypt there and costs IV slots of the
+	// quick modes after it. So as many repeated QM2s as we resent QM1 answer those copies,
+	// however late we read them (a loaded gateway reads its socket seconds late), and one
+	// more within qm2CrossingWindow is the peer's retransmission that crossed this QM3.
+	qm.echoes, qm.crossUntil = qm.tries-1, e.now().Add(qm2CrossingWindow*e.opts.Retransmit.Initial)
 	qm.send(msg, sa.local, sa.remote, false)
-	return qm.install()
 }
 
 func (e *Engine) handleQM3(qm *quickMode, in *inbound) error {
@@ -428,6 +455,9 @@ func (qm *quickMode) installKeys(gxy []byte) {
 	if err := e.installChild(qm, cs); err != nil {
 		qm.fail(fmt.Errorf("installing child SA: %w", err))
 		return
+	}
+	if qm.initiator {
+		qm.sendQM3()
 	}
 	qm.finish()
 	t.notify(nil)

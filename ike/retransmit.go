@@ -44,11 +44,12 @@ func (p RetransmitPolicy) withDefaults() RetransmitPolicy {
 }
 
 // exchange is the transport state every exchange (phase 1, one quick mode) keeps: the last
-// message it sent, for retransmission and for answering a retransmitted request, and a
-// digest of the last message it accepted, to recognise that request.
+// message it sent (all its fragments, RFC 7383), for retransmission and for answering a
+// retransmitted request, and a digest of the last message it accepted, to recognise that
+// request.
 type exchange struct {
 	e        *Engine
-	lastOut  []byte
+	lastOut  [][]byte
 	local    netip.AddrPort
 	remote   netip.AddrPort
 	lastIn   [sha256.Size]byte
@@ -57,17 +58,22 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
-	// echoes repeats of the last accepted message that arrive before echoUntil answer our
-	// own retransmissions, which crossed our reply: they are not answered again. Repeats
-	// beyond them are the peer's own and are answered.
-	echoes    int
-	echoUntil time.Time
+	// echoes repeats of the last accepted message answer our own retransmissions, which
+	// crossed our reply, and one more before crossUntil the peer's own retransmission
+	// that crossed it: they are not answered again. Repeats beyond them are answered.
+	echoes     int
+	crossUntil time.Time
 }
 
 // send transmits msg and, if awaitReply, resends it on the policy's schedule until stop.
 func (x *exchange) send(msg []byte, local, remote netip.AddrPort, awaitReply bool) {
+	x.sendAll([][]byte{msg}, local, remote, awaitReply)
+}
+
+// sendAll is send for a message in fragments, which go (and are resent) together.
+func (x *exchange) sendAll(msgs [][]byte, local, remote netip.AddrPort, awaitReply bool) {
 	x.stop()
-	x.lastOut, x.local, x.remote = msg, local, remote
+	x.lastOut, x.local, x.remote = msgs, local, remote
 	x.transmit()
 	if awaitReply {
 		x.tries = 1
@@ -76,8 +82,10 @@ func (x *exchange) send(msg []byte, local, remote netip.AddrPort, awaitReply boo
 }
 
 func (x *exchange) transmit() {
-	if err := x.e.opts.Bind.SendIKE(x.lastOut, x.local, x.remote); err != nil {
-		x.e.log.Debug("send failed", "peer", x.remote, "err", err)
+	for _, msg := range x.lastOut {
+		if err := x.e.opts.Bind.SendIKE(msg, x.local, x.remote); err != nil {
+			x.e.log.Debug("send failed", "peer", x.remote, "err", err)
+		}
 	}
 }
 
@@ -118,11 +126,15 @@ func (x *exchange) stop() {
 // duplicate reports whether raw repeats the last accepted message; if so it resends our
 // answer to it (RFC 2408 retransmission handling) instead of processing it again.
 func (x *exchange) duplicate(raw []byte) bool {
-	if !x.haveIn || sha256.Sum256(raw) != x.lastIn {
+	if !x.repeats(raw) {
 		return false
 	}
-	if x.echoes > 0 && x.e.now().Before(x.echoUntil) {
+	switch {
+	case x.echoes > 0:
 		x.echoes--
+		return true
+	case x.e.now().Before(x.crossUntil):
+		x.crossUntil = time.Time{}
 		return true
 	}
 	if x.lastOut != nil {
@@ -130,6 +142,9 @@ func (x *exchange) duplicate(raw []byte) bool {
 	}
 	return true
 }
+
+// repeats reports whether raw is the last accepted message again.
+func (x *exchange) repeats(raw []byte) bool { return x.haveIn && sha256.Sum256(raw) == x.lastIn }
 
 // accepted records raw as the last message processed.
 func (x *exchange) accepted(raw []byte) {

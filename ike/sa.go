@@ -51,8 +51,8 @@ type childSA struct {
 	ChildSA
 	tunnel      *tunnel
 	ike         *ikeSA
-	v2          *v2SA        // IKEv2: the IKE SA it was negotiated under (ike is nil)
-	v2Collision *v2Collision // IKEv2: both sides rekeying it at once (v2_collision.go)
+	v2          *v2SA                // IKEv2: the IKE SA it was negotiated under (ike is nil)
+	v2Collision *rekeyRace[*childSA] // IKEv2: both sides rekeying it at once (v2_collision.go)
 	rekeying    bool
 	gen         uint64      // tunnel.installs when it was installed
 	nonceI      []byte      // the quick-mode initiator's nonce, to settle duplicates
@@ -125,6 +125,7 @@ type ikeSA struct {
 	msgIDs msgIDs // phase-2 message IDs used so far, against replays
 	dpd    dpdState
 	lastQM time.Time   // when a quick mode last ended or heard from the peer
+	qm2s   int         // QM2s accepted for our quick modes (handleQM2)
 	expiry clock.Timer // end of the lifetime
 	rekey  clock.Timer // initiator: start the replacement
 	retire clock.Timer // replaced: delete after the overlap

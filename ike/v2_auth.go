@@ -157,17 +157,15 @@ func (e *Engine) handleAuthResponse(sa *v2SA, ps []ikev2.Payload) error {
 		return fatal(err)
 	}
 	e.establishV2(sa, nil)
-	t := sa.authTunnel
-	if t == nil {
-		return nil
-	}
-	sa.authTunnel = nil
-	t.v2Pending = false
-	spi := sa.authSPI
-	sa.authSPI = 0
-	if err := e.acceptChild(sa, t, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
-		e.releaseSPI(sa, spi)
-		e.childFailed(sa, t, true, err)
+	if t := sa.authTunnel; t != nil {
+		sa.authTunnel = nil
+		t.v2Pending = false
+		spi := sa.authSPI
+		sa.authSPI = 0
+		if err := e.acceptChild(sa, t, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
+			e.releaseSPI(sa, spi)
+			e.childFailed(sa, t, true, err)
+		}
 	}
 	e.runQueueV2(sa.conn)
 	return nil
@@ -190,6 +188,8 @@ func (e *Engine) handleAuthRequest(sa *v2SA, in *v2Inbound, ps []ikev2.Payload) 
 	}
 	sa.respond(ikev2.ExchangeIKEAuth, in.m.Header.MessageID, out...)
 	install()
+	// Tunnels asked for while the peer's IKE SA was being negotiated waited for it.
+	e.runQueueV2(sa.conn)
 	return nil
 }
 

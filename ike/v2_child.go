@@ -47,17 +47,31 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// narrow returns the part of ours that one of the peer's selectors covers (RFC 7296 2.9):
-// ours when a selector contains it, or a selector that is a sub-prefix of ours, with
-// protocol and port narrowed alike. ok is false when none overlaps in a form a
-// TrafficSelector can hold (a prefix, one port or all).
+// narrow returns the part of ours that the peer's selectors allow (RFC 7296 2.9), as one
+// selector: a selector can hold one prefix, so of the peer's entries that overlap ours the
+// one leaving the widest part wins (ours whole when an entry contains it), the peer's order
+// breaking ties. That keeps a leading entry for the packet that triggered the peer's
+// negotiation (a host, 2.9) from shrinking the child SA to that host when a later entry
+// covers our whole subnet. ok is false when none overlaps in a form a TrafficSelector can
+// hold (a prefix, one port or all).
 func narrow(ours TrafficSelector, theirs []ikev2.TrafficSelector) (TrafficSelector, bool) {
+	var best TrafficSelector
+	found := false
 	for _, s := range theirs {
-		if n, ok := narrowOne(ours, s); ok {
-			return n, true
+		if n, ok := narrowOne(ours, s); ok && (!found || wider(n, best)) {
+			best, found = n, true
 		}
 	}
-	return TrafficSelector{}, false
+	return best, found
+}
+
+// wider reports whether selector a covers more than b: a shorter prefix, else any protocol
+// or port where b has one.
+func wider(a, b TrafficSelector) bool {
+	if a.Prefix.Bits() != b.Prefix.Bits() {
+		return a.Prefix.Bits() < b.Prefix.Bits()
+	}
+	return a.Proto == 0 && b.Proto != 0 || a.Port == 0 && b.Port != 0
 }
 
 func narrowOne(ours TrafficSelector, s ikev2.TrafficSelector) (TrafficSelector, bool) {
@@ -221,14 +235,26 @@ func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, e
 	return append(out, tsPayload(rts, false), tsPayload(lts, true)), install
 }
 
-// matchV2Tunnel finds the first tunnel of c whose selectors overlap the initiator's TSi (its
-// side: our remote) and TSr, and the narrowed selectors.
+// matchV2Tunnel finds the tunnel of c for the initiator's TSi (its side: our remote) and
+// TSr, and the narrowed selectors we answer and install. Each of our tunnels carries one
+// selector pair, so the answer is one pair even when the peer lists several per side. The
+// rule: the peer's pairs are tried in its order (TSi entry, then TSr entry), since its first
+// entries are the most specific, possibly the packet that triggered it (RFC 7296 2.9); for
+// each, our tunnels by name; the first tunnel overlapping both entries is chosen, and its
+// selectors are then narrowed against all of the peer's entries (narrow).
 func matchV2Tunnel(c *connection, tsi, tsr *ikev2.TrafficSelectors) (*tunnel, TrafficSelector, TrafficSelector) {
-	for _, t := range c.sortedTunnels() {
-		lts, ok1 := narrow(t.localTS(), tsr.Selectors)
-		rts, ok2 := narrow(t.remoteTS(), tsi.Selectors)
-		if ok1 && ok2 && !t.removed {
-			return t, lts, rts
+	ts := c.sortedTunnels()
+	for _, si := range tsi.Selectors {
+		for _, sr := range tsr.Selectors {
+			for _, t := range ts {
+				_, ok1 := narrowOne(t.localTS(), sr)
+				_, ok2 := narrowOne(t.remoteTS(), si)
+				if ok1 && ok2 && !t.removed {
+					lts, _ := narrow(t.localTS(), tsr.Selectors)
+					rts, _ := narrow(t.remoteTS(), tsi.Selectors)
+					return t, lts, rts
+				}
+			}
 		}
 	}
 	return nil, TrafficSelector{}, TrafficSelector{}
@@ -309,8 +335,14 @@ func (e *Engine) installV2Child(c *v2Child) error {
 }
 
 // createChild negotiates a child SA for t under an established IKE SA (CREATE_CHILD_SA);
-// when t's current child is being rekeyed, it says so (N(REKEY_SA)).
+// when t's current child is being rekeyed, it says so (N(REKEY_SA)). With PFS its KE is of
+// the group of t's first proposal.
 func (e *Engine) createChild(sa *v2SA, t *tunnel) {
+	e.createChildKE(sa, t, t.cfg.Proposals[0].Group)
+}
+
+// createChildKE is createChild with a KE of group (0: without PFS).
+func (e *Engine) createChildKE(sa *v2SA, t *tunnel, group uint16) {
 	spi, err := e.opts.Kernel.AllocSPI(context.Background(), sa.local.Addr(), sa.remote.Addr())
 	if err != nil {
 		e.childFailed(sa, t, true, fmt.Errorf("ike: allocating SPI: %w", err))
@@ -328,7 +360,6 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 		rekeyed = old
 		ps = append(ps, &ikev2.Notify{Protocol: ikev2.ProtocolESP, SPI: spiBytes(old.SPIIn), NotifyType: ikev2.NotifyRekeySA})
 	}
-	group := t.cfg.Proposals[0].Group
 	ps = append(ps, childOffer(&t.cfg, spi, group != 0), &ikev2.Nonce{Data: ni})
 	var key dh.PrivateKey
 	if group != 0 {
@@ -349,10 +380,18 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 	sa.request(&v2Request{exchange: ikev2.ExchangeCreateChildSA, payloads: ps,
 		onReply: func(rs []ikev2.Payload) error {
 			defer finish()
+			if rekeyed != nil && temporaryFailure(rs) {
+				e.releaseSPI(sa, spi)
+				t.v2Pending = false
+				e.retryChildRekey(sa, t, rekeyed)
+				return nil
+			}
 			err := e.childReply(sa, t, rs, spi, ni, key, rekeyed)
 			if err != nil {
 				e.releaseSPI(sa, spi)
-				e.childFailed(sa, t, true, err)
+				if !e.retryChildKE(sa, t, rs, group) {
+					e.childFailed(sa, t, true, err)
+				}
 			}
 			return nil
 		},
@@ -365,6 +404,18 @@ func (e *Engine) createChild(sa *v2SA, t *tunnel) {
 			t.v2Pending = false
 			t.notify(err)
 		}})
+}
+
+// retryChildRekey rekeys old again a little later: the peer answered TEMPORARY_FAILURE
+// because it was rekeying the IKE SA or the same child SA (RFC 7296 2.25).
+func (e *Engine) retryChildRekey(sa *v2SA, t *tunnel, old *childSA) {
+	e.log.Info("peer answered our child SA rekey with TEMPORARY_FAILURE, trying again shortly (RFC 7296 2.25)",
+		sa.logArgs("tunnel", t.cfg.Name)...)
+	e.afterFunc(e.jitter(2*e.opts.Retransmit.Initial), func() {
+		if t.child == old && old.rekeying && !t.v2Pending && !t.removed {
+			e.startTunnel(t, nil)
+		}
+	})
 }
 
 // childReply takes the CREATE_CHILD_SA response: the nonce, the PFS KE and the child.
@@ -417,6 +468,15 @@ func (e *Engine) handleCreateChild(sa *v2SA, msgID uint32, ps []ikev2.Payload) {
 	}
 	if slices.ContainsFunc(sai.Proposals, func(p ikev2.Proposal) bool { return p.Protocol == ikev2.ProtocolIKE }) {
 		reply(e.answerIKERekey(sa, sai, ni.Data, ikev2.Find[*ikev2.KE](ps))...)
+		return
+	}
+	if sa.rekeying || sa.deleting { // RFC 7296 2.25.2: try again on the new IKE SA
+		e.log.Info("peer's CREATE_CHILD_SA collides with our IKE SA rekey: TEMPORARY_FAILURE", sa.logArgs()...)
+		reply(&ikev2.Notify{NotifyType: ikev2.NotifyTemporaryFailure})
+		return
+	}
+	if n := e.refuseWithoutPFS(sa, ps); n != nil {
+		reply(n)
 		return
 	}
 	nr, err := e.makeNonce()

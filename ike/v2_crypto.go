@@ -82,26 +82,33 @@ func (c *v2Cipher) ivICV() (iv, icv int) {
 
 // seal encodes a protected message: header h with an SK payload carrying ps.
 func (c *v2Cipher) seal(rand io.Reader, h ikev2.Header, ps []ikev2.Payload) ([]byte, error) {
-	inner := ikev2.AppendPayloads(nil, ps)
+	first := ikev2.PayloadNone
+	if len(ps) > 0 {
+		first = ps[0].Type()
+	}
+	return c.sealSK(rand, h, ikev2.PayloadEncrypted, first, nil, ikev2.AppendPayloads(nil, ps))
+}
+
+// sealSK encodes a message of header h whose only payload, of type sk (SK or SKF), protects
+// inner; first is the payload's next-payload field and fixed the rest of its header (SKF's
+// fragment number and total), covered by the ICV like the IKE header.
+func (c *v2Cipher) sealSK(rand io.Reader, h ikev2.Header, sk, first ikev2.PayloadType, fixed, inner []byte) ([]byte, error) {
 	ivLen, icvN := c.ivICV()
 	pad := 0
 	if c.out.block != nil {
 		bs := c.out.block.BlockSize()
 		pad = (bs - (len(inner)+1)%bs) % bs
 	}
-	plain := append(inner, make([]byte, pad+1)...)
+	plain := append(append(make([]byte, 0, len(inner)+pad+1), inner...), make([]byte, pad+1)...) // inner may be part of a longer message
 	plain[len(plain)-1] = byte(pad)
-	skLen := 4 + ivLen + len(plain) + icvN
-	h.NextPayload = ikev2.PayloadEncrypted
+	skLen := 4 + len(fixed) + ivLen + len(plain) + icvN
+	h.NextPayload = sk
 	h.Version = ikev2.Version
 	h.Length = uint32(ikev2.HeaderLen + skLen)
-	first := ikev2.PayloadNone
-	if len(ps) > 0 {
-		first = ps[0].Type()
-	}
 	msg := h.AppendTo(make([]byte, 0, h.Length))
 	msg = append(msg, byte(first), 0)
 	msg = binary.BigEndian.AppendUint16(msg, uint16(skLen))
+	msg = append(msg, fixed...)
 	aadEnd := len(msg)
 	iv := make([]byte, ivLen)
 	if _, err := io.ReadFull(rand, iv); err != nil {
@@ -122,12 +129,26 @@ func (c *v2Cipher) seal(rand io.Reader, h ikev2.Header, ps []ikev2.Payload) ([]b
 // open verifies and decrypts the SK payload sk, the last payload of raw, and decodes the
 // inner payloads.
 func (c *v2Cipher) open(raw []byte, sk *ikev2.Encrypted) ([]ikev2.Payload, error) {
-	ivLen, icvN := c.ivICV()
-	if len(sk.Data) < ivLen+icvN+1 {
-		return nil, fmt.Errorf("SK payload of %d bytes, want at least %d (IV, pad length, ICV)", len(sk.Data), ivLen+icvN+1)
+	inner, err := c.decrypt(raw, sk.Data)
+	if err != nil {
+		return nil, err
 	}
-	bodyAt := len(raw) - len(sk.Data)
-	iv, ct := sk.Data[:ivLen], sk.Data[ivLen:]
+	ps, err := ikev2.DecodePayloads(sk.Inner, inner)
+	if err != nil {
+		return nil, fmt.Errorf("SK inner payloads: %w", err)
+	}
+	return ps, nil
+}
+
+// decrypt verifies and decrypts data (IV, ciphertext, ICV), the end of the SK or SKF
+// payload that ends raw, and returns the plaintext without its padding.
+func (c *v2Cipher) decrypt(raw, data []byte) ([]byte, error) {
+	ivLen, icvN := c.ivICV()
+	if len(data) < ivLen+icvN+1 {
+		return nil, fmt.Errorf("SK payload of %d bytes, want at least %d (IV, pad length, ICV)", len(data), ivLen+icvN+1)
+	}
+	bodyAt := len(raw) - len(data)
+	iv, ct := data[:ivLen], data[ivLen:]
 	var plain []byte
 	if c.in.aead != nil {
 		nonce := append(append(make([]byte, 0, 12), c.in.salt...), iv...)
@@ -151,11 +172,7 @@ func (c *v2Cipher) open(raw []byte, sk *ikev2.Encrypted) ([]ikev2.Payload, error
 	if pad+1 > len(plain) {
 		return nil, fmt.Errorf("SK pad length %d, want at most %d", pad, len(plain)-1)
 	}
-	ps, err := ikev2.DecodePayloads(sk.Inner, plain[:len(plain)-pad-1])
-	if err != nil {
-		return nil, fmt.Errorf("SK inner payloads: %w", err)
-	}
-	return ps, nil
+	return plain[:len(plain)-pad-1], nil
 }
 
 // newV2Cipher sets up the SK protection of an IKE SA from its keys, for the side that is

@@ -138,7 +138,7 @@ func (sa *v2SA) openSK(in *v2Inbound) ([]ikev2.Payload, error) {
 	case *ikev2.Encrypted:
 		return sa.sk.open(in.raw, sk)
 	case *ikev2.EncryptedFragment:
-		return nil, fmt.Errorf("%s message is fragmented (RFC 7383), which espgw does not reassemble yet", in.m.Header.Exchange)
+		return sa.reassemble(in, sk)
 	}
 	return nil, fmt.Errorf("%s message is not protected, want an SK payload", in.m.Header.Exchange)
 }

@@ -38,6 +38,7 @@ func (e *Engine) handleV2Informational(sa *v2SA, msgID uint32, ps []ikev2.Payloa
 	sa.respond(ikev2.ExchangeInformational, msgID, out...)
 	if deleteIKE {
 		c := sa.conn
+		e.inheritChildren(sa)
 		e.deleteV2SA(sa, false, errDeleted)
 		e.restartAlways(c)
 	}
@@ -53,7 +54,7 @@ func (e *Engine) deleteV2Children(sa *v2SA, spis [][]byte) *ikev2.Delete {
 		}
 		spi := binary.BigEndian.Uint32(s)
 		for _, ch := range e.children {
-			if ch.v2 != sa || ch.SPIOut != spi {
+			if ch.v2 == nil || ch.v2.conn != sa.conn || ch.SPIOut != spi { // sa or its rekeyed successor (RFC 7296 1.4)
 				continue
 			}
 			d.SPIs = append(d.SPIs, spiBytes(ch.SPIIn))
@@ -106,10 +107,16 @@ func (e *Engine) startLiveness(sa *v2SA) {
 			e.v2PeerDead(sa, fmt.Errorf("%w: nothing from the peer for %v", errDPD, idle))
 			return
 		}
-		if idle >= cfg.DPDDelay && sa.pending == nil && len(sa.queue) == 0 {
-			sa.request(&v2Request{exchange: ikev2.ExchangeInformational})
+		// Wake when the SA will have been quiet for dpd_delay, not a whole interval later:
+		// an answer that came just after the last tick must not double the gap.
+		next := cfg.DPDDelay - idle
+		if idle >= cfg.DPDDelay {
+			if sa.pending == nil && len(sa.queue) == 0 {
+				sa.request(&v2Request{exchange: ikev2.ExchangeInformational})
+			}
+			next = cfg.DPDDelay
 		}
-		sa.dpd = e.afterFunc(cfg.DPDDelay, tick)
+		sa.dpd = e.afterFunc(min(next, timeout-idle), tick)
 	}
 	sa.dpd = e.afterFunc(cfg.DPDDelay, tick)
 }

@@ -50,14 +50,21 @@ func (e *Engine) rekeyV2(old *v2SA) {
 	old.rekeying = true
 	done := false
 	e.log.Info("rekeying IKE SA", old.logArgs()...)
-	old.request(&v2Request{exchange: ikev2.ExchangeCreateChildSA,
+	old.request(&v2Request{exchange: ikev2.ExchangeCreateChildSA, rekeysIKE: true,
 		payloads: []ikev2.Payload{offer, &ikev2.Nonce{Data: next.nonceI}, &ikev2.KE{Group: next.group, Data: key.Public()}},
 		onReply: func(rs []ikev2.Payload) error {
 			done = true
 			next.dhKey = key
+			if temporaryFailure(rs) {
+				dropKey(&next.dhKey)
+				e.ikeRekeyFailed(old)
+				e.log.Info("peer answered our IKE SA rekey with TEMPORARY_FAILURE, trying again shortly (RFC 7296 2.25)", old.logArgs()...)
+				old.rekey = e.afterFunc(e.jitter(2*e.opts.Retransmit.Initial), func() { e.rekeyV2(old) })
+				return nil
+			}
 			if err := e.rekeyReply(old, next, rs); err != nil {
 				dropKey(&next.dhKey)
-				old.rekeying = false
+				e.ikeRekeyFailed(old)
 				e.log.Error("IKE SA rekey failed", old.logArgs("err", err)...)
 				e.addError(old.conn.cfg.Name, err)
 			}
@@ -91,18 +98,33 @@ func (e *Engine) rekeyReply(old, next *v2SA, rs []ikev2.Payload) error {
 	if err := next.deriveV2Keys(ke.Data, old); err != nil {
 		return err
 	}
+	if old.race != nil {
+		e.ikeRekeyedBy(old, next, false) // the peer rekeyed old too (v2_collision.go)
+		return nil
+	}
 	e.takeOver(old, next)
-	old.request(&v2Request{exchange: ikev2.ExchangeInformational,
-		payloads: []ikev2.Payload{&ikev2.Delete{Protocol: ikev2.ProtocolIKE}},
-		onReply:  func([]ikev2.Payload) error { e.deleteV2SA(old, false, errRekeyedV2); return nil },
-		onFail:   func(error) {}})
+	e.retireV2(old, errRekeyedV2)
 	return nil
 }
 
+// retireV2 deletes an IKE SA that a rekey made redundant, telling the peer on it first.
+func (e *Engine) retireV2(sa *v2SA, why error) {
+	sa.deleting = true
+	sa.request(&v2Request{exchange: ikev2.ExchangeInformational,
+		payloads: []ikev2.Payload{&ikev2.Delete{Protocol: ikev2.ProtocolIKE}},
+		onReply:  func([]ikev2.Payload) error { e.deleteV2SA(sa, false, why); return nil },
+		onFail:   func(error) {}})
+}
+
 // answerIKERekey is the responder's side of an IKE SA rekey on old.
+// While old is already replaced or our CREATE_CHILD_SA for a child SA is in flight, the
+// peer is asked to try again later (v2_collision.go).
 func (e *Engine) answerIKERekey(old *v2SA, sai *ikev2.SA, ni []byte, ke *ikev2.KE) []ikev2.Payload {
 	chosen, prop, err := proposal.SelectIKEv2(old.conn.cfg.IKE.V2Proposals, sai.Proposals)
 	switch {
+	case old.deleting || old.childBusy():
+		e.log.Info("peer's IKE SA rekey collides with our exchange: TEMPORARY_FAILURE (RFC 7296 2.25)", old.logArgs("replaced", old.deleting)...)
+		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyTemporaryFailure}}
 	case err != nil:
 		e.log.Error("peer's IKE SA rekey: no acceptable proposal", old.logArgs("err", err)...)
 		e.addError(old.conn.cfg.Name, fmt.Errorf("IKE SA rekey: %w", err))
@@ -131,7 +153,11 @@ func (e *Engine) answerIKERekey(old *v2SA, sai *ikev2.SA, ni []byte, ke *ikev2.K
 		e.log.Error("peer's IKE SA rekey failed", old.logArgs("err", err)...)
 		return []ikev2.Payload{&ikev2.Notify{NotifyType: ikev2.NotifyNoProposalChosen}}
 	}
-	e.takeOver(old, next)
+	if old.rekeying {
+		e.ikeRekeyedBy(old, next, true) // we are rekeying old too (v2_collision.go)
+	} else {
+		e.takeOver(old, next)
+	}
 	chosen.SPI = next.spiR[:]
 	return []ikev2.Payload{&ikev2.SA{Proposals: []ikev2.Proposal{chosen}}, &ikev2.Nonce{Data: next.nonceR},
 		&ikev2.KE{Group: prop.Group, Data: pub}}
@@ -139,13 +165,23 @@ func (e *Engine) answerIKERekey(old *v2SA, sai *ikev2.SA, ni []byte, ke *ikev2.K
 
 // takeOver establishes next in old's place: it gets old's NAT state and child SAs.
 func (e *Engine) takeOver(old, next *v2SA) {
+	e.adoptV2(old, next)
+	e.moveChildren(old, next)
+	old.deleting = true // no new exchanges on it; its Delete still goes out
+}
+
+// adoptV2 establishes next, a rekey of old, with old's NAT state.
+func (e *Engine) adoptV2(old, next *v2SA) {
 	next.natLocal, next.behindNAT, next.natRemote = old.natLocal, old.behindNAT, old.natRemote
 	e.v2SAs[next.ourSPI()] = next
+	e.establishV2(next, old)
+}
+
+// moveChildren puts the child SAs of one IKE SA under another.
+func (e *Engine) moveChildren(from, to *v2SA) {
 	for _, ch := range e.children {
-		if ch.v2 == old {
-			ch.v2 = next
+		if ch.v2 == from {
+			ch.v2 = to
 		}
 	}
-	old.deleting = true // no new exchanges on it; its Delete still goes out
-	e.establishV2(next, old)
 }

@@ -57,12 +57,15 @@ type v2SA struct {
 	initReq        []byte // the IKE_SA_INIT request and response, signed by AUTH
 	initResp       []byte
 	cookie         []byte // a responder's COOKIE, echoed in the IKE_SA_INIT request
+	cookies        int    // how many COOKIEs the responder sent
 	keys           keymat.IKESAKeys
 	sk             *v2Cipher
 	natLocal       bool // we are behind a NAT (or pretend to be, nat_traversal: force)
 	behindNAT      bool // NAT-D really showed a NAT in front of us
 	natRemote      bool
 	initialContact bool
+	fragments      bool         // both sides take IKE fragments (v2_fragment.go)
+	defrag         [2]*v2Defrag // the peer's fragmented request, response
 
 	// Our requests, one in flight (req), the others queued.
 	req     exchange
@@ -79,17 +82,19 @@ type v2SA struct {
 	created, established, lastRecv time.Time
 	dpd                            clock.Timer
 	keepalive                      clock.Timer
-	rekey                          clock.Timer // original initiator: replace the IKE SA (v2_rekey.go)
-	halfOpen                       clock.Timer // responder: give up waiting for IKE_AUTH
-	rekeying                       bool        // our CREATE_CHILD_SA replacing it is in flight
+	rekey                          clock.Timer       // original initiator: replace the IKE SA (v2_rekey.go)
+	halfOpen                       clock.Timer       // responder: give up waiting for IKE_AUTH
+	rekeying                       bool              // our CREATE_CHILD_SA replacing it is in flight
+	race                           *rekeyRace[*v2SA] // the peer rekeying it at the same time (v2_collision.go)
 }
 
 // v2Request is a request we send on an IKE SA and what to do with its response.
 type v2Request struct {
-	exchange ikev2.ExchangeType
-	payloads []ikev2.Payload
-	onReply  func(ps []ikev2.Payload) error // nil: nothing to do
-	onFail   func(err error)                // the request failed or the SA went away
+	exchange  ikev2.ExchangeType
+	rekeysIKE bool // a CREATE_CHILD_SA replacing the IKE SA
+	payloads  []ikev2.Payload
+	onReply   func(ps []ikev2.Payload) error // nil: nothing to do
+	onFail    func(err error)                // the request failed or the SA went away
 }
 
 // ourSPI is the SPI the SA is registered under: the one we chose.
@@ -154,7 +159,7 @@ func (sa *v2SA) sendNext() {
 	}
 	r := sa.queue[0]
 	sa.queue = sa.queue[1:]
-	msg, err := sa.sk.seal(sa.e.opts.Rand, sa.header(r.exchange, sa.reqID, false), r.payloads)
+	msgs, err := sa.seal(sa.header(r.exchange, sa.reqID, false), r.payloads)
 	if err != nil {
 		if r.onFail != nil {
 			r.onFail(err)
@@ -163,18 +168,18 @@ func (sa *v2SA) sendNext() {
 		return
 	}
 	sa.pending = r
-	sa.req.send(msg, sa.local, sa.remote, true)
+	sa.req.sendAll(msgs, sa.local, sa.remote, true)
 }
 
 // respond sends a protected response to the peer's request msgID and keeps it for
 // retransmitted requests.
 func (sa *v2SA) respond(x ikev2.ExchangeType, msgID uint32, ps ...ikev2.Payload) {
-	msg, err := sa.sk.seal(sa.e.opts.Rand, sa.header(x, msgID, true), ps)
+	msgs, err := sa.seal(sa.header(x, msgID, true), ps)
 	if err != nil {
 		sa.e.log.Debug("IKEv2 response not sent", sa.logArgs("err", err)...)
 		return
 	}
-	sa.resp.send(msg, sa.local, sa.remote, false)
+	sa.resp.sendAll(msgs, sa.local, sa.remote, false)
 }
 
 // v2GaveUp handles a request of ours that the peer never answered.
@@ -344,6 +349,9 @@ func (e *Engine) establishV2(sa *v2SA, replaces *v2SA) {
 		Rekey: replaces != nil})
 	if !sa.initiator && replaces == nil {
 		e.halfOpen--
+	}
+	if replaces != nil {
+		sa.fragments = replaces.fragments // negotiated once, in IKE_SA_INIT, as strongSwan keeps it
 	}
 	sa.state = v2Established
 	sa.established = e.now()

@@ -68,6 +68,7 @@ func (e *Engine) sendSAInit(sa *v2SA) error {
 	}
 	ps = append(ps, v2Offer(&sa.conn.cfg), &ikev2.KE{Group: sa.group, Data: key.Public()}, &ikev2.Nonce{Data: sa.nonceI})
 	ps = append(ps, sa.natDNotifies()...)
+	ps = append(ps, sa.fragmentOffer()...)
 	sa.state = v2InitSent
 	sa.initReq = sa.plain(ikev2.ExchangeIKESAInit, 0, false, ps...)
 	sa.req.send(sa.initReq, sa.local, sa.remote, true)
@@ -136,9 +137,8 @@ func (sa *v2SA) checkNATD(in *v2Inbound) {
 // handleSAInitResponse processes the responder's IKE_SA_INIT answer.
 func (e *Engine) handleSAInitResponse(sa *v2SA, in *v2Inbound) error {
 	ps := in.m.Payloads
-	if n := ikev2.Find[*ikev2.Notify](ps); n != nil && n.NotifyType == ikev2.NotifyCookie && sa.cookie == nil {
-		sa.cookie = bytes.Clone(n.Data)
-		return e.retrySAInit(sa)
+	if ns := ikev2.Notifies(ps, ikev2.NotifyCookie); len(ns) > 0 {
+		return e.takeCookie(sa, ns[0])
 	}
 	if ns := ikev2.Notifies(ps, ikev2.NotifyInvalidKEPayload); len(ns) > 0 {
 		return e.invalidKE(sa, ns[0])
@@ -165,6 +165,7 @@ func (e *Engine) handleSAInitResponse(sa *v2SA, in *v2Inbound) error {
 	sa.nonceR = bytes.Clone(nonce.Data)
 	sa.initResp = bytes.Clone(in.raw)
 	sa.checkNATD(in)
+	sa.takeFragmentOffer(ps)
 	if err := sa.deriveV2Keys(ke.Data, nil); err != nil {
 		return fatal(err)
 	}
@@ -252,6 +253,9 @@ func (e *Engine) respondSAInit(in *v2Inbound) {
 		e.logUnauth("peer speaks IKEv2, connection is configured for IKEv1", peer, "conn", c.cfg.Name, "peer", in.remote)
 		return
 	}
+	if !e.checkCookie(c, in) {
+		return
+	}
 	if !e.admitV2Responder(peer) {
 		e.logUnauth("too many half-open IKE SAs, dropping new one", peer, "peer", in.remote,
 			"limit", maxHalfOpen, "peer_limit", maxHalfOpenPerPeer)
@@ -303,14 +307,7 @@ func (e *Engine) admitV2Responder(peer netip.Addr) bool {
 func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 	ps := in.m.Payloads
 	sai, ke, nonce := ikev2.Find[*ikev2.SA](ps), ikev2.Find[*ikev2.KE](ps), ikev2.Find[*ikev2.Nonce](ps)
-	reject := func(t ikev2.NotifyType, data []byte) {
-		m := ikev2.Message{Header: ikev2.Header{SPIi: in.m.Header.SPIi, Version: ikev2.Version,
-			Exchange: ikev2.ExchangeIKESAInit, Flags: ikev2.FlagResponse},
-			Payloads: []ikev2.Payload{&ikev2.Notify{NotifyType: t, Data: data}}}
-		if err := e.opts.Bind.SendIKE(m.Marshal(), in.local, in.remote); err != nil {
-			e.log.Debug("send failed", "peer", in.remote, "err", err)
-		}
-	}
+	reject := func(t ikev2.NotifyType, data []byte) { e.sendPlainNotify(in, t, data) }
 	if sai == nil || ke == nil || nonce == nil {
 		reject(ikev2.NotifyInvalidSyntax, nil)
 		return fmt.Errorf("IKE_SA_INIT from %v: want SA, KE and Ni, got %s", in.remote, payloadNames(ps))
@@ -332,7 +329,7 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 		reject(ikev2.NotifyInvalidSyntax, nil)
 		return fmt.Errorf("IKE_SA_INIT from %v: KE: %w", in.remote, err)
 	}
-	if !e.allowResponderDH(in.remote.Addr()) {
+	if !e.allowResponderDH(in.remote.Addr(), prop.Group) {
 		return errDHRateLimit
 	}
 	sa, err := e.newV2SA(c, false, in.local, in.remote)
@@ -358,6 +355,9 @@ func (e *Engine) answerSAInit(c *connection, in *v2Inbound) error {
 		&ikev2.Nonce{Data: sa.nonceR}}
 	if len(ikev2.Notifies(ps, ikev2.NotifyNATDetectionSourceIP)) > 0 {
 		out = append(out, sa.natDNotifies()...)
+	}
+	if sa.takeFragmentOffer(ps); sa.fragments {
+		out = append(out, sa.fragmentOffer()...)
 	}
 	sa.state = v2InitDone
 	sa.initResp = sa.plain(ikev2.ExchangeIKESAInit, 0, true, out...)

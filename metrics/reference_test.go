@@ -33,7 +33,7 @@ func (everything) TopFlows(int) ([]FlowStat, error) {
 }
 func (everything) TunnelStates() ([]TunnelState, error) {
 	now := time.Now()
-	return []TunnelState{{"c", "t", true, now.Add(time.Hour), now}}, nil
+	return []TunnelState{{"c", "t", true, now.Add(time.Hour), now, true}}, nil
 }
 func (everything) ConnStates() ([]ConnState, error) {
 	return []ConnState{{"c", true, "alive", time.Now()}}, nil

@@ -16,6 +16,8 @@ type TunnelState struct {
 	// LastInbound is when the tunnel's inbound packet counter was last seen rising (sampled
 	// at every scrape); zero: not yet.
 	LastInbound time.Time
+	// OneSided: the newest SA pair sends and receives nothing while the peer answers DPD.
+	OneSided bool
 }
 
 // ConnState is the state of one configured connection's IKE SA.
@@ -53,6 +55,8 @@ var (
 		"When the newest SA pair of the tunnel reaches its hard lifetime (Unix time); absent while the tunnel is down.", policyLabels, nil)
 	tunnelLastIn = prometheus.NewDesc("espgw_tunnel_last_inbound_timestamp_seconds",
 		"When the tunnel's inbound ESP packet count was last seen rising (Unix time, sampled at each scrape).", policyLabels, nil)
+	tunnelOneSided = prometheus.NewDesc("espgw_tunnel_one_sided",
+		"1 while the tunnel's newest SA pair has sent ESP and received none for two checks in a row, the peer answering IKE meanwhile (espgw re-keys it, at most every 10 minutes), else 0.", policyLabels, nil)
 	ikeSAUp = prometheus.NewDesc("espgw_ike_sa_up",
 		"1 while the connection has an established IKE SA, else 0.", []string{"connection"}, nil)
 	dpdState = prometheus.NewDesc("espgw_ike_dpd_state",
@@ -79,7 +83,7 @@ func NewStateCollector(state StateSource, drops DropSource) *StateCollector {
 
 // Describe implements prometheus.Collector.
 func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tunnelUp, tunnelExpiry, tunnelLastIn, ikeSAUp, dpdState, dpdLastAck, espDrops} {
+	for _, d := range []*prometheus.Desc{tunnelUp, tunnelExpiry, tunnelLastIn, tunnelOneSided, ikeSAUp, dpdState, dpdLastAck, espDrops} {
 		ch <- d
 	}
 }
@@ -116,6 +120,7 @@ func (c *StateCollector) collectTunnels(ch chan<- prometheus.Metric) {
 	}
 	for _, t := range ts {
 		ch <- gauge(tunnelUp, boolGauge(t.Up), t.Connection, t.Tunnel)
+		ch <- gauge(tunnelOneSided, boolGauge(t.OneSided), t.Connection, t.Tunnel)
 		if t.Up && !t.Expiry.IsZero() {
 			ch <- gauge(tunnelExpiry, unixSeconds(t.Expiry), t.Connection, t.Tunnel)
 		}

@@ -20,6 +20,16 @@ const (
 	DefaultQuickModes = 1
 	// MaxQuickModes is the most quick_modes accepts: beyond it peers fail, not speed up.
 	MaxQuickModes = 16
+	// DefaultCookieThreshold is how many half-open IKEv2 SAs a responder keeps before it
+	// demands a COOKIE (RFC 7296 2.6): a few peers starting at once pass without one.
+	DefaultCookieThreshold = 32
+	// DefaultFragmentSize is the largest IKEv2 message sent unfragmented (RFC 7383): 1280,
+	// the IPv6 minimum MTU, passes most paths.
+	DefaultFragmentSize = 1280
+	// MinFragmentSize is the smallest fragment_size accepted: the largest fragment
+	// overhead (IPv6, UDP, non-ESP marker, IKE and SKF headers, AES-CBC IV and padding,
+	// HMAC-SHA-512 checksum: 152 bytes) and some data.
+	MinFragmentSize = 200
 )
 
 // KeyIDPrefix marks an ID_KEY_ID identity in its text form.
@@ -90,6 +100,13 @@ type IKE struct {
 	// rest wait in order. Peers keep the CBC IV of only a few phase-2 exchanges per ISAKMP
 	// SA (strongSwan: charon.max_ikev1_exchanges, 3, counting DPD too).
 	QuickModes int
+	// CookieThreshold (IKEv2 responder): at this many half-open IKE SAs, all peers
+	// together, an IKE_SA_INIT must carry a COOKIE (RFC 7296 2.6); 0 = always.
+	CookieThreshold int
+	// FragmentSize (IKEv2) is the largest IP datagram an encrypted IKE message may fill;
+	// longer ones go out as fragments (RFC 7383) if the peer supports them; 0 = no
+	// fragmentation offered.
+	FragmentSize int
 }
 
 // ServiceAddress is the address the protected traffic leaves from (the seed's secondary IP).

@@ -59,10 +59,13 @@ func BenchmarkSetup(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
 			for range b.N {
+				load0 := load1()
 				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: perPeer,
 					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
 				keepLogs(b, r, name)
+				r.ReportUDPDrops(b)
+				b.ReportMetric((load0+load1())/2, "load1")
 				if err != nil {
 					b.Fatalf("after %v: %v", took.Round(time.Millisecond), err)
 				}
@@ -90,7 +93,7 @@ func keepLogs(b *testing.B, r *scalelab.Run, name string) {
 	if *logs == "" {
 		return
 	}
-	prefix := filepath.Join(*logs, fmt.Sprintf("%s-%d-%d-", name, *tunnels, *peers))
+	prefix := filepath.Join(*logs, fmt.Sprintf("%s-%d-%d-", name, r.N(), r.Peers))
 	for file, text := range map[string]string{"espgw.log": r.GW.Log(), "charon.log": r.Swan.Log()} {
 		if err := os.WriteFile(prefix+file, []byte(text), 0o644); err != nil {
 			b.Logf("keeping %s: %v", file, err)

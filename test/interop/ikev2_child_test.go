@@ -19,32 +19,37 @@ const v2Children = 8
 func childSubnet(i int) string { return fmt.Sprintf("10.20.0.%d/28", 16*i) }
 func childHost(i int) string   { return fmt.Sprintf("10.20.0.%d", 16*i+1) }
 
-// startV2Children starts both sides with v2Children tunnels of set, the ESP proposal with
-// PFS, and the tunnels' lifetime (espgw rekeys at 85-90 % of it).
-func startV2Children(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, *espgwtest.Gateway) {
+// startV2Children starts both sides with n tunnels of set, the ESP proposal with PFS, espgw's
+// tunnels starting by start and with lifetime (espgw rekeys at 85-90 % of it); cfg is
+// espgw's configuration without its connections; tweak, if given, changes espgw's connection.
+func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifetime string, cfg espgwtest.Config,
+	tweak ...func(*espgwtest.Connection)) (*strongswan.Charon, *espgwtest.Gateway) {
 	t.Helper()
 	swc := strongswan.Config{Version: 2, LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: childSubnet(0), RemoteTS: localSubnet}
-	c := gwConn(v1Placeholder, set.esp, "manual")
+	c := gwConnV2(set, start)
 	c.Tunnels = nil
-	for i := range v2Children {
+	for i := range n {
 		if i > 0 {
 			l.partner.AddAddr(t, "p-int", childHost(i)+"/28")
 			swc.Children = append(swc.Children, strongswan.Child{Name: fmt.Sprintf("s2s-%d", i), LocalTS: childSubnet(i), RemoteTS: localSubnet})
 		}
 		c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: fmt.Sprintf("t%d", i), LocalSubnet: localSubnet,
-			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: "manual", Lifetime: lifetime})
+			RemoteSubnet: childSubnet(i), ESPProposal: set.esp, Start: start, Lifetime: lifetime})
 	}
 	sw := strongswan.Start(t, l.partner, swc)
-	g := espgwtest.StartCommand(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}}, ikev2Gateway(set.ike)...)
-	return sw, g
+	for _, f := range tweak {
+		f(&c)
+	}
+	cfg.Connections = []espgwtest.Connection{c}
+	return sw, espgwtest.Start(t, l.gw, cfg)
 }
 
 // upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
 // the partner has them all INSTALLED.
 func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
 	t.Helper()
-	sw, g := startV2Children(t, l, set, lifetime)
+	sw, g := startV2Children(t, l, set, v2Children, "manual", lifetime, espgwtest.Config{Datapath: "auto"})
 	if err := g.Up(connName, negotiationTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +147,64 @@ func TestIKEv2Rekey(t *testing.T) {
 	t.Logf("IKE_SA %016x -> %016x; %d pings at 5/s, %d lost", before.InitiatorSPI, after.InitiatorSPI, sent, lost)
 	if sent == 0 || lost*100 > sent {
 		t.Errorf("%d of %d pings lost across the rekeys, want at most 1 %%", lost, sent)
+	}
+}
+
+// TestIKEv2PFSRefused: espgw's tunnel asks for PFS (aes256gcm16-modp2048), strongSwan's
+// esp_proposals have no DH group. The first CHILD_SA comes with IKE_AUTH, which carries no
+// KE for either side; strongSwan's rekey of it (CREATE_CHILD_SA without KE) is refused with
+// NO_PROPOSAL_CHOSEN, strongSwan keeps the CHILD_SA it had, and espgw's doctor names both
+// sides' proposals in swanctl syntax.
+func TestIKEv2PFSRefused(t *testing.T) {
+	t.Parallel()
+	set := v2Sets[0]
+	l := newLab(t)
+	sw, g := startV2(t, l, set, labPSK, "manual", func(s *strongswan.Config, _ *espgwtest.Connection) { s.ESPProposals = "aes256gcm16" })
+	_, before, _, _ := negotiate(t, g, sw, byStrongSwan)
+	if out, err := sw.Swanctl("--rekey", "--child", "s2s"); err != nil {
+		t.Fatalf("swanctl --rekey --child: %v\n%s", err, out)
+	}
+	sw.WaitLog(t, "received NO_PROPOSAL_CHOSEN notify", negotiationTimeout)
+	_, after := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	if after.SPIIn != before.SPIIn || after.SPIOut != before.SPIOut {
+		t.Errorf("strongSwan's CHILD_SA %08x/%08x became %08x/%08x: want the refused rekey to leave it", before.SPIIn, before.SPIOut, after.SPIIn, after.SPIOut)
+	}
+	r := gwRun(t, g, "doctor", "-c", g.ConfigPath())
+	requireLines(t, "espgw doctor", r.Stdout,
+		`^WARN +negotiation +megatelecom: CREATE_CHILD_SA of api without the PFS our ESP proposals ask for \(peer sent no KE payload\): `+
+			`no proposal chosen: we accept aes256gcm16-modp2048, peer offered esp:aes256gcm16 .* -> fix: add one of the partner's proposals \(aes256gcm16\) `+
+			`to connections\.megatelecom\.tunnels\.api\.proposals, or ask the partner to offer aes256gcm16-modp2048$`,
+		`^OK +tunnel +megatelecom/api: up, esp aes256gcm16, `)
+}
+
+// TestIKEv2PFSRetry: espgw's tunnels offer ecp256 before modp2048 for PFS, strongSwan takes
+// only modp2048. The CREATE_CHILD_SA of the second tunnel, sent with a KE of ecp256, is
+// answered INVALID_KE_PAYLOAD; espgw retries with modp2048 and strongSwan installs the
+// CHILD_SA with that group, which then carries pings.
+func TestIKEv2PFSRetry(t *testing.T) {
+	t.Parallel()
+	set := v2Sets[0]
+	l := newLab(t)
+	sw, g := startV2Children(t, l, set, 2, "manual", "", espgwtest.Config{Datapath: "auto"}, func(c *espgwtest.Connection) {
+		for i := range c.Tunnels {
+			c.Tunnels[i].ESPProposal = "aes256gcm16-ecp256, " + set.esp
+		}
+	})
+	if err := g.Up(connName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	ike := waitChildren(t, sw, 2, negotiationTimeout)
+	for _, ch := range ike.Children {
+		if want := map[string]string{"s2s": set.swanChild, "s2s-1": set.swanChild + "/MODP_2048"}[ch.Name]; ch.Proposal() != want {
+			t.Errorf("strongSwan CHILD_SA %s: proposal %s, want %s", ch.Name, ch.Proposal(), want)
+		}
+	}
+	if err := testutil.Ping(l.gw, serviceAddr, childHost(1), 3); err != nil {
+		t.Error(err)
+	}
+	// The peer's word for the INVALID_KE_PAYLOAD it sent.
+	if want := "DH group ECP_256 unacceptable, requesting MODP_2048"; !sw.LogContains(want) {
+		t.Errorf("charon log lacks %q: the first KE was not refused, so the retry went untested", want)
 	}
 }
 

@@ -20,9 +20,12 @@ var v2Sets = []proposalSet{
 		swanIKE: "AES_GCM_16_128/PRF_HMAC_SHA2_256/ECP_256", swanChild: "AES_GCM_16_128"},
 }
 
-// v1Placeholder is the IKE proposal espgw.yaml carries for the IKEv1 parser; the test
-// daemon replaces it with the set's IKEv2 proposal (ikev2_daemon_test.go).
-const v1Placeholder = "aes256-sha256-modp2048"
+// gwConnV2 is gwConn speaking IKEv2 (ike.version: 2) with set's proposals.
+func gwConnV2(set proposalSet, start string) espgwtest.Connection {
+	c := gwConn(set.ike, set.esp, start)
+	c.IKEVersion = 2
+	return c
+}
 
 // startV2 starts the strongSwan partner speaking IKEv2 and espgw with set's proposals;
 // tweak, if given, changes both configurations first.
@@ -32,13 +35,13 @@ func startV2(t *testing.T, l *lab, set proposalSet, psk, start string, tweak ...
 		LocalAddr: partnerAddr, RemoteAddr: gwAddr, PSK: labPSK,
 		IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: remoteSubnet, RemoteTS: localSubnet,
 	}
-	c := gwConn(v1Placeholder, set.esp, start)
+	c := gwConnV2(set, start)
 	c.PSK = psk
 	for _, f := range tweak {
 		f(&swc, &c)
 	}
 	sw := strongswan.Start(t, l.partner, swc)
-	g := espgwtest.StartCommand(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}}, ikev2Gateway(set.ike)...)
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Datapath: "auto", Connections: []espgwtest.Connection{c}})
 	return sw, g
 }
 
@@ -196,6 +199,8 @@ func TestIKEv2Liveness(t *testing.T) {
 	if !sw.LogContains("parsed INFORMATIONAL request") {
 		t.Errorf("charon log lacks %q: espgw sent no liveness check", "parsed INFORMATIONAL request")
 	}
+	requireLines(t, "espgw doctor", gwRun(t, g, "doctor", "-c", g.ConfigPath()).Stdout,
+		`^OK +liveness +megatelecom: every 2s, last message from the peer \S+ ago$`)
 	// Gone without a Delete: espgw must notice by itself.
 	if err := syscall.Kill(sw.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -17,9 +17,6 @@ var espgwBin string
 
 // run tests the binary named by ESPGW_BIN, or else one built from ./cmd/espgw.
 func run(m *testing.M) int {
-	if len(os.Args) > 2 && os.Args[1] == ikev2DaemonArg {
-		return runIKEv2Daemon(os.Args[2], os.Args[3:])
-	}
 	var err error
 	if os.Getenv(espgwtest.BinEnv) != "" {
 		if espgwBin, err = espgwtest.Find(); err != nil {

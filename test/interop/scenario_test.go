@@ -86,6 +86,8 @@ func TestQM3DroppedOnce(t *testing.T) {
 // espgw's pings go out and nothing comes back while strongSwan answers DPD. espgw must
 // notice within a few DPD rounds and re-key the tunnel: strongSwan gets a new CHILD_SA
 // (new SPIs) without anyone deleting the old one first. strongSwan itself never notices.
+// While the fault lasts the new pair is one-sided too: status and /metrics say so until
+// traffic flows both ways again.
 func TestOneSidedTunnel(t *testing.T) {
 	testutil.RequireTool(t, "nft", "nftables")
 	set := proposalSets[1]
@@ -93,12 +95,14 @@ func TestOneSidedTunnel(t *testing.T) {
 	sw := startSwan(t, l.partner, partnerAddr, gwAddr, labPSK, set, remoteSubnet, localSubnet)
 	c := gwConn(set.ike, set.esp, "always")
 	c.DPDDelay = "2s"
-	g := espgwtest.Start(t, l.gw, espgwtest.Config{Connections: []espgwtest.Connection{c}})
+	g := espgwtest.Start(t, l.gw, espgwtest.Config{Metrics: metricsAddr, Connections: []espgwtest.Connection{c}})
 	_, first := sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	g.WaitTunnelUp(t, connName, tunnelName, negotiationTimeout)
 	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
 		t.Fatalf("before the fault: %v", err)
 	}
+	oneSided := "espgw_tunnel_one_sided{" + fmt.Sprintf(`connection="%s",tunnel="%s"`, connName, tunnelName) + "}"
+	scrape(t, l.gw).require(t, oneSided, eq(0))
 
 	// ESP in UDP has a non-zero SPI where IKE on 4500 has the zero non-ESP marker.
 	applyNFT(t, l.partner, "table inet oneway {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
@@ -133,9 +137,37 @@ func TestOneSidedTunnel(t *testing.T) {
 	if !strings.Contains(g.Log(), "one-sided tunnel: re-keying") {
 		t.Errorf("espgw log does not say why it re-keyed")
 	}
+	// The new pair goes one-sided too; the 10-minute back-off keeps it, and says so.
+	pinging = make(chan struct{})
+	go func() {
+		defer close(pinging)
+		testutil.Ping(l.gw, serviceAddr, hostAddr, 12)
+	}()
+	err = testutil.Poll(30*time.Second, func() (bool, error) {
+		ts, _ := g.MustStatus(t).Tunnel(connName, tunnelName)
+		s := scrape(t, l.gw)
+		if ts.OneSidedSince.IsZero() || s.value(t, oneSided) != 1 {
+			return false, fmt.Errorf("status one-sided since %v, %s %v", ts.OneSidedSince, oneSided, s.value(t, oneSided))
+		}
+		return true, nil
+	})
+	<-pinging
+	if err != nil {
+		t.Errorf("the re-keyed pair, still one-sided, is not reported: %v", err)
+	}
 	l.partner.Exec(t, "nft", "delete", "table", "inet", "oneway")
 	if err := testutil.Ping(l.gw, serviceAddr, hostAddr, 2); err != nil {
 		t.Errorf("after the fault: %v", err)
+	}
+	err = testutil.Poll(20*time.Second, func() (bool, error) {
+		testutil.Ping(l.gw, serviceAddr, hostAddr, 1)
+		if v := scrape(t, l.gw).value(t, oneSided); v != 0 {
+			return false, fmt.Errorf("%s %v", oneSided, v)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("traffic both ways again, still reported one-sided: %v", err)
 	}
 	g.Stop(t)
 }

@@ -26,14 +26,16 @@ type Connection struct {
 	Local, Remote             string // local_address, remote_address
 	LocalID, RemoteID         string // local_id, remote_id, e.g. gw.example.net or keyid:bank; "" = the address
 	PSK                       string
-	IKEVersion                int    // ike.version: 1 or 2; 0 = not written (IKEv1)
-	Mode                      string // ike.mode: main or aggressive; "" = main
-	IKEProposal               string // e.g. 3des-sha1-modp1024
+	IKEVersion                int    // ike.version: 2 for IKEv2; 0 = IKEv1
+	Mode                      string // ike.mode (IKEv1): main or aggressive; "" = main
+	IKEProposal               string // ike.proposals in the version's syntax, e.g. 3des-sha1-modp1024
 	IKELifetime               string // ike.lifetime, e.g. 60s; "" = 1h
 	NATTraversal              string // auto, force or off; "" = auto
 	ServiceAddress, Interface string // service_address: address (CIDR) and interface; "" = none
 	DPDDelay                  string // ike.dpd_delay, e.g. 2s; "" = off
 	DPDTimeout                string // ike.dpd_timeout, e.g. 6s; "" = 30s
+	CookieThreshold           string // ike.cookie_threshold (IKEv2), e.g. 0; "" = espgw's default
+	FragmentSize              string // ike.fragment_size (IKEv2), e.g. 500; "" = espgw's default
 	Tunnels                   []Tunnel
 }
 
@@ -74,10 +76,11 @@ connections:
     service_address: {address: {{.ServiceAddress}}, interface: {{.Interface}}}
 {{- end}}
     ike:
-{{- if .IKEVersion}}
-      version: {{.IKEVersion}}
-{{- end}}
+{{- if eq .IKEVersion 2}}
+      version: 2
+{{- else}}
       mode: {{or .Mode "main"}}
+{{- end}}
       nat_traversal: {{or .NATTraversal "auto"}}
       proposals: [{{.IKEProposal}}]
       lifetime: {{or .IKELifetime "1h"}}
@@ -86,6 +89,12 @@ connections:
 {{- end}}
 {{- if .DPDTimeout}}
       dpd_timeout: {{.DPDTimeout}}
+{{- end}}
+{{- if .CookieThreshold}}
+      cookie_threshold: {{.CookieThreshold}}
+{{- end}}
+{{- if .FragmentSize}}
+      fragment_size: {{.FragmentSize}}
 {{- end}}
     tunnels:
 {{- range .Tunnels}}

@@ -19,9 +19,10 @@ func summary(c *config.Config) string {
 	if s := conn.ServiceAddress; s != nil {
 		svc = s.Address.String() + "@" + s.Interface
 	}
-	return fmt.Sprintf("socket=%s keys=%s datapath=%s ebpf=%v | %s %v->%v id=%v->%v psk=%dB v%d %s %v natt=%s dpd=%v/%v svc=%s | %s %v<->%v %v start=%s",
+	return fmt.Sprintf("socket=%s keys=%s datapath=%s ebpf=%v | %s %v->%v id=%v->%v psk=%dB v%d %s [%s] %v natt=%s dpd=%v/%v svc=%s | %s %v<->%v %v start=%s",
 		c.ControlSocket, c.SaveKeys, c.Datapath, c.EBPF.Enabled,
-		conn.Name, conn.LocalAddress, conn.RemoteAddress, conn.LocalID, conn.RemoteID, len(conn.PSK), conn.IKE.Version, conn.IKE.Mode, conn.IKE.Lifetime,
+		conn.Name, conn.LocalAddress, conn.RemoteAddress, conn.LocalID, conn.RemoteID, len(conn.PSK), conn.IKE.Version, conn.IKE.Mode,
+		conn.IKE.FormatProposals(), conn.IKE.Lifetime,
 		conn.IKE.NATTraversal, conn.IKE.DPDDelay, conn.IKE.DPDTimeout, svc,
 		tun.Name, tun.LocalSubnet, tun.RemoteSubnet, tun.Lifetime, tun.Start)
 }
@@ -41,7 +42,7 @@ func TestConfigParses(t *testing.T) {
 				IKEProposal: "aes256-sha256-modp2048",
 				Tunnels: []Tunnel{{Name: "net", LocalSubnet: "10.1.0.0/16", RemoteSubnet: "10.2.0.0/16",
 					ESPProposal: "aes256gcm16-modp2048", Start: "always"}}}}},
-			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=auto ebpf=true | lab 192.0.2.1->192.0.2.2 id=192.0.2.1->192.0.2.2 psk=14B v1 main 1h0m0s natt=auto dpd=0s/30s svc=none" +
+			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=auto ebpf=true | lab 192.0.2.1->192.0.2.2 id=192.0.2.1->192.0.2.2 psk=14B v1 main [aes256-sha256-modp2048] 1h0m0s natt=auto dpd=0s/30s svc=none" +
 				" | net 10.1.0.0/16<->10.2.0.0/16 30m0s start=always",
 		},
 		{
@@ -51,17 +52,17 @@ func TestConfigParses(t *testing.T) {
 				PSK: "k", Mode: "aggressive", IKEProposal: "3des-sha1-modp1024", IKELifetime: "60s", NATTraversal: "off", ServiceAddress: "10.10.1.1/32", Interface: "gw-wan", DPDDelay: "2s", DPDTimeout: "6s",
 				Tunnels: []Tunnel{{Name: "api", LocalSubnet: "10.10.1.1/32", RemoteSubnet: "10.20.0.0/24",
 					ESPProposal: "3des-sha1-modp1024", Lifetime: "15s", Start: "on-demand"}}}}},
-			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=userspace ebpf=false | megatelecom 192.0.2.1->192.0.2.2 id=gw.example.net->keyid:bank psk=1B v1 aggressive 1m0s natt=off dpd=2s/6s" +
+			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=userspace ebpf=false | megatelecom 192.0.2.1->192.0.2.2 id=gw.example.net->keyid:bank psk=1B v1 aggressive [3des-sha1-modp1024] 1m0s natt=off dpd=2s/6s" +
 				" svc=10.10.1.1/32@gw-wan | api 10.10.1.1/32<->10.20.0.0/24 15s start=on-demand",
 		},
 		{
-			name: "ikev2",
-			cfg: Config{Datapath: "xfrm", Connections: []Connection{{Name: "lab", Local: "192.0.2.1", Remote: "192.0.2.2", PSK: "k",
+			name: "IKEv2",
+			cfg: Config{Connections: []Connection{{Name: "lab", Local: "192.0.2.1", Remote: "192.0.2.2", PSK: "k",
 				IKEVersion: 2, IKEProposal: "aes128gcm16-prfsha256-ecp256",
 				Tunnels: []Tunnel{{Name: "net", LocalSubnet: "10.1.0.0/16", RemoteSubnet: "10.2.0.0/16",
-					ESPProposal: "aes128gcm16-ecp256", Start: "manual"}}}}},
-			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=xfrm ebpf=true | lab 192.0.2.1->192.0.2.2 id=192.0.2.1->192.0.2.2 psk=1B v2 main 1h0m0s natt=auto dpd=0s/30s svc=none" +
-				" | net 10.1.0.0/16<->10.2.0.0/16 30m0s start=manual",
+					ESPProposal: "aes128gcm16-ecp256", Start: "on-demand"}}}}},
+			want: "socket=/tmp/e/ctl.sock keys=/tmp/e/keys datapath=auto ebpf=true | lab 192.0.2.1->192.0.2.2 id=192.0.2.1->192.0.2.2 psk=1B v2 main [aes128gcm16-prfsha256-ecp256] 1h0m0s natt=auto dpd=0s/30s svc=none" +
+				" | net 10.1.0.0/16<->10.2.0.0/16 30m0s start=on-demand",
 		},
 	}
 	for _, tt := range tests {

@@ -3,11 +3,11 @@ package espgwtest
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,22 +34,14 @@ type Gateway struct {
 // It fails the test if TestMain called neither Find nor Build.
 func Start(tb testing.TB, ns *testutil.NetNS, cfg Config) *Gateway {
 	tb.Helper()
-	return start(tb, ns, []string{bin}, cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
-}
-
-// StartCommand is Start with another program in the place of the espgw binary: argv, to
-// which `run -c <config>` and the flags are appended, must run the daemon (e.g. the test
-// binary itself, through a hook in its TestMain).
-func StartCommand(tb testing.TB, ns *testutil.NetNS, cfg Config, argv ...string) *Gateway {
-	tb.Helper()
-	return start(tb, ns, argv, cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+	return start(tb, ns, cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
 }
 
 // StartYAML is Start with a configuration written elsewhere (e.g. by `espgw import`): yaml
 // must not set control_socket or save_keys, which StartYAML puts in front of it.
 func StartYAML(tb testing.TB, ns *testutil.NetNS, yaml []byte) *Gateway {
 	tb.Helper()
-	return start(tb, ns, []string{bin}, []string{"--log-level", "debug"}, func(w io.Writer, socket, keyDir string) error {
+	return start(tb, ns, []string{"--log-level", "debug"}, func(w io.Writer, socket, keyDir string) error {
 		_, err := fmt.Fprintf(w, "control_socket: %s\nsave_keys: %s\n%s", socket, keyDir, yaml)
 		return err
 	})
@@ -64,10 +56,10 @@ func (cfg Config) runArgs() []string {
 	return args
 }
 
-// start runs `PROG run -c CONF runArgs...` with the configuration write renders.
-func start(tb testing.TB, ns *testutil.NetNS, prog, runArgs []string, write func(w io.Writer, socket, keyDir string) error) *Gateway {
+// start runs `espgw run -c CONF runArgs...` with the configuration write renders.
+func start(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.Writer, socket, keyDir string) error) *Gateway {
 	tb.Helper()
-	g, yaml := launch(tb, ns, prog, runArgs, write)
+	g, yaml := launch(tb, ns, runArgs, write)
 	g.waitReady(tb, yaml)
 	return g
 }
@@ -82,7 +74,7 @@ func StartTogether(tb testing.TB, ns []*testutil.NetNS, cfgs []Config) []*Gatewa
 	gs := make([]*Gateway, len(ns))
 	yamls := make([]string, len(ns))
 	for i, cfg := range cfgs {
-		gs[i], yamls[i] = launch(tb, ns[i], []string{bin}, cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
+		gs[i], yamls[i] = launch(tb, ns[i], cfg.runArgs(), func(w io.Writer, socket, keyDir string) error { return cfg.write(w, socket, keyDir) })
 	}
 	for i, g := range gs {
 		g.waitReady(tb, yamls[i])
@@ -92,7 +84,7 @@ func StartTogether(tb testing.TB, ns []*testutil.NetNS, cfgs []Config) []*Gatewa
 
 // launch writes the configuration into a fresh directory and starts `espgw run runArgs` in ns
 // without waiting for it; it returns the gateway and its configuration text.
-func launch(tb testing.TB, ns *testutil.NetNS, prog, runArgs []string, write func(w io.Writer, socket, keyDir string) error) (*Gateway, string) {
+func launch(tb testing.TB, ns *testutil.NetNS, runArgs []string, write func(w io.Writer, socket, keyDir string) error) (*Gateway, string) {
 	tb.Helper()
 	if bin == "" {
 		tb.Fatalf("espgwtest: no espgw binary: call Find or Build from TestMain")
@@ -113,7 +105,7 @@ func launch(tb testing.TB, ns *testutil.NetNS, prog, runArgs []string, write fun
 		tb.Fatalf("espgwtest: %v", err)
 	}
 	g.proc = testutil.StartProcess(tb, ns, filepath.Join(dir, "espgw.log"),
-		append(append(slices.Clone(prog), "run", "-c", conf), runArgs...)...)
+		append([]string{bin, "run", "-c", conf}, runArgs...)...)
 	return g, yaml.String()
 }
 
@@ -125,7 +117,11 @@ func (g *Gateway) waitReady(tb testing.TB, yaml string) {
 		if done, err := g.proc.Exited(); done {
 			return false, fmt.Errorf("espgw exited: %v", err)
 		}
-		_, err := g.Status()
+		// The summary, not Status (--json, each call limited to statusTimeout): with 1,000
+		// tunnels negotiating on a loaded machine, encoding all of them took longer.
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		_, err := g.CLI(ctx, "status")
 		return err == nil, err
 	})
 	if err != nil {

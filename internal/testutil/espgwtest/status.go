@@ -72,6 +72,7 @@ type TunnelState struct {
 	State         string    `json:"state"`
 	LastError     string    `json:"last_error"`
 	LastErrorTime time.Time `json:"last_error_time"`
+	OneSidedSince time.Time `json:"one_sided_since"`
 }
 
 // Tunnel returns the state of tunnel conn/tun, if listed.

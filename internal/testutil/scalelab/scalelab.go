@@ -31,6 +31,7 @@ type Lab struct {
 	IKE, ESP       string // proposals, e.g. aes256-sha256-modp2048 and aes256gcm16-modp2048
 	NoEBPF         bool
 	DPDDelay       string // espgw's ike.dpd_delay, e.g. 30s; "" = off
+	Lifetime       string // espgw's child SA lifetime, e.g. 90s; "" = espgwtest's default
 	IKEVersion     int    // 2 for IKEv2 at both ends; 0 = IKEv1
 	// KernelESP does ESP in the kernel at both ends, espgw on the xfrm datapath and charon
 	// with kernel-netlink, and routes the subnets between the namespaces (charon then
@@ -117,7 +118,7 @@ func Start(tb testing.TB, l Lab) *Run {
 		for t := 1; t <= l.Tunnels; t++ {
 			i := l.index(p, t)
 			c.Tunnels = append(c.Tunnels, espgwtest.Tunnel{Name: tunnelName(i), LocalSubnet: LocalAddr(i) + "/32",
-				RemoteSubnet: remoteNet(i), ESPProposal: l.ESP, Start: gwStart})
+				RemoteSubnet: remoteNet(i), ESPProposal: l.ESP, Start: gwStart, Lifetime: l.Lifetime})
 			r.children[tunnelName(i)] = true
 			if t > 1 {
 				fmt.Fprintf(&extra, "%s {\nmode = tunnel\nlocal_ts = %s\nremote_ts = %s/32\nesp_proposals = %s\nstart_action = %s\n}\n",
@@ -253,4 +254,47 @@ func statusBytes(pid int, key string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no %s line", pid, key)
+}
+
+// UDPCounters reads the Udp line of /proc/net/snmp inside ns (per namespace): InDatagrams,
+// RcvbufErrors (a socket's receive buffer was full), SndbufErrors and the rest, by name.
+func UDPCounters(ns *testutil.NetNS) (map[string]int64, error) {
+	out, err := ns.Command("cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: /proc/net/snmp: %w", ns.Name(), err)
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		m := map[string]int64{}
+		for i, v := range f[1:] {
+			if i < len(names) {
+				m[names[i]], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("netns %s: /proc/net/snmp has no Udp lines", ns.Name())
+}
+
+// ReportUDPDrops reports the UDP receive and send buffer errors of both namespaces so far.
+func (r *Run) ReportUDPDrops(b *testing.B) {
+	for side, ns := range map[string]*testutil.NetNS{"gw": r.GWNS, "peer": r.PeerNS} {
+		c, err := UDPCounters(ns)
+		if err != nil {
+			b.Log(err)
+			continue
+		}
+		b.Logf("%s netns: UDP InDatagrams %d RcvbufErrors %d SndbufErrors %d InErrors %d", side,
+			c["InDatagrams"], c["RcvbufErrors"], c["SndbufErrors"], c["InErrors"])
+		b.ReportMetric(float64(c["RcvbufErrors"]), side+"-udp-rcvbuf-errs")
+		b.ReportMetric(float64(c["SndbufErrors"]), side+"-udp-sndbuf-errs")
+	}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// with many connections to one charon's many addresses needs one per connection.
 	HalfOpenPerIP int
 
+	// Charon holds raw strongswan.conf lines added inside charon { }, e.g.
+	// "cookie_threshold = 1" or "fragment_size = 500".
+	Charon string
+
 	// Children are further CHILD_SAs of the connection, with its ESP proposals and start
 	// action (IKEv2 negotiates them under one IKE_SA).
 	Children []Child
@@ -133,6 +137,7 @@ func writeStrongswanConf(w io.Writer, dir string, c Config) error {
 	load = %[3]s
 	%[4]s
 	%[6]s
+	%[7]s
 	retransmit_tries = 3
 	# as responder, charon refuses aggressive mode with PSK unless told otherwise
 	i_dont_care_about_security_and_use_aggressive_mode_psk = yes
@@ -166,7 +171,7 @@ swanctl {
 	load = %[5]s
 	socket = unix://%[1]s/run/charon.vici
 }
-`, dir, c.LogLevel, plugins, routes, swanctlPlugins, blockThreshold)
+`, dir, c.LogLevel, plugins, routes, swanctlPlugins, blockThreshold, c.Charon)
 	return err
 }
 

@@ -57,16 +57,37 @@ func Status(w io.Writer, st *control.Status, now time.Time) error {
 	} else {
 		fmt.Fprintf(tw, "\nTUNNEL\tSTATE\tSTART\tSELECTORS\tLAST ERROR\n")
 		for _, t := range st.Tunnels {
-			last := "-"
-			if t.LastError != "" {
-				last = fmt.Sprintf("%s (%v ago)", oneLine(t.LastError), now.Sub(t.LastErrorTime).Round(time.Second))
+			last := lastError(t, now)
+			state := t.State
+			if !t.OneSidedSince.IsZero() {
+				state += fmt.Sprintf(", one-sided %v", now.Sub(t.OneSidedSince).Round(time.Second))
 			}
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s <-> %s\t%s\n",
-				t.Connection, t.Tunnel, t.State, t.Start, t.LocalSelector, t.RemoteSelector, last)
+				t.Connection, t.Tunnel, state, t.Start, t.LocalSelector, t.RemoteSelector, last)
 		}
 	}
 	renderEBPF(tw, st)
 	return tw.Flush()
+}
+
+// lastError is the LAST ERROR column: the error, how long ago, and when a start: always
+// tunnel tries again.
+func lastError(t control.TunnelState, now time.Time) string {
+	if t.LastError == "" {
+		return "-"
+	}
+	s := oneLine(t.LastError)
+	var when []string
+	if !t.LastErrorTime.IsZero() {
+		when = append(when, fmt.Sprintf("%v ago", now.Sub(t.LastErrorTime).Round(time.Second)))
+	}
+	if !t.RetryAt.IsZero() {
+		when = append(when, fmt.Sprintf("%d failed, retry in %v", t.Failures, max(t.RetryAt.Sub(now), 0).Round(time.Second)))
+	}
+	if len(when) > 0 {
+		s += " (" + strings.Join(when, "; ") + ")"
+	}
+	return s
 }
 
 // mode is the MODE column: IKEv1's exchange mode, or IKEv2, which has none.

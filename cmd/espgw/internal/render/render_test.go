@@ -67,9 +67,12 @@ var seedStatus = &control.Status{
 	}},
 	Tunnels: []control.TunnelState{
 		{Connection: "megatelecom", Tunnel: "api", State: control.TunnelUp, Start: "on-demand", LocalSelector: "10.10.1.1/32", RemoteSelector: "10.20.0.0/24"},
-		{Connection: "megatelecom", Tunnel: "web", State: control.TunnelUp, Start: "always", LocalSelector: "10.10.1.0/24[6/443]", RemoteSelector: "10.20.0.0/24"},
+		{Connection: "megatelecom", Tunnel: "web", State: control.TunnelUp, Start: "always", LocalSelector: "10.10.1.0/24[6/443]", RemoteSelector: "10.20.0.0/24",
+			OneSidedSince: renderNow.Add(-130 * time.Second)},
 		{Connection: "partner", Tunnel: "db", State: control.TunnelConnecting, Start: "manual", LocalSelector: "10.10.2.0/24", RemoteSelector: "10.40.0.0/16",
 			LastError: "pre-shared key mismatch: MM5 from 203.0.113.9:4500 does not decrypt", LastErrorTime: renderNow.Add(-95 * time.Second)},
+		{Connection: "partner", Tunnel: "mq", State: control.TunnelDown, Start: "always", LocalSelector: "10.10.2.0/24", RemoteSelector: "10.41.0.0/16",
+			LastError: "quick mode: NO-PROPOSAL-CHOSEN from the peer", Failures: 3, RetryAt: renderNow.Add(38 * time.Second)},
 	},
 }
 
