@@ -15,13 +15,15 @@ const connName, tunnelName = "lab", "net"
 // on the xfrm datapath unless Datapath says otherwise.
 type gwConfig struct {
 	Datapath     string // "" = xfrm
+	IKEVersion   int    // ike.version: 2 for IKEv2; 0 = IKEv1
 	Local, Peer  *site
 	PSK          string
-	IKEProposal  string // strongSwan keyword, e.g. 3des-sha1-modp1024
+	IKEProposal  string // strongSwan keyword, e.g. 3des-sha1-modp1024 (IKEv2: aes128gcm16-prfsha256-ecp256)
 	ESPProposal  string
 	NATTraversal string // off, force or auto
 	Lifetime     string // tunnel lifetime, e.g. 8h; "" = espgwtest's default
 	Start        string // always, on-demand or manual
+	NoEBPF       bool   // ebpf: {enabled: false}: spares the verifier's seconds under TCG
 }
 
 // at is cfg for the gateway at site me facing peer, starting the tunnel as start says.
@@ -37,10 +39,10 @@ func startEspgw(tb testing.TB, cfg gwConfig) *espgwtest.Gateway {
 		cfg.Datapath = "xfrm"
 	}
 	return espgwtest.Start(tb, cfg.Local.ns, espgwtest.Config{
-		Datapath: cfg.Datapath,
+		Datapath: cfg.Datapath, NoEBPF: cfg.NoEBPF,
 		Connections: []espgwtest.Connection{{
 			Name: connName, Local: cfg.Local.outer.String(), Remote: cfg.Peer.outer.String(), PSK: cfg.PSK,
-			IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,
+			IKEVersion: cfg.IKEVersion, IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,
 			Tunnels: []espgwtest.Tunnel{{
 				Name: tunnelName, LocalSubnet: cfg.Local.protect.String(), RemoteSubnet: cfg.Peer.protect.String(),
 				ESPProposal: cfg.ESPProposal, Lifetime: cfg.Lifetime, Start: cfg.Start,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/internal/testutil"
+	"github.com/espgw/espgw/internal/testutil/espgwtest"
 	"github.com/espgw/espgw/internal/testutil/strongswan"
 )
 
@@ -40,6 +41,51 @@ func spi(tb testing.TB, s string) uint32 {
 	return uint32(v)
 }
 
+// swanPeer is the strongSwan partner at site b for espgw at site a, speaking IKE version
+// with the given proposals and putting its SAs into the kernel (kernel-netlink).
+func swanPeer(l *lab, version int, ike, esp string) strongswan.Config {
+	return strongswan.Config{Version: version,
+		LocalAddr: l.b.outer.String(), RemoteAddr: l.a.outer.String(), PSK: labPSK,
+		IKEProposals: ike, ESPProposals: esp, LocalTS: l.b.protect.String(), RemoteTS: l.a.protect.String(),
+		KernelESP: true, LogLevel: 2, // no key dumps: they slow charon down under TCG
+	}
+}
+
+// requireCrossedSPIs fails unless espgw's SA pair is strongSwan's CHILD_SA seen from the
+// other end: espgw's inbound SPI is strongSwan's outbound one and vice versa.
+func requireCrossedSPIs(tb testing.TB, sa espgwtest.IPsecSA, child strongswan.ChildSA) {
+	tb.Helper()
+	if sa.SPIIn != fmt.Sprintf("%08x", child.SPIOut) || sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
+		tb.Errorf("SPIs: espgw in/out %s/%s, strongSwan in/out %08x/%08x; want crossed equal", sa.SPIIn, sa.SPIOut, child.SPIIn, child.SPIOut)
+	}
+}
+
+// countedPings is how many pings pingCounted's callers send at least.
+const countedPings = 3
+
+// pingCounted calls ping, which sends at least countedPings pings through espgw's SA pair sa,
+// and requires the kernel's packet counters of both SAs to grow by as much at both sites:
+// each SA is the outbound one on one site and the inbound one on the other.
+func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, ping func()) {
+	tb.Helper()
+	type counter struct {
+		s   *site
+		spi uint32
+	}
+	in, out := spi(tb, sa.SPIIn), spi(tb, sa.SPIOut)
+	counters := []counter{{&l.a, in}, {&l.a, out}, {&l.b, in}, {&l.b, out}}
+	before := make([]uint64, len(counters))
+	for i, c := range counters {
+		before[i] = ipXfrmPackets(tb, c.s.ns, c.spi)
+	}
+	ping()
+	for i, c := range counters {
+		if n := ipXfrmPackets(tb, c.s.ns, c.spi) - before[i]; n < countedPings {
+			tb.Errorf("netns %s: SA 0x%08x carried %d packets more, want >= %d", c.s.ns.Name(), c.spi, n, countedPings)
+		}
+	}
+}
+
 // TestGatewayStrongswan (suite case 1, 6): espgw on the xfrm datapath negotiates IKEv1 with
 // strongSwan using the kernel's ESP (kernel-netlink), raw and with forced NAT-T; pings cross,
 // the kernel SA counters grow on both sides, only ESP is on the wire; SIGTERM leaves nothing.
@@ -60,11 +106,7 @@ func TestGatewayStrongswan(t *testing.T) {
 				t.Parallel()
 				l := newLab(t)
 				before := netSnapshot(t, &l.a)
-				swan := strongswan.Config{
-					LocalAddr: l.b.outer.String(), RemoteAddr: l.a.outer.String(), PSK: labPSK,
-					IKEProposals: set.ike, ESPProposals: set.esp, LocalTS: l.b.protect.String(), RemoteTS: l.a.protect.String(),
-					KernelESP: true, LogLevel: 2, // no key dumps: they slow charon down under TCG
-				}
+				swan := swanPeer(l, 1, set.ike, set.esp)
 				if encap {
 					swan.ExtraConn = "encap = yes"
 				}
@@ -77,23 +119,11 @@ func TestGatewayStrongswan(t *testing.T) {
 				// espgw is done once it sent the last quick mode message; charon then still
 				// installs its SAs and policies.
 				_, child := sw.WaitInstalled(t, "s2s", 10*time.Second)
-				if sa.SPIIn != fmt.Sprintf("%08x", child.SPIOut) || sa.SPIOut != fmt.Sprintf("%08x", child.SPIIn) {
-					t.Errorf("SPIs: espgw in/out %s/%s, strongSwan in/out %08x/%08x; want crossed equal", sa.SPIIn, sa.SPIOut, child.SPIIn, child.SPIOut)
-				}
+				requireCrossedSPIs(t, sa, child)
 				if encap != (sa.EncapLocalPort == 4500) {
 					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapLocalPort, natt)
 				}
-				const pings = 3
-				pingOverESP(t, l, encap, pings)
-				in, out := spi(t, sa.SPIIn), spi(t, sa.SPIOut)
-				for _, c := range []struct {
-					s   *site
-					spi uint32
-				}{{&l.a, in}, {&l.a, out}, {&l.b, in}, {&l.b, out}} {
-					if n := ipXfrmPackets(t, c.s.ns, c.spi); n < pings {
-						t.Errorf("netns %s: SA 0x%08x carried %d packets, want >= %d", c.s.ns.Name(), c.spi, n, pings)
-					}
-				}
+				pingCounted(t, l, sa, func() { pingOverESP(t, l, encap, countedPings) })
 				g.Stop(t)
 				requireClean(t, &l.a, before)
 			})

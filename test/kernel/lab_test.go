@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,40 +148,74 @@ func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) (sent int) {
 	return sent
 }
 
-// ipStateRE finds one state in `ip -s xfrm state` output: its SPI and its current byte and
-// packet counters.
+// ipStateRE finds the SPI of one state in `ip -s xfrm state` output and its current byte
+// and packet counters.
 var ipStateRE = regexp.MustCompile(`(?s)proto esp spi 0x([0-9a-f]{8}).*?lifetime current:\s+(\d+)\(bytes\), (\d+)\(packets\)`)
 
-// ipXfrmPackets reads the packet counter of the ESP state spi from `ip -s xfrm state` in ns:
-// an oracle independent of the datapath's netlink code.
-func ipXfrmPackets(tb testing.TB, ns *testutil.NetNS, spi uint32) uint64 {
+// ipXfrmState is the block of `ip -s xfrm state` in ns that describes the ESP state spi: an
+// oracle independent of the datapath's netlink code.
+func ipXfrmState(tb testing.TB, ns *testutil.NetNS, spi uint32) string {
 	tb.Helper()
 	out := ns.Exec(tb, "ip", "-s", "xfrm", "state")
 	for _, block := range strings.Split(out, "\nsrc ") {
-		m := ipStateRE.FindStringSubmatch(block)
-		if m == nil || m[1] != fmt.Sprintf("%08x", spi) {
-			continue
+		if m := ipStateRE.FindStringSubmatch(block); m != nil && m[1] == fmt.Sprintf("%08x", spi) {
+			return block
 		}
-		n, _ := strconv.ParseUint(m[3], 10, 64)
-		return n
 	}
 	tb.Fatalf("netns %s: `ip -s xfrm state` has no ESP state spi 0x%08x:\n%s", ns.Name(), spi, out)
-	return 0
+	return ""
 }
 
-// requireNoXfrm fails unless ns holds no XFRM state and no XFRM policy.
-func requireNoXfrm(tb testing.TB, ns *testutil.NetNS) {
+// ipXfrmPackets reads the packet counter of the ESP state spi from `ip -s xfrm state` in ns.
+func ipXfrmPackets(tb testing.TB, ns *testutil.NetNS, spi uint32) uint64 {
+	tb.Helper()
+	n, _ := strconv.ParseUint(ipStateRE.FindStringSubmatch(ipXfrmState(tb, ns, spi))[3], 10, 64)
+	return n
+}
+
+// ipAlgRE finds the algorithm lines of a state in `ip -s xfrm state` output: kind, kernel
+// name, key (-s adds its length in bits) and, for auth-trunc and aead, the ICV length in bits.
+var ipAlgRE = regexp.MustCompile(`(?m)^\s+(enc|auth|auth-trunc|aead) (\S+) 0x([0-9a-f]*)(?: \(\d+ bits\))?(?: (\d+))?\s*$`)
+
+// ipXfrmAlgs lists the algorithms of the ESP state spi in ns as `ip xfrm state` shows them,
+// sorted, each as "KIND NAME KEYBITS[/ICVBITS]", e.g. "aead rfc4106(gcm(aes)) 288/128" (the
+// GCM key includes the 32-bit salt) or "enc cbc(aes) 256".
+func ipXfrmAlgs(tb testing.TB, ns *testutil.NetNS, spi uint32) []string {
+	tb.Helper()
+	var algs []string
+	for _, m := range ipAlgRE.FindAllStringSubmatch(ipXfrmState(tb, ns, spi), -1) {
+		a := fmt.Sprintf("%s %s %d", m[1], m[2], len(m[3])*4)
+		if m[4] != "" {
+			a += "/" + m[4]
+		}
+		algs = append(algs, a)
+	}
+	slices.Sort(algs)
+	return algs
+}
+
+// xfrmAll lists the XFRM states and the policies of the SPD (in, out, fwd) of ns. Per-socket
+// policies are left out: charon sets them on its IKE sockets, and they go with the socket.
+func xfrmAll(tb testing.TB, ns *testutil.NetNS) ([]netlink.XfrmState, []netlink.XfrmPolicy) {
 	tb.Helper()
 	states, err := ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm states: %v", ns.Name(), err)
 	}
-	for _, s := range states {
-		tb.Errorf("netns %s: XFRM state left behind: %s -> %s spi 0x%08x reqid %d", ns.Name(), s.Src, s.Dst, uint32(s.Spi), s.Reqid)
-	}
 	pols, err := ns.Handle().XfrmPolicyList(netlink.FAMILY_ALL)
 	if err != nil {
 		tb.Fatalf("netns %s: list xfrm policies: %v", ns.Name(), err)
+	}
+	pols = slices.DeleteFunc(pols, func(p netlink.XfrmPolicy) bool { return p.Dir >= netlink.XFRM_SOCKET_IN })
+	return states, pols
+}
+
+// requireNoXfrm fails unless ns holds no XFRM state and no XFRM policy.
+func requireNoXfrm(tb testing.TB, ns *testutil.NetNS) {
+	tb.Helper()
+	states, pols := xfrmAll(tb, ns)
+	for _, s := range states {
+		tb.Errorf("netns %s: XFRM state left behind: %s -> %s spi 0x%08x reqid %d", ns.Name(), s.Src, s.Dst, uint32(s.Spi), s.Reqid)
 	}
 	for _, p := range pols {
 		tb.Errorf("netns %s: XFRM policy left behind: %s %s -> %s", ns.Name(), p.Dir, p.Src, p.Dst)
@@ -238,10 +273,7 @@ func listenESPInUDP(tb testing.TB, s *site) {
 // xfrmStates lists the XFRM states of s's namespace.
 func xfrmStates(tb testing.TB, s *site) []netlink.XfrmState {
 	tb.Helper()
-	states, err := s.ns.Handle().XfrmStateList(netlink.FAMILY_ALL)
-	if err != nil {
-		tb.Fatalf("netns %s: list xfrm states: %v", s.ns.Name(), err)
-	}
+	states, _ := xfrmAll(tb, s.ns)
 	return states
 }
 

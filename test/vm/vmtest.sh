@@ -3,6 +3,8 @@
 #   BUILD          build dir (default ./build): the image is cached in $BUILD/vm, keyed by the recipe
 #   VMTEST_RUN     -test.run pattern (default: every test; TestSystemdLifecycle runs in a second boot)
 #   VMTEST_TIMEOUT seconds for the whole VM run (default 300)
+#   VMTEST_ENV     NAME=VALUE words for the suite's environment in the VM, e.g.
+#                  "ESPGW_VM_SCALE_N=100" (TestXfrmScale's tunnels, bench/README.md)
 #   -x             interactive shell in the VM instead, binaries in /host (make vmshell)
 # Exit code: the suite's (0 only if it printed its final PASS); 124 = VM timeout, 125 = VM died.
 # On failure the tail of the VM console is printed.
@@ -51,7 +53,7 @@ rc=0
 : > "$SHARE/console.log"
 if [ -z "${VMTEST_RUN:-}" ] || [ "$VMTEST_RUN" != "$SYSTEMD_TEST" ]; then
     "$ROOT/test/vm/run-in-vm.sh" -i "$IMG" -s "$SHARE" -t "$TIMEOUT" -m 1536 -l "$SHARE/vm.log" -- \
-        "ESPGW_VM=1 ESPGW_BIN=/host/espgw ./kernel.test -test.v -test.count=1 -test.parallel 4 -test.timeout $((TIMEOUT - 30))s -test.skip '^$SYSTEMD_TEST\$' ${RUN[*]}" \
+        "ESPGW_VM=1 ESPGW_BIN=/host/espgw ${VMTEST_ENV:-} ./kernel.test -test.v -test.count=1 -test.parallel 4 -test.timeout $((TIMEOUT - 30))s -test.skip '^$SYSTEMD_TEST\$' ${RUN[*]}" \
         2>&1 | tee -a "$SHARE/console.log"
     rc=${PIPESTATUS[0]}
     if [ $rc -eq 0 ] && ! grep -qx 'PASS' "$SHARE/vm.log" 2>/dev/null; then

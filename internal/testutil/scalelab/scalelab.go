@@ -1,6 +1,7 @@
-// Package scalelab builds the many-peers lab shared by test/interop and bench/setup: espgw
-// (one address) and one strongSwan charon with one address per peer in its namespace, one
-// connection per peer, Tunnels subnet pairs per connection, ESP in userspace on both sides.
+// Package scalelab builds the many-peers lab shared by test/interop, bench/setup and the VM's
+// test/kernel: espgw (one address) and one strongSwan charon with one address per peer in its
+// namespace, one connection per peer, Tunnels subnet pairs per connection, ESP in userspace on
+// both sides unless KernelESP puts it into the kernel.
 package scalelab
 
 import (
@@ -31,6 +32,11 @@ type Lab struct {
 	NoEBPF         bool
 	DPDDelay       string // espgw's ike.dpd_delay, e.g. 30s; "" = off
 	Lifetime       string // espgw's child SA lifetime, e.g. 90s; "" = espgwtest's default
+	IKEVersion     int    // 2 for IKEv2 at both ends; 0 = IKEv1
+	// KernelESP does ESP in the kernel at both ends, espgw on the xfrm datapath and charon
+	// with kernel-netlink, and routes the subnets between the namespaces (charon then
+	// installs no routes). It needs a kernel with ESP, such as the test VM's.
+	KernelESP bool
 	// Daemon is how espgw runs (log level, save_keys, metrics, pprof); Start fills in the
 	// datapath, eBPF and connections.
 	Daemon espgwtest.Config
@@ -54,6 +60,9 @@ func PeerAddr(p int) string { return fmt.Sprintf("192.0.2.%d", 10+p) }
 // Peer p's connection name at both ends.
 func peerName(p int) string { return fmt.Sprintf("p%03d", p) }
 
+// Every LocalAddr and every remoteNet (up to 32,767 tunnels).
+const localNets, remoteNets = "10.1.0.0/16", "10.128.0.0/9"
+
 // Tunnel i (1-based over all peers) protects espgw's LocalAddr(i)/32 and strongSwan's
 // RemoteNet(i), which holds RemoteAddr(i).
 func tunnelName(i int) string    { return fmt.Sprintf("t%04d", i) }
@@ -69,8 +78,8 @@ func (l Lab) N() int { return l.Peers * l.Tunnels }
 // which begins negotiating every tunnel at once.
 func Start(tb testing.TB, l Lab) *Run {
 	tb.Helper()
-	if l.Peers < 1 || l.Peers > 200 || l.Tunnels < 1 || l.N() > 60000 {
-		tb.Fatalf("scalelab: %d peers × %d tunnels: want 1..200 peers and ≤ 60000 tunnels", l.Peers, l.Tunnels)
+	if l.Peers < 1 || l.Peers > 200 || l.Tunnels < 1 || l.N() > 32767 {
+		tb.Fatalf("scalelab: %d peers × %d tunnels: want 1..200 peers and ≤ 32767 tunnels", l.Peers, l.Tunnels)
 	}
 	r := &Run{Lab: l, children: map[string]bool{}}
 	r.GWNS = testutil.NewNetNS(tb, "scale-gw")
@@ -85,6 +94,11 @@ func Start(tb testing.TB, l Lab) *Run {
 		r.GWNS.AddAddr(tb, "lo", LocalAddr(i)+"/32")
 		r.PeerNS.AddAddr(tb, "p-int", RemoteAddr(i)+"/24")
 	}
+	if l.KernelESP {
+		// One route each way covers every tunnel: the XFRM policies pick the peer.
+		r.GWNS.AddRoute(tb, remoteNets, PeerAddr(1), "")
+		r.PeerNS.AddRoute(tb, localNets, GWAddr, "")
+	}
 
 	gwStart, swStart := "manual", "start"
 	if l.EspgwInitiates {
@@ -92,9 +106,13 @@ func Start(tb testing.TB, l Lab) *Run {
 	}
 	gc := l.Daemon
 	gc.Datapath, gc.NoEBPF = "auto", l.NoEBPF
+	if l.KernelESP {
+		gc.Datapath = "xfrm"
+	}
 	var sc []strongswan.Config
 	for p := 1; p <= l.Peers; p++ {
-		c := espgwtest.Connection{Name: peerName(p), Local: GWAddr, Remote: PeerAddr(p), PSK: psk, IKEProposal: l.IKE, DPDDelay: l.DPDDelay}
+		c := espgwtest.Connection{Name: peerName(p), Local: GWAddr, Remote: PeerAddr(p), PSK: psk,
+			IKEVersion: l.IKEVersion, IKEProposal: l.IKE, DPDDelay: l.DPDDelay}
 		var extra strings.Builder
 		extra.WriteString("children {\n")
 		for t := 1; t <= l.Tunnels; t++ {
@@ -112,9 +130,9 @@ func Start(tb testing.TB, l Lab) *Run {
 		// The connection's first child is the harness's own, the others are added beside it.
 		first := l.index(p, 1)
 		sc = append(sc, strongswan.Config{
-			Name: peerName(p), LocalAddr: PeerAddr(p), RemoteAddr: GWAddr, PSK: psk,
+			Name: peerName(p), Version: l.IKEVersion, LocalAddr: PeerAddr(p), RemoteAddr: GWAddr, PSK: psk,
 			IKEProposals: l.IKE, ESPProposals: l.ESP, LocalTS: remoteNet(first), RemoteTS: LocalAddr(first) + "/32",
-			StartAction: swStart, LogLevel: 1, ExtraConn: extra.String(),
+			StartAction: swStart, LogLevel: 1, ExtraConn: extra.String(), KernelESP: l.KernelESP,
 		})
 		// swanctl names CHILD_SAs after their config; the first one is named after the connection.
 		delete(r.children, tunnelName(first))
