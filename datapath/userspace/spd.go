@@ -19,11 +19,10 @@ func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
 // Routes and one copy of the SPD for all of them.
 func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []error {
 	errs := make([]error, len(ps))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.state.Load()
-	have := make(map[datapath.Policy]bool, len(st.policies)+len(ps))
-	for _, q := range st.policies {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	have := make(map[datapath.Policy]bool, len(ps))
+	for _, q := range d.state.Load().policies {
 		have[q.p] = true
 	}
 	var adding []int // indexes into ps
@@ -43,7 +42,9 @@ func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []erro
 		return errs
 	}
 	routeErrs := d.routes.Add(sels)
-	st = st.clone()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.state.Load().clone()
 	for k, i := range adding {
 		if errs[i] = routeErrs[k]; errs[i] == nil {
 			st.policies = insertByPriority(st.policies, &policy{p: ps[i]})
@@ -66,15 +67,18 @@ func insertByPriority(policies []*policy, q *policy) []*policy {
 
 // DeletePolicy implements datapath.Datapath.
 func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	st := d.state.Load()
 	i := slices.IndexFunc(st.policies, func(q *policy) bool { return q.p == p })
 	if i < 0 {
+		d.mu.Unlock()
 		return nil
 	}
 	st = st.clone()
 	st.policies = slices.Delete(st.policies, i, i+1)
 	d.state.Store(st)
+	d.mu.Unlock()
 	return d.routes.Release(p.Selector.Remote)
 }

@@ -33,7 +33,7 @@ type TUN interface {
 }
 
 // Routes points the remote prefix of every policy at the TUN. AddPolicy and DeletePolicy
-// call it under the datapath's lock.
+// call it under the datapath's policy lock (not the one AllocSPI takes).
 type Routes interface {
 	// Add routes the remote prefix of each selector into the TUN; an address configured on
 	// the host inside its local prefix becomes the route's source. errs[i] is sels[i]'s
