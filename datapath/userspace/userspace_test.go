@@ -435,13 +435,16 @@ func icmpEcho(src, dst netip.Addr) []byte {
 	return p
 }
 
+// udpPolicy covers UDP from selA's local prefix to 10.30.0.0/24, a prefix no SA reaches.
+var udpPolicy = datapath.Policy{
+	Selector: datapath.Selector{Local: selA.Local, Remote: netip.MustParsePrefix("10.30.0.0/24"), Proto: 17},
+	ReqID:    99, TunnelLocal: outerA, TunnelRemote: outerB,
+}
+
 func TestAcquireAndTeardown(t *testing.T) {
 	a, _ := lab(t)
 	ctx := context.Background()
-	pol := datapath.Policy{
-		Selector: datapath.Selector{Local: selA.Local, Remote: netip.MustParsePrefix("10.30.0.0/24"), Proto: 17},
-		ReqID:    99, TunnelLocal: outerA, TunnelRemote: outerB,
-	}
+	pol := udpPolicy
 	if err := a.dp.AddPolicy(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
@@ -505,10 +508,7 @@ func TestAcquireAndTeardown(t *testing.T) {
 func TestAddPolicies(t *testing.T) {
 	a, _ := lab(t)
 	ctx := context.Background()
-	udp := datapath.Policy{
-		Selector: datapath.Selector{Local: selA.Local, Remote: netip.MustParsePrefix("10.30.0.0/24"), Proto: 17},
-		ReqID:    99, TunnelLocal: outerA, TunnelRemote: outerB,
-	}
+	udp := udpPolicy
 	whole := datapath.Policy{Selector: selA, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}
 	noRemote := datapath.Policy{Selector: datapath.Selector{Local: selA.Local}, ReqID: 2}
 	errs := a.dp.AddPolicies(ctx, []datapath.Policy{udp, noRemote, udp, whole})
