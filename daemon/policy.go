@@ -49,12 +49,18 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 	}
 	var errs []error
 	failed := make(map[datapath.Selector]bool) // keep their old policies: fail closed
+	var adding []datapath.Policy
 	for p, t := range want {
 		if _, have := d.policies[p]; have {
 			d.policies[p] = t // the start action may have changed
-			continue
+		} else {
+			adding = append(adding, p)
 		}
-		err := d.dp.AddPolicy(ctx, p)
+	}
+	// In one batch: at start, every tunnel's policy (1,000 one by one took seconds).
+	for i, err := range datapath.AddPolicies(ctx, d.dp, adding) {
+		p := adding[i]
+		t := want[p]
 		if err != nil && !programError(err) {
 			errs = append(errs, fmt.Errorf("install policy of %s/%s (%v <-> %v): %w",
 				t.Connection, t.Tunnel, t.LocalTS, t.RemoteTS, err))

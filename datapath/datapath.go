@@ -137,3 +137,24 @@ type Datapath interface {
 	// Close removes everything the backend installed.
 	Close() error
 }
+
+// PolicyBatcher is a Datapath that installs many policies at once for less than one at a
+// time (at start, every tunnel's policy).
+type PolicyBatcher interface {
+	// AddPolicies is AddPolicy for each of ps in order: errs[i] is what AddPolicy(ps[i])
+	// would have returned.
+	AddPolicies(ctx context.Context, ps []Policy) (errs []error)
+}
+
+// AddPolicies installs ps through dp, in one batch if dp is a PolicyBatcher; errs[i] is the
+// outcome of ps[i].
+func AddPolicies(ctx context.Context, dp Datapath, ps []Policy) []error {
+	if b, ok := dp.(PolicyBatcher); ok {
+		return b.AddPolicies(ctx, ps)
+	}
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = dp.AddPolicy(ctx, p)
+	}
+	return errs
+}

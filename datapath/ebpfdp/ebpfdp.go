@@ -210,6 +210,23 @@ func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
 	if err := d.Datapath.AddPolicy(ctx, p); err != nil {
 		return err
 	}
+	return d.classify(p)
+}
+
+// AddPolicies implements datapath.PolicyBatcher: the backend installs ps in one batch if it
+// can, then the classifier gets those it installed, as AddPolicy does.
+func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []error {
+	errs := datapath.AddPolicies(ctx, d.Datapath, ps)
+	for i, p := range ps {
+		if errs[i] == nil {
+			errs[i] = d.classify(p)
+		}
+	}
+	return errs
+}
+
+// classify gives the installed policy p its classifier policy, or a *ProgramError.
+func (d *Datapath) classify(p datapath.Policy) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	id, ok := d.ids[p]

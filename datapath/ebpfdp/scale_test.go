@@ -15,9 +15,9 @@ import (
 	"github.com/espgw/espgw/loader/pkttest"
 )
 
-// TestManyTunnels installs loader.MaxPolicies tunnels' policies through the decorator,
-// brings SAs up on a sample, reconfigures with when_sa_down: pass, and checks
-// each sample's packets through the loaded tc program: up tunnels pass and count per SA,
+// TestManyTunnels installs loader.MaxPolicies tunnels' policies through the decorator in one
+// batch, brings SAs up on a sample, reconfigures with when_sa_down: pass, and checks each
+// sample's packets through the loaded tc program: up tunnels pass and count per SA,
 // down ones are dropped, then passed. One tunnel more is refused by the classifier only.
 func TestManyTunnels(t *testing.T) {
 	ctx := context.Background()
@@ -34,15 +34,20 @@ func TestManyTunnels(t *testing.T) {
 		sel := datapath.Selector{Local: netip.PrefixFrom(local(i), 28), Remote: netip.PrefixFrom(remote(i), 24)}
 		return datapath.Policy{Selector: sel, ReqID: uint32(1 + i), Priority: 1000}
 	}
+	var policies []datapath.Policy
+	for i := range loader.MaxPolicies + 1 {
+		policies = append(policies, policy(i))
+	}
 	start := time.Now()
-	for i := range loader.MaxPolicies {
-		if err := d.AddPolicy(ctx, policy(i)); err != nil {
+	errs := d.AddPolicies(ctx, policies) // one batch, as the daemon installs them at start
+	t.Logf("%d policies installed in %v", loader.MaxPolicies, time.Since(start))
+	for i, err := range errs[:loader.MaxPolicies] {
+		if err != nil {
 			t.Fatalf("tunnel %d: %v", i, err)
 		}
 	}
-	t.Logf("%d policies installed in %v", loader.MaxPolicies, time.Since(start))
 	var pe *ProgramError
-	if err := d.AddPolicy(ctx, policy(loader.MaxPolicies)); !errors.As(err, &pe) {
+	if err := errs[loader.MaxPolicies]; !errors.As(err, &pe) {
 		t.Fatalf("a policy beyond loader.MaxPolicies: %v, want a *ProgramError (in the backend, not in the classifier)", err)
 	}
 	if _, policies, _ := b.Snapshot(); len(policies) != loader.MaxPolicies+1 {

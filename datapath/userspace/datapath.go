@@ -69,9 +69,12 @@ type Datapath struct {
 	events chan datapath.Event
 	drops  dropCounters
 
-	mu       sync.Mutex // serializes writers of state, routes, spis
-	state    atomic.Pointer[tables]
+	// policyMu serializes policy changes and with them routes, taken before mu: a batch of
+	// routes (netlink, one per policy) must not hold up AllocSPI's quick modes.
+	policyMu sync.Mutex
 	routes   Routes
+	mu       sync.Mutex // serializes writers of state, spis
+	state    atomic.Pointer[tables]
 	reserved map[uint32]netip.Addr // SPIs handed out by AllocSPI, not yet installed: their local address
 
 	inQueue   chan *packetBuf
@@ -205,11 +208,11 @@ func (d *Datapath) Close() error {
 			errs = append(errs, d.tun.Close())
 		}
 		d.wg.Wait()
-		d.mu.Lock()
+		d.policyMu.Lock()
 		if d.routes != nil {
 			errs = append(errs, d.routes.Close())
 		}
-		d.mu.Unlock()
+		d.policyMu.Unlock()
 		close(d.events)
 	})
 	return errors.Join(errs...)

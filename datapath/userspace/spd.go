@@ -12,41 +12,73 @@ import (
 // routed into the TUN (Options.Routes; by default table Options.RouteTable, from
 // Selector.Local's address when that is a single address configured on this host).
 func (d *Datapath) AddPolicy(ctx context.Context, p datapath.Policy) error {
-	if !p.Selector.Remote.IsValid() {
-		return fmt.Errorf("userspace: policy reqid %d: remote selector %v, expected a prefix", p.ReqID, p.Selector.Remote)
+	return d.AddPolicies(ctx, []datapath.Policy{p})[0]
+}
+
+// AddPolicies implements datapath.PolicyBatcher: AddPolicy for each of ps, with one call to
+// Routes and one copy of the SPD for all of them.
+func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []error {
+	errs := make([]error, len(ps))
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	have := make(map[datapath.Policy]bool, len(ps))
+	for _, q := range d.state.Load().policies {
+		have[q.p] = true
 	}
+	var adding []int // indexes into ps
+	var sels []datapath.Selector
+	for i, p := range ps {
+		if !p.Selector.Remote.IsValid() {
+			errs[i] = fmt.Errorf("userspace: policy reqid %d: remote selector %v, expected a prefix", p.ReqID, p.Selector.Remote)
+		} else if have[p] {
+			errs[i] = fmt.Errorf("userspace: policy %v -> %v reqid %d: already installed", p.Selector.Local, p.Selector.Remote, p.ReqID)
+		} else {
+			have[p] = true
+			adding = append(adding, i)
+			sels = append(sels, p.Selector)
+		}
+	}
+	if len(adding) == 0 {
+		return errs
+	}
+	routeErrs := d.routes.Add(sels)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.state.Load()
-	if slices.ContainsFunc(st.policies, func(q *policy) bool { return q.p == p }) {
-		return fmt.Errorf("userspace: policy %v -> %v reqid %d: already installed", p.Selector.Local, p.Selector.Remote, p.ReqID)
+	st := d.state.Load().clone()
+	for k, i := range adding {
+		if errs[i] = routeErrs[k]; errs[i] == nil {
+			st.policies = insertByPriority(st.policies, &policy{p: ps[i]})
+		}
 	}
-	if err := d.routes.Add(p.Selector.Remote, p.Selector.Local); err != nil {
-		return err
-	}
-	st = st.clone()
-	i, _ := slices.BinarySearchFunc(st.policies, p.Priority, func(q *policy, prio uint32) int {
-		if q.p.Priority <= prio { // equal priorities keep insertion order
+	d.state.Store(st)
+	return errs
+}
+
+// insertByPriority inserts q after the policies of its priority or a lower one.
+func insertByPriority(policies []*policy, q *policy) []*policy {
+	i, _ := slices.BinarySearchFunc(policies, q.p.Priority, func(o *policy, prio uint32) int {
+		if o.p.Priority <= prio { // equal priorities keep insertion order
 			return -1
 		}
 		return 1
 	})
-	st.policies = slices.Insert(st.policies, i, &policy{p: p})
-	d.state.Store(st)
-	return nil
+	return slices.Insert(policies, i, q)
 }
 
 // DeletePolicy implements datapath.Datapath.
 func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	st := d.state.Load()
 	i := slices.IndexFunc(st.policies, func(q *policy) bool { return q.p == p })
 	if i < 0 {
+		d.mu.Unlock()
 		return nil
 	}
 	st = st.clone()
 	st.policies = slices.Delete(st.policies, i, i+1)
 	d.state.Store(st)
+	d.mu.Unlock()
 	return d.routes.Release(p.Selector.Remote)
 }

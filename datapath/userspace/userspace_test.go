@@ -435,13 +435,16 @@ func icmpEcho(src, dst netip.Addr) []byte {
 	return p
 }
 
+// udpPolicy covers UDP from selA's local prefix to 10.30.0.0/24, a prefix no SA reaches.
+var udpPolicy = datapath.Policy{
+	Selector: datapath.Selector{Local: selA.Local, Remote: netip.MustParsePrefix("10.30.0.0/24"), Proto: 17},
+	ReqID:    99, TunnelLocal: outerA, TunnelRemote: outerB,
+}
+
 func TestAcquireAndTeardown(t *testing.T) {
 	a, _ := lab(t)
 	ctx := context.Background()
-	pol := datapath.Policy{
-		Selector: datapath.Selector{Local: selA.Local, Remote: netip.MustParsePrefix("10.30.0.0/24"), Proto: 17},
-		ReqID:    99, TunnelLocal: outerA, TunnelRemote: outerB,
-	}
+	pol := udpPolicy
 	if err := a.dp.AddPolicy(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
@@ -497,5 +500,33 @@ func TestAcquireAndTeardown(t *testing.T) {
 	}
 	if rules := a.ns.Exec(t, "ip", "rule"); strings.Contains(rules, "lookup 220") {
 		t.Errorf("rule left:\n%s", rules)
+	}
+}
+
+// TestAddPolicies installs a batch in which two policies are bad: they alone fail, the
+// others are routed (from the local selector's address) and in the SPD.
+func TestAddPolicies(t *testing.T) {
+	a, _ := lab(t)
+	ctx := context.Background()
+	udp := udpPolicy
+	whole := datapath.Policy{Selector: selA, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}
+	noRemote := datapath.Policy{Selector: datapath.Selector{Local: selA.Local}, ReqID: 2}
+	errs := a.dp.AddPolicies(ctx, []datapath.Policy{udp, noRemote, udp, whole})
+	for i, want := range []string{"", "remote selector", "already installed", ""} {
+		if got := fmt.Sprint(errs[i]); (want == "") != (errs[i] == nil) || !strings.Contains(got, want) {
+			t.Errorf("policy %d: error %v, want %q", i, errs[i], want)
+		}
+	}
+	routes := a.ns.Exec(t, "ip", "route", "show", "table", "220")
+	for _, want := range []string{"10.30.0.0/24 dev espgw0 scope link src 10.10.1.1", "10.20.0.0/24 dev espgw0 scope link src 10.10.1.1"} {
+		if !strings.Contains(routes, want) {
+			t.Errorf("table 220 lacks %q:\n%s", want, routes)
+		}
+	}
+	if err := a.dp.AddPolicy(ctx, whole); err == nil || !strings.Contains(err.Error(), "already installed") {
+		t.Errorf("AddPolicy of a policy the batch installed: %v, want already installed", err)
+	}
+	if got := len(a.dp.state.Load().policies); got != 2 {
+		t.Errorf("SPD holds %d policies, want 2", got)
 	}
 }
