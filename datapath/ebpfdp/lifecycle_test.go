@@ -49,13 +49,19 @@ func (b *backend) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) erro
 // attached) loader.
 func open(t *testing.T, spiBase uint32, lopts loader.Options) (*Datapath, *backend, *loader.Loader) {
 	t.Helper()
+	return openAs(t, spiBase, lopts, func(b *backend) datapath.Datapath { return b })
+}
+
+// openAs is open with the backend as as makes it.
+func openAs(t *testing.T, spiBase uint32, lopts loader.Options, as func(*backend) datapath.Datapath) (*Datapath, *backend, *loader.Loader) {
+	t.Helper()
 	testutil.RequireRoot(t) // loads BPF programs
 	l, err := loader.Open(lopts)
 	if err != nil {
 		t.Fatalf("loader.Open: %v", err)
 	}
 	b := &backend{Datapath: datapathtest.New(spiBase), verdict: make(map[uint32]uint32)}
-	d, err := New(b, l, defaults, nil)
+	d, err := New(as(b), l, defaults, nil)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
