@@ -66,10 +66,10 @@ type Options struct {
 
 // Datapath implements datapath.Datapath with Go ESP over a TUN device.
 type Datapath struct {
-	opts   Options
-	tun    TUN
-	name   string
-	raw    *rawESP
+	opts     Options
+	tun      TUN
+	name     string
+	raw      *rawESP
 	events   chan datapath.Event
 	switches *eventQueue // EventOutboundSwitch, raised on the packet path
 	drops    dropCounters
