@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/loader"
@@ -32,17 +29,7 @@ func TestDeferredSwitch(t *testing.T) {
 	const reqID = 3
 	pol := datapath.Policy{Selector: datapath.Selector{Local: netip.MustParsePrefix("10.10.1.0/24"),
 		Remote: netip.MustParsePrefix("10.20.0.0/24")}, ReqID: reqID, Priority: 1000}
-	syn := pkttest.IPv4{Src: netip.MustParseAddr("10.10.1.5"), Dst: netip.MustParseAddr("10.20.0.7"), Proto: pkttest.ProtoTCP}.
-		Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
-	run := func() (uint32, []byte) {
-		opts := ebpf.RunOptions{Data: slices.Clone(syn), DataOut: make([]byte, len(syn)+64)}
-		verdict, err := l.Programs().TCEgress.Run(&opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return verdict, opts.DataOut[:len(syn)]
-	}
-	b.probe = func() uint32 { v, _ := run(); return v }
+	b.probe = func() uint32 { v, _ := egress(t, l); return v }
 	// send passes one SYN through tc egress and returns the outbound SPI that counted it
 	// and its MSS.
 	send := func(step string) (uint32, uint16) {
@@ -50,7 +37,7 @@ func TestDeferredSwitch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		verdict, out := run()
+		verdict, out := egress(t, l)
 		if verdict != tcActOK {
 			t.Fatalf("%s: verdict %d, want %d", step, verdict, tcActOK)
 		}
