@@ -184,6 +184,9 @@ func (sa *v2SA) respond(x ikev2.ExchangeType, msgID uint32, ps ...ikev2.Payload)
 
 // v2GaveUp handles a request of ours that the peer never answered.
 func (e *Engine) v2GaveUp(sa *v2SA) {
+	if e.ikeRekeyUnanswered(sa) {
+		return
+	}
 	if sa.state == v2Established {
 		e.v2PeerDead(sa, fmt.Errorf("%w: no response to our %s request", errDPD, sa.pending.exchange))
 		return
