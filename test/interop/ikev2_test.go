@@ -228,3 +228,40 @@ func TestIKEv2Liveness(t *testing.T) {
 		t.Errorf("SAs removed %v after the partner died: too early to be the liveness check's doing", took.Round(100*time.Millisecond))
 	}
 }
+
+// TestIKEv2NATTForced: with nat_traversal: force espgw's NAT_DETECTION_SOURCE_IP hash is
+// deliberately wrong (RFC 7296 2.23), in both roles: strongSwan concludes that espgw sits
+// behind a NAT (swanctl nat-remote), which it does not with auto (there charon only fakes
+// its own NAT, kernel-libipsec); the IKE SA floats to 4500, the CHILD_SA is UDP-encapsulated
+// and a ping passes both ways.
+func TestIKEv2NATTForced(t *testing.T) {
+	for _, natt := range []string{"force", "auto"} {
+		for _, initiator := range []string{byEspgwUp, byStrongSwan} {
+			t.Run(natt+"/"+initiator, func(t *testing.T) {
+				t.Parallel()
+				l := newLab(t)
+				sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", func(_ *strongswan.Config, c *espgwtest.Connection) { c.NATTraversal = natt })
+				swIKE, swChild, st, _ := negotiate(t, g, sw, initiator)
+				remote := swIKE.Attrs["nat-remote"] == "yes"
+				if remote != (natt == "force") || swIKE.RemotePort != 4500 || !swChild.Encap {
+					t.Errorf("swanctl IKE_SA: nat-remote %q, remote port %d, CHILD_SA encapsulated %v; want nat-remote %v, 4500, true",
+						swIKE.Attrs["nat-remote"], swIKE.RemotePort, swChild.Encap, natt == "force")
+				}
+				if ikes := st.ConnectionSAs(connName); len(ikes) != 1 || !ikes[0].NATT {
+					t.Errorf("espgw status IKE SAs %+v: want one with NAT-T", ikes)
+				}
+				for _, p := range [][2]*testutil.NetNS{{l.gw, l.host}, {l.host, l.gw}} {
+					src, dst := serviceAddr, hostAddr
+					if p[0] == l.host {
+						src, dst = dst, src
+					}
+					if err := testutil.Ping(p[0], src, dst, 2); err != nil {
+						t.Error(err)
+					}
+				}
+				t.Logf("swanctl: nat-local %q nat-remote %q nat-fake %q nat-any %q", swIKE.Attrs["nat-local"], swIKE.Attrs["nat-remote"],
+					swIKE.Attrs["nat-fake"], swIKE.Attrs["nat-any"])
+			})
+		}
+	}
+}
