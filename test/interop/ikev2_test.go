@@ -86,7 +86,7 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 		t.Error(err)
 	}
 	pcap := capture.Stop()
-	requireIKEv2Decrypts(t, pcap, g.Keys(t), sa.SPIIn)
+	requireIKEv2Decrypts(t, pcap, g.Keys(t), sa)
 	swIKE, swChild = sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	if swChild.PacketsIn < 6 || swChild.PacketsOut < 6 {
 		t.Errorf("strongSwan's CHILD_SA counted %d packets in, %d out; want at least 6 each (3 pings each way)", swChild.PacketsIn, swChild.PacketsOut)
@@ -142,8 +142,9 @@ func TestIKEv2WrongPSK(t *testing.T) {
 }
 
 // requireIKEv2Decrypts checks with tshark and espgw's saved keys that the IKE_AUTH exchange
-// decrypts (its AUTH payloads show) and that strongSwan's ESP to spiIn decrypts with a good ICV.
-func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn string) {
+// decrypts (its AUTH payloads show) and that the ESP of both directions of sa, strongSwan's
+// to sa's inbound SPI and espgw's to its outbound one, decrypts with a good ICV.
+func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, sa espgwtest.IPsecSA) {
 	t.Helper()
 	if len(keys.IKEv2) != 1 {
 		t.Fatalf("espgw saved %d ikev2_decryption_table entries, want 1", len(keys.IKEv2))
@@ -162,20 +163,19 @@ func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn s
 	if n := authMethods(testutil.Keys{}); n != 0 {
 		t.Errorf("tshark without keys shows %d AUTH payloads, want 0 (they are encrypted)", n)
 	}
-	fromSwan := 0
+	spi := map[string]string{partnerAddr: sa.SPIIn, gwAddr: sa.SPIOut}
+	from := map[string]int{}
 	for _, r := range testutil.ESPRows(t, pcap, keys) {
-		if r.OuterSrc.String() != partnerAddr {
-			continue
-		}
-		fromSwan++
-		if !r.ICVGood || !r.Decrypted || fmt.Sprintf("%08x", r.SPI) != spiIn {
-			t.Errorf("ESP frame %d from strongSwan (SPI %08x): ICV good %v, decrypted %v; want both, SPI %s", r.Frame, r.SPI, r.ICVGood, r.Decrypted, spiIn)
+		src := r.OuterSrc.String()
+		from[src]++
+		if !r.ICVGood || !r.Decrypted || fmt.Sprintf("%08x", r.SPI) != spi[src] {
+			t.Errorf("ESP frame %d from %s (SPI %08x): ICV good %v, decrypted %v; want both, SPI %s", r.Frame, src, r.SPI, r.ICVGood, r.Decrypted, spi[src])
 		}
 	}
-	if fromSwan < 6 {
-		t.Errorf("%d ESP packets from strongSwan in the capture, want at least 6", fromSwan)
+	if from[partnerAddr] < 6 || from[gwAddr] < 6 {
+		t.Errorf("ESP packets in the capture: %d from strongSwan, %d from espgw; want at least 6 each", from[partnerAddr], from[gwAddr])
 	}
-	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys, %d ESP packets from strongSwan decrypted, ICV good", fromSwan)
+	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys; ESP decrypted with ICV good: %d packets from strongSwan, %d from espgw", from[partnerAddr], from[gwAddr])
 }
 
 // TestIKEv2Liveness: espgw checks liveness every 2 s and strongSwan answers its empty
