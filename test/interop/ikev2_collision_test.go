@@ -169,7 +169,7 @@ func TestIKEv2RekeyCollisions(t *testing.T) {
 			sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", tt.tweak)
 			before, child, _, _ := negotiate(t, g, sw, byEspgwUp)
 			established := time.Now()
-			pings := startPings(l.gw, serviceAddr, hostAddr, 200*time.Millisecond)
+			pings := startPings(l.gw, serviceAddr, 200*time.Millisecond, hostAddr)
 			// Holding from well before espgw's rekey costs nothing (no other IKE traffic, no liveness
 			// checks) and leaves room for a late return of negotiate on a loaded machine.
 			crossRekeys(t, l, sw, g, established.Add(tt.espgwRekeyAt-10*time.Second), established.Add(tt.espgwRekeyAt+15*time.Second))
