@@ -110,7 +110,8 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 }
 
 // TestIKEv2WrongPSK: with different pre-shared keys IKE_AUTH fails with AUTHENTICATION_FAILED,
-// reported on both sides, whoever initiates.
+// reported on both sides, whoever initiates: the responder that cannot verify the AUTH
+// logs so and answers AUTHENTICATION_FAILED, which the initiator reports.
 func TestIKEv2WrongPSK(t *testing.T) {
 	set := v2Sets[0]
 	for _, initiator := range []string{byEspgwUp, byStrongSwan} {
@@ -126,8 +127,9 @@ func TestIKEv2WrongPSK(t *testing.T) {
 				if upErr == nil {
 					t.Fatal("espgw up succeeded with a wrong pre-shared key")
 				}
-				// charon, the responder, cannot verify our AUTH.
+				// charon, the responder, cannot verify our AUTH and says so.
 				sw.WaitLog(t, "tried 1 shared key for", pskFailTimeout)
+				sw.WaitLog(t, "generating IKE_AUTH response 1 [ N(AUTH_FAILED) ]", pskFailTimeout)
 			case byStrongSwan:
 				if err := sw.Initiate("s2s", pskFailTimeout); err == nil {
 					t.Fatal("swanctl --initiate succeeded with a wrong pre-shared key")
@@ -135,6 +137,11 @@ func TestIKEv2WrongPSK(t *testing.T) {
 				sw.WaitLog(t, "received AUTHENTICATION_FAILED notify error", pskFailTimeout)
 			}
 			requirePSKMismatch(t, g, connName, begin, pskFailTimeout)
+			why := map[string]string{byEspgwUp: "the peer answered IKE_AUTH with AUTHENTICATION_FAILED",
+				byStrongSwan: "the peer's AUTH payload does not verify with our pre-shared key (AUTHENTICATION_FAILED)"}[initiator]
+			if ts, _ := g.MustStatus(t).Tunnel(connName, tunnelName); !strings.Contains(ts.LastError, why) {
+				t.Errorf("espgw tunnel error %q, want it to say %q", ts.LastError, why)
+			}
 			requireNotEstablished(t, sw)
 			t.Logf("espgw up: %v", upErr)
 		})
