@@ -45,17 +45,6 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifeti
 	return sw, espgwtest.Start(t, l.gw, cfg)
 }
 
-// upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
-// the partner has them all INSTALLED.
-func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
-	t.Helper()
-	sw, g := startV2Children(t, l, set, v2Children, "manual", lifetime, espgwtest.Config{Datapath: "auto"})
-	if err := g.Up(connName, negotiationTimeout); err != nil {
-		t.Fatal(err)
-	}
-	return sw, waitChildren(t, sw, v2Children, negotiationTimeout)
-}
-
 // waitChildren waits until charon has one ESTABLISHED IKE_SA with n INSTALLED CHILD_SAs.
 func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Duration) strongswan.IKESA {
 	t.Helper()
@@ -96,18 +85,43 @@ func pingChildren(t *testing.T, l *lab) {
 	}
 }
 
-// TestIKEv2Children: espgw negotiates 8 tunnels with strongSwan under one IKE SA, the first
-// in IKE_AUTH and the others by CREATE_CHILD_SA with PFS: the partner lists one IKE_SA with
-// 8 INSTALLED CHILD_SAs and every tunnel carries a ping.
+// TestIKEv2Children: 8 tunnels under one IKE SA, the first in IKE_AUTH and the others by
+// CREATE_CHILD_SA with PFS, in both roles: espgw brings its connection up, or strongSwan
+// initiates its 8 CHILD_SAs one after the other. The partner lists one IKE_SA with 8
+// INSTALLED CHILD_SAs and every tunnel carries a ping.
 func TestIKEv2Children(t *testing.T) {
-	t.Parallel()
-	set := v2Sets[0]
-	l := newLab(t)
-	_, ike := upChildren(t, l, set, "")
-	pingChildren(t, l)
-	for _, ch := range ike.Children {
-		t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
-	}
+	inBothRoles(t, func(t *testing.T, initiator string) {
+		set := v2Sets[0]
+		l := newLab(t)
+		sw, g := startV2Children(t, l, set, v2Children, "manual", "", espgwtest.Config{Datapath: "auto"})
+		switch initiator {
+		case byEspgwUp:
+			if err := g.Up(connName, negotiationTimeout); err != nil {
+				t.Fatal(err)
+			}
+		case byStrongSwan:
+			for i := range v2Children {
+				child := "s2s"
+				if i > 0 {
+					child = fmt.Sprintf("s2s-%d", i)
+				}
+				if err := sw.Initiate(child, negotiationTimeout); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ike := waitChildren(t, sw, v2Children, negotiationTimeout)
+		if ike.Initiator != (initiator == byStrongSwan) {
+			t.Errorf("strongSwan's IKE_SA: initiator %v, want %v", ike.Initiator, initiator == byStrongSwan)
+		}
+		pingChildren(t, l)
+		for _, ch := range ike.Children {
+			t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
+			if pfs := ch.Name != "s2s"; pfs != (ch.DHGroup == "MODP_2048") {
+				t.Errorf("strongSwan CHILD_SA %s: DH group %q; want MODP_2048 (PFS) by CREATE_CHILD_SA: %v", ch.Name, ch.DHGroup, pfs)
+			}
+		}
+	})
 }
 
 // TestIKEv2Rekey: under pings at 5/s, spread over the 8 tunnels, espgw rekeys its child
