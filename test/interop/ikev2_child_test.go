@@ -48,6 +48,23 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifeti
 // waitChildren waits until charon has one ESTABLISHED IKE_SA with n INSTALLED CHILD_SAs.
 func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Duration) strongswan.IKESA {
 	t.Helper()
+	return waitIKESA(t, sw, timeout, func(s strongswan.IKESA) error {
+		installed := 0
+		for _, ch := range s.Children {
+			if ch.State == "INSTALLED" {
+				installed++
+			}
+		}
+		if installed != n {
+			return fmt.Errorf("%d of %d CHILD_SAs INSTALLED", installed, len(s.Children))
+		}
+		return nil
+	})
+}
+
+// waitIKESA waits until charon has exactly one IKE_SA, ESTABLISHED, that ok accepts.
+func waitIKESA(t *testing.T, sw *strongswan.Charon, timeout time.Duration, ok func(strongswan.IKESA) error) strongswan.IKESA {
+	t.Helper()
 	var ike strongswan.IKESA
 	err := testutil.Poll(timeout, func() (bool, error) {
 		sas, err := sw.ListSAs()
@@ -57,17 +74,9 @@ func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Durat
 		if len(sas) != 1 || sas[0].State != "ESTABLISHED" {
 			return false, fmt.Errorf("%d IKE_SAs (%+v), want 1 ESTABLISHED", len(sas), sas)
 		}
-		installed := 0
-		for _, ch := range sas[0].Children {
-			if ch.State == "INSTALLED" {
-				installed++
-			}
-		}
 		ike = sas[0]
-		if installed != n {
-			return false, fmt.Errorf("%d of %d CHILD_SAs INSTALLED", installed, len(sas[0].Children))
-		}
-		return true, nil
+		err = ok(ike)
+		return err == nil, err
 	})
 	if err != nil {
 		t.Fatalf("strongSwan: %v", err)
@@ -180,27 +189,6 @@ func TestIKEv2Rekey(t *testing.T) {
 	if sent == 0 || lost*100 > sent {
 		t.Errorf("%d of %d pings lost across the rekeys, want at most 1 %%", lost, sent)
 	}
-}
-
-// waitIKESA waits until charon has exactly one IKE_SA, ESTABLISHED, that ok accepts.
-func waitIKESA(t *testing.T, sw *strongswan.Charon, timeout time.Duration, ok func(strongswan.IKESA) error) strongswan.IKESA {
-	t.Helper()
-	var ike strongswan.IKESA
-	err := testutil.Poll(timeout, func() (bool, error) {
-		sas, err := sw.ListSAs()
-		if err != nil {
-			return false, err
-		}
-		if len(sas) != 1 || sas[0].State != "ESTABLISHED" {
-			return false, fmt.Errorf("%d IKE_SAs (%+v), want 1 ESTABLISHED", len(sas), sas)
-		}
-		ike = sas[0]
-		return ok(ike) == nil, ok(ike)
-	})
-	if err != nil {
-		t.Fatalf("strongSwan: %v", err)
-	}
-	return ike
 }
 
 // TestIKEv2PFSRefused: espgw's tunnel asks for PFS (aes256gcm16-modp2048), strongSwan's

@@ -32,17 +32,19 @@ func holdEspgwIKE(t *testing.T, l *lab) (held func() int, release func()) {
 }`)
 	release = func() { _ = l.partner.Command("nft", "delete", "table", "inet", "v2hold").Run() }
 	t.Cleanup(release)
-	packets := regexp.MustCompile(`packets (\d+)`)
-	held = func() int {
-		out, _ := l.partner.Command("nft", "list", "counter", "inet", "v2hold", "held").Output()
-		m := packets.FindSubmatch(out)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(string(m[1]))
-		return n
+	return func() int { return nftCounter(l.partner, "v2hold", "held") }, release
+}
+
+// nftCounter returns the packets the named counter of the inet table in ns counted, 0 if
+// it cannot be read.
+func nftCounter(ns *testutil.NetNS, table, name string) int {
+	out, _ := ns.Command("nft", "list", "counter", "inet", table, name).Output()
+	m := regexp.MustCompile(`packets (\d+)`).FindSubmatch(out)
+	if m == nil {
+		return 0
 	}
-	return held, release
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
 }
 
 // crossRekeys waits (from 'from' on, until 'until') for espgw's next CREATE_CHILD_SA, holds

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,16 +71,7 @@ func pathMTU(t *testing.T, l *lab, ipLen int) func() int {
 	chain in { type filter hook input priority -10; ip saddr `+gwAddr+` ip length > `+strconv.Itoa(ipLen)+` counter name "dropped" drop; }
 }`)
 	t.Cleanup(func() { _ = l.partner.Command("nft", "delete", "table", "inet", "v2mtu").Run() })
-	packets := regexp.MustCompile(`packets (\d+)`)
-	return func() int {
-		out, _ := l.partner.Command("nft", "list", "counter", "inet", "v2mtu", "dropped").Output()
-		m := packets.FindSubmatch(out)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(string(m[1]))
-		return n
-	}
+	return func() int { return nftCounter(l.partner, "v2mtu", "dropped") }
 }
 
 // espgwSends sorts espgw's datagrams of exchange (requests or responses) in pcap into whole
