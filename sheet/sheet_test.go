@@ -217,10 +217,16 @@ func TestRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				version := fmt.Sprintf("IKEv%d", max(c.IKE.Version, 1))
+				hasVersion := false
 				for _, r := range g.Rows {
 					if strings.Contains(strings.Join(r, " "), "SUPERPASSWORD") {
 						t.Fatalf("the pre-shared key is in the sheet: %q", r)
 					}
+					hasVersion = hasVersion || slices.Contains(r, "IKE version") && slices.Contains(r, version)
+				}
+				if !hasVersion {
+					t.Errorf("no IKE version row saying %s in the exported sheet", version)
 				}
 				res := Import(g, Options{})
 				if len(res.Problems)+len(res.Ignored) > 0 {
