@@ -63,8 +63,8 @@ var (
 			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 		ServiceAddress: &model.ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
 		Tunnels: []model.Tunnel{{
-			Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
-			RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Proposals: []proposal.ESP{esp3DES},
+			Name: "api", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/32")},
+			RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}, Proposals: []proposal.ESP{esp3DES},
 			Lifetime: 8 * time.Hour, ReplayWindow: 64, Start: model.StartOnDemand,
 		}},
 	}
@@ -99,8 +99,8 @@ func TestDefaults(t *testing.T) {
 			IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
 				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 			Tunnels: []model.Tunnel{{
-				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
-				RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Protocol: 0,
+				Name: "api", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/32")},
+				RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}, Protocol: 0,
 				Proposals: []proposal.ESP{esp3DES}, Lifetime: 8 * time.Hour, LifeKilobytes: 0,
 				ReplayWindow: 64, Start: model.StartOnDemand,
 			}},

@@ -69,8 +69,10 @@ type SA struct {
 	IntegKey                   Key
 	ReplayWindow               uint32 // packets; inbound only
 	Lifetime                   Lifetime
-	ReqID                      uint32   // ties the SA to its policy
-	Selector                   Selector // as seen from this host: Local = our protected side
+	ReqID                      uint32 // ties the SA to its policies
+	// Selectors are every (local, remote) combination the SA carries, as seen from this
+	// host (Local = our protected side): one per policy of its reqid.
+	Selectors []Selector
 }
 
 // SAPair is the inbound and outbound SA negotiated together in one quick mode.

@@ -101,7 +101,7 @@ type TunnelInfo struct {
 	Connection, Tunnel    string
 	ReqID                 uint32
 	LocalAddr, RemoteAddr netip.Addr
-	LocalTS, RemoteTS     TrafficSelector
+	LocalTS, RemoteTS     []TrafficSelector // every combination goes through the tunnel
 	Start                 model.StartAction
 	// OneSidedSince is set while the tunnel's newest child SA is one-sided: packets out and
 	// none in for two DPD rounds (or unconfirmed samples) with the peer answering; see

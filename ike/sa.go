@@ -170,12 +170,27 @@ func (c *connection) sortedTunnels() []*tunnel {
 	return ts
 }
 
-func (t *tunnel) localTS() TrafficSelector {
-	return TrafficSelector{Prefix: t.cfg.LocalSubnet, Proto: t.cfg.Protocol, Port: t.cfg.LocalPort}
+// localTS is one selector per local subnet, in the configuration's order.
+func (t *tunnel) localTS() []TrafficSelector {
+	return t.selectors(t.cfg.LocalSubnets, t.cfg.LocalPort)
 }
 
-func (t *tunnel) remoteTS() TrafficSelector {
-	return TrafficSelector{Prefix: t.cfg.RemoteSubnet, Proto: t.cfg.Protocol, Port: t.cfg.RemotePort}
+// remoteTS is one selector per remote subnet.
+func (t *tunnel) remoteTS() []TrafficSelector {
+	return t.selectors(t.cfg.RemoteSubnets, t.cfg.RemotePort)
+}
+
+func (t *tunnel) selectors(subnets []netip.Prefix, port uint16) []TrafficSelector {
+	out := make([]TrafficSelector, len(subnets))
+	for i, p := range subnets {
+		out[i] = TrafficSelector{Prefix: p, Proto: t.cfg.Protocol, Port: port}
+	}
+	return out
+}
+
+// proxyIDs are the selectors of an IKEv1 tunnel, which has one subnet per side (validated).
+func (t *tunnel) proxyIDs() (local, remote TrafficSelector) {
+	return t.localTS()[0], t.remoteTS()[0]
 }
 
 // notify completes every Up waiting for the tunnel.

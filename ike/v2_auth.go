@@ -162,7 +162,7 @@ func (e *Engine) handleAuthResponse(sa *v2SA, ps []ikev2.Payload) error {
 		t.v2Pending = false
 		spi := sa.authSPI
 		sa.authSPI = 0
-		if err := e.acceptChild(sa, t, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
+		if err := e.acceptChild(sa, t, nil, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
 			e.releaseSPI(sa, spi)
 			e.childFailed(sa, t, true, err)
 		}

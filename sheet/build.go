@@ -118,8 +118,10 @@ func validName(s string) bool {
 // serviceCandidate is our single-address domain that is not our public address.
 func serviceCandidate(c model.Connection) netip.Prefix {
 	for _, t := range c.Tunnels {
-		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress {
-			return t.LocalSubnet
+		for _, l := range t.LocalSubnets {
+			if l.IsSingleIP() && l.Addr() != c.LocalAddress {
+				return l
+			}
 		}
 	}
 	return netip.Prefix{}
@@ -384,7 +386,7 @@ func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) [
 		if name == "" || !validName(name) {
 			name = emit.TunnelName(remote, rp, proto)
 		}
-		return model.Tunnel{Name: name, LocalSubnet: local, RemoteSubnet: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
+		return model.Tunnel{Name: name, LocalSubnets: []netip.Prefix{local}, RemoteSubnets: []netip.Prefix{remote}, Protocol: proto, LocalPort: lp, RemotePort: rp,
 			Proposals: esp, Lifetime: life, LifeKilobytes: kb, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}
 	}
 	var out []model.Tunnel

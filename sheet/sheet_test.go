@@ -28,7 +28,7 @@ func summary(c model.Connection) string {
 	s := fmt.Sprintf("%s %v<->%v id %v/%v %s ike [%s] %v natt %s dpd %v", c.Name, c.LocalAddress, c.RemoteAddress,
 		c.LocalID, c.RemoteID, mode, c.IKE.FormatProposals(), c.IKE.Lifetime, c.IKE.NATTraversal, c.IKE.DPDDelay)
 	for _, t := range c.Tunnels {
-		s += fmt.Sprintf("; %s %v<->%v p%d %d/%d [%s] %v %dKB", t.Name, t.LocalSubnet, t.RemoteSubnet, t.Protocol,
+		s += fmt.Sprintf("; %s %v<->%v p%d %d/%d [%s] %v %dKB", t.Name, model.Prefixes(t.LocalSubnets), model.Prefixes(t.RemoteSubnets), t.Protocol,
 			t.LocalPort, t.RemotePort, proposal.FormatESP(t.Proposals), t.Lifetime, t.LifeKilobytes)
 	}
 	return s
@@ -171,7 +171,7 @@ func TestRoundTrip(t *testing.T) {
 		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.1")}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.2")},
 		PSK: model.Secret("SUPERPASSWORD"),
 		IKE: model.IKE{Mode: model.ModeMain, Proposals: ike("3des-sha1-modp1024"), Lifetime: 24 * time.Hour, NATTraversal: model.NATTAuto},
-		Tunnels: []model.Tunnel{{Name: "api", LocalSubnet: pfx("10.10.1.1/32"), RemoteSubnet: pfx("10.20.0.0/24"),
+		Tunnels: []model.Tunnel{{Name: "api", LocalSubnets: []netip.Prefix{pfx("10.10.1.1/32")}, RemoteSubnets: []netip.Prefix{pfx("10.20.0.0/24")},
 			Proposals: esp("3des-sha1-modp1024"), Lifetime: 8 * time.Hour}},
 	}, {
 		Name: "bank.two", LocalAddress: addr("203.0.113.1"), RemoteAddress: addr("198.51.100.9"),
@@ -180,9 +180,9 @@ func TestRoundTrip(t *testing.T) {
 		IKE: model.IKE{Mode: model.ModeAggressive, Proposals: ike("aes256-aes128-sha256-sha1-modp2048"), Lifetime: 8 * time.Hour,
 			NATTraversal: model.NATTForce, DPDDelay: 20 * time.Second},
 		Tunnels: []model.Tunnel{
-			{Name: "db", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.60.0.0/16"), Protocol: 6, RemotePort: 5432,
+			{Name: "db", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.60.0.0/16")}, Protocol: 6, RemotePort: 5432,
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000},
-			{Name: "web", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.61.0.0/24"),
+			{Name: "web", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.61.0.0/24")},
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000}},
 	}}
 	v2 := func(name, local, remote, proposals string) model.Connection {
@@ -193,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 		return model.Connection{Name: name, LocalAddress: addr(local), RemoteAddress: addr(remote),
 			LocalID: model.Identity{Kind: model.IDAddr, Addr: addr(local)}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr(remote)},
 			IKE: model.IKE{Version: 2, Mode: model.ModeMain, V2Proposals: ps, Lifetime: 4 * time.Hour, NATTraversal: model.NATTAuto},
-			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.80.0.0/16"),
+			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.80.0.0/16")},
 				Proposals: esp("aes256gcm16"), Lifetime: time.Hour}}}
 	}
 	conns = append(conns,

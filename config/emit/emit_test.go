@@ -70,8 +70,8 @@ func TestIKEVersionRoundTrip(t *testing.T) {
 		ike.Lifetime, ike.NATTraversal, ike.DPDTimeout = time.Hour, model.NATTAuto, config.DefaultDPDTimeout
 		return Connection{Connection: model.Connection{Name: name, LocalAddress: netip.MustParseAddr("192.0.2.1"),
 			RemoteAddress: netip.MustParseAddr(remote), PSK: model.Secret("k"), IKE: ike,
-			Tunnels: []model.Tunnel{{Name: "t", LocalSubnet: netip.MustParsePrefix("10.10.1.0/24"),
-				RemoteSubnet: netip.MustParsePrefix("10.20." + remote[len(remote)-1:] + ".0/24"), Proposals: esp,
+			Tunnels: []model.Tunnel{{Name: "t", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24")},
+				RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20." + remote[len(remote)-1:] + ".0/24")}, Proposals: esp,
 				Lifetime: time.Hour, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}}}}
 	}
 	var buf bytes.Buffer

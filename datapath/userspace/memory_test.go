@@ -112,7 +112,7 @@ func memTunnel(t testing.TB, a, b *memGateway, tr transform, spiAB, spiBA, reqid
 		gw *memGateway
 		p  datapath.SAPair
 	}{{a, pa}, {b, pb}} {
-		pol := datapath.Policy{Selector: g.p.Out.Selector, TunnelLocal: g.p.Out.Src, TunnelRemote: g.p.Out.Dst, ReqID: reqid}
+		pol := datapath.Policy{Selector: g.p.Out.Selectors[0], TunnelLocal: g.p.Out.Src, TunnelRemote: g.p.Out.Dst, ReqID: reqid}
 		if err := g.gw.dp.AddPolicy(context.Background(), pol); err != nil {
 			t.Fatal(err)
 		}
@@ -382,7 +382,7 @@ func TestInMemorySelectorDrops(t *testing.T) {
 	a, b := memLab(t)
 	wide := datapath.Selector{Local: netip.MustParsePrefix("10.10.0.0/16"), Remote: netip.MustParsePrefix("10.20.0.0/16")}
 	pa, pb := tunnelPairs(gcm128, true, 0x1001, 0x2001, 1, wide)
-	pb.In.Selector = selB // B admits only 10.10.1.1 -> 10.20.0.0/24
+	pb.In.Selectors = []datapath.Selector{selB} // B admits only 10.10.1.1 -> 10.20.0.0/24
 	addPairs(t, a, b, pa, pb)
 	ctx := context.Background()
 	if err := a.dp.AddPolicy(ctx, datapath.Policy{Selector: wide, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}); err != nil {

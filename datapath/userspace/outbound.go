@@ -123,6 +123,11 @@ func (d *Datapath) classify(st *tables, inner []byte) (*outSA, uint8) {
 		d.acquire(pol)
 		return nil, 0
 	}
+	if !carries(o.cfg.Selectors, &f, outboundMatch) {
+		// The tunnel's policy covers the flow, but the peer narrowed the SA to less.
+		d.drops.inc(DropSelector)
+		return nil, 0
+	}
 	if inner[0]>>4 == 6 {
 		return o, esp.NextHeaderIPv6
 	}
