@@ -260,9 +260,10 @@ func (v *validator) subnets(path string, ps []netip.Prefix) {
 			v.value(ipath, p, err)
 			continue
 		}
+		field := path[strings.LastIndexByte(path, '.')+1:]
 		for j, q := range ps[:i] {
 			if checkSubnet(q) == nil && p.Overlaps(q) {
-				v.add(ipath, "%v overlaps %s %v (want disjoint subnets)", p, indexed(path, j, len(ps)), q)
+				v.add(ipath, "%v overlaps %s %v (want disjoint subnets)", p, indexed(field, j, len(ps)), q)
 			}
 		}
 	}
