@@ -196,7 +196,10 @@ func TestRoundTrip(t *testing.T) {
 			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.80.0.0/16")},
 				Proposals: esp("aes256gcm16"), Lifetime: time.Hour}}}
 	}
-	conns = append(conns,
+	multi := v2("ikev2.subnets", "192.0.2.1", "192.0.2.8", "aes256-sha256-modp2048")
+	multi.Tunnels[0].LocalSubnets = []netip.Prefix{pfx("10.10.0.0/24"), pfx("10.11.0.0/24")}
+	multi.Tunnels[0].RemoteSubnets = []netip.Prefix{pfx("10.80.0.0/16"), pfx("10.81.0.0/24"), pfx("10.82.0.1/32")}
+	conns = append(conns, multi,
 		v2("ikev2.cbc", "192.0.2.1", "192.0.2.5", "aes128-aes256-sha1-sha256-modp2048"),                                     // PRF of each hash: no PRF row
 		v2("ikev2.gcm", "192.0.2.1", "192.0.2.6", "aes128gcm16-prfsha384-ecp256"),                                           // integrity n/a
 		v2("ikev2.mixed", "192.0.2.1", "192.0.2.7", "aes256-sha256-modp2048-ecp256, aes256gcm16-prfsha256-modp2048-ecp256")) // a PRF row
@@ -285,6 +288,16 @@ func TestIKEv2Sheet(t *testing.T) {
 	}
 	if slices.Contains(res.Defaults, "phase 1 mode: main") {
 		t.Errorf("defaults %q: an IKEv2 sheet needs no mode", res.Defaults)
+	}
+	requireValid(t, res)
+
+	// Several subnets per side (one per line, or comma-separated): one child SA for all.
+	g.Rows[12][1], g.Rows[13][2] = "10.30.0.0/16\n10.31.0.0/24", "10.10.1.0/24, 10.10.7.1"
+	res = Import(g, Options{})
+	want = "bank 198.51.100.1<->198.51.100.2 id 198.51.100.1/198.51.100.2 ikev2 ike [aes256gcm16-prfsha384-ecp384] 24h0m0s natt auto dpd 0s; " +
+		"10.30.0.0-16 10.10.1.0/24,10.10.7.1/32<->10.30.0.0/16,10.31.0.0/24 p0 0/0 [aes256-sha256] 8h0m0s 0KB"
+	if got := summary(res.Conn.Connection); got != want || len(res.Problems) > 0 {
+		t.Errorf("connection with two subnets per side\n got %s\nwant %s\nproblems %q", got, want, problemLines(res.Problems))
 	}
 	requireValid(t, res)
 
@@ -425,5 +438,35 @@ func TestReadCSVWindows1251(t *testing.T) {
 	}
 	if g.Cell(1, 0) != "Внешний IP-адрес" || g.Cell(0, 2) != "Клиент" {
 		t.Errorf("rows %q", g.Rows)
+	}
+}
+
+// TestIKEv1RowSeveralSubnets: an IKEv1 tunnel row listing two partner subnets is refused
+// with the reason (a quick mode carries one subnet per side), not cut to one.
+func TestIKEv1RowSeveralSubnets(t *testing.T) {
+	g := readFile(t, "telco-en.csv")
+	res := Import(g, Options{})
+	if len(res.Problems) > 0 || len(res.Conn.Tunnels) == 0 || res.Conn.IKE.IsV2() {
+		t.Fatalf("telco-en.csv: problems %q, %d tunnels, IKEv2 %v; want an IKEv1 sheet without problems", problemLines(res.Problems), len(res.Conn.Tunnels), res.Conn.IKE.IsV2())
+	}
+	var buf bytes.Buffer
+	if err := Export(&buf, res.Conn.Connection, "csv"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := ReadCSV(&buf, "export.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := res.Conn.Tunnels[0]
+	row := slices.IndexFunc(g.Rows, func(r []string) bool { return len(r) > 1 && r[0] == first.Name })
+	if row < 0 {
+		t.Fatalf("no row of tunnel %s in the export", first.Name)
+	}
+	g.Rows[row][1] += ", 10.99.0.0/24"
+	res = Import(g, Options{})
+	want := "an IKEv1 tunnel row with " + model.Prefixes(first.LocalSubnets) + " <-> " + model.Prefixes(first.RemoteSubnets) +
+		",10.99.0.0/24, but a quick mode carries one subnet per side (want one row per pair, or IKE version 2)"
+	if ps := problemLines(res.Problems); len(ps) == 0 || !strings.HasSuffix(ps[0], want) || slices.ContainsFunc(res.Conn.Tunnels, func(t model.Tunnel) bool { return t.Name == first.Name }) {
+		t.Errorf("problems %q, tunnels %v; want first the problem %q and no tunnel %s", ps, res.Conn.Tunnels, want, first.Name)
 	}
 }
