@@ -39,28 +39,28 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	want := make(map[datapath.Policy]ike.TunnelInfo)
+	// In the tunnels' order and each tunnel's local subnets' order: the userspace datapath
+	// routes a remote subnet from an address of this host in the first local subnet that
+	// has one (netlinkRoutes.Add), which is then the same at every start.
+	var adding []datapath.Policy
 	for _, t := range tunnels {
 		for _, p := range policiesFor(t) {
-			if _, have := d.policies[p]; !have {
-				for q := range d.policies {
-					if q.Selector == p.Selector && q.Priority == p.Priority {
-						p.Priority = policyPriorityAlt
-					}
+			if _, have := d.policies[p]; have {
+				d.policies[p] = t // the start action may have changed
+				want[p] = t
+				continue
+			}
+			for q := range d.policies {
+				if q.Selector == p.Selector && q.Priority == p.Priority {
+					p.Priority = policyPriorityAlt
 				}
 			}
 			want[p] = t
+			adding = append(adding, p)
 		}
 	}
 	var errs []error
 	failed := make(map[datapath.Selector]bool) // keep their old policies: fail closed
-	var adding []datapath.Policy
-	for p, t := range want {
-		if _, have := d.policies[p]; have {
-			d.policies[p] = t // the start action may have changed
-		} else {
-			adding = append(adding, p)
-		}
-	}
 	// In one batch: at start, every tunnel's policy (1,000 one by one took seconds).
 	for i, err := range datapath.AddPolicies(ctx, d.dp, adding) {
 		p := adding[i]

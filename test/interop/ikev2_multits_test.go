@@ -49,6 +49,8 @@ var allPairs = []pair{{serviceAddr, hostAddr}, {serviceAddr, secondRemote}, {sec
 // lists ONE CHILD_SA INSTALLED with both selectors per side, a ping passes for each of the
 // four combinations, and every ESP packet on the wire, decrypted with the exported keys,
 // carries one of them under that child's SPIs; strongSwan's counters of the child count them.
+// espgw ping reaches the second remote subnet and espgw doctor finds every remote subnet
+// routed from the service address.
 func TestIKEv2SeveralSubnets(t *testing.T) {
 	for _, initiator := range []string{byEspgwUp, byStrongSwan} {
 		t.Run(initiator, func(t *testing.T) {
@@ -74,6 +76,14 @@ func TestIKEv2SeveralSubnets(t *testing.T) {
 			if err := testutil.Ping(l.host, hostAddr, secondLocal, pings); err != nil {
 				t.Errorf("from the partner's side: %v", err)
 			}
+			// espgw's own tools take the lists: ping into the second remote subnet, and
+			// doctor routes every remote subnet from the service address.
+			if r := gwRun(t, g, "ping", connName+"/"+tunnelName, secondRemote, "-c", "2"); r.Code != 0 {
+				t.Errorf("espgw ping %s exited %d:\n%s%s", secondRemote, r.Code, r.Stdout, r.Stderr)
+			}
+			requireLines(t, "espgw doctor", gwRun(t, g, "doctor", "-c", g.ConfigPath()).Stdout,
+				`^OK +service_address +megatelecom: 10\.10\.1\.1/32 is on gw-wan and the tunnels' traffic leaves from it`,
+				`^OK +tunnel +megatelecom/api: up, `)
 			pcap := capture.Stop()
 			seen := innerPairs(t, pcap, g.Keys(t), sa)
 			for _, p := range allPairs {
