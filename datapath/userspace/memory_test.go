@@ -481,7 +481,9 @@ func TestInMemorySeveralSelectors(t *testing.T) {
 			combos = append(combos, datapath.Selector{Local: pfx(l), Remote: pfx(r)})
 		}
 	}
-	mirror := func(s datapath.Selector) datapath.Selector { return datapath.Selector{Local: s.Remote, Remote: s.Local} }
+	mirror := func(s datapath.Selector) datapath.Selector {
+		return datapath.Selector{Local: s.Remote, Remote: s.Local}
+	}
 	pa, pb := tunnelPairs(gcm128, true, 0x1001, 0x2001, 1, combos[0])
 	pa.In.Selectors, pa.Out.Selectors = combos, combos
 	var atB []datapath.Selector // B's view, without the last combination
