@@ -37,6 +37,8 @@ type tunnel struct {
 	removed    bool   // no longer configured: nothing may be installed for it
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
 	v2Pending  bool   // IKEv2: an IKE_AUTH or CREATE_CHILD_SA for it is in flight
+	// trigger is the packet whose acquire started the tunnel, until IKEv2 offers it.
+	trigger packet
 	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
 	lastOneSided time.Time
 	// retry is the pending retry of a start: always tunnel after failures (retry.go).

@@ -124,7 +124,8 @@ func (e *Engine) sendAuth(sa *v2SA) error {
 		} else {
 			sa.authTunnel, sa.authSPI = t, spi
 			t.v2Pending = true
-			ps = append(ps, childOffer(&t.cfg, spi, false), tsPayload(t.localTS(), false), tsPayload(t.remoteTS(), true))
+			local, remote := t.offerTS(nil)
+			ps = append(ps, childOffer(&t.cfg, spi, false), tsPayload(local, false), tsPayload(remote, true))
 		}
 	}
 	sa.state = v2AuthSent

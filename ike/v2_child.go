@@ -40,6 +40,30 @@ func offeredTS(t *tunnel, rekeyed *childSA) (local, remote []TrafficSelector) {
 	return t.localTS(), t.remoteTS()
 }
 
+// packet is the addresses of a packet for which the datapath asked for a tunnel.
+type packet struct{ src, dst netip.Addr }
+
+// offerTS is offeredTS for a request, led by the addresses of the packet that triggered it
+// if they lie in the tunnel's subnets (RFC 7296 2.9: the responder may then pick the part
+// of its policy that holds them); the trigger is used once.
+func (t *tunnel) offerTS(rekeyed *childSA) (local, remote []TrafficSelector) {
+	local, remote = offeredTS(t, rekeyed)
+	p := t.trigger
+	t.trigger = packet{}
+	in := func(ts []TrafficSelector, a netip.Addr) bool {
+		return slices.ContainsFunc(ts, func(s TrafficSelector) bool { return s.Prefix.Contains(a) })
+	}
+	if rekeyed != nil || !in(local, p.src) || !in(remote, p.dst) {
+		return local, remote
+	}
+	host := func(side []TrafficSelector, a netip.Addr) []TrafficSelector {
+		s := side[0]
+		s.Prefix = hostPrefix(a)
+		return append([]TrafficSelector{s}, side...)
+	}
+	return host(local, p.src), host(remote, p.dst)
+}
+
 // v2Selector is the address and port range of a selector.
 func v2Selector(ts TrafficSelector) ikev2.TrafficSelector {
 	p := ts.Prefix.Masked()
@@ -404,7 +428,7 @@ func (e *Engine) createChildKE(sa *v2SA, t *tunnel, group uint16) {
 		}
 		ps = append(ps, &ikev2.KE{Group: group, Data: key.Public()})
 	}
-	offerL, offerR := offeredTS(t, rekeyed)
+	offerL, offerR := t.offerTS(rekeyed)
 	ps = append(ps, tsPayload(offerL, false), tsPayload(offerR, true))
 	t.v2Pending = true
 	done := false

@@ -109,3 +109,28 @@ func TestIKEv2SeveralSubnetsUnacceptable(t *testing.T) {
 		t.Errorf("%d child SAs installed, want none", n)
 	}
 }
+
+// TestIKEv2TriggeringPacketFirst: A's tunnel covers 10.20.0.0/16, B has two tunnels for
+// parts of it. Brought up by a packet to 10.20.1.7, A offers that packet's addresses first
+// (RFC 7296 2.9), so B picks its tunnel holding 10.20.1.7 and answers its subnet, not the
+// first tunnel by name that merely overlaps (which it picks without the packet).
+func TestIKEv2TriggeringPacketFirst(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16", pskA: "k"}
+	s, a, b, _, _ := v2Sim(t, pc, "aes128-sha256-modp2048", "aes128-sha256-modp2048", func(a, b *model.Connection) {
+		a.Tunnels[0].LocalSubnets, a.Tunnels[0].RemoteSubnets = prefixes("10.10.0.0/24"), prefixes("10.20.0.0/16")
+		b.Tunnels[0].LocalSubnets, b.Tunnels[0].RemoteSubnets = prefixes("10.20.0.0/24"), prefixes("10.10.0.0/24")
+		second := b.Tunnels[0]
+		second.Name, second.LocalSubnets = "t1", prefixes("10.20.1.0/24")
+		b.Tunnels = append(b.Tunnels, second)
+	})
+	reqID := a.e.Tunnels()[0].ReqID
+	a.e.AcquirePacket(reqID, netip.MustParseAddr("10.10.0.5"), netip.MustParseAddr("10.20.1.7"))
+	s.run("tunnel up", time.Minute, func() bool { return len(a.k.active()) == 1 && len(b.k.active()) == 1 })
+	ca, cb := a.k.active()[0], b.k.active()[0]
+	if got := JoinTS(ca.LocalTS) + " <-> " + JoinTS(ca.RemoteTS); got != "10.10.0.0/24 <-> 10.20.1.0/24" {
+		t.Errorf("A's child SA %s, want 10.10.0.0/24 <-> 10.20.1.0/24 (B's tunnel holding the packet)", got)
+	}
+	if cb.Tunnel != "t1" {
+		t.Errorf("B installed the child SA for tunnel %s, want t1, whose subnet holds 10.20.1.7", cb.Tunnel)
+	}
+}

@@ -250,7 +250,8 @@ func TestNewestSADeletedFirst(t *testing.T) {
 }
 
 // TestEvents: Events delivers the backend's events and turns the classifier's reports of
-// traffic for a tunnel whose SA is down into acquires for the tunnel's reqid.
+// traffic for a tunnel whose SA is down into acquires for the tunnel's reqid, with the
+// packet's addresses.
 func TestEvents(t *testing.T) {
 	ctx := context.Background()
 	d, b, l := open(t, 0x1000, loader.Options{})
@@ -266,7 +267,8 @@ func TestEvents(t *testing.T) {
 	if _, err := l.Programs().TCEgress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 		t.Fatal(err)
 	}
-	want := []datapath.Event{expire, {Kind: datapath.EventAcquire, ReqID: pol.ReqID}}
+	want := []datapath.Event{expire, {Kind: datapath.EventAcquire, ReqID: pol.ReqID,
+		PacketSrc: netip.MustParseAddr("10.10.1.5"), PacketDst: netip.MustParseAddr("10.20.0.7")}}
 	var got []datapath.Event
 	for len(got) < len(want) {
 		select {

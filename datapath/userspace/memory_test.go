@@ -403,8 +403,9 @@ func TestInMemorySelectorDrops(t *testing.T) {
 
 	select {
 	case ev := <-a.dp.Events():
-		if ev.Kind != datapath.EventAcquire || ev.ReqID != 9 || ev.Selector != noSA.Selector {
-			t.Errorf("event %+v, want an acquire for reqid 9 selector %+v", ev, noSA.Selector)
+		if ev.Kind != datapath.EventAcquire || ev.ReqID != 9 || ev.Selector != noSA.Selector ||
+			ev.PacketSrc != hostA || ev.PacketDst != netip.MustParseAddr("10.30.0.1") {
+			t.Errorf("event %+v, want an acquire for reqid 9 selector %+v, packet %v -> 10.30.0.1", ev, noSA.Selector, hostA)
 		}
 	default:
 		t.Error("no acquire event for the policy without an SA")
