@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/espgw/espgw/internal/testutil"
@@ -24,15 +25,16 @@ const (
 	bothRemoteNets   = remoteSubnet + "," + secondRemoteNet
 )
 
-// startMultiTS starts a lab whose espgw tunnel lists both subnets per side and whose
-// strongSwan child lists swLocal and swRemote (its own side first), capturing gw-wan.
-func startMultiTS(t *testing.T, swLocal, swRemote string) (*lab, *testutil.Capture, *strongswan.Charon, *espgwtest.Gateway) {
+// startMultiTS starts a lab whose espgw tunnel lists both subnets per side and starts by
+// start, and whose strongSwan child lists swLocal and swRemote (its own side first),
+// capturing gw-wan.
+func startMultiTS(t *testing.T, start, swLocal, swRemote string) (*lab, *testutil.Capture, *strongswan.Charon, *espgwtest.Gateway) {
 	t.Helper()
 	l := newLab(t)
 	l.gw.AddAddr(t, gwWAN, secondLocalNet)
 	l.partner.AddAddr(t, "p-int", secondRemote+"/24")
 	capture := testutil.StartCapture(t, l.gw, gwWAN, "ip")
-	sw, g := startV2(t, l, v2Sets[0], labPSK, "manual", func(s *strongswan.Config, c *espgwtest.Connection) {
+	sw, g := startV2(t, l, v2Sets[0], labPSK, start, func(s *strongswan.Config, c *espgwtest.Connection) {
 		s.LocalTS, s.RemoteTS = swLocal, swRemote
 		c.Tunnels[0].LocalSubnet, c.Tunnels[0].RemoteSubnet = bothLocalSubnets, bothRemoteNets
 	})
@@ -55,7 +57,7 @@ func TestIKEv2SeveralSubnets(t *testing.T) {
 	for _, initiator := range []string{byEspgwUp, byStrongSwan} {
 		t.Run(initiator, func(t *testing.T) {
 			t.Parallel()
-			l, capture, sw, g := startMultiTS(t, bothRemoteNets, bothLocalSubnets)
+			l, capture, sw, g := startMultiTS(t, "manual", bothRemoteNets, bothLocalSubnets)
 			swIKE, swChild, _, sa := negotiate(t, g, sw, initiator)
 			if len(swIKE.Children) != 1 {
 				t.Errorf("strongSwan has %d CHILD_SAs, want 1 for both pairs of subnets", len(swIKE.Children))
@@ -111,7 +113,7 @@ func TestIKEv2SeveralSubnets(t *testing.T) {
 // IKE and ESP, and no ESP packet carries them).
 func TestIKEv2SeveralSubnetsNarrowed(t *testing.T) {
 	t.Parallel()
-	l, capture, sw, g := startMultiTS(t, remoteSubnet, bothLocalSubnets)
+	l, capture, sw, g := startMultiTS(t, "manual", remoteSubnet, bothLocalSubnets)
 	_, swChild, _, sa := negotiate(t, g, sw, byEspgwUp)
 	if !sameSet(swChild.LocalTS, []string{remoteSubnet}) || !sameSet(swChild.RemoteTS, []string{localSubnet, secondLocalNet}) {
 		t.Errorf("strongSwan's CHILD_SA %s: local ts %v, remote ts %v; want [%s] and [%s %s]",
@@ -137,6 +139,29 @@ func TestIKEv2SeveralSubnetsNarrowed(t *testing.T) {
 		}
 	}
 	t.Logf("strongSwan CHILD_SA %v <-> %v; ESP per inner pair: %v", swChild.LocalTS, swChild.RemoteTS, seen)
+}
+
+// TestIKEv2SeveralSubnetsOnDemand: the tunnel starts on demand; a ping from espgw's second
+// local subnet to the partner's second remote subnet brings it up, and espgw's IKE_AUTH
+// offers that packet's addresses first in TSi and TSr (RFC 7296 2.9), as strongSwan's log of
+// the selectors it received shows; the child SA still carries both subnets per side.
+func TestIKEv2SeveralSubnetsOnDemand(t *testing.T) {
+	t.Parallel()
+	l, _, sw, _ := startMultiTS(t, "on-demand", bothRemoteNets, bothLocalSubnets)
+	_ = testutil.Ping(l.gw, secondLocal, secondRemote, 1) // asks for the tunnel; may be lost meanwhile
+	_, swChild := sw.WaitInstalled(t, "s2s", negotiationTimeout)
+	if !sameSet(swChild.LocalTS, []string{remoteSubnet, secondRemoteNet}) || !sameSet(swChild.RemoteTS, []string{localSubnet, secondLocalNet}) {
+		t.Errorf("strongSwan's CHILD_SA %s: local ts %v, remote ts %v; want both subnets per side", swChild.State, swChild.LocalTS, swChild.RemoteTS)
+	}
+	// charon names what it received, its own side (our TSr) first.
+	received := "looking for a child config for " + secondRemote + "/32 " + strings.ReplaceAll(bothRemoteNets, ",", " ") +
+		" === " + secondLocal + "/32 " + strings.ReplaceAll(bothLocalSubnets, ",", " ")
+	if !sw.LogContains(received) {
+		t.Errorf("charon log lacks %q: espgw did not offer the triggering packet first", received)
+	}
+	if err := testutil.Ping(l.gw, secondLocal, secondRemote, 3); err != nil {
+		t.Error(err)
+	}
 }
 
 // innerPairs decrypts the ESP of pcap and counts the inner (source, destination) pairs of
