@@ -416,7 +416,7 @@ func (e *Engine) v2PeerError(sa *v2SA, n *ikev2.Notify, exchange string, t *tunn
 	case ikev2.NotifyTSUnacceptable:
 		ours := ""
 		if t != nil {
-			ours = fmt.Sprintf(" %v <-> %v (tunnel %s)", t.localTS(), t.remoteTS(), t.cfg.Name)
+			ours = fmt.Sprintf(" %s <-> %s (tunnel %s)", JoinTS(t.localTS()), JoinTS(t.remoteTS()), t.cfg.Name)
 		}
 		return fmt.Errorf("%w: the peer answered %s with TS_UNACCEPTABLE: it has no policy for our traffic selectors%s", ErrIDMismatch, exchange, ours)
 	case ikev2.NotifyInvalidSyntax:
