@@ -35,6 +35,10 @@ type FilterStats struct {
 	NonPeerDrops, NonPeerPasses       uint64
 }
 
+func (s SAStat) labels() labelValues {
+	return labelValues{s.Connection, s.Tunnel, fmt.Sprintf("0x%08x", s.SPI), s.Direction}
+}
+
 // FlowStat is one of the top flows.
 type FlowStat struct {
 	Connection, Tunnel string
@@ -124,15 +128,11 @@ func (c *Collector) exposeSAs(s sink) {
 		s.fail(saBytes, fmt.Errorf("read SA counters: %w", err))
 		return
 	}
-	labels := make([]labelValues, len(sas))
-	for i, sa := range sas {
-		labels[i] = labelValues{sa.Connection, sa.Tunnel, fmt.Sprintf("0x%08x", sa.SPI), sa.Direction}
+	for _, sa := range sas {
+		s.sample(saBytes, float64(sa.Bytes), sa.labels())
 	}
-	for i, sa := range sas {
-		s.sample(saBytes, float64(sa.Bytes), labels[i])
-	}
-	for i, sa := range sas {
-		s.sample(saPackets, float64(sa.Packets), labels[i])
+	for _, sa := range sas {
+		s.sample(saPackets, float64(sa.Packets), sa.labels())
 	}
 }
 

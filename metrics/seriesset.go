@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 	"sync"
 )
@@ -23,10 +22,6 @@ type seriesSet struct {
 
 	mu   sync.Mutex
 	vals map[seriesKey]float64
-	// sorted are vals' keys in order, rebuilt at the scrape after a series came or went:
-	// series are created at Configure, so most scrapes only read the values.
-	sorted []seriesKey
-	dirty  bool
 }
 
 func newSeriesSet(f *family) *seriesSet {
@@ -50,9 +45,7 @@ func (c *seriesSet) add(v float64, lv ...string) {
 	k := c.key(lv)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old, ok := c.vals[k]
-	c.vals[k] = old + v
-	c.dirty = c.dirty || !ok
+	c.vals[k] += v
 }
 
 // set sets the series lv to v.
@@ -60,9 +53,7 @@ func (c *seriesSet) set(v float64, lv ...string) {
 	k := c.key(lv)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.vals[k]
 	c.vals[k] = v
-	c.dirty = c.dirty || !ok
 }
 
 // value is the series lv's value.
@@ -80,36 +71,39 @@ func (c *seriesSet) deleteConnection(conn string) {
 	for k := range c.vals {
 		if k[0] == conn {
 			delete(c.vals, k)
-			c.dirty = true
 		}
 	}
 }
 
-// snapshot returns the series in order and their values; the keys must not be changed.
-// It holds the lock only to copy: the engine counts while a slow client is being served.
-func (c *seriesSet) snapshot() ([]seriesKey, []float64) {
+// series is one series of a seriesSet.
+type series struct {
+	key seriesKey
+	val float64
+}
+
+// snapshot returns the series sorted by their label values. It holds the lock only to
+// copy: the engine counts while a slow client is being served. A sorted copy kept between
+// scrapes would save the sort (~1 ms for 8,000 series) but stay resident (~0.7 MB).
+func (c *seriesSet) snapshot() []series {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dirty {
-		c.sorted = slices.SortedFunc(maps.Keys(c.vals), func(a, b seriesKey) int {
-			return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]), cmp.Compare(a[2], b[2]), cmp.Compare(a[3], b[3]))
-		})
-		c.dirty = false
+	out := make([]series, 0, len(c.vals))
+	for k, v := range c.vals {
+		out = append(out, series{k, v})
 	}
-	vals := make([]float64, len(c.sorted))
-	for i, k := range c.sorted {
-		vals[i] = c.vals[k]
-	}
-	return c.sorted, vals
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b series) int {
+		return cmp.Or(cmp.Compare(a.key[0], b.key[0]), cmp.Compare(a.key[1], b.key[1]),
+			cmp.Compare(a.key[2], b.key[2]), cmp.Compare(a.key[3], b.key[3]))
+	})
+	return out
 }
 
 func (c *seriesSet) families() []*family { return []*family{c.fam} }
 
 func (c *seriesSet) expose(s sink) {
-	keys, vals := c.snapshot()
-	for i, k := range keys {
+	for _, sr := range c.snapshot() {
 		var lv labelValues
-		copy(lv[:], k[:])
-		s.sample(c.fam, vals[i], lv)
+		copy(lv[:], sr.key[:])
+		s.sample(c.fam, sr.val, lv)
 	}
 }

@@ -63,9 +63,9 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(float64(anon)/(1<<20), "RssAnon-MiB")
 			b.ReportMetric(float64(file)/(1<<20), "RssFile-MiB")
 		}
-		heapProfile(b, r.GWNS)
+		heapProfile(b, r.GWNS, "")
 		s := scrape(b, r.GWNS)
-		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes", "go_goroutines"} {
 			b.Logf("%s %s", m, s.value(m))
 		}
 
@@ -102,6 +102,7 @@ func BenchmarkScale(b *testing.B) {
 		for range 20 {
 			getMetrics(b, r.GWNS)
 		}
+		heapProfile(b, r.GWNS, ".scraped") // alloc_space minus the first: what the scrapes allocated
 		scrapeProfile(b, r.GWNS)
 		if rss, err := scalelab.RSS(pid); err == nil {
 			b.ReportMetric(float64(rss)/(1<<20), "scraped-RSS-MiB")
@@ -165,8 +166,9 @@ func median(b *testing.B, n int, f func() int) (ms float64, last int) {
 	return float64(ds[n/2].Microseconds()) / 1000, last
 }
 
-// heapProfile writes espgw's heap profile (after a GC) to -scale.heap, if set.
-func heapProfile(b *testing.B, ns *testutil.NetNS) {
+// heapProfile writes espgw's heap profile (after a GC) to -scale.heap with suffix before
+// its extension, if set.
+func heapProfile(b *testing.B, ns *testutil.NetNS, suffix string) {
 	if *scaleHeap == "" {
 		return
 	}
@@ -174,18 +176,19 @@ func heapProfile(b *testing.B, ns *testutil.NetNS) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(*scaleHeap, p, 0o644); err != nil {
+	file := strings.TrimSuffix(*scaleHeap, filepath.Ext(*scaleHeap)) + suffix + filepath.Ext(*scaleHeap)
+	if err := os.WriteFile(file, p, 0o644); err != nil {
 		b.Fatal(err)
 	}
 	g, err := ns.HTTPGet(pprofAddr, "/debug/pprof/goroutine?debug=1", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	gr := strings.TrimSuffix(*scaleHeap, filepath.Ext(*scaleHeap)) + ".goroutines.txt"
+	gr := strings.TrimSuffix(file, filepath.Ext(file)) + ".goroutines.txt"
 	if err := os.WriteFile(gr, g, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
+	b.Logf("heap profile in %s, goroutines in %s", file, gr)
 }
 
 // profiling is espgw's --pprof address when a profile is asked for: it samples allocations
