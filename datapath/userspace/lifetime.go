@@ -49,5 +49,5 @@ func (d *Datapath) checkLifetime(now time.Time, sa *esp.SA, softSent *atomic.Boo
 
 // saEvent is an event of kind k about the SA cfg.
 func saEvent(k datapath.EventKind, cfg datapath.SA) datapath.Event {
-	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID, Selector: cfg.Selector}
+	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID}
 }
