@@ -16,7 +16,7 @@ import (
 	"github.com/espgw/espgw/ike/proposal"
 )
 
-func mustESP(t *testing.T, s string) proposal.ESP {
+func mustESP(t testing.TB, s string) proposal.ESP {
 	t.Helper()
 	ps, err := proposal.ParseESP(s)
 	if err != nil || len(ps) != 1 {
@@ -34,7 +34,7 @@ func seq(start byte, n int) []byte {
 	return b
 }
 
-func testChildSA(t *testing.T, prop string) *ike.ChildSA {
+func testChildSA(t testing.TB, prop string) *ike.ChildSA {
 	p := mustESP(t, prop)
 	sa := &ike.ChildSA{
 		Connection: "mega", Tunnel: "api",
@@ -284,6 +284,22 @@ func TestIKEv2Line(t *testing.T) {
 		}
 		if got := IKEv2Line(spiI, spiR, ps[0], k); got != want {
 			t.Errorf("IKEv2Line(%s) =\n %s\nwant\n %s", prop, got, want)
+		}
+	}
+}
+
+// BenchmarkKeyLog1000 records the child SAs of 1,000 tunnels in a fresh save_keys
+// directory, as bench/setup's espgw does while it brings them up.
+func BenchmarkKeyLog1000(b *testing.B) {
+	sa := testChildSA(b, "aes256gcm16")
+	for b.Loop() {
+		kl, err := NewKeyLog(b.TempDir(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range uint32(1000) {
+			sa.SPIIn, sa.SPIOut = i<<1, i<<1|1
+			kl.ChildSA(sa)
 		}
 	}
 }
