@@ -63,8 +63,8 @@ var (
 			NATTraversal: model.NATTAuto, DPDTimeout: 30 * time.Second, QuickModes: model.DefaultQuickModes, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 		ServiceAddress: &model.ServiceAddress{Address: netip.MustParsePrefix("10.10.1.1/32"), Interface: "eth1"},
 		Tunnels: []model.Tunnel{{
-			Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
-			RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Proposals: []proposal.ESP{esp3DES},
+			Name: "api", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/32")},
+			RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}, Proposals: []proposal.ESP{esp3DES},
 			Lifetime: 8 * time.Hour, ReplayWindow: 64, Start: model.StartOnDemand,
 		}},
 	}
@@ -99,8 +99,8 @@ func TestDefaults(t *testing.T) {
 			IKE: model.IKE{Version: 1, Mode: model.ModeMain, Proposals: []proposal.IKE{p3DES}, Lifetime: 24 * time.Hour,
 				NATTraversal: model.NATTAuto, DPDDelay: 0, DPDTimeout: 30 * time.Second, QuickModes: 1, CookieThreshold: model.DefaultCookieThreshold, FragmentSize: model.DefaultFragmentSize},
 			Tunnels: []model.Tunnel{{
-				Name: "api", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
-				RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Protocol: 0,
+				Name: "api", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/32")},
+				RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}, Protocol: 0,
 				Proposals: []proposal.ESP{esp3DES}, Lifetime: 8 * time.Hour, LifeKilobytes: 0,
 				ReplayWindow: 64, Start: model.StartOnDemand,
 			}},
@@ -244,6 +244,17 @@ func TestParseValid(t *testing.T) {
 			}
 		},
 	}, {
+		name: "IKEv2: several subnets per side, as a YAML list or comma-separated",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:",
+			"local_subnet: 10.10.1.1/32", "local_subnet: [10.10.1.1/32, 10.10.3.0/24]",
+			"remote_subnet: 10.20.0.0/24", "remote_subnet: \"10.20.0.0/24, 10.21.0.0/24,10.22.0.0/16\""),
+		check: func(t *testing.T, c *Config) {
+			tn := c.Connections[0].Tunnels[0]
+			if got := model.Prefixes(tn.LocalSubnets) + " <-> " + model.Prefixes(tn.RemoteSubnets); got != "10.10.1.1/32,10.10.3.0/24 <-> 10.20.0.0/24,10.21.0.0/24,10.22.0.0/16" {
+				t.Errorf("tunnel subnets %s", got)
+			}
+		},
+	}, {
 		name: "two connections sorted by name",
 		yaml: base + `  alpha:
     local_address: 192.0.2.1
@@ -299,6 +310,23 @@ func TestParseInvalid(t *testing.T) {
 		name: "prefix length out of range",
 		yaml: edit(t, "10.10.1.1/32", "10.10.1.1/33"),
 		want: []string{tunnel + `local_subnet: "10.10.1.1/33" is not an IPv4 prefix (want e.g. 10.10.1.0/24)`},
+	}, {
+		name: "several subnets: the bad one named by its index",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:", "remote_subnet: 10.20.0.0/24", "remote_subnet: 10.20.0.0/24,10.21.0.0/33"),
+		want: []string{tunnel + `remote_subnet[1]: "10.21.0.0/33" is not an IPv4 prefix (want e.g. 10.10.1.0/24)`},
+	}, {
+		name: "several subnets: host bits, IPv6, overlap",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:", "remote_subnet: 10.20.0.0/24", "remote_subnet: [10.20.0.0/24, 10.21.0.1/24, 2001:db8::/64, 10.20.0.128/25]"),
+		want: []string{
+			tunnel + "remote_subnet[1]: 10.21.0.1/24 has host bits set (want 10.21.0.0/24)",
+			tunnel + "remote_subnet[2]: 2001:db8::/64 is IPv6 (want an IPv4 prefix: IPv4 only for now)",
+			tunnel + "remote_subnet[3]: 10.20.0.128/25 overlaps remote_subnet[0] 10.20.0.0/24 (want disjoint subnets)",
+		},
+	}, {
+		name: "IKEv1: one subnet per side",
+		yaml: edit(t, "local_subnet: 10.10.1.1/32", "local_subnet: 10.10.1.1/32,10.10.3.0/24"),
+		want: []string{tunnel + "local_subnet: 10.10.1.1/32,10.10.3.0/24 lists 2 subnets, but an IKEv1 quick mode carries one subnet per side " +
+			"(want one, write one tunnel per pair, or ike.version: 2)"},
 	}, {
 		name: "host bits set",
 		yaml: edit(t, "10.20.0.0/24", "10.20.0.1/24"),
@@ -455,6 +483,15 @@ func TestParseInvalid(t *testing.T) {
 			"connections.mega.tunnels.wide: 10.10.0.0/16 <-> 10.20.0.128/25 udp ports any/53 overlaps connections.mega.tunnels.api (10.10.1.1/32 <-> 10.20.0.0/24 any) (want disjoint local_subnet/remote_subnet/protocol/ports)",
 			"connections.mega.tunnels.wide: 10.10.0.0/16 <-> 10.20.0.128/25 udp ports any/53 overlaps connections.mega.tunnels.dup (10.10.1.1/32 <-> 10.20.0.0/24 any) (want disjoint local_subnet/remote_subnet/protocol/ports)",
 		},
+	}, {
+		name: "several subnets: tunnels overlapping in one pair",
+		yaml: edit(t, "      proposals: [3des-sha1-modp1024]\n    tunnels:", "      version: 2\n      proposals: [aes256-sha256-modp2048]\n    tunnels:", "remote_subnet: 10.20.0.0/24", "remote_subnet: 10.20.0.0/24,10.21.0.0/24") + `      other:
+        local_subnet: [10.10.9.0/24, 10.10.1.1/32]
+        remote_subnet: [10.30.0.0/24, 10.21.0.128/25]
+        proposals: [aes128-sha1]
+`,
+		want: []string{"connections.mega.tunnels.other: 10.10.9.0/24,10.10.1.1/32 <-> 10.30.0.0/24,10.21.0.128/25 any overlaps connections.mega.tunnels.api " +
+			"(10.10.1.1/32 <-> 10.20.0.0/24,10.21.0.0/24 any) (want disjoint local_subnet/remote_subnet/protocol/ports)"},
 	}, {
 		name: "two connections to one peer",
 		yaml: base + `  again:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -200,8 +201,8 @@ func isIKEv2(s string) bool {
 func (d *decoder) tunnel(path, name string, v any) model.Tunnel {
 	t := model.Tunnel{Name: name, Lifetime: DefaultTunnelLifetime, ReplayWindow: DefaultReplayWindow, Start: model.StartOnDemand}
 	m := d.object(path, v, tunnelKeys...)
-	t.LocalSubnet, _ = d.prefix(sub(path, "local_subnet"), m["local_subnet"])
-	t.RemoteSubnet, _ = d.prefix(sub(path, "remote_subnet"), m["remote_subnet"])
+	t.LocalSubnets = d.subnets(sub(path, "local_subnet"), m["local_subnet"])
+	t.RemoteSubnets = d.subnets(sub(path, "remote_subnet"), m["remote_subnet"])
 	t.Protocol = d.protocol(sub(path, "protocol"), m["protocol"])
 	const port = "a port number from 1 to 65535 (0 = any)"
 	if n, ok := d.uint(sub(path, "local_port"), m["local_port"], math.MaxUint16, port); ok {
@@ -230,6 +231,40 @@ func (d *decoder) tunnel(path, name string, v any) model.Tunnel {
 		t.Start = model.StartAction(s)
 	}
 	return t
+}
+
+// subnets decodes local_subnet/remote_subnet: one prefix, several separated by commas (as in
+// swanctl's local_ts) or a list of them; nil if absent (Validate reports that) or malformed.
+func (d *decoder) subnets(path string, v any) []netip.Prefix {
+	l, ok := d.list(path, v, "IPv4 prefixes such as 10.10.1.0/24")
+	if !ok {
+		return nil
+	}
+	var items []string
+	for _, s := range l {
+		for _, f := range strings.Split(s, ",") {
+			items = append(items, strings.TrimSpace(f))
+		}
+	}
+	out := make([]netip.Prefix, 0, len(items))
+	for i, s := range items {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			d.fail(indexed(path, i, len(items)), "%q is not an IPv4 prefix (want e.g. 10.10.1.0/24)", s)
+			d.markReported(path)
+			return nil
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// indexed is the path of entry i of a list of n at path: path[i], or path alone for one.
+func indexed(path string, i, n int) string {
+	if n == 1 {
+		return path
+	}
+	return fmt.Sprintf("%s[%d]", path, i)
 }
 
 // protocol decodes any, icmp, tcp, udp or an IP protocol number.

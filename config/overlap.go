@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/espgw/espgw/model"
@@ -19,7 +21,7 @@ func (v *validator) overlaps(conns []model.Connection) {
 	for ci := range conns {
 		for ti := range conns[ci].Tunnels {
 			t := &conns[ci].Tunnels[ti]
-			if checkSubnet(t.LocalSubnet) != nil || checkSubnet(t.RemoteSubnet) != nil {
+			if !validSubnets(t.LocalSubnets) || !validSubnets(t.RemoteSubnets) {
 				continue // reported on its own
 			}
 			path := sub(sub(sub("connections", conns[ci].Name), "tunnels"), t.Name)
@@ -39,15 +41,28 @@ func (v *validator) overlaps(conns []model.Connection) {
 	}
 }
 
+// selectorsOverlap reports whether some (local, remote) pair of a overlaps one of b.
 func selectorsOverlap(a, b *model.Tunnel) bool {
-	return a.LocalSubnet.Overlaps(b.LocalSubnet) && a.RemoteSubnet.Overlaps(b.RemoteSubnet) &&
+	return anyOverlap(a.LocalSubnets, b.LocalSubnets) && anyOverlap(a.RemoteSubnets, b.RemoteSubnets) &&
 		anyOrEqual(a.Protocol, b.Protocol) && anyOrEqual(a.LocalPort, b.LocalPort) &&
 		anyOrEqual(a.RemotePort, b.RemotePort)
 }
 
 func sameSelector(a, b *model.Tunnel) bool {
-	return a.LocalSubnet == b.LocalSubnet && a.RemoteSubnet == b.RemoteSubnet &&
+	return slices.Equal(a.LocalSubnets, b.LocalSubnets) && slices.Equal(a.RemoteSubnets, b.RemoteSubnets) &&
 		a.Protocol == b.Protocol && a.LocalPort == b.LocalPort && a.RemotePort == b.RemotePort
+}
+
+// anyOverlap reports whether a prefix of a overlaps one of b.
+func anyOverlap(a, b []netip.Prefix) bool {
+	return slices.ContainsFunc(a, func(p netip.Prefix) bool {
+		return slices.ContainsFunc(b, p.Overlaps)
+	})
+}
+
+// validSubnets reports whether one side's subnets are there and pass checkSubnet.
+func validSubnets(ps []netip.Prefix) bool {
+	return len(ps) > 0 && !slices.ContainsFunc(ps, func(p netip.Prefix) bool { return checkSubnet(p) != nil })
 }
 
 // anyOrEqual reports whether two selector fields, where zero means any, match a common value.
@@ -58,7 +73,7 @@ func anyOrEqual[T comparable](a, b T) bool {
 
 // selectorString shows a tunnel's selector as "10.10.1.0/24 <-> 10.20.0.0/24 tcp ports any/443".
 func selectorString(t *model.Tunnel) string {
-	s := fmt.Sprintf("%v <-> %v %s", t.LocalSubnet, t.RemoteSubnet, protocolName(t.Protocol))
+	s := fmt.Sprintf("%s <-> %s %s", model.Prefixes(t.LocalSubnets), model.Prefixes(t.RemoteSubnets), protocolName(t.Protocol))
 	if t.LocalPort != 0 || t.RemotePort != 0 {
 		s += " ports " + portString(t.LocalPort) + "/" + portString(t.RemotePort)
 	}

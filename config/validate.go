@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,9 +111,11 @@ func (v *validator) connection(path string, c *model.Connection) {
 		for _, t := range c.Tunnels {
 			// The routes to the remote subnets leave the way the route to the peer does; one
 			// of them covering the peer would make that way its own.
-			if t.RemoteSubnet.Contains(c.RemoteAddress) {
-				v.add(sub(path, "remote_address"), "%v is inside tunnel %s's remote_subnet %v while service_address is set (want the peer outside the remote subnets: their routes follow the route to it)",
-					c.RemoteAddress, t.Name, t.RemoteSubnet)
+			for _, r := range t.RemoteSubnets {
+				if r.Contains(c.RemoteAddress) {
+					v.add(sub(path, "remote_address"), "%v is inside tunnel %s's remote_subnet %v while service_address is set (want the peer outside the remote subnets: their routes follow the route to it)",
+						c.RemoteAddress, t.Name, r)
+				}
 			}
 		}
 	}
@@ -128,6 +131,10 @@ func (v *validator) connection(path string, c *model.Connection) {
 		}
 		tunnels[t.Name] = true
 		v.tunnel(tpath, t)
+		if !c.IKE.IsV2() {
+			oneSubnet(v, sub(tpath, "local_subnet"), t.LocalSubnets)
+			oneSubnet(v, sub(tpath, "remote_subnet"), t.RemoteSubnets)
+		}
 		// IKEv2 may offer several: a responder wanting another group answers the KE with
 		// INVALID_KE_PAYLOAD naming it, and the initiator retries (RFC 7296 1.3).
 		if !c.IKE.IsV2() {
@@ -199,7 +206,7 @@ func (v *validator) serviceAddress(path string, sa *model.ServiceAddress, tunnel
 	} else {
 		covered := false
 		for _, t := range tunnels {
-			covered = covered || t.LocalSubnet.Contains(a)
+			covered = covered || slices.ContainsFunc(t.LocalSubnets, func(p netip.Prefix) bool { return p.Contains(a) })
 		}
 		if !covered {
 			v.add(sub(path, "address"), "%v is in no tunnel's local_subnet (want an address the tunnels protect)", sa.Address)
@@ -214,8 +221,8 @@ func (v *validator) tunnel(path string, t *model.Tunnel) {
 	if !namePattern.MatchString(t.Name) {
 		v.add(path, "%q is not a tunnel name (want letters, digits, '.', '_', '-', at most 64)", t.Name)
 	}
-	v.value(sub(path, "local_subnet"), t.LocalSubnet, checkSubnet(t.LocalSubnet))
-	v.value(sub(path, "remote_subnet"), t.RemoteSubnet, checkSubnet(t.RemoteSubnet))
+	v.subnets(sub(path, "local_subnet"), t.LocalSubnets)
+	v.subnets(sub(path, "remote_subnet"), t.RemoteSubnets)
 	if (t.LocalPort != 0 || t.RemotePort != 0) && !hasPorts(t.Protocol) {
 		v.add(sub(path, "protocol"), "%s has no ports but local_port/remote_port are set (want tcp or udp)", protocolName(t.Protocol))
 	}
@@ -238,6 +245,36 @@ func (v *validator) tunnel(path string, t *model.Tunnel) {
 	case model.StartOnDemand, model.StartAlways, model.StartManual:
 	default:
 		v.add(sub(path, "start"), "%q is not a start action (want on-demand, always or manual)", t.Start)
+	}
+}
+
+// subnets checks one side's subnets: each an IPv4 prefix (so one family per side and per
+// pair), none overlapping another.
+func (v *validator) subnets(path string, ps []netip.Prefix) {
+	if len(ps) == 0 {
+		v.value(path, netip.Prefix{}, checkSubnet(netip.Prefix{}))
+	}
+	for i, p := range ps {
+		ipath := indexed(path, i, len(ps))
+		if err := checkSubnet(p); err != nil {
+			v.value(ipath, p, err)
+			continue
+		}
+		field := path[strings.LastIndexByte(path, '.')+1:]
+		for j, q := range ps[:i] {
+			if checkSubnet(q) == nil && p.Overlaps(q) {
+				v.add(ipath, "%v overlaps %s %v (want disjoint subnets)", p, indexed(field, j, len(ps)), q)
+			}
+		}
+	}
+}
+
+// oneSubnet refuses several subnets on one side of an IKEv1 tunnel: a quick mode's IDci/IDcr
+// carry one subnet each (RFC 2409 5.5).
+func oneSubnet(v *validator, path string, ps []netip.Prefix) {
+	if len(ps) > 1 {
+		v.add(path, "%s lists %d subnets, but an IKEv1 quick mode carries one subnet per side (want one, write one tunnel per pair, or ike.version: 2)",
+			model.Prefixes(ps), len(ps))
 	}
 }
 

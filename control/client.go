@@ -57,9 +57,21 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 // Do sends req and returns the daemon's response. A command that failed in the daemon is
 // an error with the daemon's message.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
+	var resp Response
+	if err := c.roundTrip(ctx, req, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}
+
+// roundTrip sends req and decodes the daemon's answer into resp.
+func (c *Client) roundTrip(ctx context.Context, req Request, resp any) error {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -68,19 +80,34 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, fmt.Errorf("control socket %s: send %s: %w", c.path, req.Command, err)
+		return fmt.Errorf("control socket %s: send %s: %w", c.path, req.Command, err)
 	}
-	var resp Response
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+	if err := json.NewDecoder(conn).Decode(resp); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("control socket %s: read the answer to %s: %w", c.path, req.Command, err)
+		return fmt.Errorf("control socket %s: read the answer to %s: %w", c.path, req.Command, err)
+	}
+	return nil
+}
+
+// StatusJSON returns the daemon's whole status as the daemon encoded it: printing it as
+// JSON needs no decoding into a Status and encoding again (1.2 MB with 1,000 tunnels).
+func (c *Client) StatusJSON(ctx context.Context) (json.RawMessage, error) {
+	var resp struct {
+		Error  string          `json:"error"`
+		Status json.RawMessage `json:"status"`
+	}
+	if err := c.roundTrip(ctx, Request{Command: CmdStatus}, &resp); err != nil {
+		return nil, err
 	}
 	if resp.Error != "" {
-		return &resp, errors.New(resp.Error)
+		return nil, errors.New(resp.Error)
 	}
-	return &resp, nil
+	if resp.Status == nil {
+		return nil, fmt.Errorf("control socket %s: status answer without status", c.path)
+	}
+	return resp.Status, nil
 }
 
 // Status returns the daemon's SAs and tunnel states.

@@ -113,7 +113,7 @@ func (d *daemon) handleEvent(ev datapath.Event) {
 			return
 		}
 		d.log.Info("traffic for tunnel: negotiating", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", ev.ReqID)
-		d.engine.Acquire(ev.ReqID)
+		d.engine.AcquirePacket(ev.ReqID, ev.PacketSrc, ev.PacketDst)
 	case datapath.EventSoftExpire, datapath.EventHardExpire:
 		hard := ev.Kind == datapath.EventHardExpire
 		d.log.Info("SA lifetime expired", "spi", fmt.Sprintf("%08x", ev.SPI), "dst", ev.Dst, "hard", hard)

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/espgw/espgw/control"
+	"github.com/espgw/espgw/ike"
 	"github.com/espgw/espgw/model"
 )
 
@@ -139,15 +140,18 @@ func (d *daemon) flows() []control.Flow {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fs := make([]control.Flow, 0, len(d.policies))
-	for _, t := range d.policies {
+	for p, t := range d.policies {
+		local := ike.TrafficSelector{Prefix: p.Selector.Local, Proto: p.Selector.Proto, Port: p.Selector.LocalPort}
+		remote := ike.TrafficSelector{Prefix: p.Selector.Remote, Proto: p.Selector.Proto, Port: p.Selector.RemotePort}
 		fs = append(fs, control.Flow{
 			Connection: t.Connection, Tunnel: t.Tunnel, ReqID: t.ReqID,
-			LocalSelector: t.LocalTS.String(), RemoteSelector: t.RemoteTS.String(),
+			LocalSelector: local.String(), RemoteSelector: remote.String(),
 			Local: t.LocalAddr, Remote: t.RemoteAddr,
 		})
 	}
 	slices.SortFunc(fs, func(a, b control.Flow) int {
-		return cmp.Or(cmp.Compare(a.Connection, b.Connection), cmp.Compare(a.Tunnel, b.Tunnel))
+		return cmp.Or(cmp.Compare(a.Connection, b.Connection), cmp.Compare(a.Tunnel, b.Tunnel),
+			cmp.Compare(a.LocalSelector, b.LocalSelector), cmp.Compare(a.RemoteSelector, b.RemoteSelector))
 	})
 	return fs
 }

@@ -247,7 +247,7 @@ func TestDaemonPair(t *testing.T) {
 			// A initiated; 3DES gets the Sweet32 volume limit.
 			Lifetime: datapath.Lifetime{Hard: 8 * time.Hour, Soft: 8 * time.Hour / 10 * 9,
 				HardBytes: 1 << 30, SoftBytes: 1 << 30 / 10 * 9}, // ike.Sweet32Kilobytes
-			Selector: datapath.Selector{Local: netip.MustParsePrefix("10.10.1.0/24"), Remote: netip.MustParsePrefix("10.20.0.0/24")},
+			Selectors: []datapath.Selector{{Local: netip.MustParsePrefix("10.10.1.0/24"), Remote: netip.MustParsePrefix("10.20.0.0/24")}},
 		}
 		if !reflect.DeepEqual(in, want) {
 			t.Errorf("A inbound SA = %+v\nwant %+v", in, want)

@@ -131,28 +131,35 @@ func saPair(sa *ike.ChildSA, replayWindow uint32) (datapath.SAPair, error) {
 		Hard: sa.Lifetime, Soft: ike.SoftLifetime(sa.Lifetime, sa.Initiator),
 		HardBytes: hardBytes, SoftBytes: ike.SoftLifetime(hardBytes, sa.Initiator),
 	}
-	sel := selector(sa.LocalTS, sa.RemoteTS)
+	sels := selectors(sa.LocalTS, sa.RemoteTS)
 	in := datapath.SA{
 		SPI: sa.SPIIn, Src: sa.Remote, Dst: sa.Local,
 		EncapSrcPort: sa.EncapRemotePort, EncapDstPort: sa.EncapLocalPort,
 		Enc: enc, EncKey: sa.EncKeyIn, Integ: integ, IntegKey: sa.IntegKeyIn,
-		ReplayWindow: replayWindow, Lifetime: life, ReqID: sa.ReqID, Selector: sel,
+		ReplayWindow: replayWindow, Lifetime: life, ReqID: sa.ReqID, Selectors: sels,
 	}
 	out := datapath.SA{
 		SPI: sa.SPIOut, Src: sa.Local, Dst: sa.Remote,
 		EncapSrcPort: sa.EncapLocalPort, EncapDstPort: sa.EncapRemotePort,
 		Enc: enc, EncKey: sa.EncKeyOut, Integ: integ, IntegKey: sa.IntegKeyOut,
-		Lifetime: life, ReqID: sa.ReqID, Selector: sel,
+		Lifetime: life, ReqID: sa.ReqID, Selectors: sels,
 	}
 	return datapath.SAPair{In: in, Out: out}, nil
 }
 
-// selector is the policy selector of a pair of quick-mode proxy IDs, from our side.
-func selector(local, remote ike.TrafficSelector) datapath.Selector {
-	return datapath.Selector{
-		Local: local.Prefix, Remote: remote.Prefix, Proto: local.Proto,
-		LocalPort: local.Port, RemotePort: remote.Port,
+// selectors are the policy selectors, from our side, of every (local, remote) combination of
+// a child SA's or a tunnel's traffic selectors, local by local.
+func selectors(local, remote []ike.TrafficSelector) []datapath.Selector {
+	out := make([]datapath.Selector, 0, len(local)*len(remote))
+	for _, l := range local {
+		for _, r := range remote {
+			out = append(out, datapath.Selector{
+				Local: l.Prefix, Remote: r.Prefix, Proto: l.Proto,
+				LocalPort: l.Port, RemotePort: r.Port,
+			})
+		}
 	}
+	return out
 }
 
 // transform maps a negotiated ESP proposal onto the datapath's algorithms.

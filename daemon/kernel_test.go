@@ -22,20 +22,20 @@ import (
 func TestSAPairNATT(t *testing.T) {
 	sa := testChildSA(t, "aes256gcm16-modp2048")
 	sa.ReqID, sa.EncapLocalPort, sa.EncapRemotePort = 7, 4500, 31000
-	sa.LocalTS = ike.TrafficSelector{Prefix: netip.MustParsePrefix("10.10.1.0/24"), Proto: 6, Port: 443}
-	sa.RemoteTS = ike.TrafficSelector{Prefix: netip.MustParsePrefix("10.20.0.0/24"), Proto: 6}
+	sa.LocalTS = []ike.TrafficSelector{{Prefix: netip.MustParsePrefix("10.10.1.0/24"), Proto: 6, Port: 443}}
+	sa.RemoteTS = []ike.TrafficSelector{{Prefix: netip.MustParsePrefix("10.20.0.0/24"), Proto: 6}}
 	sa.Lifetime, sa.LifeKilobytes = time.Hour, 1000
 	got, err := saPair(sa, 128)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sel := datapath.Selector{Local: sa.LocalTS.Prefix, Remote: sa.RemoteTS.Prefix, Proto: 6, LocalPort: 443}
+	sel := []datapath.Selector{{Local: sa.LocalTS[0].Prefix, Remote: sa.RemoteTS[0].Prefix, Proto: 6, LocalPort: 443}}
 	life := datapath.Lifetime{Hard: time.Hour, Soft: time.Hour / 20 * 19, HardBytes: 1024000, SoftBytes: 1024000 / 20 * 19}
 	want := datapath.SAPair{
 		In: datapath.SA{SPI: sa.SPIIn, Src: sa.Remote, Dst: sa.Local, EncapSrcPort: 31000, EncapDstPort: 4500,
-			Enc: datapath.EncAESGCM16, EncKey: sa.EncKeyIn, ReplayWindow: 128, Lifetime: life, ReqID: 7, Selector: sel},
+			Enc: datapath.EncAESGCM16, EncKey: sa.EncKeyIn, ReplayWindow: 128, Lifetime: life, ReqID: 7, Selectors: sel},
 		Out: datapath.SA{SPI: sa.SPIOut, Src: sa.Local, Dst: sa.Remote, EncapSrcPort: 4500, EncapDstPort: 31000,
-			Enc: datapath.EncAESGCM16, EncKey: sa.EncKeyOut, Lifetime: life, ReqID: 7, Selector: sel},
+			Enc: datapath.EncAESGCM16, EncKey: sa.EncKeyOut, Lifetime: life, ReqID: 7, Selectors: sel},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("saPair =\n%+v\nwant\n%+v", got, want)

@@ -9,8 +9,6 @@ import (
 	"net"
 	"slices"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/espgw/espgw/metrics"
 )
 
@@ -42,7 +40,7 @@ func (k *kernel) SAStats() ([]metrics.SAStat, error) {
 
 // startMetrics serves Prometheus metrics on addr until ctx ends, with the topN flows when
 // ebpf is not nil; the returned function waits for the server to stop.
-func startMetrics(ctx context.Context, addr string, sas metrics.SASource, ebpf metrics.EBPFSource, topN int, log *slog.Logger, extra ...prometheus.Collector) (wait func(), err error) {
+func startMetrics(ctx context.Context, addr string, sas metrics.SASource, ebpf metrics.EBPFSource, topN int, log *slog.Logger, extra ...metrics.Source) (wait func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
@@ -50,7 +48,7 @@ func startMetrics(ctx context.Context, addr string, sas metrics.SASource, ebpf m
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := metrics.Serve(ctx, ln, metrics.NewCollector(sas, ebpf, topN), extra...); err != nil {
+		if err := metrics.Serve(ctx, ln, log, append([]metrics.Source{metrics.NewCollector(sas, ebpf, topN)}, extra...)...); err != nil {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

@@ -20,13 +20,16 @@ const (
 	policyPriorityAlt = 1001
 )
 
-// policyFor is the SPD entry that steers a tunnel's traffic into its SAs.
-func policyFor(t ike.TunnelInfo) datapath.Policy {
-	return datapath.Policy{
-		Selector:    selector(t.LocalTS, t.RemoteTS),
-		TunnelLocal: t.LocalAddr, TunnelRemote: t.RemoteAddr,
-		ReqID: t.ReqID, Priority: policyPriority,
+// policiesFor are the SPD entries that steer a tunnel's traffic into its SAs: one per
+// (local, remote) combination of its subnets, all with its reqid.
+func policiesFor(t ike.TunnelInfo) []datapath.Policy {
+	sels := selectors(t.LocalTS, t.RemoteTS)
+	ps := make([]datapath.Policy, len(sels))
+	for i, s := range sels {
+		ps[i] = datapath.Policy{Selector: s, TunnelLocal: t.LocalAddr, TunnelRemote: t.RemoteAddr,
+			ReqID: t.ReqID, Priority: policyPriority}
 	}
+	return ps
 }
 
 // syncPolicies makes the installed policies those of the engine's tunnels, adding the new
@@ -36,34 +39,35 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	want := make(map[datapath.Policy]ike.TunnelInfo)
+	// In the tunnels' order and each tunnel's local subnets' order: the userspace datapath
+	// routes a remote subnet from an address of this host in the first local subnet that
+	// has one (netlinkRoutes.Add), which is then the same at every start.
+	var adding []datapath.Policy
 	for _, t := range tunnels {
-		p := policyFor(t)
-		if _, have := d.policies[p]; !have {
+		for _, p := range policiesFor(t) {
+			if _, have := d.policies[p]; have {
+				d.policies[p] = t // the start action may have changed
+				want[p] = t
+				continue
+			}
 			for q := range d.policies {
 				if q.Selector == p.Selector && q.Priority == p.Priority {
 					p.Priority = policyPriorityAlt
 				}
 			}
-		}
-		want[p] = t
-	}
-	var errs []error
-	failed := make(map[datapath.Selector]bool) // keep their old policies: fail closed
-	var adding []datapath.Policy
-	for p, t := range want {
-		if _, have := d.policies[p]; have {
-			d.policies[p] = t // the start action may have changed
-		} else {
+			want[p] = t
 			adding = append(adding, p)
 		}
 	}
+	var errs []error
+	failed := make(map[datapath.Selector]bool) // keep their old policies: fail closed
 	// In one batch: at start, every tunnel's policy (1,000 one by one took seconds).
 	for i, err := range datapath.AddPolicies(ctx, d.dp, adding) {
 		p := adding[i]
 		t := want[p]
 		if err != nil && !programError(err) {
 			errs = append(errs, fmt.Errorf("install policy of %s/%s (%v <-> %v): %w",
-				t.Connection, t.Tunnel, t.LocalTS, t.RemoteTS, err))
+				t.Connection, t.Tunnel, p.Selector.Local, p.Selector.Remote, err))
 			failed[p.Selector] = true
 			continue
 		}
@@ -72,7 +76,7 @@ func (d *daemon) syncPolicies(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("policy of %s/%s: %w", t.Connection, t.Tunnel, err))
 		}
 		d.log.Info("policy installed", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", t.ReqID,
-			"local", t.LocalTS, "remote", t.RemoteTS, "start", t.Start)
+			"local", p.Selector.Local, "remote", p.Selector.Remote, "start", t.Start)
 	}
 	for p, t := range d.policies {
 		if _, keep := want[p]; keep || failed[p.Selector] {

@@ -33,7 +33,7 @@ func serviceSpecs(cfg *config.Config, withRoutes bool) map[string]serviceaddr.Sp
 		if withRoutes {
 			spec.Peer, spec.Local = c.RemoteAddress, c.LocalAddress
 			for _, t := range c.Tunnels {
-				spec.Routes = append(spec.Routes, t.RemoteSubnet)
+				spec.Routes = append(spec.Routes, t.RemoteSubnets...)
 			}
 		}
 		specs[c.Name] = spec

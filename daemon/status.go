@@ -68,7 +68,7 @@ func (d *daemon) status() *control.Status {
 		k := tunnelKey{t.Connection, t.Tunnel}
 		ts := control.TunnelState{
 			Connection: t.Connection, Tunnel: t.Tunnel, Start: string(t.Start), State: control.TunnelDown,
-			LocalSelector: t.LocalTS.String(), RemoteSelector: t.RemoteTS.String(),
+			LocalSelector: ike.JoinTS(t.LocalTS), RemoteSelector: ike.JoinTS(t.RemoteTS),
 		}
 		switch {
 		case up[k]:
@@ -119,7 +119,7 @@ func (d *daemon) ipsecSA(s ike.IKESAStatus, c ike.ChildSAStatus, now time.Time) 
 		SPIIn: fmt.Sprintf("%08x", c.SPIIn), SPIOut: fmt.Sprintf("%08x", c.SPIOut),
 		Algorithms: "esp " + c.Proposal,
 		Local:      s.Local.Addr(), Remote: s.Remote.Addr(),
-		LocalSelector: c.LocalTS.String(), RemoteSelector: c.RemoteTS.String(),
+		LocalSelector: ike.JoinTS(c.LocalTS), RemoteSelector: ike.JoinTS(c.RemoteTS),
 		Established:     c.Established,
 		LifetimeSeconds: int64(c.Lifetime / time.Second),
 	}

@@ -69,8 +69,10 @@ type SA struct {
 	IntegKey                   Key
 	ReplayWindow               uint32 // packets; inbound only
 	Lifetime                   Lifetime
-	ReqID                      uint32   // ties the SA to its policy
-	Selector                   Selector // as seen from this host: Local = our protected side
+	ReqID                      uint32 // ties the SA to its policies
+	// Selectors are every (local, remote) combination the SA carries, as seen from this
+	// host (Local = our protected side): one per policy of its reqid.
+	Selectors []Selector
 }
 
 // SAPair is the inbound and outbound SA negotiated together in one quick mode.
@@ -109,10 +111,13 @@ const (
 // Event is sent by a datapath to the control plane.
 type Event struct {
 	Kind     EventKind
-	ReqID    uint32     // acquire: the policy's reqid
-	Selector Selector   // acquire: the policy selector that matched
-	SPI      uint32     // expire: the SA
-	Dst      netip.Addr // expire: the SA's destination
+	ReqID    uint32   // acquire: the policy's reqid
+	Selector Selector // acquire: the policy selector that matched
+	// PacketSrc and PacketDst are the addresses of the packet that caused an acquire, when the backend
+	// knows them: the IKEv2 initiator offers them first (RFC 7296 2.9).
+	PacketSrc, PacketDst netip.Addr
+	SPI                  uint32     // expire: the SA
+	Dst                  netip.Addr // expire: the SA's destination
 }
 
 // Datapath is implemented by every backend. Methods are safe for concurrent use.

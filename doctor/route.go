@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/espgw/espgw/model"
@@ -191,19 +192,21 @@ func checkServiceAddress(r *report, c model.Connection, addrs []netlink.Addr, da
 	}
 	var bad []string
 	for _, t := range c.Tunnels {
-		if !t.LocalSubnet.Contains(sa.Address.Addr()) {
+		if !slices.ContainsFunc(t.LocalSubnets, func(p netip.Prefix) bool { return p.Contains(sa.Address.Addr()) }) {
 			continue
 		}
-		dst := t.RemoteSubnet.Addr().Next()
-		if t.RemoteSubnet.Bits() >= 31 {
-			dst = t.RemoteSubnet.Addr()
-		}
-		dev, src, _, err := routeTo(dst)
-		switch {
-		case err != nil:
-			bad = append(bad, fmt.Sprintf("%s: no route to %s: %v", t.Name, dst, err))
-		case src != sa.Address.Addr():
-			bad = append(bad, fmt.Sprintf("%s: traffic to %s leaves via %s from %v, not from %s", t.Name, dst, dev, src, sa.Address.Addr()))
+		for _, remote := range t.RemoteSubnets {
+			dst := remote.Addr().Next()
+			if remote.Bits() >= 31 {
+				dst = remote.Addr()
+			}
+			dev, src, _, err := routeTo(dst)
+			switch {
+			case err != nil:
+				bad = append(bad, fmt.Sprintf("%s: no route to %s: %v", t.Name, dst, err))
+			case src != sa.Address.Addr():
+				bad = append(bad, fmt.Sprintf("%s: traffic to %s leaves via %s from %v, not from %s", t.Name, dst, dev, src, sa.Address.Addr()))
+			}
 		}
 	}
 	if len(bad) > 0 {

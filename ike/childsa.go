@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/espgw/espgw/ike/proposal"
@@ -15,6 +16,15 @@ type TrafficSelector struct {
 	Prefix netip.Prefix
 	Proto  uint8
 	Port   uint16
+}
+
+// JoinTS formats selectors comma-separated, as status shows them.
+func JoinTS(ts []TrafficSelector) string {
+	s := make([]string, len(ts))
+	for i, x := range ts {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func (ts TrafficSelector) String() string {
@@ -37,11 +47,13 @@ type ChildSA struct {
 	SPIIn, SPIOut                   uint32
 	// Keys per direction; for AES-GCM the encryption key is followed by its 4-byte salt.
 	EncKeyIn, EncKeyOut, IntegKeyIn, IntegKeyOut []byte
-	LocalTS, RemoteTS                            TrafficSelector
-	Lifetime                                     time.Duration
-	LifeKilobytes                                uint64
-	Established                                  time.Time
-	Initiator                                    bool
+	// LocalTS and RemoteTS are the negotiated selectors: the SA pair carries every
+	// (local, remote) combination of them.
+	LocalTS, RemoteTS []TrafficSelector
+	Lifetime          time.Duration
+	LifeKilobytes     uint64
+	Established       time.Time
+	Initiator         bool
 }
 
 // zeroKeys overwrites the four keys, once the datapath no longer holds the SA.
@@ -60,7 +72,7 @@ func (sa *ChildSA) LogValue() slog.Value {
 		slog.String("spi_in", fmt.Sprintf("%08x", sa.SPIIn)),
 		slog.String("spi_out", fmt.Sprintf("%08x", sa.SPIOut)),
 		slog.String("proposal", sa.Proposal.String()),
-		slog.String("local_ts", sa.LocalTS.String()),
-		slog.String("remote_ts", sa.RemoteTS.String()),
+		slog.String("local_ts", JoinTS(sa.LocalTS)),
+		slog.String("remote_ts", JoinTS(sa.RemoteTS)),
 	)
 }

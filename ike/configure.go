@@ -2,7 +2,9 @@ package ike
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
+	"slices"
 
 	"github.com/espgw/espgw/model"
 
@@ -41,8 +43,11 @@ func validateConnection(c *model.Connection) error {
 	}
 	for _, t := range c.Tunnels {
 		switch {
-		case !t.LocalSubnet.IsValid() || !t.RemoteSubnet.IsValid():
-			return fmt.Errorf("%s: tunnel %q: local/remote subnet unset, want prefixes", where, t.Name)
+		case !validPrefixes(t.LocalSubnets) || !validPrefixes(t.RemoteSubnets):
+			return fmt.Errorf("%s: tunnel %q: local/remote subnets %v/%v, want prefixes", where, t.Name, t.LocalSubnets, t.RemoteSubnets)
+		case c.IKE.Version != 2 && (len(t.LocalSubnets) != 1 || len(t.RemoteSubnets) != 1):
+			return fmt.Errorf("%s: tunnel %q: %d local and %d remote subnets, want one each with IKEv1 (its proxy IDs carry one subnet per side)",
+				where, t.Name, len(t.LocalSubnets), len(t.RemoteSubnets))
 		case len(t.Proposals) == 0:
 			return fmt.Errorf("%s: tunnel %q: esp proposals are empty, want at least one", where, t.Name)
 		}
@@ -56,6 +61,11 @@ func validateConnection(c *model.Connection) error {
 		}
 	}
 	return nil
+}
+
+// validPrefixes reports whether ps holds at least one prefix and only valid ones.
+func validPrefixes(ps []netip.Prefix) bool {
+	return len(ps) > 0 && !slices.ContainsFunc(ps, func(p netip.Prefix) bool { return !p.IsValid() })
 }
 
 // Configure replaces the set of connections atomically: everything is validated before

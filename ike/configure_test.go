@@ -141,7 +141,7 @@ func TestConfigureTunnelChange(t *testing.T) {
 		}
 	}
 	ca, _ := connPair(t, pc)
-	ca.Tunnels[1].LocalSubnet = netip.MustParsePrefix("10.10.7.1/32")
+	ca.Tunnels[1].LocalSubnets = []netip.Prefix{netip.MustParsePrefix("10.10.7.1/32")}
 	if err := a.e.Configure([]model.Connection{ca}); err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ type TunnelInfo struct {
 	Connection, Tunnel    string
 	ReqID                 uint32
 	LocalAddr, RemoteAddr netip.Addr
-	LocalTS, RemoteTS     TrafficSelector
+	LocalTS, RemoteTS     []TrafficSelector // every combination goes through the tunnel
 	Start                 model.StartAction
 	// OneSidedSince is set while the tunnel's newest child SA is one-sided: packets out and
 	// none in for two DPD rounds (or unconfirmed samples) with the peer answering; see
@@ -264,12 +264,18 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 }
 
 // Acquire brings up the tunnel with that reqid (a datapath ACQUIRE for start: on-demand).
-func (e *Engine) Acquire(reqID uint32) {
+func (e *Engine) Acquire(reqID uint32) { e.AcquirePacket(reqID, netip.Addr{}, netip.Addr{}) }
+
+// AcquirePacket is Acquire for a packet from src to dst: the IKEv2 negotiation it starts
+// offers the packet's addresses first (RFC 7296 2.9), so that a responder with several
+// tunnels for parts of ours picks the one that holds the packet.
+func (e *Engine) AcquirePacket(reqID uint32, src, dst netip.Addr) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range e.conns {
 		for _, t := range c.tunnels {
 			if t.reqID == reqID && t.child == nil && t.qm == nil && !t.v2Pending {
+				t.trigger = packet{src, dst}
 				e.startTunnel(t, nil)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -168,10 +169,10 @@ func connPair(tb testing.TB, pc pairConfig) (a, b model.Connection) {
 		}
 		for i := range pc.tunnels {
 			c.Tunnels = append(c.Tunnels, model.Tunnel{
-				Name:         fmt.Sprintf("t%d", i),
-				LocalSubnet:  netip.MustParsePrefix(fmt.Sprintf(localNet, i)),
-				RemoteSubnet: netip.MustParsePrefix(fmt.Sprintf(remoteNet, i)),
-				Proposals:    mustESP(tb, esp), Lifetime: life, Start: model.StartManual,
+				Name:          fmt.Sprintf("t%d", i),
+				LocalSubnets:  []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf(localNet, i))},
+				RemoteSubnets: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf(remoteNet, i))},
+				Proposals:     mustESP(tb, esp), Lifetime: life, Start: model.StartManual,
 			})
 		}
 		return c
@@ -253,7 +254,7 @@ func checkMirrored(tb testing.TB, x, y *ChildSA) {
 	if len(x.EncKeyIn) != x.Proposal.EncKeyLen() || len(x.IntegKeyIn) != x.Proposal.IntegKeyLen() {
 		tb.Errorf("key lengths %d/%d, want %d/%d", len(x.EncKeyIn), len(x.IntegKeyIn), x.Proposal.EncKeyLen(), x.Proposal.IntegKeyLen())
 	}
-	if x.Proposal != y.Proposal || x.LocalTS != y.RemoteTS || x.RemoteTS != y.LocalTS {
+	if x.Proposal != y.Proposal || !slices.Equal(x.LocalTS, y.RemoteTS) || !slices.Equal(x.RemoteTS, y.LocalTS) {
 		tb.Errorf("proposal/selectors differ: %v %v %v / %v %v %v", x.Proposal, x.LocalTS, x.RemoteTS, y.Proposal, y.LocalTS, y.RemoteTS)
 	}
 	if x.Initiator == y.Initiator {

@@ -94,7 +94,7 @@ func TestProxyIDMismatch(t *testing.T) {
 	pc := pairConfig{mode: model.ModeMain, ike: "3des-sha1-modp1024", esp: "3des-sha1", pskA: "k"}
 	ba, bb := bindtest.NewPair()
 	ca, cb := connPair(t, pc)
-	cb.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24")
+	cb.Tunnels[0].RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("10.10.9.0/24")}
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	b := startNode(t, "B", bb, 0xb0000000, RetransmitPolicy{}, cb)
 	err := a.e.Up(upCtx(t), "peer", "")

@@ -43,8 +43,8 @@ func TestLabInterop(t *testing.T) {
 	c := model.Connection{
 		Name: "lab", LocalAddress: local, RemoteAddress: remote, PSK: model.Secret(cmp.Or(os.Getenv("ESPGW_LAB_PSK"), "lab-preshared-key-0123456789")),
 		IKE: model.IKE{Mode: mode, Proposals: mustIKE(t, ike), Lifetime: 4 * time.Hour, NATTraversal: model.NATTAuto},
-		Tunnels: []model.Tunnel{{Name: "s2s", LocalSubnet: netip.MustParsePrefix("10.10.1.1/32"),
-			RemoteSubnet: netip.MustParsePrefix("10.20.0.0/24"), Proposals: mustESP(t, esp), Lifetime: time.Hour,
+		Tunnels: []model.Tunnel{{Name: "s2s", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.1/32")},
+			RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}, Proposals: mustESP(t, esp), Lifetime: time.Hour,
 			Start: model.StartManual}},
 	}
 	if err := e.Configure([]model.Connection{c}); err != nil {

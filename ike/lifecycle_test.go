@@ -200,7 +200,7 @@ func TestConfigure(t *testing.T) {
 	a := startNode(t, "A", ba, 0xa0000000, RetransmitPolicy{}, ca)
 	waitFor(t, "start: always tunnel up", func() bool { return len(b.k.active()) == 1 && len(a.k.active()) == 1 })
 	ti := a.e.Tunnels()
-	if len(ti) != 1 || ti[0].ReqID == 0 || ti[0].LocalTS.Prefix != ca.Tunnels[0].LocalSubnet || ti[0].Start != model.StartAlways {
+	if len(ti) != 1 || ti[0].ReqID == 0 || ti[0].LocalTS[0].Prefix != ca.Tunnels[0].LocalSubnets[0] || ti[0].Start != model.StartAlways {
 		t.Errorf("Tunnels() = %+v", ti)
 	}
 	bad := ca

@@ -136,7 +136,9 @@ func TestOutcomesOfFailures(t *testing.T) {
 		{"peer id", pairConfig{}, func(_, b *model.Connection) { b.RemoteID = model.Identity{Kind: model.IDFQDN, Name: "gw.example"} },
 			Outcome{Connection: "peer", Exchange: ExchangeMain, Initiator: true, Result: ResultIDMismatch},
 			Outcome{Connection: "peer", Exchange: ExchangeMain, Result: ResultIDMismatch}},
-		{"proxy id", pairConfig{}, func(_, b *model.Connection) { b.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
+		{"proxy id", pairConfig{}, func(_, b *model.Connection) {
+			b.Tunnels[0].RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("10.10.9.0/24")}
+		},
 			Outcome{Connection: "peer", Tunnel: "t0", Exchange: ExchangeQuick, Initiator: true, Result: ResultIDMismatch},
 			Outcome{Connection: "peer", Exchange: ExchangeQuick, Result: ResultIDMismatch}},
 	}

@@ -129,10 +129,11 @@ func matchTunnel(c *connection, ps []isakmp.Payload, sa *ikeSA) (*tunnel, error)
 	}
 	var have []string
 	for _, t := range c.sortedTunnels() {
-		if sameTS(t.remoteTS(), ci) && sameTS(t.localTS(), cr) {
+		local, remote := t.proxyIDs()
+		if sameTS(remote, ci) && sameTS(local, cr) {
 			return t, nil
 		}
-		have = append(have, fmt.Sprintf("%s: %s === %s", t.cfg.Name, t.localTS(), t.remoteTS()))
+		have = append(have, fmt.Sprintf("%s: %s === %s", t.cfg.Name, local, remote))
 	}
 	return nil, fmt.Errorf("%w: peer proposed proxy IDs %s === %s (ours first), configured tunnels [%s]",
 		ErrIDMismatch, cr, ci, strings.Join(have, "; "))
@@ -154,9 +155,10 @@ func checkProxyIDs(ps []isakmp.Payload, t *tunnel) error {
 	}
 	ci, err1 := selectorFromID(ids[0])
 	cr, err2 := selectorFromID(ids[1])
-	if err1 != nil || err2 != nil || !sameTS(ci, t.localTS()) || !sameTS(cr, t.remoteTS()) {
+	local, remote := t.proxyIDs()
+	if err1 != nil || err2 != nil || !sameTS(ci, local) || !sameTS(cr, remote) {
 		return fmt.Errorf("%w: responder answered proxy IDs %s === %s, we proposed %s === %s",
-			ErrIDMismatch, ci, cr, t.localTS(), t.remoteTS())
+			ErrIDMismatch, ci, cr, local, remote)
 	}
 	return nil
 }

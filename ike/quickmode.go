@@ -241,7 +241,8 @@ func (e *Engine) sendQM1(sa *ikeSA, t *tunnel) error {
 	qm.spiIn, qm.nonceI = spi, nonce
 	ps := []isakmp.Payload{espOffer(&t.cfg, spi, sa.encapMode()), &isakmp.Nonce{Data: nonce}}
 	send := func() {
-		ps = append(ps, proxyID(t.localTS()), proxyID(t.remoteTS()))
+		local, remote := t.proxyIDs()
+		ps = append(ps, proxyID(local), proxyID(remote))
 		qm.sendProtected(ps, nil, true)
 		e.log.Info("initiating quick mode", sa.logArgs("tunnel", t.cfg.Name, "msgid", hexSPI(msgID))...)
 	}
@@ -444,7 +445,7 @@ func (qm *quickMode) installKeys(gxy []byte) {
 		Connection: sa.conn.cfg.Name, Tunnel: t.cfg.Name, ReqID: t.reqID,
 		Local: sa.local.Addr(), Remote: sa.remote.Addr(),
 		Proposal: qm.prop, SPIIn: qm.spiIn, SPIOut: qm.spiOut,
-		LocalTS: t.localTS(), RemoteTS: t.remoteTS(),
+		LocalTS: t.localTS(), RemoteTS: t.remoteTS(), // one each
 		Lifetime: qm.life.seconds, LifeKilobytes: volumeLimit(qm.life, qm.prop).kilobytes,
 		Established: e.now(), Initiator: qm.initiator,
 	}

@@ -28,7 +28,8 @@ func TestRefusedQM1(t *testing.T) {
 		{
 			name: "no nonce",
 			payload: func(tun *tunnel, sa *ikeSA) []isakmp.Payload {
-				return []isakmp.Payload{espOffer(&tun.cfg, 0x1234, sa.encapMode()), proxyID(tun.localTS()), proxyID(tun.remoteTS())}
+				local, remote := tun.proxyIDs()
+				return []isakmp.Payload{espOffer(&tun.cfg, 0x1234, sa.encapMode()), proxyID(local), proxyID(remote)}
 			},
 			tunnel: "t0", err: "tunnel t0: quick mode",
 		},

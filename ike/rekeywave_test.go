@@ -83,10 +83,10 @@ func manyTunnels(t *testing.T, n int, life time.Duration, local, remote string) 
 	var ts []model.Tunnel
 	for i := range n {
 		ts = append(ts, model.Tunnel{
-			Name:         fmt.Sprintf("t%04d", i),
-			LocalSubnet:  netip.MustParsePrefix(fmt.Sprintf("%s.%d.%d/32", local, i/256, i%256)),
-			RemoteSubnet: netip.MustParsePrefix(fmt.Sprintf("%s.%d.%d/32", remote, i/256, i%256)),
-			Proposals:    mustESP(t, "aes128gcm16"), Lifetime: life, Start: model.StartManual,
+			Name:          fmt.Sprintf("t%04d", i),
+			LocalSubnets:  []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("%s.%d.%d/32", local, i/256, i%256))},
+			RemoteSubnets: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("%s.%d.%d/32", remote, i/256, i%256))},
+			Proposals:     mustESP(t, "aes128gcm16"), Lifetime: life, Start: model.StartManual,
 		})
 	}
 	return ts

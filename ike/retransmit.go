@@ -58,6 +58,8 @@ type exchange struct {
 	tries    int
 	gen      uint64 // invalidates timers that fired while we held the lock
 	onGiveUp func()
+	// onResend, if set, runs before the try-th send (2 and later) and may replace lastOut.
+	onResend func(try int)
 	// echoes repeats of the last accepted message answer our own retransmissions, which
 	// crossed our reply, and one more before crossUntil the peer's own retransmission
 	// that crossed it: they are not answered again. Repeats beyond them are answered.
@@ -109,6 +111,9 @@ func (x *exchange) arm(base, left time.Duration) {
 			return
 		}
 		x.tries++
+		if x.onResend != nil {
+			x.onResend(x.tries)
+		}
 		x.transmit()
 		x.arm(2*base, left)
 	})

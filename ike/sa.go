@@ -37,6 +37,8 @@ type tunnel struct {
 	removed    bool   // no longer configured: nothing may be installed for it
 	installs   uint64 // child SAs installed so far; numbers them (childSA.gen)
 	v2Pending  bool   // IKEv2: an IKE_AUTH or CREATE_CHILD_SA for it is in flight
+	// trigger is the packet whose acquire started the tunnel, until IKEv2 offers it.
+	trigger packet
 	// lastOneSided is when a one-sided child SA of the tunnel was last re-keyed.
 	lastOneSided time.Time
 	// retry is the pending retry of a start: always tunnel after failures (retry.go).
@@ -170,12 +172,27 @@ func (c *connection) sortedTunnels() []*tunnel {
 	return ts
 }
 
-func (t *tunnel) localTS() TrafficSelector {
-	return TrafficSelector{Prefix: t.cfg.LocalSubnet, Proto: t.cfg.Protocol, Port: t.cfg.LocalPort}
+// localTS is one selector per local subnet, in the configuration's order.
+func (t *tunnel) localTS() []TrafficSelector {
+	return t.selectors(t.cfg.LocalSubnets, t.cfg.LocalPort)
 }
 
-func (t *tunnel) remoteTS() TrafficSelector {
-	return TrafficSelector{Prefix: t.cfg.RemoteSubnet, Proto: t.cfg.Protocol, Port: t.cfg.RemotePort}
+// remoteTS is one selector per remote subnet.
+func (t *tunnel) remoteTS() []TrafficSelector {
+	return t.selectors(t.cfg.RemoteSubnets, t.cfg.RemotePort)
+}
+
+func (t *tunnel) selectors(subnets []netip.Prefix, port uint16) []TrafficSelector {
+	out := make([]TrafficSelector, len(subnets))
+	for i, p := range subnets {
+		out[i] = TrafficSelector{Prefix: p, Proto: t.cfg.Protocol, Port: port}
+	}
+	return out
+}
+
+// proxyIDs are the selectors of an IKEv1 tunnel, which has one subnet per side (validated).
+func (t *tunnel) proxyIDs() (local, remote TrafficSelector) {
+	return t.localTS()[0], t.remoteTS()[0]
 }
 
 // notify completes every Up waiting for the tunnel.

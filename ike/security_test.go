@@ -329,8 +329,8 @@ func TestInitialContactScopedToConnection(t *testing.T) {
 	ca2.Name, ca2.LocalAddress = "peer2", addrA2
 	cb2.Name, cb2.RemoteAddress = "peer2", addrA2
 	for i := range ca2.Tunnels {
-		ca2.Tunnels[i].LocalSubnet = netip.MustParsePrefix("10.11.0.1/32")
-		cb2.Tunnels[i].RemoteSubnet = netip.MustParsePrefix("10.11.0.1/32")
+		ca2.Tunnels[i].LocalSubnets = []netip.Prefix{netip.MustParsePrefix("10.11.0.1/32")}
+		cb2.Tunnels[i].RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("10.11.0.1/32")}
 	}
 	ba, bb := bindtest.NewPair()
 	a := startNode(t, "A", ba, 0xa0000000, pc.retransmit, ca1, ca2)

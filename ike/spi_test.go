@@ -108,9 +108,11 @@ func TestQuickModeFailureReleasesSPIs(t *testing.T) {
 			wantA: counts{1, 0, 1},
 		},
 		{
-			name:  "proxy-ID mismatch",
-			pc:    pairConfig{esp: "3des-sha1", retransmit: fast},
-			edit:  func(cb *model.Connection) { cb.Tunnels[0].RemoteSubnet = netip.MustParsePrefix("10.10.9.0/24") },
+			name: "proxy-ID mismatch",
+			pc:   pairConfig{esp: "3des-sha1", retransmit: fast},
+			edit: func(cb *model.Connection) {
+				cb.Tunnels[0].RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("10.10.9.0/24")}
+			},
 			wantA: counts{1, 0, 1},
 		},
 		{

@@ -48,7 +48,7 @@ type ChildSAStatus struct {
 	ReqID             uint32
 	SPIIn, SPIOut     uint32
 	Proposal          string
-	LocalTS, RemoteTS TrafficSelector
+	LocalTS, RemoteTS []TrafficSelector
 	Encapsulated      bool
 	Lifetime          time.Duration
 	LifeKilobytes     uint64 // volume limit; 0 = none (3DES always has one, Sweet32Kilobytes by default)

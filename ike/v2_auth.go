@@ -124,7 +124,8 @@ func (e *Engine) sendAuth(sa *v2SA) error {
 		} else {
 			sa.authTunnel, sa.authSPI = t, spi
 			t.v2Pending = true
-			ps = append(ps, childOffer(&t.cfg, spi, false), tsPayload(t.localTS(), false), tsPayload(t.remoteTS(), true))
+			local, remote := t.offerTS(nil)
+			ps = append(ps, childOffer(&t.cfg, spi, false), tsPayload(local, false), tsPayload(remote, true))
 		}
 	}
 	sa.state = v2AuthSent
@@ -162,7 +163,7 @@ func (e *Engine) handleAuthResponse(sa *v2SA, ps []ikev2.Payload) error {
 		t.v2Pending = false
 		spi := sa.authSPI
 		sa.authSPI = 0
-		if err := e.acceptChild(sa, t, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
+		if err := e.acceptChild(sa, t, nil, ps, spi, sa.nonceI, sa.nonceR, nil); err != nil {
 			e.releaseSPI(sa, spi)
 			e.childFailed(sa, t, true, err)
 		}

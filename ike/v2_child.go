@@ -22,9 +22,46 @@ import (
 //	HDR, SK {SA, Ni, [KEi], TSi, TSr}  -->
 //	                              <--  HDR, SK {SA, Nr, [KEr], TSi, TSr}
 
-// tsPayload is the TSi or TSr payload of one selector.
-func tsPayload(ts TrafficSelector, responder bool) *ikev2.TrafficSelectors {
-	return &ikev2.TrafficSelectors{Responder: responder, Selectors: []ikev2.TrafficSelector{v2Selector(ts)}}
+// tsPayload is the TSi or TSr payload of a side's selectors.
+func tsPayload(ts []TrafficSelector, responder bool) *ikev2.TrafficSelectors {
+	p := &ikev2.TrafficSelectors{Responder: responder}
+	for _, x := range ts {
+		p.Selectors = append(p.Selectors, v2Selector(x))
+	}
+	return p
+}
+
+// offeredTS are the selectors we offer for t: the tunnel's subnets, or the child SA's
+// negotiated ones when rekeying it (RFC 7296 2.8: the new SA replaces the old one).
+func offeredTS(t *tunnel, rekeyed *childSA) (local, remote []TrafficSelector) {
+	if rekeyed != nil {
+		return rekeyed.LocalTS, rekeyed.RemoteTS
+	}
+	return t.localTS(), t.remoteTS()
+}
+
+// packet is the addresses of a packet for which the datapath asked for a tunnel.
+type packet struct{ src, dst netip.Addr }
+
+// offerTS is offeredTS for a request, led by the addresses of the packet that triggered it
+// if they lie in the tunnel's subnets (RFC 7296 2.9: the responder may then pick the part
+// of its policy that holds them); the trigger is used once.
+func (t *tunnel) offerTS(rekeyed *childSA) (local, remote []TrafficSelector) {
+	local, remote = offeredTS(t, rekeyed)
+	p := t.trigger
+	t.trigger = packet{}
+	in := func(ts []TrafficSelector, a netip.Addr) bool {
+		return slices.ContainsFunc(ts, func(s TrafficSelector) bool { return s.Prefix.Contains(a) })
+	}
+	if rekeyed != nil || !in(local, p.src) || !in(remote, p.dst) {
+		return local, remote
+	}
+	host := func(side []TrafficSelector, a netip.Addr) []TrafficSelector {
+		s := side[0]
+		s.Prefix = hostPrefix(a)
+		return append([]TrafficSelector{s}, side...)
+	}
+	return host(local, p.src), host(remote, p.dst)
 }
 
 // v2Selector is the address and port range of a selector.
@@ -47,31 +84,53 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// narrow returns the part of ours that the peer's selectors allow (RFC 7296 2.9), as one
-// selector: a selector can hold one prefix, so of the peer's entries that overlap ours the
-// one leaving the widest part wins (ours whole when an entry contains it), the peer's order
-// breaking ties. That keeps a leading entry for the packet that triggered the peer's
-// negotiation (a host, 2.9) from shrinking the child SA to that host when a later entry
-// covers our whole subnet. ok is false when none overlaps in a form a TrafficSelector can
-// hold (a prefix, one port or all).
-func narrow(ours TrafficSelector, theirs []ikev2.TrafficSelector) (TrafficSelector, bool) {
-	var best TrafficSelector
-	found := false
+// narrow is the responder's narrowing of one side (RFC 7296 2.9): the intersections of each
+// of the peer's selectors with each of ours, in the peer's order, less those another one
+// covers, so that a leading entry for the packet that triggered the peer's negotiation (a
+// host, 2.9) does not stand beside the later entry holding our whole subnet. Empty when
+// nothing overlaps in a form a TrafficSelector can hold (a prefix, one port or all).
+func narrow(ours []TrafficSelector, theirs []ikev2.TrafficSelector) []TrafficSelector {
+	var all []TrafficSelector
 	for _, s := range theirs {
-		if n, ok := narrowOne(ours, s); ok && (!found || wider(n, best)) {
-			best, found = n, true
+		for _, o := range ours {
+			if n, ok := narrowOne(o, s); ok {
+				all = append(all, n)
+			}
 		}
 	}
-	return best, found
+	var out []TrafficSelector
+	for i, n := range all {
+		covered := slices.ContainsFunc(all[:i], func(m TrafficSelector) bool { return covers(m, n) }) ||
+			slices.ContainsFunc(all[i+1:], func(m TrafficSelector) bool { return covers(m, n) && !covers(n, m) })
+		if !covered {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
-// wider reports whether selector a covers more than b: a shorter prefix, else any protocol
-// or port where b has one.
-func wider(a, b TrafficSelector) bool {
-	if a.Prefix.Bits() != b.Prefix.Bits() {
-		return a.Prefix.Bits() < b.Prefix.Bits()
+// covers reports whether selector a holds all of b.
+func covers(a, b TrafficSelector) bool {
+	return a.Prefix.Bits() <= b.Prefix.Bits() && a.Prefix.Contains(b.Prefix.Addr()) &&
+		(a.Proto == 0 || a.Proto == b.Proto) && (a.Port == 0 || a.Port == b.Port)
+}
+
+// withinOffer takes the responder's selectors for one side if each lies within one we
+// offered: it may narrow (RFC 7296 2.9), not widen, and must answer at least one.
+func withinOffer(offer []TrafficSelector, answer []ikev2.TrafficSelector) ([]TrafficSelector, bool) {
+	out := make([]TrafficSelector, 0, len(answer))
+	for _, s := range answer {
+		i := slices.IndexFunc(offer, func(o TrafficSelector) bool {
+			n, ok := narrowOne(o, s)
+			return ok && v2Selector(n) == s
+		})
+		if i < 0 {
+			return nil, false
+		}
+		n, _ := narrowOne(offer[i], s)
+		out = append(out, n)
 	}
-	return a.Proto == 0 && b.Proto != 0 || a.Port == 0 && b.Port != 0
+	return out, len(out) > 0
 }
 
 func narrowOne(ours TrafficSelector, s ikev2.TrafficSelector) (TrafficSelector, bool) {
@@ -139,15 +198,15 @@ type v2Child struct {
 	t                 *tunnel
 	prop              proposal.ESP
 	spiIn, spiOut     uint32
-	localTS, remoteTS TrafficSelector
+	localTS, remoteTS []TrafficSelector
 	nonceI, nonceR    []byte
 	gir               []byte // PFS shared secret, nil without
 	initiator         bool   // we initiated the exchange that created it
 }
 
 // acceptChild checks the responder's SA and TS payloads for the child we offered t with
-// inbound SPI spiIn, and installs it.
-func (e *Engine) acceptChild(sa *v2SA, t *tunnel, ps []ikev2.Payload, spiIn uint32, ni, nr, gir []byte) error {
+// inbound SPI spiIn (rekeying rekeyed, if not nil), and installs it.
+func (e *Engine) acceptChild(sa *v2SA, t *tunnel, rekeyed *childSA, ps []ikev2.Payload, spiIn uint32, ni, nr, gir []byte) error {
 	if n := firstError(ps); n != nil {
 		return e.v2PeerError(sa, n, "CHILD_SA of "+t.cfg.Name, t)
 	}
@@ -160,11 +219,12 @@ func (e *Engine) acceptChild(sa *v2SA, t *tunnel, ps []ikev2.Payload, spiIn uint
 	if err != nil {
 		return fmt.Errorf("responder chose an ESP proposal we did not offer: %w", err)
 	}
-	lts, ok1 := narrow(t.localTS(), tsi.Selectors)
-	rts, ok2 := narrow(t.remoteTS(), tsr.Selectors)
+	offerL, offerR := offeredTS(t, rekeyed)
+	lts, ok1 := withinOffer(offerL, tsi.Selectors)
+	rts, ok2 := withinOffer(offerR, tsr.Selectors)
 	if !ok1 || !ok2 {
-		return fmt.Errorf("%w: responder's traffic selectors %s <-> %s are outside ours %s <-> %s", ErrIDMismatch,
-			describeTS(tsi), describeTS(tsr), t.localTS(), t.remoteTS())
+		return fmt.Errorf("%w: responder's traffic selectors %s <-> %s are not within ours %s <-> %s", ErrIDMismatch,
+			describeTS(tsi), describeTS(tsr), JoinTS(offerL), JoinTS(offerR))
 	}
 	return e.installV2Child(&v2Child{sa: sa, t: t, prop: prop, spiIn: spiIn, spiOut: binary.BigEndian.Uint32(sar.Proposals[0].SPI),
 		localTS: lts, remoteTS: rts, nonceI: ni, nonceR: nr, gir: gir, initiator: true})
@@ -236,35 +296,33 @@ func (e *Engine) answerChild(sa *v2SA, ps []ikev2.Payload, ni, nr, gir []byte, e
 }
 
 // matchV2Tunnel finds the tunnel of c for the initiator's TSi (its side: our remote) and
-// TSr, and the narrowed selectors we answer and install. Each of our tunnels carries one
-// selector pair, so the answer is one pair even when the peer lists several per side. The
-// rule: the peer's pairs are tried in its order (TSi entry, then TSr entry), since its first
+// TSr, and the narrowed selectors we answer and install. A child SA belongs to one tunnel,
+// so when the peer's lists span several tunnels the answer is the part of one. The rule:
+// the peer's pairs are tried in its order (TSi entry, then TSr entry), since its first
 // entries are the most specific, possibly the packet that triggered it (RFC 7296 2.9); for
-// each, our tunnels by name; the first tunnel overlapping both entries is chosen, and its
-// selectors are then narrowed against all of the peer's entries (narrow).
-func matchV2Tunnel(c *connection, tsi, tsr *ikev2.TrafficSelectors) (*tunnel, TrafficSelector, TrafficSelector) {
+// each, our tunnels by name; the first tunnel overlapping both entries is chosen, and each
+// side of it is then narrowed against all of the peer's entries of that side (narrow).
+func matchV2Tunnel(c *connection, tsi, tsr *ikev2.TrafficSelectors) (t *tunnel, local, remote []TrafficSelector) {
 	ts := c.sortedTunnels()
 	for _, si := range tsi.Selectors {
 		for _, sr := range tsr.Selectors {
 			for _, t := range ts {
-				_, ok1 := narrowOne(t.localTS(), sr)
-				_, ok2 := narrowOne(t.remoteTS(), si)
-				if ok1 && ok2 && !t.removed {
-					lts, _ := narrow(t.localTS(), tsr.Selectors)
-					rts, _ := narrow(t.remoteTS(), tsi.Selectors)
-					return t, lts, rts
+				fits := len(narrow(t.localTS(), []ikev2.TrafficSelector{sr})) > 0 &&
+					len(narrow(t.remoteTS(), []ikev2.TrafficSelector{si})) > 0
+				if fits && !t.removed {
+					return t, narrow(t.localTS(), tsr.Selectors), narrow(t.remoteTS(), tsi.Selectors)
 				}
 			}
 		}
 	}
-	return nil, TrafficSelector{}, TrafficSelector{}
+	return nil, nil, nil
 }
 
 // tunnelSelectors lists c's tunnels' selectors, for errors.
 func tunnelSelectors(c *connection) string {
 	var s []string
 	for _, t := range c.sortedTunnels() {
-		s = append(s, fmt.Sprintf("%s: %s <-> %s", t.cfg.Name, t.localTS(), t.remoteTS()))
+		s = append(s, fmt.Sprintf("%s: %s <-> %s", t.cfg.Name, JoinTS(t.localTS()), JoinTS(t.remoteTS())))
 	}
 	return fmt.Sprint(s)
 }
@@ -370,7 +428,8 @@ func (e *Engine) createChildKE(sa *v2SA, t *tunnel, group uint16) {
 		}
 		ps = append(ps, &ikev2.KE{Group: group, Data: key.Public()})
 	}
-	ps = append(ps, tsPayload(t.localTS(), false), tsPayload(t.remoteTS(), true))
+	offerL, offerR := t.offerTS(rekeyed)
+	ps = append(ps, tsPayload(offerL, false), tsPayload(offerR, true))
 	t.v2Pending = true
 	done := false
 	finish := func() {
@@ -432,7 +491,7 @@ func (e *Engine) childReply(sa *v2SA, t *tunnel, rs []ikev2.Payload, spi uint32,
 		return err
 	}
 	defer clear(gir)
-	if err := e.acceptChild(sa, t, rs, spi, ni, nr.Data, gir); err != nil {
+	if err := e.acceptChild(sa, t, rekeyed, rs, spi, ni, nr.Data, gir); err != nil {
 		return err
 	}
 	if rekeyed != nil {

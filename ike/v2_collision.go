@@ -119,6 +119,26 @@ func (e *Engine) ikeRekeyFailed(old *v2SA) {
 	}
 }
 
+// ikeRekeyUnanswered ends our rekey of old that went unanswered through every
+// retransmission while the peer's rekey of old, which we answered, completed: as when ours
+// fails, the peer's new SA takes the child SAs and old goes, so that no race stays pending
+// on an SA whose exchange is over. It reports whether that was the case; otherwise the
+// silence means a dead peer.
+func (e *Engine) ikeRekeyUnanswered(old *v2SA) bool {
+	r := old.pending
+	if r == nil || !r.rekeysIKE || old.race == nil || old.race.peers == nil {
+		return false
+	}
+	e.log.Info("our IKE SA rekey went unanswered; the peer's simultaneous rekey survives (RFC 7296 2.8.2)", old.logArgs()...)
+	old.pending = nil
+	old.reqID++ // the ID is spent: the peer may have seen the request
+	if r.onFail != nil {
+		r.onFail(ErrTimeout)
+	}
+	e.ikeRekeyFailed(old)
+	return true
+}
+
 // inheritChildren gives the child SAs of an IKE SA the peer deletes to the new SA of the
 // peer's rekey, if we answered one while ours was in flight.
 func (e *Engine) inheritChildren(old *v2SA) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/ike/ikev2"
+	"github.com/espgw/espgw/model"
 )
 
 // rekeyIKEv2Now starts n's rekey of its established IKE SA; the peer sees the request only
@@ -149,5 +150,79 @@ func requireMirroredSets(t *testing.T, ia, ib []*ChildSA) {
 			continue
 		}
 		checkMirrored(t, x, ib[i])
+	}
+}
+
+// TestIKEv2IKERekeyTimeoutInCollision: both sides rekey the IKE SA at once, but A's
+// CREATE_CHILD_SA never reaches B and B's Delete of the old SA never reaches A: A answered
+// B's rekey and so has a collision pending when its own request times out. The pending
+// state must not outlive the exchange: B's rekey, which both sides completed, takes the
+// child SAs at A too, the old SA goes with its timers, and nothing half-done stays.
+func TestIKEv2IKERekeyTimeoutInCollision(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
+	s.up(a, b)
+	first := a.e.Status().IKESAs[0].InitiatorCookie
+	children := len(a.k.active())
+	isRequest := func(m []byte, x ikev2.ExchangeType) bool {
+		return len(m) > 19 && m[18] == byte(x) && ikev2.Flags(m[19])&ikev2.FlagResponse == 0
+	}
+	a.bind.SetFilter(func(m []byte, _, _ netip.AddrPort, _ bool) bool { return !isRequest(m, ikev2.ExchangeCreateChildSA) })
+	b.bind.SetFilter(func(m []byte, _, _ netip.AddrPort, _ bool) bool { return !isRequest(m, ikev2.ExchangeInformational) })
+	rekeyIKEv2Now(t, a)
+	rekeyIKEv2Now(t, b)
+	s.advance(2 * time.Minute) // A's retransmissions give up after 28 s
+	a.bind.SetFilter(nil)
+	b.bind.SetFilter(nil)
+	spi := requireOneIKEv2SA(t, a, b, first, children)
+	if got := len(a.k.active()); got != children {
+		t.Errorf("A has %d child SAs installed, want %d", got, children)
+	}
+	a.e.mu.Lock()
+	for _, sa := range a.e.v2SAs {
+		if sa.race != nil || sa.rekeying || sa.pending != nil || len(sa.queue) > 0 {
+			t.Errorf("A's IKE SA %s: race %v, rekeying %v, request pending %v, %d queued; want none left", sa.spiI, sa.race != nil, sa.rekeying, sa.pending != nil, len(sa.queue))
+		}
+	}
+	if a.e.halfOpen != 0 {
+		t.Errorf("A counts %d half-open IKE SAs, want 0", a.e.halfOpen)
+	}
+	a.e.mu.Unlock()
+	// The surviving SA carries work both ways.
+	deleteOneChild(b)
+	s.run("child deleted at A on the IKE SA "+spi, time.Minute, func() bool { return len(a.k.active()) == children-1 })
+	deleteOneChild(a)
+	s.run("child deleted at B on the IKE SA "+spi, time.Minute, func() bool { return len(b.k.active()) == children-2 })
+}
+
+// TestIKEv2IKERekeyUnanswered: A's IKE SA rekey gets no answer (B's responses are lost
+// for a minute) and no collision is pending: the peer counts as dead, A deletes the old SA
+// with its child SAs and the unfinished new one, and its start: always tunnels come back on
+// a new IKE SA whose INITIAL_CONTACT clears what B kept: one IKE SA and mirrored child SAs
+// each, no half-open SA left.
+func TestIKEv2IKERekeyUnanswered(t *testing.T) {
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048",
+		func(ca, _ *model.Connection) {
+			for i := range ca.Tunnels {
+				ca.Tunnels[i].Start = model.StartAlways
+			}
+		})
+	s.up(a, b)
+	first := a.e.Status().IKESAs[0].InitiatorCookie
+	mute := true
+	b.bind.SetFilter(func(m []byte, _, _ netip.AddrPort, _ bool) bool {
+		return !mute || len(m) <= 19 || ikev2.Flags(m[19])&ikev2.FlagResponse == 0
+	})
+	rekeyIKEv2Now(t, a)
+	s.advance(time.Minute)
+	mute = false
+	s.advance(time.Minute)
+	requireOneIKEv2SA(t, a, b, first, 2)
+	requireMirroredSets(t, a.k.active(), b.k.active())
+	for _, n := range []*node{a, b} {
+		n.e.mu.Lock()
+		if len(n.e.v2SAs) != 1 || n.e.halfOpen != 0 {
+			t.Errorf("%d IKE SAs in the table, %d half-open; want 1, 0", len(n.e.v2SAs), n.e.halfOpen)
+		}
+		n.e.mu.Unlock()
 	}
 }

@@ -95,10 +95,7 @@ func (e *Engine) handleV2Request(sa *v2SA, in *v2Inbound) error {
 	h := &in.m.Header
 	switch {
 	case h.MessageID+1 == sa.peerID:
-		if sa.resp.duplicate(in.raw) {
-			return nil
-		}
-		return errIgnore
+		return sa.answerAgain(in)
 	case h.MessageID != sa.peerID:
 		return errIgnore
 	case sa.state == v2InitDone && h.Exchange != ikev2.ExchangeIKEAuth,
@@ -124,6 +121,27 @@ func (e *Engine) handleV2Request(sa *v2SA, in *v2Inbound) error {
 	default:
 		sa.respond(h.Exchange, h.MessageID, &ikev2.Notify{NotifyType: ikev2.NotifyInvalidSyntax})
 	}
+	return nil
+}
+
+// answerAgain resends our response to a retransmission of the peer's last request: a whole
+// message that repeats the one we answered or, if it came in fragments, its first fragment
+// once it verifies (RFC 7383 2.6.1: the peer may have fragmented it anew, smaller); the
+// other fragments are ignored. The repeat says our response was lost: it goes in smaller
+// fragments (v2_fragment.go).
+func (sa *v2SA) answerAgain(in *v2Inbound) error {
+	f := ikev2.Find[*ikev2.EncryptedFragment](in.m.Payloads)
+	fragment := f != nil
+	switch {
+	case !fragment && !sa.resp.repeats(in.raw), fragment && (f.Number != 1 || !sa.fragments):
+		return errIgnore
+	case fragment:
+		if _, err := sa.sk.decrypt(in.raw, f.Encrypted); err != nil {
+			return err
+		}
+	}
+	sa.refragmentResponse(in.m.Header.MessageID)
+	sa.resp.transmit()
 	return nil
 }
 

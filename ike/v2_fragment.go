@@ -23,6 +23,74 @@ const (
 	nonESPMarkerLen = 4 // before IKE on port 4500 (RFC 3948 2.2)
 )
 
+// Path MTU (RFC 7383 2.5.2): a path may silently drop datagrams above some size (no ICMP,
+// or a firewall that eats IP fragments). An unanswered request is sealed again in smaller
+// fragments for its later retransmissions, two sends per size, stepping from fragment_size
+// down to 1280 and, over IPv4, 576 bytes: what every IPv6 and IPv4 path must carry. Each
+// retransmission of a request we answered says our response was lost: it goes one step
+// smaller. The IKE SA keeps the size it reached for its later messages.
+
+const (
+	minIPv6Datagram = 1280
+	minIPv4Datagram = 576
+)
+
+// v2Response is the last response we sent, kept to seal it again.
+type v2Response struct {
+	header   ikev2.Header
+	payloads []ikev2.Payload
+}
+
+// fragmentLadder is the datagram sizes tried in turn, largest first.
+func (sa *v2SA) fragmentLadder() []int {
+	sizes := []int{sa.conn.cfg.IKE.FragmentSize}
+	floors := []int{minIPv6Datagram}
+	if sa.remote.Addr().Unmap().Is4() {
+		floors = append(floors, minIPv4Datagram)
+	}
+	for _, f := range floors {
+		if f < sizes[len(sizes)-1] {
+			sizes = append(sizes, f)
+		}
+	}
+	return sizes
+}
+
+// shrinkFragments moves the SA down to step of its ladder; it reports whether the size
+// changed.
+func (sa *v2SA) shrinkFragments(step int) bool {
+	step = min(step, len(sa.fragmentLadder())-1)
+	if !sa.fragments || step <= sa.fragStep {
+		return false
+	}
+	sa.fragStep = step
+	sa.e.log.Info("IKE messages lost: fragments get smaller (RFC 7383 2.5.2)", sa.logArgs("datagram_size", sa.fragmentLadder()[step])...)
+	return true
+}
+
+// refragmentRequest seals the request in flight again before its try-th send if its
+// ladder step, two sends per size, is smaller than the SA's.
+func (sa *v2SA) refragmentRequest(try int) {
+	r := sa.pending
+	if r == nil || !sa.shrinkFragments((try-1)/2) {
+		return
+	}
+	if msgs, err := sa.seal(sa.header(r.exchange, sa.reqID, false), r.payloads); err == nil {
+		sa.req.lastOut = msgs
+	}
+}
+
+// refragmentResponse seals our response to the peer's request msgID again one step smaller.
+func (sa *v2SA) refragmentResponse(msgID uint32) {
+	last := &sa.lastResp
+	if last.header.Exchange == 0 || last.header.MessageID != msgID || !sa.shrinkFragments(sa.fragStep+1) {
+		return
+	}
+	if msgs, err := sa.seal(last.header, last.payloads); err == nil {
+		sa.resp.lastOut = msgs
+	}
+}
+
 // v2Defrag collects the fragments of one of the peer's messages.
 type v2Defrag struct {
 	msgID uint32
@@ -46,9 +114,10 @@ func (sa *v2SA) takeFragmentOffer(ps []ikev2.Payload) {
 	sa.fragments = sa.conn.cfg.IKE.FragmentSize > 0 && len(ikev2.Notifies(ps, ikev2.NotifyFragmentationSupported)) > 0
 }
 
-// maxMessage is the longest IKE message that fits an IP datagram of fragment_size.
+// maxMessage is the longest IKE message that fits an IP datagram of the SA's fragment
+// size.
 func (sa *v2SA) maxMessage() int {
-	n := sa.conn.cfg.IKE.FragmentSize - udpHeaderLen - ipHeaderLen(sa.remote.Addr().Unmap().Is4())
+	n := sa.fragmentLadder()[sa.fragStep] - udpHeaderLen - ipHeaderLen(sa.remote.Addr().Unmap().Is4())
 	if sa.local.Port() == conn.NATTPort {
 		n -= nonESPMarkerLen
 	}

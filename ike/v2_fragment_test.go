@@ -248,3 +248,69 @@ func FuzzV2Reassemble(f *testing.F) {
 		receiver.defrag[0] = nil
 	})
 }
+
+// dropAbove drops, on n's link, every IKE datagram longer than size bytes (IPv4 and UDP
+// headers, and the non-ESP marker on port 4500, included): a path with a small MTU that
+// sends no ICMP. It returns the number dropped so far.
+func dropAbove(n *node, size int) *int {
+	dropped := new(int)
+	n.bind.SetFilter(func(msg []byte, local, _ netip.AddrPort, isIKE bool) bool {
+		l := len(msg) + ipHeaderLen(true) + udpHeaderLen
+		if isIKE && local.Port() == conn.NATTPort {
+			l += nonESPMarkerLen
+		}
+		if l > size {
+			*dropped++
+			return false
+		}
+		return true
+	})
+	return dropped
+}
+
+// TestIKEv2FragmentPathMTU: a path that drops datagrams above 600 bytes, both ways, under
+// fragment_size 1280 (RFC 7383 2.5.2). An IKE_AUTH request made long by many ESP proposals
+// is sent whole twice, then in fragments of at most 576 bytes, and completes. The IKE SA
+// keeps that size: the CREATE_CHILD_SA of the second tunnel, long both ways with a modp4096
+// KE, goes in fragments at once; the responder's whole answer is lost, and the request's
+// retransmission makes it answer again in fragments.
+func TestIKEv2FragmentPathMTU(t *testing.T) {
+	const path = 600
+	esp := "aes128gcm16-modp4096, aes256gcm16-modp4096, aes128-sha256-modp4096, aes256-sha256-modp4096, aes128-sha1-modp4096, " +
+		"aes256-sha1-modp4096, aes128-sha384-modp4096, aes256-sha384-modp4096, aes128-sha512-modp4096, aes256-sha512-modp4096"
+	s, a, b, _, _ := v2Sim(t, pairConfig{esp: esp, espB: "aes256-sha512-modp4096", pskA: "k", tunnels: 2},
+		"aes128-sha256-ecp256", "aes128-sha256-ecp256", fragmentSizes(model.DefaultFragmentSize, model.DefaultFragmentSize))
+	lostA, lostB := dropAbove(a, path), dropAbove(b, path)
+	start := s.clk.Now()
+	s.up(a, b)
+	t.Logf("both tunnels up after %v; %d datagrams of A and %d of B dropped by the path", s.elapsed(start), *lostA, *lostB)
+	for _, n := range []*node{a, b} {
+		var whole, frags, longest int
+		for _, w := range sentMessages(t, n.bind.Sent()) {
+			switch {
+			case w.exchange == ikev2.ExchangeIKESAInit:
+			case w.total == 0:
+				whole++
+			default:
+				frags++
+				longest = max(longest, w.length+28)
+			}
+		}
+		if frags == 0 || longest > minIPv4Datagram {
+			t.Errorf("%d protected messages whole, %d fragments, the longest a %d-byte datagram; want fragments of at most %d bytes",
+				whole, frags, longest, minIPv4Datagram)
+		}
+	}
+	if *lostA < 2 || *lostB < 1 {
+		t.Errorf("the path dropped %d datagrams of A and %d of B; want at least 2 (the IKE_AUTH request whole, twice) and 1 (the CREATE_CHILD_SA response whole)", *lostA, *lostB)
+	}
+	for _, n := range []*node{a, b} {
+		n.e.mu.Lock()
+		for _, sa := range n.e.v2SAs {
+			if got := sa.fragmentLadder()[sa.fragStep]; got != minIPv4Datagram {
+				t.Errorf("IKE SA %s sends datagrams of up to %d bytes, want %d", sa.spiI, got, minIPv4Datagram)
+			}
+		}
+		n.e.mu.Unlock()
+	}
+}

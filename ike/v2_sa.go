@@ -66,6 +66,7 @@ type v2SA struct {
 	initialContact bool
 	fragments      bool         // both sides take IKE fragments (v2_fragment.go)
 	defrag         [2]*v2Defrag // the peer's fragmented request, response
+	fragStep       int          // how far down the fragment size ladder the path made us go
 
 	// Our requests, one in flight (req), the others queued.
 	req     exchange
@@ -73,8 +74,9 @@ type v2SA struct {
 	pending *v2Request
 	queue   []*v2Request
 	// The peer's requests: the next message ID expected, and our last response.
-	resp   exchange
-	peerID uint32
+	resp     exchange
+	peerID   uint32
+	lastResp v2Response // what resp holds sealed, to seal again in smaller fragments
 
 	authTunnel *tunnel // the tunnel of the child SA negotiated in IKE_AUTH
 	authSPI    uint32  // its inbound SPI, reserved before IKE_AUTH
@@ -125,6 +127,7 @@ func (e *Engine) newV2SA(c *connection, initiator bool, local, remote netip.Addr
 		return nil, fmt.Errorf("ike: IKE SA SPI: %w", err)
 	}
 	sa.req.onGiveUp = func() { e.v2GaveUp(sa) }
+	sa.req.onResend = sa.refragmentRequest
 	return sa, nil
 }
 
@@ -174,7 +177,8 @@ func (sa *v2SA) sendNext() {
 // respond sends a protected response to the peer's request msgID and keeps it for
 // retransmitted requests.
 func (sa *v2SA) respond(x ikev2.ExchangeType, msgID uint32, ps ...ikev2.Payload) {
-	msgs, err := sa.seal(sa.header(x, msgID, true), ps)
+	sa.lastResp = v2Response{header: sa.header(x, msgID, true), payloads: ps}
+	msgs, err := sa.seal(sa.lastResp.header, ps)
 	if err != nil {
 		sa.e.log.Debug("IKEv2 response not sent", sa.logArgs("err", err)...)
 		return
@@ -184,6 +188,9 @@ func (sa *v2SA) respond(x ikev2.ExchangeType, msgID uint32, ps ...ikev2.Payload)
 
 // v2GaveUp handles a request of ours that the peer never answered.
 func (e *Engine) v2GaveUp(sa *v2SA) {
+	if e.ikeRekeyUnanswered(sa) {
+		return
+	}
 	if sa.state == v2Established {
 		e.v2PeerDead(sa, fmt.Errorf("%w: no response to our %s request", errDPD, sa.pending.exchange))
 		return
@@ -351,7 +358,8 @@ func (e *Engine) establishV2(sa *v2SA, replaces *v2SA) {
 		e.halfOpen--
 	}
 	if replaces != nil {
-		sa.fragments = replaces.fragments // negotiated once, in IKE_SA_INIT, as strongSwan keeps it
+		// Negotiated once, in IKE_SA_INIT, as strongSwan keeps it; the path is the same.
+		sa.fragments, sa.fragStep = replaces.fragments, replaces.fragStep
 	}
 	sa.state = v2Established
 	sa.established = e.now()

@@ -404,17 +404,24 @@ func (e *Engine) v2PeerError(sa *v2SA, n *ikev2.Notify, exchange string, t *tunn
 	c := &sa.conn.cfg
 	switch n.NotifyType {
 	case ikev2.NotifyNoProposalChosen:
-		ours := proposal.FormatIKEv2(c.IKE.V2Proposals)
+		what, ours := "IKE", proposal.FormatIKEv2(c.IKE.V2Proposals)
 		if t != nil {
-			ours = "esp " + proposal.FormatESP(t.cfg.Proposals)
+			what, ours = "ESP", proposal.FormatESP(t.cfg.Proposals)
 		}
-		return fmt.Errorf("%w: the peer accepted none of our %s proposals (%s); in swanctl syntax: %s",
-			ErrNoProposalChosen, exchange, n.NotifyType, ours)
+		return fmt.Errorf("%w: the peer accepted none of our %s proposals for the %s (NO_PROPOSAL_CHOSEN); ours in swanctl syntax: %s",
+			ErrNoProposalChosen, what, exchange, ours)
 	case ikev2.NotifyAuthenticationFailed:
 		return fmt.Errorf("%w: the peer answered %s with AUTHENTICATION_FAILED: it could not verify our AUTH (different pre-shared key, or it does not accept our identity %s)",
 			ErrPSKMismatch, exchange, c.LocalID)
 	case ikev2.NotifyTSUnacceptable:
-		return fmt.Errorf("%w: the peer answered %s with TS_UNACCEPTABLE: it has no policy for our traffic selectors", ErrIDMismatch, exchange)
+		ours := ""
+		if t != nil {
+			ours = fmt.Sprintf(" %s <-> %s (tunnel %s)", JoinTS(t.localTS()), JoinTS(t.remoteTS()), t.cfg.Name)
+		}
+		return fmt.Errorf("%w: the peer answered %s with TS_UNACCEPTABLE: it has no policy for our traffic selectors%s", ErrIDMismatch, exchange, ours)
+	case ikev2.NotifyInvalidSyntax:
+		return fmt.Errorf("%w INVALID_SYNTAX: the peer found our %s request malformed or lacking a payload it requires; its log names which",
+			ErrPeerNotify, exchange)
 	}
 	return fmt.Errorf("%w %s in %s", ErrPeerNotify, n.NotifyType, exchange)
 }

@@ -127,7 +127,7 @@ func TestIKEv2Failures(t *testing.T) {
 		{"ike proposal", pairConfig{esp: "aes128gcm16", pskA: "k"}, "aes128-sha256-modp2048", "aes256-sha384-ecp384",
 			ErrNoProposalChosen, "aes128-sha256-prfsha256-modp2048", "aes256-sha384-prfsha384-ecp384"},
 		{"esp proposal", pairConfig{esp: "aes128gcm16", espB: "aes256-sha256", pskA: "k"}, "aes128-sha256-modp2048", "aes128-sha256-modp2048",
-			ErrNoProposalChosen, "esp aes128gcm16", "aes256-sha256"},
+			ErrNoProposalChosen, "ESP proposals for the CHILD_SA of t0 (NO_PROPOSAL_CHOSEN); ours in swanctl syntax: aes128gcm16", "aes256-sha256"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.pc.retransmit = RetransmitPolicy{Initial: time.Second, MaxTries: 3, Timeout: 10 * time.Second}

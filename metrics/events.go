@@ -34,66 +34,66 @@ type Events struct {
 	results    []string
 	configured map[string]bool // by the last Configure
 
-	negotiations  *counterSet
-	ikeRekeys     *counterSet
-	childRekeys   *counterSet
-	ikeDeletes    *counterSet
-	childDeletes  *counterSet
-	lastIKEPacket *prometheus.GaugeVec
-	connInfo      *prometheus.GaugeVec
+	negotiations  *seriesSet
+	ikeRekeys     *seriesSet
+	childRekeys   *seriesSet
+	ikeDeletes    *seriesSet
+	childDeletes  *seriesSet
+	lastIKEPacket *seriesSet
+	connInfo      *seriesSet
 }
 
 // NewEvents returns Events whose negotiation counter knows results (success first).
 func NewEvents(results []string) *Events {
 	return &Events{
 		results: results,
-		negotiations: newCounterSet("espgw_ike_negotiations_total",
+		negotiations: newSeriesSet(counterFamily("espgw_ike_negotiations_total",
 			"Phase-1 (main, aggressive) and quick-mode negotiations that ended, by exchange, our role and result (success or a failure reason).",
-			"connection", "exchange", "role", "result"),
-		ikeRekeys: newCounterSet("espgw_ike_sa_rekeys_total",
+			"connection", "exchange", "role", "result")),
+		ikeRekeys: newSeriesSet(counterFamily("espgw_ike_sa_rekeys_total",
 			"IKE SAs established while another one with the peer was up (reauthentication), by either side.",
-			"connection"),
-		childRekeys: newCounterSet("espgw_child_sa_rekeys_total",
+			"connection")),
+		childRekeys: newSeriesSet(counterFamily("espgw_child_sa_rekeys_total",
 			"Child SAs installed while the tunnel already had one (rekey by either side).",
-			"connection", "tunnel"),
-		ikeDeletes: newCounterSet("espgw_ike_sa_deletes_total",
+			"connection", "tunnel")),
+		ikeDeletes: newSeriesSet(counterFamily("espgw_ike_sa_deletes_total",
 			"Established IKE SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
-			"connection", "side"),
-		childDeletes: newCounterSet("espgw_child_sa_deletes_total",
+			"connection", "side")),
+		childDeletes: newSeriesSet(counterFamily("espgw_child_sa_deletes_total",
 			"Installed child SAs deleted, by the side that caused it (local: lifetime, rekey, down, shutdown; peer: Delete, INITIAL-CONTACT, dead by DPD).",
-			"connection", "tunnel", "side"),
-		lastIKEPacket: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "espgw_ike_last_received_timestamp_seconds",
-			Help: "When the last IKE message from the peer's address arrived (Unix time).",
-		}, []string{"connection"}),
-		connInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "espgw_connection_info",
-			Help: "1 for each configured connection, labelled with the IKE version it speaks (1 or 2).",
-		}, []string{"connection", "ike_version"}),
+			"connection", "tunnel", "side")),
+		lastIKEPacket: newSeriesSet(gaugeFamily("espgw_ike_last_received_timestamp_seconds",
+			"When the last IKE message from the peer's address arrived (Unix time).",
+			"connection")),
+		connInfo: newSeriesSet(gaugeFamily("espgw_connection_info",
+			"1 for each configured connection, labelled with the IKE version it speaks (1 or 2).",
+			"connection", "ike_version")),
 	}
 }
 
-func (e *Events) counters() []*counterSet {
-	return []*counterSet{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes}
+func (e *Events) sets() []*seriesSet {
+	return []*seriesSet{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes, e.lastIKEPacket, e.connInfo}
 }
 
-func (e *Events) vecs() []prometheus.Collector {
-	return []prometheus.Collector{e.negotiations, e.ikeRekeys, e.childRekeys, e.ikeDeletes, e.childDeletes, e.lastIKEPacket, e.connInfo}
+func (e *Events) families() []*family {
+	var fs []*family
+	for _, s := range e.sets() {
+		fs = append(fs, s.fam)
+	}
+	return fs
+}
+
+func (e *Events) expose(s sink) {
+	for _, set := range e.sets() {
+		set.expose(s)
+	}
 }
 
 // Describe implements prometheus.Collector.
-func (e *Events) Describe(ch chan<- *prometheus.Desc) {
-	for _, v := range e.vecs() {
-		v.Describe(ch)
-	}
-}
+func (e *Events) Describe(ch chan<- *prometheus.Desc) { describe(e, ch) }
 
 // Collect implements prometheus.Collector.
-func (e *Events) Collect(ch chan<- prometheus.Metric) {
-	for _, v := range e.vecs() {
-		v.Collect(ch)
-	}
-}
+func (e *Events) Collect(ch chan<- prometheus.Metric) { collect(e, ch) }
 
 // Configure creates the zero series of conns and removes every series of the connections
 // the previous Configure named that are not among them. Calls must not overlap.
@@ -108,8 +108,8 @@ func (e *Events) Configure(conns []ConnTunnels) {
 				}
 			}
 		}
-		e.connInfo.DeletePartialMatch(prometheus.Labels{"connection": c.Connection}) // a reload may change the version
-		e.connInfo.WithLabelValues(c.Connection, strconv.Itoa(int(max(c.IKEVersion, 1)))).Set(1)
+		e.connInfo.deleteConnection(c.Connection) // a reload may change the version
+		e.connInfo.set(1, c.Connection, strconv.Itoa(int(max(c.IKEVersion, 1))))
 		e.ikeRekeys.add(0, c.Connection)
 		for _, side := range []string{SideLocal, SidePeer} {
 			e.ikeDeletes.add(0, c.Connection, side)
@@ -123,11 +123,9 @@ func (e *Events) Configure(conns []ConnTunnels) {
 	}
 	for conn := range e.configured {
 		if !keep[conn] {
-			for _, c := range e.counters() {
-				c.deleteConnection(conn)
+			for _, set := range e.sets() {
+				set.deleteConnection(conn)
 			}
-			e.lastIKEPacket.DeletePartialMatch(prometheus.Labels{"connection": conn})
-			e.connInfo.DeletePartialMatch(prometheus.Labels{"connection": conn})
 		}
 	}
 	e.configured = keep
@@ -158,5 +156,5 @@ func (e *Events) Delete(conn, tunnel, side string) {
 
 // Received records the arrival of an IKE message from the connection's peer.
 func (e *Events) Received(conn string, at time.Time) {
-	e.lastIKEPacket.WithLabelValues(conn).Set(float64(at.UnixNano()) / 1e9)
+	e.lastIKEPacket.set(unixSeconds(at), conn)
 }

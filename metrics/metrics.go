@@ -35,6 +35,10 @@ type FilterStats struct {
 	NonPeerDrops, NonPeerPasses       uint64
 }
 
+func (s SAStat) labels() labelValues {
+	return labelValues{s.Connection, s.Tunnel, fmt.Sprintf("0x%08x", s.SPI), s.Direction}
+}
+
 // FlowStat is one of the top flows.
 type FlowStat struct {
 	Connection, Tunnel string
@@ -62,26 +66,26 @@ var (
 	policyLabels = []string{"connection", "tunnel"}
 	flowLabels   = []string{"connection", "tunnel", "src", "dst", "proto", "sport", "dport"}
 
-	saBytes = prometheus.NewDesc("espgw_sa_bytes_total",
-		"Bytes carried by an SA (inbound: ESP packets received, outbound: packets sent into it).", saLabels, nil)
-	saPackets = prometheus.NewDesc("espgw_sa_packets_total",
-		"Packets carried by an SA.", saLabels, nil)
-	saDownDrops = prometheus.NewDesc("espgw_policy_sa_down_drops_total",
-		"Packets dropped because the tunnel's SA was not up (fail closed).", policyLabels, nil)
-	saDownPasses = prometheus.NewDesc("espgw_policy_sa_down_passes_total",
-		"Packets passed in the clear because the tunnel's SA was not up (action pass).", policyLabels, nil)
-	mssRewrites = prometheus.NewDesc("espgw_policy_mss_rewrites_total",
-		"TCP SYN and SYN-ACK segments whose MSS option was lowered.", policyLabels, nil)
-	events = prometheus.NewDesc("espgw_policy_ondemand_events_total",
-		"Interesting-traffic events sent to start negotiation.", policyLabels, nil)
-	xdpDrops = prometheus.NewDesc("espgw_xdp_drops_total",
-		"Packets dropped by the XDP filters, by reason (unknown_spi, non_peer).", []string{"reason"}, nil)
-	xdpPasses = prometheus.NewDesc("espgw_xdp_unfiltered_total",
-		"Packets the XDP filters would drop but passed because the filter is off, by reason.", []string{"reason"}, nil)
-	flowBytes = prometheus.NewDesc("espgw_top_flow_bytes",
-		"Bytes of one of the top flows through a tunnel.", flowLabels, nil)
-	flowPackets = prometheus.NewDesc("espgw_top_flow_packets",
-		"Packets of one of the top flows through a tunnel.", flowLabels, nil)
+	saBytes = counterFamily("espgw_sa_bytes_total",
+		"Bytes carried by an SA (inbound: ESP packets received, outbound: packets sent into it).", saLabels...)
+	saPackets = counterFamily("espgw_sa_packets_total",
+		"Packets carried by an SA.", saLabels...)
+	saDownDrops = counterFamily("espgw_policy_sa_down_drops_total",
+		"Packets dropped because the tunnel's SA was not up (fail closed).", policyLabels...)
+	saDownPasses = counterFamily("espgw_policy_sa_down_passes_total",
+		"Packets passed in the clear because the tunnel's SA was not up (action pass).", policyLabels...)
+	mssRewrites = counterFamily("espgw_policy_mss_rewrites_total",
+		"TCP SYN and SYN-ACK segments whose MSS option was lowered.", policyLabels...)
+	events = counterFamily("espgw_policy_ondemand_events_total",
+		"Interesting-traffic events sent to start negotiation.", policyLabels...)
+	xdpDrops = counterFamily("espgw_xdp_drops_total",
+		"Packets dropped by the XDP filters, by reason (unknown_spi, non_peer).", "reason")
+	xdpPasses = counterFamily("espgw_xdp_unfiltered_total",
+		"Packets the XDP filters would drop but passed because the filter is off, by reason.", "reason")
+	flowBytes = gaugeFamily("espgw_top_flow_bytes",
+		"Bytes of one of the top flows through a tunnel.", flowLabels...)
+	flowPackets = gaugeFamily("espgw_top_flow_packets",
+		"Packets of one of the top flows through a tunnel.", flowLabels...)
 )
 
 // Collector is a prometheus.Collector over an SASource and an EBPFSource.
@@ -97,82 +101,92 @@ func NewCollector(sa SASource, ebpf EBPFSource, topN int) *Collector {
 	return &Collector{sa: sa, ebpf: ebpf, topN: topN}
 }
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{saBytes, saPackets, saDownDrops, saDownPasses, mssRewrites,
-		events, xdpDrops, xdpPasses, flowBytes, flowPackets} {
-		ch <- d
-	}
+func (c *Collector) families() []*family {
+	return []*family{saBytes, saPackets, saDownDrops, saDownPasses, mssRewrites, events, xdpDrops, xdpPasses, flowBytes, flowPackets}
 }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) { describe(c, ch) }
 
 // Collect implements prometheus.Collector. A failing source fails the scrape with its error.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) Collect(ch chan<- prometheus.Metric) { collect(c, ch) }
+
+func (c *Collector) expose(s sink) {
 	if c.sa != nil {
-		c.collectSAs(ch)
+		c.exposeSAs(s)
 	}
 	if c.ebpf != nil {
-		c.collectPolicies(ch)
-		c.collectFilters(ch)
-		c.collectFlows(ch)
+		c.exposePolicies(s)
+		c.exposeFilters(s)
+		c.exposeFlows(s)
 	}
 }
 
-func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {
-	return prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-}
-
-func (c *Collector) collectSAs(ch chan<- prometheus.Metric) {
+func (c *Collector) exposeSAs(s sink) {
 	sas, err := c.sa.SAStats()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(saBytes, fmt.Errorf("read SA counters: %w", err))
+		s.fail(saBytes, fmt.Errorf("read SA counters: %w", err))
 		return
 	}
-	for _, s := range sas {
-		spi := fmt.Sprintf("0x%08x", s.SPI)
-		ch <- counter(saBytes, s.Bytes, s.Connection, s.Tunnel, spi, s.Direction)
-		ch <- counter(saPackets, s.Packets, s.Connection, s.Tunnel, spi, s.Direction)
+	for _, sa := range sas {
+		s.sample(saBytes, float64(sa.Bytes), sa.labels())
+	}
+	for _, sa := range sas {
+		s.sample(saPackets, float64(sa.Packets), sa.labels())
 	}
 }
 
-func (c *Collector) collectPolicies(ch chan<- prometheus.Metric) {
+func (c *Collector) exposePolicies(s sink) {
 	ps, err := c.ebpf.PolicyStats()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(saDownDrops, fmt.Errorf("read policy counters: %w", err))
+		s.fail(saDownDrops, fmt.Errorf("read policy counters: %w", err))
 		return
 	}
-	for _, p := range ps {
-		ch <- counter(saDownDrops, p.SADownDrops, p.Connection, p.Tunnel)
-		ch <- counter(saDownPasses, p.SADownPasses, p.Connection, p.Tunnel)
-		ch <- counter(mssRewrites, p.MSSRewrites, p.Connection, p.Tunnel)
-		ch <- counter(events, p.Events, p.Connection, p.Tunnel)
+	for _, f := range []struct {
+		fam *family
+		val func(PolicyStat) uint64
+	}{
+		{saDownDrops, func(p PolicyStat) uint64 { return p.SADownDrops }},
+		{saDownPasses, func(p PolicyStat) uint64 { return p.SADownPasses }},
+		{mssRewrites, func(p PolicyStat) uint64 { return p.MSSRewrites }},
+		{events, func(p PolicyStat) uint64 { return p.Events }},
+	} {
+		for _, p := range ps {
+			s.sample(f.fam, float64(f.val(p)), labelValues{p.Connection, p.Tunnel})
+		}
 	}
 }
 
-func (c *Collector) collectFilters(ch chan<- prometheus.Metric) {
+func (c *Collector) exposeFilters(s sink) {
 	f, err := c.ebpf.FilterStats()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(xdpDrops, fmt.Errorf("read XDP counters: %w", err))
+		s.fail(xdpDrops, fmt.Errorf("read XDP counters: %w", err))
 		return
 	}
-	ch <- counter(xdpDrops, f.UnknownSPIDrops, "unknown_spi")
-	ch <- counter(xdpDrops, f.NonPeerDrops, "non_peer")
-	ch <- counter(xdpPasses, f.UnknownSPIPasses, "unknown_spi")
-	ch <- counter(xdpPasses, f.NonPeerPasses, "non_peer")
+	s.sample(xdpDrops, float64(f.UnknownSPIDrops), labelValues{"unknown_spi"})
+	s.sample(xdpDrops, float64(f.NonPeerDrops), labelValues{"non_peer"})
+	s.sample(xdpPasses, float64(f.UnknownSPIPasses), labelValues{"unknown_spi"})
+	s.sample(xdpPasses, float64(f.NonPeerPasses), labelValues{"non_peer"})
 }
 
-func (c *Collector) collectFlows(ch chan<- prometheus.Metric) {
+func (c *Collector) exposeFlows(s sink) {
 	if c.topN <= 0 {
 		return
 	}
 	flows, err := c.ebpf.TopFlows(c.topN)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(flowBytes, fmt.Errorf("read flows: %w", err))
+		s.fail(flowBytes, fmt.Errorf("read flows: %w", err))
 		return
 	}
-	for _, f := range flows {
-		labels := []string{f.Connection, f.Tunnel, f.Src.String(), f.Dst.String(),
+	labels := make([]labelValues, len(flows))
+	for i, f := range flows {
+		labels[i] = labelValues{f.Connection, f.Tunnel, f.Src.String(), f.Dst.String(),
 			strconv.Itoa(int(f.Proto)), strconv.Itoa(int(f.SrcPort)), strconv.Itoa(int(f.DstPort))}
-		ch <- prometheus.MustNewConstMetric(flowBytes, prometheus.GaugeValue, float64(f.Bytes), labels...)
-		ch <- prometheus.MustNewConstMetric(flowPackets, prometheus.GaugeValue, float64(f.Packets), labels...)
+	}
+	for i, f := range flows {
+		s.sample(flowBytes, float64(f.Bytes), labels[i])
+	}
+	for i, f := range flows {
+		s.sample(flowPackets, float64(f.Packets), labels[i])
 	}
 }

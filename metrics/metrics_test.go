@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -166,7 +167,7 @@ espgw_top_flow_bytes{connection="site-b",dport="443",dst="10.2.0.1",proto="6",sp
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, c) }()
+	go func() { done <- Serve(ctx, ln, slog.Default(), c) }()
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,10 @@ import (
 )
 
 // everything is a source with one entry of every kind, so that every metric has a series.
+// Its times are fixed: two scrapes give the same answer.
 type everything struct{}
+
+var someTime = time.Date(2026, 12, 3, 8, 0, 0, 123456789, time.UTC)
 
 func (everything) SAStats() ([]SAStat, error) {
 	return []SAStat{{"c", "t", 1, "in", 100, 1}, {"c", "t", 2, "out", 100, 1}}, nil
@@ -32,31 +35,36 @@ func (everything) TopFlows(int) ([]FlowStat, error) {
 	return []FlowStat{{"c", "t", a, a, 6, 1, 2, 3, 4}}, nil
 }
 func (everything) TunnelStates() ([]TunnelState, error) {
-	now := time.Now()
-	return []TunnelState{{"c", "t", true, now.Add(time.Hour), now, true}}, nil
+	return []TunnelState{{"c", "t", true, someTime.Add(time.Hour), someTime, true}}, nil
 }
 func (everything) ConnStates() ([]ConnState, error) {
-	return []ConnState{{"c", true, "alive", time.Now()}}, nil
+	return []ConnState{{"c", true, "alive", someTime}}, nil
 }
 func (everything) DropCounts() (map[string]uint64, error) { return map[string]uint64{"icv": 1}, nil }
 
 // fullRegistry registers what the daemon serves, fed by everything.
 func fullRegistry(t *testing.T) *prometheus.Registry {
 	t.Helper()
-	var results []string
-	for _, r := range ike.Results {
-		results = append(results, string(r))
-	}
-	ev := NewEvents(results)
-	ev.Configure([]ConnTunnels{{Connection: "c", Exchange: "main", Tunnels: []string{"t"}}})
-	ev.Received("c", time.Now())
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{NewCollector(everything{}, everything{}, 10), NewStateCollector(everything{}, everything{}), ev} {
+	for _, c := range allSources() {
 		if err := reg.Register(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return reg
+}
+
+// allSources are the daemon's sources fed by everything, with an odd connection name.
+func allSources() []Source {
+	var results []string
+	for _, r := range ike.Results {
+		results = append(results, string(r))
+	}
+	ev := NewEvents(results)
+	ev.Configure([]ConnTunnels{{Connection: "c", Exchange: "main", Tunnels: []string{"t"}},
+		{Connection: "odd \"name\"\\\n", Exchange: "main", Tunnels: []string{"ü"}}})
+	ev.Received("c", someTime)
+	return []Source{NewCollector(everything{}, everything{}, 10), NewStateCollector(everything{}, everything{}), ev}
 }
 
 // referenceRow matches a row of docs/metrics.md's metric table: | `name` | type | `l1`, `l2` | ... |

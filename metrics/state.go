@@ -49,25 +49,25 @@ type DropSource interface {
 }
 
 var (
-	tunnelUp = prometheus.NewDesc("espgw_tunnel_up",
-		"1 while the tunnel has an SA pair installed, else 0.", policyLabels, nil)
-	tunnelExpiry = prometheus.NewDesc("espgw_tunnel_sa_expiry_timestamp_seconds",
-		"When the newest SA pair of the tunnel reaches its hard lifetime (Unix time); absent while the tunnel is down.", policyLabels, nil)
-	tunnelLastIn = prometheus.NewDesc("espgw_tunnel_last_inbound_timestamp_seconds",
-		"When the tunnel's inbound ESP packet count was last seen rising (Unix time, sampled at each scrape).", policyLabels, nil)
-	tunnelOneSided = prometheus.NewDesc("espgw_tunnel_one_sided",
-		"1 while the tunnel's newest SA pair has sent ESP and received none for two checks in a row, the peer answering IKE meanwhile (espgw re-keys it, at most every 10 minutes), else 0.", policyLabels, nil)
-	ikeSAUp = prometheus.NewDesc("espgw_ike_sa_up",
-		"1 while the connection has an established IKE SA, else 0.", []string{"connection"}, nil)
-	dpdState = prometheus.NewDesc("espgw_ike_dpd_state",
+	tunnelUp = gaugeFamily("espgw_tunnel_up",
+		"1 while the tunnel has an SA pair installed, else 0.", policyLabels...)
+	tunnelExpiry = gaugeFamily("espgw_tunnel_sa_expiry_timestamp_seconds",
+		"When the newest SA pair of the tunnel reaches its hard lifetime (Unix time); absent while the tunnel is down.", policyLabels...)
+	tunnelLastIn = gaugeFamily("espgw_tunnel_last_inbound_timestamp_seconds",
+		"When the tunnel's inbound ESP packet count was last seen rising (Unix time, sampled at each scrape).", policyLabels...)
+	tunnelOneSided = gaugeFamily("espgw_tunnel_one_sided",
+		"1 while the tunnel's newest SA pair has sent ESP and received none for two checks in a row, the peer answering IKE meanwhile (espgw re-keys it, at most every 10 minutes), else 0.", policyLabels...)
+	ikeSAUp = gaugeFamily("espgw_ike_sa_up",
+		"1 while the connection has an established IKE SA, else 0.", "connection")
+	dpdState = gaugeFamily("espgw_ike_dpd_state",
 		"Dead peer detection of the connection's newest IKE SA: 1 for the current state (off, alive: last R-U-THERE acknowledged within dpd_delay, probing: not), 0 for the others.",
-		[]string{"connection", "state"}, nil)
-	dpdLastAck = prometheus.NewDesc("espgw_ike_dpd_last_ack_timestamp_seconds",
+		"connection", "state")
+	dpdLastAck = gaugeFamily("espgw_ike_dpd_last_ack_timestamp_seconds",
 		"When the peer last acknowledged an R-U-THERE (or DPD started) on the newest IKE SA (Unix time); absent while DPD is off.",
-		[]string{"connection"}, nil)
-	espDrops = prometheus.NewDesc("espgw_esp_drops_total",
+		"connection")
+	espDrops = counterFamily("espgw_esp_drops_total",
 		"ESP and tunnel packets the datapath dropped, by reason. With datapath xfrm these are the kernel's XFRM statistics of espgw's network namespace.",
-		[]string{"reason"}, nil)
+		"reason")
 )
 
 // StateCollector is a prometheus.Collector over a StateSource and a DropSource; either may be nil.
@@ -81,26 +81,24 @@ func NewStateCollector(state StateSource, drops DropSource) *StateCollector {
 	return &StateCollector{state: state, drops: drops}
 }
 
-// Describe implements prometheus.Collector.
-func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tunnelUp, tunnelExpiry, tunnelLastIn, tunnelOneSided, ikeSAUp, dpdState, dpdLastAck, espDrops} {
-		ch <- d
-	}
+func (c *StateCollector) families() []*family {
+	return []*family{tunnelUp, tunnelExpiry, tunnelLastIn, tunnelOneSided, ikeSAUp, dpdState, dpdLastAck, espDrops}
 }
+
+// Describe implements prometheus.Collector.
+func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) { describe(c, ch) }
 
 // Collect implements prometheus.Collector. A failing source fails the scrape with its error.
-func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *StateCollector) Collect(ch chan<- prometheus.Metric) { collect(c, ch) }
+
+func (c *StateCollector) expose(s sink) {
 	if c.state != nil {
-		c.collectTunnels(ch)
-		c.collectConns(ch)
+		c.exposeTunnels(s)
+		c.exposeConns(s)
 	}
 	if c.drops != nil {
-		c.collectDrops(ch)
+		c.exposeDrops(s)
 	}
-}
-
-func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
-	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 }
 
 func boolGauge(b bool) float64 {
@@ -112,45 +110,55 @@ func boolGauge(b bool) float64 {
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-func (c *StateCollector) collectTunnels(ch chan<- prometheus.Metric) {
+func (c *StateCollector) exposeTunnels(s sink) {
 	ts, err := c.state.TunnelStates()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(tunnelUp, fmt.Errorf("read tunnel state: %w", err))
+		s.fail(tunnelUp, fmt.Errorf("read tunnel state: %w", err))
 		return
 	}
 	for _, t := range ts {
-		ch <- gauge(tunnelUp, boolGauge(t.Up), t.Connection, t.Tunnel)
-		ch <- gauge(tunnelOneSided, boolGauge(t.OneSided), t.Connection, t.Tunnel)
+		s.sample(tunnelUp, boolGauge(t.Up), labelValues{t.Connection, t.Tunnel})
+	}
+	for _, t := range ts {
+		s.sample(tunnelOneSided, boolGauge(t.OneSided), labelValues{t.Connection, t.Tunnel})
+	}
+	for _, t := range ts {
 		if t.Up && !t.Expiry.IsZero() {
-			ch <- gauge(tunnelExpiry, unixSeconds(t.Expiry), t.Connection, t.Tunnel)
+			s.sample(tunnelExpiry, unixSeconds(t.Expiry), labelValues{t.Connection, t.Tunnel})
 		}
+	}
+	for _, t := range ts {
 		if !t.LastInbound.IsZero() {
-			ch <- gauge(tunnelLastIn, unixSeconds(t.LastInbound), t.Connection, t.Tunnel)
+			s.sample(tunnelLastIn, unixSeconds(t.LastInbound), labelValues{t.Connection, t.Tunnel})
 		}
 	}
 }
 
-func (c *StateCollector) collectConns(ch chan<- prometheus.Metric) {
+func (c *StateCollector) exposeConns(s sink) {
 	cs, err := c.state.ConnStates()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(ikeSAUp, fmt.Errorf("read IKE SA state: %w", err))
+		s.fail(ikeSAUp, fmt.Errorf("read IKE SA state: %w", err))
 		return
 	}
-	for _, s := range cs {
-		ch <- gauge(ikeSAUp, boolGauge(s.IKESAUp), s.Connection)
+	for _, c := range cs {
+		s.sample(ikeSAUp, boolGauge(c.IKESAUp), labelValues{c.Connection})
+	}
+	for _, c := range cs {
 		for _, st := range DPDStates {
-			ch <- gauge(dpdState, boolGauge(st == s.DPD), s.Connection, st)
+			s.sample(dpdState, boolGauge(st == c.DPD), labelValues{c.Connection, st})
 		}
-		if !s.LastDPDAck.IsZero() {
-			ch <- gauge(dpdLastAck, unixSeconds(s.LastDPDAck), s.Connection)
+	}
+	for _, c := range cs {
+		if !c.LastDPDAck.IsZero() {
+			s.sample(dpdLastAck, unixSeconds(c.LastDPDAck), labelValues{c.Connection})
 		}
 	}
 }
 
-func (c *StateCollector) collectDrops(ch chan<- prometheus.Metric) {
+func (c *StateCollector) exposeDrops(s sink) {
 	counts, err := c.drops.DropCounts()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(espDrops, fmt.Errorf("read ESP drops: %w", err))
+		s.fail(espDrops, fmt.Errorf("read ESP drops: %w", err))
 		return
 	}
 	sums := make(map[string]uint64, len(ESPDropReasons))
@@ -161,6 +169,6 @@ func (c *StateCollector) collectDrops(ch chan<- prometheus.Metric) {
 		sums[r] += n
 	}
 	for _, r := range ESPDropReasons {
-		ch <- counter(espDrops, sums[r], r)
+		s.sample(espDrops, float64(sums[r]), labelValues{r})
 	}
 }

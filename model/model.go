@@ -6,6 +6,7 @@ package model
 import (
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/espgw/espgw/ike/proposal"
@@ -128,11 +129,15 @@ type Connection struct {
 	Tunnels        []Tunnel        // sorted by Name
 }
 
-// Tunnel is one quick-mode child SA (a pair of proxy IDs).
+// Tunnel is one child SA: an IKEv1 quick mode's pair of proxy IDs, or an IKEv2 CHILD_SA
+// whose traffic selectors list every subnet of each side (RFC 7296 2.9), so that one SA
+// pair carries every (local, remote) combination.
 type Tunnel struct {
-	Name          string
-	LocalSubnet   netip.Prefix
-	RemoteSubnet  netip.Prefix
+	Name string
+	// LocalSubnets and RemoteSubnets are IPv4 prefixes, at least one each; IKEv1 carries
+	// exactly one per side.
+	LocalSubnets  []netip.Prefix
+	RemoteSubnets []netip.Prefix
 	Protocol      uint8  // 0 = any
 	LocalPort     uint16 // 0 = any
 	RemotePort    uint16 // 0 = any
@@ -141,6 +146,15 @@ type Tunnel struct {
 	LifeKilobytes uint64 // 0 = no volume limit
 	ReplayWindow  uint32
 	Start         StartAction
+}
+
+// Prefixes formats subnets comma-separated, the way config reads a local_subnet list.
+func Prefixes(subnets []netip.Prefix) string {
+	s := make([]string, len(subnets))
+	for i, p := range subnets {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // String formats id the way config.ParseIdentity reads it.

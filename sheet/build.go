@@ -98,7 +98,7 @@ func (im *importer) build(opt Options) *Result {
 		life = config.DefaultTunnelLifetime
 		res.Defaults = append(res.Defaults, "phase 2 lifetime: "+emit.Duration(life))
 	}
-	c.Tunnels = im.tunnels(esp, life, kb)
+	c.Tunnels = im.tunnels(esp, life, kb, c.IKE.IsV2())
 	res.Conn = emit.Connection{Connection: c, PSKNote: "the pre-shared key is sent separately: put it here, or use psk_file"}
 	if sa := serviceCandidate(c); sa.IsValid() {
 		res.Conn.Comments = append(res.Conn.Comments, fmt.Sprintf("%v is our encryption domain but not our public IP: add\n  service_address: {address: %v, interface: <the LAN or WAN interface>}", sa, sa))
@@ -118,8 +118,10 @@ func validName(s string) bool {
 // serviceCandidate is our single-address domain that is not our public address.
 func serviceCandidate(c model.Connection) netip.Prefix {
 	for _, t := range c.Tunnels {
-		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress {
-			return t.LocalSubnet
+		for _, l := range t.LocalSubnets {
+			if l.IsSingleIP() && l.Addr() != c.LocalAddress {
+				return l
+			}
 		}
 	}
 	return netip.Prefix{}
@@ -378,18 +380,28 @@ func (im *importer) espProposals(fs map[field]value) []proposal.ESP {
 	return out
 }
 
-// tunnels are the rows of a tunnels table, else every pair of our and the partner's subnets.
-func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) []model.Tunnel {
-	mk := func(name string, local, remote netip.Prefix, proto uint8, lp, rp uint16) model.Tunnel {
+// tunnels are the rows of a tunnels table, else the encryption domains: in IKEv2 one tunnel
+// with all of our and the partner's subnets (one child SA carries them all), in IKEv1 one
+// per pair. A row may list several subnets per side for one IKEv2 child SA.
+func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64, v2 bool) []model.Tunnel {
+	mk := func(name string, local, remote []netip.Prefix, proto uint8, lp, rp uint16) model.Tunnel {
 		if name == "" || !validName(name) {
-			name = emit.TunnelName(remote, rp, proto)
+			name = emit.TunnelName(remote[0], rp, proto)
 		}
-		return model.Tunnel{Name: name, LocalSubnet: local, RemoteSubnet: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
+		return model.Tunnel{Name: name, LocalSubnets: local, RemoteSubnets: remote, Protocol: proto, LocalPort: lp, RemotePort: rp,
 			Proposals: esp, Lifetime: life, LifeKilobytes: kb, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}
 	}
 	var out []model.Tunnel
 	for _, t := range im.table {
+		if !v2 && (len(t.local) > 1 || len(t.remote) > 1) {
+			im.problem(t.row, im.l.theirs, "an IKEv1 tunnel row with %s <-> %s, but a quick mode carries one subnet per side (want one row per pair, or IKE version 2)",
+				model.Prefixes(t.local), model.Prefixes(t.remote))
+			continue
+		}
 		out = append(out, mk(t.name, t.local, t.remote, t.proto, t.localPort, t.remotePort))
+	}
+	if len(out) == 0 && v2 && len(im.ourNet) > 0 && len(im.theirs) > 0 {
+		out = append(out, mk("", im.ourNet, im.theirs, 0, 0, 0))
 	}
 	if len(out) == 0 {
 		for _, l := range im.ourNet {
@@ -398,7 +410,7 @@ func (im *importer) tunnels(esp []proposal.ESP, life time.Duration, kb uint64) [
 				if len(im.ourNet) > 1 {
 					name = strings.ReplaceAll(l.String(), "/", "-") + "-to-" + name
 				}
-				out = append(out, mk(name, l, r, 0, 0, 0))
+				out = append(out, mk(name, []netip.Prefix{l}, []netip.Prefix{r}, 0, 0, 0))
 			}
 		}
 	}

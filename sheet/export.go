@@ -84,7 +84,7 @@ func layoutOf(c model.Connection) ([]row, error) {
 		{rowTableHeader, []string{"Tunnel", "Partner subnet", "Our subnet", "Protocol", "Partner port", "Our port"}},
 	}...)
 	for _, t := range c.Tunnels {
-		rows = append(rows, row{rowTunnel, []string{t.Name, t.RemoteSubnet.String(), t.LocalSubnet.String(), protoText(t.Protocol), portText(t.RemotePort), portText(t.LocalPort)}})
+		rows = append(rows, row{rowTunnel, []string{t.Name, model.Prefixes(t.RemoteSubnets), model.Prefixes(t.LocalSubnets), protoText(t.Protocol), portText(t.RemotePort), portText(t.LocalPort)}})
 	}
 	return rows, nil
 }

@@ -124,7 +124,7 @@ type importer struct {
 type tableRow struct {
 	row                   int
 	name                  string
-	local, remote         netip.Prefix
+	local, remote         []netip.Prefix // several only in IKEv2 (build checks)
 	proto                 uint8
 	localPort, remotePort uint16
 }
@@ -218,8 +218,8 @@ func (im *importer) tableRow(r int, cols map[string]int) {
 	g, l := im.g, im.l
 	t := tableRow{row: r, name: g.Cell(r, l.label)}
 	var ok1, ok2 bool
-	t.local, ok1 = im.prefix(r, l.ours)
-	t.remote, ok2 = im.prefix(r, l.theirs)
+	t.local, ok1 = im.rowSubnets(r, l.ours)
+	t.remote, ok2 = im.rowSubnets(r, l.theirs)
 	if !ok1 || !ok2 {
 		return
 	}
@@ -244,20 +244,14 @@ func (im *importer) tableRow(r int, cols map[string]int) {
 	im.table = append(im.table, t)
 }
 
-// prefix reads the single subnet in cell (r, c).
-func (im *importer) prefix(r, c int) (netip.Prefix, bool) {
+// rowSubnets reads the subnets of one side of a tunnel row in cell (r, c): one, or several
+// for one IKEv2 child SA.
+func (im *importer) rowSubnets(r, c int) ([]netip.Prefix, bool) {
 	ps, ok := im.prefixes(r, c)
-	switch {
-	case !ok && im.g.Cell(r, c) == "":
+	if !ok && im.g.Cell(r, c) == "" {
 		im.problem(r, c, "no subnet in this tunnel row")
-		return netip.Prefix{}, false
-	case !ok:
-		return netip.Prefix{}, false
-	case len(ps) != 1:
-		im.problem(r, c, "want one subnet per tunnel row, found %d", len(ps))
-		return netip.Prefix{}, false
 	}
-	return ps[0], true
+	return ps, ok
 }
 
 // domains reads an encryption domain row: the subnets in our column are ours, those in the

@@ -28,7 +28,7 @@ func summary(c model.Connection) string {
 	s := fmt.Sprintf("%s %v<->%v id %v/%v %s ike [%s] %v natt %s dpd %v", c.Name, c.LocalAddress, c.RemoteAddress,
 		c.LocalID, c.RemoteID, mode, c.IKE.FormatProposals(), c.IKE.Lifetime, c.IKE.NATTraversal, c.IKE.DPDDelay)
 	for _, t := range c.Tunnels {
-		s += fmt.Sprintf("; %s %v<->%v p%d %d/%d [%s] %v %dKB", t.Name, t.LocalSubnet, t.RemoteSubnet, t.Protocol,
+		s += fmt.Sprintf("; %s %v<->%v p%d %d/%d [%s] %v %dKB", t.Name, model.Prefixes(t.LocalSubnets), model.Prefixes(t.RemoteSubnets), t.Protocol,
 			t.LocalPort, t.RemotePort, proposal.FormatESP(t.Proposals), t.Lifetime, t.LifeKilobytes)
 	}
 	return s
@@ -171,7 +171,7 @@ func TestRoundTrip(t *testing.T) {
 		LocalID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.1")}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr("192.0.2.2")},
 		PSK: model.Secret("SUPERPASSWORD"),
 		IKE: model.IKE{Mode: model.ModeMain, Proposals: ike("3des-sha1-modp1024"), Lifetime: 24 * time.Hour, NATTraversal: model.NATTAuto},
-		Tunnels: []model.Tunnel{{Name: "api", LocalSubnet: pfx("10.10.1.1/32"), RemoteSubnet: pfx("10.20.0.0/24"),
+		Tunnels: []model.Tunnel{{Name: "api", LocalSubnets: []netip.Prefix{pfx("10.10.1.1/32")}, RemoteSubnets: []netip.Prefix{pfx("10.20.0.0/24")},
 			Proposals: esp("3des-sha1-modp1024"), Lifetime: 8 * time.Hour}},
 	}, {
 		Name: "bank.two", LocalAddress: addr("203.0.113.1"), RemoteAddress: addr("198.51.100.9"),
@@ -180,9 +180,9 @@ func TestRoundTrip(t *testing.T) {
 		IKE: model.IKE{Mode: model.ModeAggressive, Proposals: ike("aes256-aes128-sha256-sha1-modp2048"), Lifetime: 8 * time.Hour,
 			NATTraversal: model.NATTForce, DPDDelay: 20 * time.Second},
 		Tunnels: []model.Tunnel{
-			{Name: "db", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.60.0.0/16"), Protocol: 6, RemotePort: 5432,
+			{Name: "db", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.60.0.0/16")}, Protocol: 6, RemotePort: 5432,
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000},
-			{Name: "web", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.61.0.0/24"),
+			{Name: "web", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.61.0.0/24")},
 				Proposals: esp("aes256gcm16-modp2048, aes128-sha256-modp2048"), Lifetime: time.Hour, LifeKilobytes: 4608000}},
 	}}
 	v2 := func(name, local, remote, proposals string) model.Connection {
@@ -193,10 +193,13 @@ func TestRoundTrip(t *testing.T) {
 		return model.Connection{Name: name, LocalAddress: addr(local), RemoteAddress: addr(remote),
 			LocalID: model.Identity{Kind: model.IDAddr, Addr: addr(local)}, RemoteID: model.Identity{Kind: model.IDAddr, Addr: addr(remote)},
 			IKE: model.IKE{Version: 2, Mode: model.ModeMain, V2Proposals: ps, Lifetime: 4 * time.Hour, NATTraversal: model.NATTAuto},
-			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnet: pfx("10.10.0.0/24"), RemoteSubnet: pfx("10.80.0.0/16"),
+			Tunnels: []model.Tunnel{{Name: "lan", LocalSubnets: []netip.Prefix{pfx("10.10.0.0/24")}, RemoteSubnets: []netip.Prefix{pfx("10.80.0.0/16")},
 				Proposals: esp("aes256gcm16"), Lifetime: time.Hour}}}
 	}
-	conns = append(conns,
+	multi := v2("ikev2.subnets", "192.0.2.1", "192.0.2.8", "aes256-sha256-modp2048")
+	multi.Tunnels[0].LocalSubnets = []netip.Prefix{pfx("10.10.0.0/24"), pfx("10.11.0.0/24")}
+	multi.Tunnels[0].RemoteSubnets = []netip.Prefix{pfx("10.80.0.0/16"), pfx("10.81.0.0/24"), pfx("10.82.0.1/32")}
+	conns = append(conns, multi,
 		v2("ikev2.cbc", "192.0.2.1", "192.0.2.5", "aes128-aes256-sha1-sha256-modp2048"),                                     // PRF of each hash: no PRF row
 		v2("ikev2.gcm", "192.0.2.1", "192.0.2.6", "aes128gcm16-prfsha384-ecp256"),                                           // integrity n/a
 		v2("ikev2.mixed", "192.0.2.1", "192.0.2.7", "aes256-sha256-modp2048-ecp256, aes256gcm16-prfsha256-modp2048-ecp256")) // a PRF row
@@ -217,10 +220,16 @@ func TestRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				version := fmt.Sprintf("IKEv%d", max(c.IKE.Version, 1))
+				hasVersion := false
 				for _, r := range g.Rows {
 					if strings.Contains(strings.Join(r, " "), "SUPERPASSWORD") {
 						t.Fatalf("the pre-shared key is in the sheet: %q", r)
 					}
+					hasVersion = hasVersion || slices.Contains(r, "IKE version") && slices.Contains(r, version)
+				}
+				if !hasVersion {
+					t.Errorf("no IKE version row saying %s in the exported sheet", version)
 				}
 				res := Import(g, Options{})
 				if len(res.Problems)+len(res.Ignored) > 0 {
@@ -285,6 +294,16 @@ func TestIKEv2Sheet(t *testing.T) {
 	}
 	if slices.Contains(res.Defaults, "phase 1 mode: main") {
 		t.Errorf("defaults %q: an IKEv2 sheet needs no mode", res.Defaults)
+	}
+	requireValid(t, res)
+
+	// Several subnets per side (one per line, or comma-separated): one child SA for all.
+	g.Rows[12][1], g.Rows[13][2] = "10.30.0.0/16\n10.31.0.0/24", "10.10.1.0/24, 10.10.7.1"
+	res = Import(g, Options{})
+	want = "bank 198.51.100.1<->198.51.100.2 id 198.51.100.1/198.51.100.2 ikev2 ike [aes256gcm16-prfsha384-ecp384] 24h0m0s natt auto dpd 0s; " +
+		"10.30.0.0-16 10.10.1.0/24,10.10.7.1/32<->10.30.0.0/16,10.31.0.0/24 p0 0/0 [aes256-sha256] 8h0m0s 0KB"
+	if got := summary(res.Conn.Connection); got != want || len(res.Problems) > 0 {
+		t.Errorf("connection with two subnets per side\n got %s\nwant %s\nproblems %q", got, want, problemLines(res.Problems))
 	}
 	requireValid(t, res)
 
@@ -425,5 +444,35 @@ func TestReadCSVWindows1251(t *testing.T) {
 	}
 	if g.Cell(1, 0) != "Внешний IP-адрес" || g.Cell(0, 2) != "Клиент" {
 		t.Errorf("rows %q", g.Rows)
+	}
+}
+
+// TestIKEv1RowSeveralSubnets: an IKEv1 tunnel row listing two partner subnets is refused
+// with the reason (a quick mode carries one subnet per side), not cut to one.
+func TestIKEv1RowSeveralSubnets(t *testing.T) {
+	g := readFile(t, "telco-en.csv")
+	res := Import(g, Options{})
+	if len(res.Problems) > 0 || len(res.Conn.Tunnels) == 0 || res.Conn.IKE.IsV2() {
+		t.Fatalf("telco-en.csv: problems %q, %d tunnels, IKEv2 %v; want an IKEv1 sheet without problems", problemLines(res.Problems), len(res.Conn.Tunnels), res.Conn.IKE.IsV2())
+	}
+	var buf bytes.Buffer
+	if err := Export(&buf, res.Conn.Connection, "csv"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := ReadCSV(&buf, "export.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := res.Conn.Tunnels[0]
+	row := slices.IndexFunc(g.Rows, func(r []string) bool { return len(r) > 1 && r[0] == first.Name })
+	if row < 0 {
+		t.Fatalf("no row of tunnel %s in the export", first.Name)
+	}
+	g.Rows[row][1] += ", 10.99.0.0/24"
+	res = Import(g, Options{})
+	want := "an IKEv1 tunnel row with " + model.Prefixes(first.LocalSubnets) + " <-> " + model.Prefixes(first.RemoteSubnets) +
+		",10.99.0.0/24, but a quick mode carries one subnet per side (want one row per pair, or IKE version 2)"
+	if ps := problemLines(res.Problems); len(ps) == 0 || !strings.HasSuffix(ps[0], want) || slices.ContainsFunc(res.Conn.Tunnels, func(t model.Tunnel) bool { return t.Name == first.Name }) {
+		t.Errorf("problems %q, tunnels %v; want first the problem %q and no tunnel %s", ps, res.Conn.Tunnels, want, first.Name)
 	}
 }

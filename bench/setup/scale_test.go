@@ -17,11 +17,12 @@ import (
 )
 
 var (
-	scaleN     = flag.Int("scale.n", 1000, "BenchmarkScale: tunnels in all, a multiple of -scale.peers")
-	scalePeers = flag.Int("scale.peers", 200, "BenchmarkScale: peers")
-	scaleIdle  = flag.Duration("scale.idle", 60*time.Second, "BenchmarkScale: how long to measure idle CPU")
-	scaleHeap  = flag.String("scale.heap", "", "BenchmarkScale: write espgw's heap profile (pprof) to this file")
-	scaleCPU   = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of espgw over the first idle window to this file")
+	scaleN         = flag.Int("scale.n", 1000, "BenchmarkScale: tunnels in all, a multiple of -scale.peers")
+	scalePeers     = flag.Int("scale.peers", 200, "BenchmarkScale: peers")
+	scaleIdle      = flag.Duration("scale.idle", 60*time.Second, "BenchmarkScale: how long to measure idle CPU")
+	scaleHeap      = flag.String("scale.heap", "", "BenchmarkScale: write espgw's heap profile (pprof) to this file")
+	scaleCPU       = flag.String("scale.cpuprofile", "", "BenchmarkScale: write a CPU profile of espgw over the first idle window to this file")
+	scaleScrapeCPU = flag.String("scale.scrapeprofile", "", "BenchmarkScale: write a CPU profile of espgw over 10 s of back-to-back /metrics scrapes to this file")
 )
 
 // Inside the gateway's namespace.
@@ -62,9 +63,9 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(float64(anon)/(1<<20), "RssAnon-MiB")
 			b.ReportMetric(float64(file)/(1<<20), "RssFile-MiB")
 		}
-		heapProfile(b, r.GWNS)
+		heapProfile(b, r.GWNS, "")
 		s := scrape(b, r.GWNS)
-		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes", "go_goroutines"} {
 			b.Logf("%s %s", m, s.value(m))
 		}
 
@@ -93,36 +94,63 @@ func BenchmarkScale(b *testing.B) {
 			{"status-conn", []string{"status", "p001"}}, {"status-json", []string{"status", "--json"}}} {
 			cliCommand(b, r.GW, pid, q.name, q.args...)
 		}
-		ms, size := median(b, 5, func() int { return len(scrape(b, r.GWNS).text) })
-		b.ReportMetric(ms, "scrape-ms")
+		size := timed(b, pid, "scrape", func() int { return len(getMetrics(b, r.GWNS)) })
 		b.ReportMetric(float64(len(scrape(b, r.GWNS).series)), "series")
 		b.Logf("/metrics: %d bytes", size)
+
+		// Memory after scrapes: what they allocate must not stay resident.
+		for range 20 {
+			getMetrics(b, r.GWNS)
+		}
+		heapProfile(b, r.GWNS, ".scraped") // alloc_space minus the first: what the scrapes allocated
+		scrapeProfile(b, r.GWNS)
+		if rss, err := scalelab.RSS(pid); err == nil {
+			b.ReportMetric(float64(rss)/(1<<20), "scraped-RSS-MiB")
+		}
+		time.Sleep(15 * time.Second) // a Prometheus scrape interval
+		if rss, err := scalelab.RSS(pid); err == nil {
+			b.ReportMetric(float64(rss)/(1<<20), "scraped-15s-RSS-MiB")
+		}
+		s = scrape(b, r.GWNS)
+		for _, m := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+			"go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes", "go_goroutines"} {
+			b.Logf("after scrapes: %s %s", m, s.value(m))
+		}
 	}
 }
 
-// cliCommand runs `espgw args...` 5 times and reports the median wall time, the command's
-// own CPU time and the daemon's (pid) per run: on a shared machine the wall time is mostly
-// waiting for a core. `version` is the binary's start-up alone.
-func cliCommand(b *testing.B, g *espgwtest.Gateway, pid int, name string, args ...string) {
-	const runs = 5
-	var cliCPU, daemonCPU time.Duration
-	var size int
-	ms, _ := median(b, runs, func() int {
+const timedRuns = 5
+
+// timed runs f timedRuns times and reports the median wall time and the daemon's (pid) CPU time
+// per run: on a shared machine the wall time is mostly waiting for a core.
+func timed(b *testing.B, pid int, name string, f func() int) (size int) {
+	var daemonCPU time.Duration
+	ms, size := median(b, timedRuns, func() int {
 		d0, _ := scalelab.CPUTime(pid)
+		n := f()
+		d1, _ := scalelab.CPUTime(pid)
+		daemonCPU += d1 - d0
+		return n
+	})
+	b.ReportMetric(ms, name+"-ms")
+	b.ReportMetric(float64(daemonCPU.Microseconds())/1000/timedRuns, name+"-daemon-cpu-ms")
+	return size
+}
+
+// cliCommand runs `espgw args...` (see timed), with the command's own CPU time
+// per run too. `version` is the binary's start-up alone.
+func cliCommand(b *testing.B, g *espgwtest.Gateway, pid int, name string, args ...string) {
+	var cliCPU time.Duration
+	size := timed(b, pid, name, func() int {
 		cmd := g.Command(context.Background(), args...)
 		out, err := cmd.Output()
 		if err != nil {
 			b.Fatalf("espgw %s: %v", strings.Join(args, " "), err)
 		}
-		d1, _ := scalelab.CPUTime(pid)
 		cliCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		daemonCPU += d1 - d0
-		size = len(out)
-		return size
+		return len(out)
 	})
-	b.ReportMetric(ms, name+"-ms")
-	b.ReportMetric(float64(cliCPU.Milliseconds())/runs, name+"-cli-cpu-ms")
-	b.ReportMetric(float64(daemonCPU.Milliseconds())/runs, name+"-daemon-cpu-ms")
+	b.ReportMetric(float64(cliCPU.Microseconds())/1000/timedRuns, name+"-cli-cpu-ms")
 	b.Logf("espgw %s: %d bytes", strings.Join(args, " "), size)
 }
 
@@ -138,8 +166,9 @@ func median(b *testing.B, n int, f func() int) (ms float64, last int) {
 	return float64(ds[n/2].Microseconds()) / 1000, last
 }
 
-// heapProfile writes espgw's heap profile (after a GC) to -scale.heap, if set.
-func heapProfile(b *testing.B, ns *testutil.NetNS) {
+// heapProfile writes espgw's heap profile (after a GC) to -scale.heap with suffix before
+// its extension, if set.
+func heapProfile(b *testing.B, ns *testutil.NetNS, suffix string) {
 	if *scaleHeap == "" {
 		return
 	}
@@ -147,24 +176,25 @@ func heapProfile(b *testing.B, ns *testutil.NetNS) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(*scaleHeap, p, 0o644); err != nil {
+	file := strings.TrimSuffix(*scaleHeap, filepath.Ext(*scaleHeap)) + suffix + filepath.Ext(*scaleHeap)
+	if err := os.WriteFile(file, p, 0o644); err != nil {
 		b.Fatal(err)
 	}
 	g, err := ns.HTTPGet(pprofAddr, "/debug/pprof/goroutine?debug=1", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	gr := strings.TrimSuffix(*scaleHeap, filepath.Ext(*scaleHeap)) + ".goroutines.txt"
+	gr := strings.TrimSuffix(file, filepath.Ext(file)) + ".goroutines.txt"
 	if err := os.WriteFile(gr, g, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("heap profile in %s, goroutines in %s", *scaleHeap, gr)
+	b.Logf("heap profile in %s, goroutines in %s", file, gr)
 }
 
 // profiling is espgw's --pprof address when a profile is asked for: it samples allocations
 // finely, which costs CPU and memory of its own.
 func profiling() string {
-	if *scaleHeap == "" && *scaleCPU == "" {
+	if *scaleHeap == "" && *scaleCPU == "" && *scaleScrapeCPU == "" {
 		return ""
 	}
 	return pprofAddr
@@ -201,6 +231,36 @@ func cpuProfile(b *testing.B, ns *testutil.NetNS) {
 	}
 }
 
+// scrapeProfile writes a CPU profile of espgw over 10 s of back-to-back scrapes to
+// -scale.scrapeprofile, if set.
+func scrapeProfile(b *testing.B, ns *testutil.NetNS) {
+	if *scaleScrapeCPU == "" {
+		return
+	}
+	done := make(chan error, 1)
+	go func() {
+		p, err := ns.HTTPGet(pprofAddr, "/debug/pprof/profile?seconds=10", time.Minute)
+		if err == nil {
+			err = os.WriteFile(*scaleScrapeCPU, p, 0o644)
+		}
+		done <- err
+	}()
+	scrapes := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("CPU profile of %d scrapes in %s", scrapes, *scaleScrapeCPU)
+			return
+		default:
+			getMetrics(b, ns)
+			scrapes++
+		}
+	}
+}
+
 // scraped is one /metrics response: its text and the value of each series.
 type scraped struct {
 	text   string
@@ -209,12 +269,17 @@ type scraped struct {
 
 func (s scraped) value(name string) string { return s.series[name] }
 
-func scrape(b *testing.B, ns *testutil.NetNS) scraped {
+// getMetrics is one /metrics response's body, as Prometheus asks for it (gzip).
+func getMetrics(b *testing.B, ns *testutil.NetNS) []byte {
 	body, err := ns.HTTPGet(metricsAddr, "/metrics", time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := scraped{text: string(body), series: map[string]string{}}
+	return body
+}
+
+func scrape(b *testing.B, ns *testutil.NetNS) scraped {
+	s := scraped{text: string(getMetrics(b, ns)), series: map[string]string{}}
 	for _, l := range strings.Split(s.text, "\n") {
 		if l == "" || l[0] == '#' {
 			continue

@@ -121,7 +121,7 @@ func espgwPair(b *testing.B, s site, su suite, udp bool) (dps []*userspace.Datap
 		sa := datapath.SA{
 			SPI: spi, Src: src, Dst: dst,
 			Enc: su.enc, EncKey: key(su.encKey, seed), Integ: su.integ, IntegKey: key(su.integKey, seed+1),
-			ReplayWindow: 128, ReqID: 1, Selector: sel,
+			ReplayWindow: 128, ReqID: 1, Selectors: []datapath.Selector{sel},
 		}
 		if udp {
 			sa.EncapSrcPort, sa.EncapDstPort = conn.NATTPort, conn.NATTPort

@@ -45,7 +45,7 @@ func warnLoopbackRoutes(w io.Writer, cfg *config.Config) {
 		}
 		var remotes []netip.Prefix
 		for _, t := range c.Tunnels {
-			remotes = append(remotes, t.RemoteSubnet)
+			remotes = append(remotes, t.RemoteSubnets...)
 		}
 		warnings, err := serviceaddr.LoopbackRoutes(netns.None(), c.ServiceAddress.Address.Addr(), remotes)
 		for _, msg := range warnings {

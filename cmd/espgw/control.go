@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,6 +64,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 				if len(args) == 1 {
 					name = args[0]
 				}
+				if asJSON && name == "" {
+					raw, err := c.StatusJSON(ctx)
+					if err != nil {
+						return err
+					}
+					return writeRawJSON(cmd, raw)
+				}
 				st, err := c.StatusOf(ctx, name)
 				if err != nil {
 					if name != "" {
@@ -119,6 +127,17 @@ func writeJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// writeRawJSON prints JSON as the daemon encoded it, the way writeJSON prints it decoded.
+func writeRawJSON(cmd *cobra.Command, raw []byte) error {
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return fmt.Errorf("the daemon's answer: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err := cmd.OutOrStdout().Write(b.Bytes())
+	return err
 }
 
 // newUpDownCmd makes `up` or `down`.

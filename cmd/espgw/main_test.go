@@ -39,12 +39,24 @@ func TestConfigCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The same connection in IKEv2, once well and once with the IKEv1-only aggressive mode.
+	// The same connection in IKEv2, once well and once with the IKEv1-only aggressive mode;
+	// two subnets per side, which only IKEv2 carries in one tunnel.
 	v2 := filepath.Join(t.TempDir(), "v2.yaml")
 	v2Bad := filepath.Join(t.TempDir(), "v2-bad.yaml")
-	for p, ike := range map[string]string{v2: "version: 2\n      proposals: [aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256]",
-		v2Bad: "version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]"} {
-		yaml := strings.Replace(string(good), "mode: main\n      proposals: [3des-sha1-modp1024]", ike, 1)
+	v1Subnets, v2Subnets := filepath.Join(t.TempDir(), "v1-subnets.yaml"), filepath.Join(t.TempDir(), "v2-subnets.yaml")
+	const v2IKE = "version: 2\n      proposals: [aes256-sha256-modp2048, aes128gcm16-prfsha256-ecp256]"
+	const subnets = "local_subnet: 10.10.1.1/32,10.10.2.0/24\n        remote_subnet: [10.20.0.0/24, 10.21.0.0/24]"
+	for p, pairs := range map[string][]string{v2: {"mode: main\n      proposals: [3des-sha1-modp1024]", v2IKE},
+		v2Bad:     {"mode: main\n      proposals: [3des-sha1-modp1024]", "version: 2\n      mode: aggressive\n      proposals: [3des-sha1-modp1024]"},
+		v1Subnets: {"local_subnet: 10.10.1.1/32\n        remote_subnet: 10.20.0.0/24", subnets},
+		v2Subnets: {"mode: main\n      proposals: [3des-sha1-modp1024]", v2IKE, "local_subnet: 10.10.1.1/32\n        remote_subnet: 10.20.0.0/24", subnets}} {
+		yaml := string(good)
+		for i := 0; i < len(pairs); i += 2 {
+			if !strings.Contains(yaml, pairs[i]) {
+				t.Fatalf("%q not in testdata/good.yaml", pairs[i])
+			}
+			yaml = strings.Replace(yaml, pairs[i], pairs[i+1], 1)
+		}
 		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -63,6 +75,17 @@ func TestConfigCheck(t *testing.T) {
 		args: []string{"config", "check", "-c", v2Bad},
 		code: 1,
 		err:  "espgw: " + v2Bad + ":\n  connections.MegaTelecom.ike.mode: aggressive is IKEv1 only (want main or no mode with version 2)\n",
+	}, {
+		name: "good IKEv2: two subnets per side",
+		args: []string{"config", "check", "-c", v2Subnets},
+		out:  "configuration OK: 1 connections, 1 tunnels\n",
+	}, {
+		name: "bad IKEv1: two subnets per side",
+		args: []string{"config", "check", "-c", v1Subnets},
+		code: 1,
+		err: "espgw: " + v1Subnets + ":\n" +
+			"  connections.MegaTelecom.tunnels.API.local_subnet: 10.10.1.1/32,10.10.2.0/24 lists 2 subnets, but an IKEv1 quick mode carries one subnet per side (want one, write one tunnel per pair, or ike.version: 2)\n" +
+			"  connections.MegaTelecom.tunnels.API.remote_subnet: 10.20.0.0/24,10.21.0.0/24 lists 2 subnets, but an IKEv1 quick mode carries one subnet per side (want one, write one tunnel per pair, or ike.version: 2)\n",
 	}, {
 		name: "good",
 		args: []string{"config", "check", "-c", private},

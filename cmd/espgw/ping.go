@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,20 +98,34 @@ func findTunnel(st *control.Status, arg string) (control.TunnelState, error) {
 	return control.TunnelState{}, fmt.Errorf("tunnel %q is in several connections: name it CONNECTION/TUNNEL (configured: %s)", arg, strings.Join(names, ", "))
 }
 
-// selectorPrefix parses a status selector, "10.10.1.1/32" or "10.10.1.0/24[6/443]".
-func selectorPrefix(s string) (netip.Prefix, error) {
-	s, _, _ = strings.Cut(s, "[")
-	return netip.ParsePrefix(s)
+// selectorPrefixes parses a status selector list, "10.10.1.1/32,10.10.2.0/24" or
+// "10.10.1.0/24[6/443]".
+func selectorPrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, sel := range strings.Split(s, ",") {
+		sel, _, _ = strings.Cut(sel, "[")
+		p, err := netip.ParsePrefix(sel)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
-// resolvePing picks the source (the host's address inside the local subnet) and destination
-// (host, or the first host of the remote subnet).
+// within reports whether a lies in one of ps.
+func within(ps []netip.Prefix, a netip.Addr) bool {
+	return slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// resolvePing picks the source (the host's address inside a local subnet) and destination
+// (host, or the first host of the first remote subnet).
 func resolvePing(t control.TunnelState, host string) (pingTarget, error) {
-	local, err := selectorPrefix(t.LocalSelector)
+	local, err := selectorPrefixes(t.LocalSelector)
 	if err != nil {
 		return pingTarget{}, fmt.Errorf("tunnel %s/%s local subnet %q: %w", t.Connection, t.Tunnel, t.LocalSelector, err)
 	}
-	remote, err := selectorPrefix(t.RemoteSelector)
+	remote, err := selectorPrefixes(t.RemoteSelector)
 	if err != nil {
 		return pingTarget{}, fmt.Errorf("tunnel %s/%s remote subnet %q: %w", t.Connection, t.Tunnel, t.RemoteSelector, err)
 	}
@@ -119,12 +134,12 @@ func resolvePing(t control.TunnelState, host string) (pingTarget, error) {
 		if p.dst, err = netip.ParseAddr(host); err != nil || !p.dst.Is4() {
 			return pingTarget{}, fmt.Errorf("host %q: want an IPv4 address", host)
 		}
-		if !remote.Contains(p.dst) {
-			return pingTarget{}, fmt.Errorf("host %s is outside the tunnel's remote subnet %s: it would not go through the tunnel", p.dst, remote)
+		if !within(remote, p.dst) {
+			return pingTarget{}, fmt.Errorf("host %s is outside the tunnel's remote subnet %s: it would not go through the tunnel", p.dst, t.RemoteSelector)
 		}
 	} else {
-		p.dst = remote.Addr()
-		if remote.Bits() < 31 {
+		p.dst = remote[0].Addr()
+		if remote[0].Bits() < 31 {
 			p.dst = p.dst.Next()
 		}
 	}
@@ -133,12 +148,12 @@ func resolvePing(t control.TunnelState, host string) (pingTarget, error) {
 		return pingTarget{}, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && local.Contains(ip.Unmap()) {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && within(local, ip.Unmap()) {
 			p.src = ip.Unmap()
 			return p, nil
 		}
 	}
-	return pingTarget{}, fmt.Errorf("no address of this host is inside the tunnel's local subnet %s (the service address is missing? run espgw doctor)", local)
+	return pingTarget{}, fmt.Errorf("no address of this host is inside the tunnel's local subnet %s (the service address is missing? run espgw doctor)", t.LocalSelector)
 }
 
 // espCounters are the packets each SA of a tunnel carried, by inbound SPI.

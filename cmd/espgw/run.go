@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,6 +37,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			tuneGC()
+			go releaseMemory(ctx)
 			if pprofAddr != "" {
 				if err := servePProf(ctx, pprofAddr, log); err != nil {
 					return err
@@ -61,19 +61,6 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go's profiles (net/http/pprof) on this address, for measurements")
 	cmd.Flags().MarkHidden("pprof")
 	return cmd
-}
-
-// daemonGCPercent is the daemon's GOGC: the Go heap may grow to 1.25× what is live
-// between collections instead of 2×. With 1,000 tunnels that keeps ~25 MiB less resident
-// (bench/README.md, "Scale"); the datapath allocates nothing per packet and an idle daemon
-// little, so the extra collections cost little (idle CPU 0.3 % of a core either way).
-const daemonGCPercent = 25
-
-// tuneGC sets daemonGCPercent unless the environment sets GOGC.
-func tuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(daemonGCPercent)
-	}
 }
 
 // newDatapath opens the real backends in the current network namespace.

@@ -106,8 +106,8 @@ func writeConnection(b *strings.Builder, c Connection) {
 func writeTunnel(b *strings.Builder, in string, t model.Tunnel) {
 	fmt.Fprintf(b, "%s%s:\n", in, Scalar(t.Name))
 	in += "  "
-	fmt.Fprintf(b, "%slocal_subnet: %s\n", in, t.LocalSubnet)
-	fmt.Fprintf(b, "%sremote_subnet: %s\n", in, t.RemoteSubnet)
+	fmt.Fprintf(b, "%slocal_subnet: %s\n", in, model.Prefixes(t.LocalSubnets))
+	fmt.Fprintf(b, "%sremote_subnet: %s\n", in, model.Prefixes(t.RemoteSubnets))
 	if t.Protocol != 0 {
 		fmt.Fprintf(b, "%sprotocol: %d\n", in, t.Protocol)
 	}

@@ -54,8 +54,9 @@ func TestCommentsStayComments(t *testing.T) {
 	}
 }
 
-// TestIKEVersionRoundTrip: what Write emits for an IKEv1 and an IKEv2 connection,
-// config.Parse reads back with the same version and proposals.
+// TestIKEVersionRoundTrip: what Write emits for an IKEv1 and an IKEv2 connection (whose
+// tunnel has two subnets per side), config.Parse reads back with the same version,
+// proposals and subnets.
 func TestIKEVersionRoundTrip(t *testing.T) {
 	v1, err := proposal.ParseIKE("aes256-sha256-modp2048")
 	if err != nil {
@@ -70,15 +71,15 @@ func TestIKEVersionRoundTrip(t *testing.T) {
 		ike.Lifetime, ike.NATTraversal, ike.DPDTimeout = time.Hour, model.NATTAuto, config.DefaultDPDTimeout
 		return Connection{Connection: model.Connection{Name: name, LocalAddress: netip.MustParseAddr("192.0.2.1"),
 			RemoteAddress: netip.MustParseAddr(remote), PSK: model.Secret("k"), IKE: ike,
-			Tunnels: []model.Tunnel{{Name: "t", LocalSubnet: netip.MustParsePrefix("10.10.1.0/24"),
-				RemoteSubnet: netip.MustParsePrefix("10.20." + remote[len(remote)-1:] + ".0/24"), Proposals: esp,
+			Tunnels: []model.Tunnel{{Name: "t", LocalSubnets: []netip.Prefix{netip.MustParsePrefix("10.10.1.0/24")},
+				RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("10.20." + remote[len(remote)-1:] + ".0/24")}, Proposals: esp,
 				Lifetime: time.Hour, ReplayWindow: config.DefaultReplayWindow, Start: model.StartOnDemand}}}}
 	}
+	two := conn("two", "192.0.2.3", model.IKE{Version: 2, V2Proposals: v2})
+	two.Tunnels[0].LocalSubnets = append(two.Tunnels[0].LocalSubnets, netip.MustParsePrefix("10.11.0.1/32"))
+	two.Tunnels[0].RemoteSubnets = append(two.Tunnels[0].RemoteSubnets, netip.MustParsePrefix("10.21.0.0/16"))
 	var buf bytes.Buffer
-	err = Write(&buf, nil, []Connection{
-		conn("one", "192.0.2.2", model.IKE{Mode: model.ModeMain, Proposals: v1}),
-		conn("two", "192.0.2.3", model.IKE{Version: 2, V2Proposals: v2}),
-	})
+	err = Write(&buf, nil, []Connection{conn("one", "192.0.2.2", model.IKE{Mode: model.ModeMain, Proposals: v1}), two})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +90,14 @@ func TestIKEVersionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, buf.String())
 	}
-	one, two := c.Connections[0].IKE, c.Connections[1].IKE
-	if one.Version != 1 || !reflect.DeepEqual(one.Proposals, v1) || len(one.V2Proposals) != 0 {
-		t.Errorf("IKEv1 connection read back as %+v", one)
+	ike1, ike2 := c.Connections[0].IKE, c.Connections[1].IKE
+	if ike1.Version != 1 || !reflect.DeepEqual(ike1.Proposals, v1) || len(ike1.V2Proposals) != 0 {
+		t.Errorf("IKEv1 connection read back as %+v", ike1)
 	}
-	if two.Version != 2 || !reflect.DeepEqual(two.V2Proposals, v2) || len(two.Proposals) != 0 {
-		t.Errorf("IKEv2 connection read back as %+v", two)
+	if ike2.Version != 2 || !reflect.DeepEqual(ike2.V2Proposals, v2) || len(ike2.Proposals) != 0 {
+		t.Errorf("IKEv2 connection read back as %+v", ike2)
+	}
+	if got, want := c.Connections[1].Tunnels[0], two.Tunnels[0]; !reflect.DeepEqual(got.LocalSubnets, want.LocalSubnets) || !reflect.DeepEqual(got.RemoteSubnets, want.RemoteSubnets) {
+		t.Errorf("IKEv2 tunnel's subnets read back as %v <-> %v, want %v <-> %v", got.LocalSubnets, got.RemoteSubnets, want.LocalSubnets, want.RemoteSubnets)
 	}
 }

@@ -357,7 +357,7 @@ func (d *Datapath) forwardEvents() {
 				continue
 			}
 			f := e.Flow
-			ev = datapath.Event{Kind: datapath.EventAcquire, ReqID: d.reqID(e.PolicyID)}
+			ev = datapath.Event{Kind: datapath.EventAcquire, ReqID: d.reqID(e.PolicyID), PacketSrc: f.Src, PacketDst: f.Dst}
 			d.log.Debug("eBPF: traffic for a tunnel whose SA is down", "reqid", ev.ReqID,
 				"src", f.Src, "dst", f.Dst, "proto", f.Proto, "sport", f.SrcPort, "dport", f.DstPort)
 		}

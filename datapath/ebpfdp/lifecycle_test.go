@@ -250,7 +250,8 @@ func TestNewestSADeletedFirst(t *testing.T) {
 }
 
 // TestEvents: Events delivers the backend's events and turns the classifier's reports of
-// traffic for a tunnel whose SA is down into acquires for the tunnel's reqid.
+// traffic for a tunnel whose SA is down into acquires for the tunnel's reqid, with the
+// packet's addresses.
 func TestEvents(t *testing.T) {
 	ctx := context.Background()
 	d, b, l := open(t, 0x1000, loader.Options{})
@@ -266,7 +267,8 @@ func TestEvents(t *testing.T) {
 	if _, err := l.Programs().TCEgress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 		t.Fatal(err)
 	}
-	want := []datapath.Event{expire, {Kind: datapath.EventAcquire, ReqID: pol.ReqID}}
+	want := []datapath.Event{expire, {Kind: datapath.EventAcquire, ReqID: pol.ReqID,
+		PacketSrc: netip.MustParseAddr("10.10.1.5"), PacketDst: netip.MustParseAddr("10.20.0.7")}}
 	var got []datapath.Event
 	for len(got) < len(want) {
 		select {
@@ -279,5 +281,58 @@ func TestEvents(t *testing.T) {
 	slices.SortFunc(got, func(a, b datapath.Event) int { return int(b.Kind) - int(a.Kind) })
 	if !slices.Equal(got, want) {
 		t.Errorf("events %+v, want %+v", got, want)
+	}
+}
+
+// TestSeveralPolicies: a tunnel with two subnets per side has four policies with its reqid,
+// each its own classifier slot; its one SA pair opens all four for the tc program and its
+// deletion closes them all.
+func TestSeveralPolicies(t *testing.T) {
+	ctx := context.Background()
+	d, b, l := open(t, 0xff, loader.Options{})
+	b.probe = func() uint32 { return 0 }
+	const reqID = 7
+	type combo struct{ src, dst string }
+	var combos []combo
+	for _, local := range []string{"10.10.1", "10.11.0"} {
+		for _, remote := range []string{"10.20.0", "10.21.0"} {
+			pol := datapath.Policy{Selector: datapath.Selector{Local: netip.MustParsePrefix(local + ".0/24"), Remote: netip.MustParsePrefix(remote + ".0/24")},
+				ReqID: reqID, Priority: 1000}
+			if err := d.AddPolicy(ctx, pol); err != nil {
+				t.Fatal(err)
+			}
+			combos = append(combos, combo{local + ".5", remote + ".7"})
+		}
+	}
+	verdicts := func() []uint32 {
+		var out []uint32
+		for _, c := range combos {
+			syn := pkttest.IPv4{Src: netip.MustParseAddr(c.src), Dst: netip.MustParseAddr(c.dst), Proto: pkttest.ProtoTCP}.
+				Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
+			opts := ebpf.RunOptions{Data: syn, DataOut: make([]byte, len(syn)+64)}
+			v, err := l.Programs().TCEgress.Run(&opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	shot, ok := slices.Repeat([]uint32{tcActShot}, 4), slices.Repeat([]uint32{tcActOK}, 4)
+	if v := verdicts(); !slices.Equal(v, shot) {
+		t.Errorf("SA down: verdicts %v, want %v", v, shot)
+	}
+	p := pair(reqID, 0x100, 0x200, datapath.EncAESGCM16, datapath.IntegNone, true)
+	if err := d.AddSAPair(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if v := verdicts(); !slices.Equal(v, ok) {
+		t.Errorf("SA up: verdicts %v, want %v", v, ok)
+	}
+	if err := deletePair(ctx, d, p); err != nil {
+		t.Fatal(err)
+	}
+	if v := verdicts(); !slices.Equal(v, shot) {
+		t.Errorf("SA deleted: verdicts %v, want %v", v, shot)
 	}
 }

@@ -11,7 +11,7 @@ const (
 	DropReplay                       // outside or already seen in the anti-replay window
 	DropAuth                         // ICV mismatch ("icv")
 	DropTrailer                      // bad padding or next header after decryption
-	DropSelector                     // inner packet outside the SA's traffic selector
+	DropSelector                     // inner packet outside the SA's traffic selectors (in, or out of a narrowed SA)
 	DropExpired                      // SA past its hard lifetime or out of sequence numbers
 	DropQueueFull                    // inbound queue or buffer pool exhausted
 	DropTooBig                       // packet larger than the datapath buffers

@@ -74,6 +74,20 @@ func outboundMatch(s *datapath.Selector, f *flow) bool {
 		(s.RemotePort == 0 || s.RemotePort == f.dstPort)
 }
 
+// carries reports whether an SA with selectors sels carries flow f, which match reports for
+// one selector; an SA without selectors carries anything.
+func carries(sels []datapath.Selector, f *flow, match func(*datapath.Selector, *flow) bool) bool {
+	if len(sels) == 0 {
+		return true
+	}
+	for i := range sels {
+		if match(&sels[i], f) {
+			return true
+		}
+	}
+	return false
+}
+
 // inboundMatch reports whether a decapsulated packet is allowed by s: it must come from
 // the remote protected side to the local one (RFC 4301 section 5.2, step 4).
 func inboundMatch(s *datapath.Selector, f *flow) bool {

@@ -199,7 +199,7 @@ func (d *Datapath) open(st *tables, pkt, dst []byte) []byte {
 		d.drops.inc(DropMalformed)
 		return nil
 	}
-	if !inboundMatch(&sa.cfg.Selector, &f) {
+	if !carries(sa.cfg.Selectors, &f, inboundMatch) {
 		d.drops.inc(DropSelector)
 		return nil
 	}

@@ -48,5 +48,5 @@ func (d *Datapath) checkLifetime(now time.Time, sa *esp.SA, softSent *atomic.Boo
 }
 
 func expireEvent(k datapath.EventKind, cfg datapath.SA) datapath.Event {
-	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID, Selector: cfg.Selector}
+	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID}
 }

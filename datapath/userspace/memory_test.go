@@ -112,7 +112,7 @@ func memTunnel(t testing.TB, a, b *memGateway, tr transform, spiAB, spiBA, reqid
 		gw *memGateway
 		p  datapath.SAPair
 	}{{a, pa}, {b, pb}} {
-		pol := datapath.Policy{Selector: g.p.Out.Selector, TunnelLocal: g.p.Out.Src, TunnelRemote: g.p.Out.Dst, ReqID: reqid}
+		pol := datapath.Policy{Selector: g.p.Out.Selectors[0], TunnelLocal: g.p.Out.Src, TunnelRemote: g.p.Out.Dst, ReqID: reqid}
 		if err := g.gw.dp.AddPolicy(context.Background(), pol); err != nil {
 			t.Fatal(err)
 		}
@@ -382,7 +382,7 @@ func TestInMemorySelectorDrops(t *testing.T) {
 	a, b := memLab(t)
 	wide := datapath.Selector{Local: netip.MustParsePrefix("10.10.0.0/16"), Remote: netip.MustParsePrefix("10.20.0.0/16")}
 	pa, pb := tunnelPairs(gcm128, true, 0x1001, 0x2001, 1, wide)
-	pb.In.Selector = selB // B admits only 10.10.1.1 -> 10.20.0.0/24
+	pb.In.Selectors = []datapath.Selector{selB} // B admits only 10.10.1.1 -> 10.20.0.0/24
 	addPairs(t, a, b, pa, pb)
 	ctx := context.Background()
 	if err := a.dp.AddPolicy(ctx, datapath.Policy{Selector: wide, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}); err != nil {
@@ -403,8 +403,9 @@ func TestInMemorySelectorDrops(t *testing.T) {
 
 	select {
 	case ev := <-a.dp.Events():
-		if ev.Kind != datapath.EventAcquire || ev.ReqID != 9 || ev.Selector != noSA.Selector {
-			t.Errorf("event %+v, want an acquire for reqid 9 selector %+v", ev, noSA.Selector)
+		if ev.Kind != datapath.EventAcquire || ev.ReqID != 9 || ev.Selector != noSA.Selector ||
+			ev.PacketSrc != hostA || ev.PacketDst != netip.MustParseAddr("10.30.0.1") {
+			t.Errorf("event %+v, want an acquire for reqid 9 selector %+v, packet %v -> 10.30.0.1", ev, noSA.Selector, hostA)
 		}
 	default:
 		t.Error("no acquire event for the policy without an SA")
@@ -465,4 +466,57 @@ func TestInMemoryLifetime(t *testing.T) {
 		t.Errorf("event %+v after the hard expiry, want none: soft and hard are raised once", ev)
 	default:
 	}
+}
+
+// TestInMemorySeveralSelectors: one SA pair carries every (local, remote) combination of a
+// tunnel with two subnets per side, each steered by its own policy with the tunnel's reqid.
+// B's SAs carry three of A's four combinations (its child SA was narrowed): the fourth,
+// sealed by A, is dropped by B after decryption, and a packet of it that B's policy covers
+// but its SA does not is dropped before it is sealed.
+func TestInMemorySeveralSelectors(t *testing.T) {
+	a, b := memLab(t)
+	pfx := netip.MustParsePrefix
+	var combos []datapath.Selector // A's view
+	for _, l := range []string{"10.10.1.0/24", "10.11.0.0/24"} {
+		for _, r := range []string{"10.20.0.0/24", "10.21.0.0/24"} {
+			combos = append(combos, datapath.Selector{Local: pfx(l), Remote: pfx(r)})
+		}
+	}
+	mirror := func(s datapath.Selector) datapath.Selector {
+		return datapath.Selector{Local: s.Remote, Remote: s.Local}
+	}
+	pa, pb := tunnelPairs(gcm128, true, 0x1001, 0x2001, 1, combos[0])
+	pa.In.Selectors, pa.Out.Selectors = combos, combos
+	var atB []datapath.Selector // B's view, without the last combination
+	for _, s := range combos[:3] {
+		atB = append(atB, mirror(s))
+	}
+	pb.In.Selectors, pb.Out.Selectors = atB, atB
+	addPairs(t, a, b, pa, pb)
+	ctx := context.Background()
+	for _, s := range combos {
+		if err := a.dp.AddPolicy(ctx, datapath.Policy{Selector: s, ReqID: 1, TunnelLocal: outerA, TunnelRemote: outerB}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.dp.AddPolicy(ctx, datapath.Policy{Selector: mirror(s), ReqID: 1, TunnelLocal: outerB, TunnelRemote: outerA}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := func(p netip.Prefix) netip.Addr { return p.Addr().Next() }
+	for _, s := range combos[:3] {
+		through(t, a, b, udpPacket(host(s.Local), host(s.Remote), []byte("A to B")))
+		through(t, b, a, udpPacket(host(s.Remote), host(s.Local), []byte("B to A")))
+	}
+	last := combos[3]
+	a.tun.Send(udpPacket(host(last.Local), host(last.Remote), []byte("outside B's SA")))
+	b.tun.Send(udpPacket(host(last.Remote), host(last.Local), []byte("outside B's SA")))
+	// Each end handles its packets in order: once these are through, so are the two above.
+	through(t, a, b, udpPacket(host(combos[0].Local), host(combos[0].Remote), []byte("still in")))
+	through(t, b, a, udpPacket(host(combos[0].Remote), host(combos[0].Local), []byte("still in")))
+	wantDrops(t, a, nil)
+	wantDrops(t, b, map[DropReason]uint64{DropSelector: 2})
+	if na, nb := len(a.wire.packets()), len(b.wire.packets()); na != 5 || nb != 4 {
+		t.Errorf("ESP sent: A %d, B %d; want 5 (all A's SA carries) and 4 (not the one outside B's SA)", na, nb)
+	}
+	wantCounters(t, b, outerB, 0x1001, 5, 0)
 }

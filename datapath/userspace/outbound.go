@@ -120,7 +120,12 @@ func (d *Datapath) classify(st *tables, inner []byte) (*outSA, uint8) {
 	o := st.outbound(pol.p.ReqID)
 	if o == nil {
 		d.drops.inc(DropNoSA)
-		d.acquire(pol)
+		d.acquire(pol, &f)
+		return nil, 0
+	}
+	if !carries(o.cfg.Selectors, &f, outboundMatch) {
+		// The tunnel's policy covers the flow, but the peer narrowed the SA to less.
+		d.drops.inc(DropSelector)
 		return nil, 0
 	}
 	if inner[0]>>4 == 6 {
@@ -129,17 +134,17 @@ func (d *Datapath) classify(st *tables, inner []byte) (*outSA, uint8) {
 	return o, esp.NextHeaderIPv4
 }
 
-// acquire asks the control plane for an SA, at most once per policy per acquireInterval.
-// It never blocks the packet path: with the event queue full the request is dropped and
-// the next packet retries after the interval.
-func (d *Datapath) acquire(p *policy) {
+// acquire asks the control plane for an SA for packet f, at most once per policy per
+// acquireInterval. It never blocks the packet path: with the event queue full the request
+// is dropped and the next packet retries after the interval.
+func (d *Datapath) acquire(p *policy, f *flow) {
 	now := time.Now().UnixNano()
 	last := p.lastAcquire.Load()
 	if now-last < int64(acquireInterval) || !p.lastAcquire.CompareAndSwap(last, now) {
 		return
 	}
 	select {
-	case d.events <- datapath.Event{Kind: datapath.EventAcquire, ReqID: p.p.ReqID, Selector: p.p.Selector}:
+	case d.events <- datapath.Event{Kind: datapath.EventAcquire, ReqID: p.p.ReqID, Selector: p.p.Selector, PacketSrc: f.src, PacketDst: f.dst}:
 	default:
 	}
 }

@@ -125,12 +125,20 @@ func newNetlinkRoutes(dev string, table, prio int) (_ *netlinkRoutes, err error)
 
 // Add lists the host's addresses once for all of sels: listing them per route made
 // installing n policies O(n²) with an address per policy (1,000 policies: 2.7 s of a 3.4 s
-// start, bench/setup BenchmarkStart).
+// start, bench/setup BenchmarkStart). The selectors of one remote prefix (a tunnel's local
+// subnets) share its route, whose source is the first of their local sides that holds an
+// address of this host.
 func (r *netlinkRoutes) Add(sels []datapath.Selector) []error {
 	addrs, _ := r.h.AddrList(nil, 0) // without them the routes go without a source
+	srcs := make(map[netip.Prefix]netip.Addr)
+	for _, sel := range sels {
+		if src := localSource(addrs, sel.Local); src.IsValid() && !srcs[sel.Remote.Masked()].IsValid() {
+			srcs[sel.Remote.Masked()] = src
+		}
+	}
 	errs := make([]error, len(sels))
 	for i, sel := range sels {
-		errs[i] = r.routes.add(r.h, r.link, r.table, r.prio, sel.Remote, localSource(addrs, sel.Local))
+		errs[i] = r.routes.add(r.h, r.link, r.table, r.prio, sel.Remote, srcs[sel.Remote.Masked()])
 	}
 	return errs
 }

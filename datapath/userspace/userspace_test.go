@@ -104,7 +104,7 @@ func tunnelPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32, selA datapa
 		s := datapath.SA{
 			SPI: spi, Src: src, Dst: dst,
 			Enc: tr.enc, EncKey: key(tr.encKey, seed), Integ: tr.integ, IntegKey: key(tr.integKey, seed+1),
-			ReplayWindow: 64, ReqID: reqid, Selector: sel,
+			ReplayWindow: 64, ReqID: reqid, Selectors: []datapath.Selector{sel},
 		}
 		if udp {
 			s.EncapSrcPort, s.EncapDstPort = conn.NATTPort, conn.NATTPort
@@ -113,7 +113,7 @@ func tunnelPairs(tr transform, udp bool, spiAB, spiBA, reqid uint32, selA datapa
 	}
 	ab, ba := sa(spiAB, outerA, outerB, selA, 0x10), sa(spiBA, outerB, outerA, selB, 0x20)
 	abIn, baIn := ab, ba
-	abIn.Selector, baIn.Selector = selB, selA
+	abIn.Selectors, baIn.Selectors = []datapath.Selector{selB}, []datapath.Selector{selA}
 	return datapath.SAPair{Out: ab, In: baIn}, datapath.SAPair{Out: ba, In: abIn}
 }
 

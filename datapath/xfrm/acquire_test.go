@@ -88,7 +88,9 @@ func TestAcquireLive(t *testing.T) {
 
 	select {
 	case ev := <-d.Events():
-		want := datapath.Event{Kind: datapath.EventAcquire, ReqID: 77, Selector: p.Selector}
+		// The packet's addresses too: the IKEv2 initiator offers them first (RFC 7296 2.9).
+		want := datapath.Event{Kind: datapath.EventAcquire, ReqID: 77, Selector: p.Selector,
+			PacketSrc: netip.MustParseAddr("10.1.0.1"), PacketDst: netip.MustParseAddr("10.2.0.5")}
 		if ev != want {
 			t.Fatalf("event %+v, want %+v", ev, want)
 		}

@@ -19,6 +19,7 @@ const (
 	sizeofTmpl    = 64  // struct xfrm_user_tmpl
 
 	// struct xfrm_user_acquire: id(24) saddr(16) sel(56) policy(168) aalgos ealgos calgos seq.
+	acqSel    = 40 // the selector of the flow that triggered it: the packet's addresses
 	acqPolicy = 96 // policy.sel is the first member of struct xfrm_userpolicy_info
 
 	// struct xfrm_selector
@@ -55,7 +56,8 @@ var (
 
 // parseAcquire decodes the body of an XFRM_MSG_ACQUIRE (struct xfrm_user_acquire and its
 // attributes). The event carries the selector of the policy that matched, oriented as an
-// outbound policy (Local = source), and the reqid of its first template.
+// outbound policy (Local = source), the reqid of its first template and, if its selector
+// decodes, the addresses of the packet.
 func parseAcquire(b []byte) (datapath.Event, error) {
 	if len(b) < sizeofAcquire {
 		return datapath.Event{}, fmt.Errorf("acquire length %d: want at least %d", len(b), sizeofAcquire)
@@ -74,11 +76,15 @@ func parseAcquire(b []byte) (datapath.Event, error) {
 	if len(tmpl) < sizeofTmpl {
 		return datapath.Event{}, fmt.Errorf("acquire XFRMA_TMPL length %d: want at least %d", len(tmpl), sizeofTmpl)
 	}
-	return datapath.Event{
+	ev := datapath.Event{
 		Kind:     datapath.EventAcquire,
 		ReqID:    binary.NativeEndian.Uint32(tmpl[tmplReqID:]),
 		Selector: sel,
-	}, nil
+	}
+	if pkt, err := parseSelector(b[acqSel:]); err == nil {
+		ev.PacketSrc, ev.PacketDst = pkt.Local.Addr(), pkt.Remote.Addr()
+	}
+	return ev, nil
 }
 
 // parseExpire decodes the body of an XFRM_MSG_EXPIRE (struct xfrm_user_expire).

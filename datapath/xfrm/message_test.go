@@ -86,7 +86,8 @@ func TestParseAcquire(t *testing.T) {
 		{
 			name: "kernel message", b: readTestdata(t, "acquire-udp.bin"),
 			want: datapath.Event{Kind: datapath.EventAcquire, ReqID: 77, Selector: datapath.Selector{
-				Local: netip.MustParsePrefix("10.1.0.0/24"), Remote: netip.MustParsePrefix("10.2.0.0/24"), Proto: 17}},
+				Local: netip.MustParsePrefix("10.1.0.0/24"), Remote: netip.MustParsePrefix("10.2.0.0/24"), Proto: 17},
+				PacketSrc: netip.MustParseAddr("10.1.0.1"), PacketDst: netip.MustParseAddr("10.2.0.5")},
 		},
 		{
 			name: "IPv6", b: v6,

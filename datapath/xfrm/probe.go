@@ -143,10 +143,10 @@ func probeSA(t Transform) datapath.SA {
 		Enc:    t.Enc,
 		EncKey: randomKey(keyLen),
 		Integ:  t.Integ,
-		Selector: datapath.Selector{
+		Selectors: []datapath.Selector{{
 			Local:  netip.MustParsePrefix("192.0.2.1/32"),
 			Remote: netip.MustParsePrefix("192.0.2.2/32"),
-		},
+		}},
 	}
 	if a, ok := integrities[t.Integ]; ok {
 		sa.IntegKey = randomKey(a.keyLens[0])

@@ -90,12 +90,12 @@ func TestAllocSPI(t *testing.T) {
 
 func testPair(inSPI uint32) datapath.SAPair {
 	sa := datapath.SA{
-		Enc:      datapath.EncAESCBC,
-		EncKey:   seq(16),
-		Integ:    datapath.IntegHMACSHA1_96,
-		IntegKey: seq(20),
-		ReqID:    9,
-		Selector: datapath.Selector{Local: netip.MustParsePrefix("10.1.0.0/24"), Remote: netip.MustParsePrefix("10.2.0.0/24")},
+		Enc:       datapath.EncAESCBC,
+		EncKey:    seq(16),
+		Integ:     datapath.IntegHMACSHA1_96,
+		IntegKey:  seq(20),
+		ReqID:     9,
+		Selectors: []datapath.Selector{{Local: netip.MustParsePrefix("10.1.0.0/24"), Remote: netip.MustParsePrefix("10.2.0.0/24")}},
 	}
 	in, out := sa, sa
 	in.SPI, in.Src, in.Dst, in.ReplayWindow = inSPI, remote, local, 32

@@ -93,7 +93,7 @@ func stateFor(sa datapath.SA, dir direction) (*netlink.XfrmState, error) {
 	if dir == dirIn {
 		st.ReplayWindow = int(min(sa.ReplayWindow, maxLegacyReplayWindow))
 	}
-	sel, err := selectorPolicy(sa.Selector, dir)
+	sel, err := selectorPolicy(stateSelector(sa.Selectors), dir)
 	if err != nil {
 		return nil, fmt.Errorf("SA spi 0x%08x selector: %w", sa.SPI, err)
 	}
@@ -143,6 +143,27 @@ func wipe(st *netlink.XfrmState) {
 			clear(a.Key)
 		}
 	}
+}
+
+// stateSelector is the selector of an SA's xfrm state. The kernel picks an outbound state
+// only if its selector matches the flow (xfrm_state_find), so with several combinations it
+// is every address of their family, keeping the protocol and ports the tunnel shares; the
+// in/out policies, one per combination with the SA's reqid, still decide what enters and
+// leaves through it.
+func stateSelector(sels []datapath.Selector) datapath.Selector {
+	switch len(sels) {
+	case 0:
+		return datapath.Selector{} // selectorPolicy refuses it
+	case 1:
+		return sels[0]
+	}
+	s := sels[0]
+	all := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	if s.Local.Addr().Is6() {
+		all = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	s.Local, s.Remote = all, all
+	return s
 }
 
 // selectorPolicy turns a host-oriented selector into the kernel's packet-oriented one:

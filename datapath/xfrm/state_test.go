@@ -34,13 +34,13 @@ func baseSA() datapath.SA {
 		ReplayWindow: 32,
 		Lifetime:     datapath.Lifetime{SoftBytes: 1000, HardBytes: 2000, Soft: 2700 * time.Second, Hard: 3600 * time.Second},
 		ReqID:        7,
-		Selector: datapath.Selector{
+		Selectors: []datapath.Selector{{
 			Local:      netip.MustParsePrefix("10.1.0.0/24"),
 			Remote:     netip.MustParsePrefix("10.2.0.0/16"),
 			Proto:      17,
 			LocalPort:  53,
 			RemotePort: 5353,
-		},
+		}},
 	}
 }
 
@@ -158,8 +158,20 @@ func TestStateForFields(t *testing.T) {
 		},
 		{
 			name: "unmasked selector prefix", dir: dirOut,
-			mutate:  func(sa *datapath.SA) { sa.Selector.Local = netip.MustParsePrefix("10.1.0.77/24") },
+			mutate:  func(sa *datapath.SA) { sa.Selectors[0].Local = netip.MustParsePrefix("10.1.0.77/24") },
 			wantSrc: "10.1.0.0/24", wantDst: "10.2.0.0/16", wantSport: 53, wantDpt: 5353,
+			wantLimits: netlink.XfrmStateLimits{ByteSoft: 1000, ByteHard: 2000, TimeSoft: 2700, TimeHard: 3600},
+		},
+		{
+			// The kernel picks an outbound state only if its selector matches the flow: with
+			// two combinations, the state's must match both, the policies tell them apart.
+			name: "several combinations", dir: dirOut,
+			mutate: func(sa *datapath.SA) {
+				other := sa.Selectors[0]
+				other.Local = netip.MustParsePrefix("10.3.0.0/24")
+				sa.Selectors = append(sa.Selectors, other)
+			},
+			wantSrc: "0.0.0.0/0", wantDst: "0.0.0.0/0", wantSport: 53, wantDpt: 5353,
 			wantLimits: netlink.XfrmStateLimits{ByteSoft: 1000, ByteHard: 2000, TimeSoft: 2700, TimeHard: 3600},
 		},
 	}
@@ -213,7 +225,7 @@ func TestStateForRejects(t *testing.T) {
 	}{
 		{"reserved SPI", func(sa *datapath.SA) { sa.SPI = 0xff }, "SPI 0x000000ff"},
 		{"mixed tunnel families", func(sa *datapath.SA) { sa.Dst = netip.MustParseAddr("2001:db8::1") }, "one family"},
-		{"missing selector", func(sa *datapath.SA) { sa.Selector = datapath.Selector{} }, "selector"},
+		{"missing selector", func(sa *datapath.SA) { sa.Selectors = nil }, "selector"},
 		{"one encap port", func(sa *datapath.SA) { sa.EncapDstPort = 4500 }, "UDP encapsulation ports 0 -> 4500"},
 	}
 	for _, tt := range tests {

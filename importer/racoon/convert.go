@@ -352,7 +352,7 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 	}
 	si.used = true
 	t := model.Tunnel{
-		Name: emit.TunnelName(remote, rport, proto), LocalSubnet: local.Masked(), RemoteSubnet: remote.Masked(),
+		Name: emit.TunnelName(remote, rport, proto), LocalSubnets: []netip.Prefix{local.Masked()}, RemoteSubnets: []netip.Prefix{remote.Masked()},
 		Protocol: proto, LocalPort: lport, RemotePort: rport, Proposals: si.proposals,
 		Lifetime: si.lifetime, LifeKilobytes: si.kilobytes, ReplayWindow: config.DefaultReplayWindow, Start: start,
 	}
@@ -368,8 +368,8 @@ func (b *builder) tunnel(pos Pos, local, remote netip.Prefix, lport, rport uint1
 func (b *builder) serviceAddress(s Stmt, c model.Connection) *model.ServiceAddress {
 	var found netip.Prefix
 	for _, t := range c.Tunnels {
-		if t.LocalSubnet.IsSingleIP() && t.LocalSubnet.Addr() != c.LocalAddress && !found.IsValid() {
-			found = t.LocalSubnet
+		if l := t.LocalSubnets[0]; l.IsSingleIP() && l.Addr() != c.LocalAddress && !found.IsValid() {
+			found = l // racoon's tunnels have one subnet per side
 		}
 	}
 	if !found.IsValid() {

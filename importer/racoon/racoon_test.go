@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.yaml")
@@ -160,7 +161,7 @@ func TestImportSeedConfig(t *testing.T) {
 	tn := c.Tunnels[0]
 	got := []string{c.Name, c.LocalAddress.String(), c.RemoteAddress.String(), string(c.PSK), c.ServiceAddress.Address.String(),
 		string(c.IKE.Mode), c.IKE.Proposals[0].String(), c.IKE.Lifetime.String(), string(c.IKE.NATTraversal),
-		tn.LocalSubnet.String(), tn.RemoteSubnet.String(), tn.Proposals[0].String(), tn.Lifetime.String()}
+		model.Prefixes(tn.LocalSubnets), model.Prefixes(tn.RemoteSubnets), tn.Proposals[0].String(), tn.Lifetime.String()}
 	want := []string{"megatelecom", "192.0.2.1", "192.0.2.2", "SUPERPASSWORD", "10.10.1.1/32",
 		"main", "3des-sha1-modp1024", "24h0m0s", "off",
 		"10.10.1.1/32", "10.20.0.0/24", "3des-sha1-modp1024", "8h0m0s"}

@@ -20,7 +20,10 @@ func (n *NetNS) HTTPGet(addr, path string, timeout time.Duration) ([]byte, error
 		if err != nil {
 			return err
 		}
-		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+		// One request per connection: an idle keep-alive connection left behind would keep a
+		// goroutine and buffers alive in the server (and inflate a daemon's measured memory).
+		tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil },
+			DisableKeepAlives: true}
 		resp, err := (&http.Client{Transport: tr, Timeout: timeout}).Get("http://" + addr + path)
 		if err != nil {
 			return err

@@ -45,19 +45,25 @@ func startV2Children(t *testing.T, l *lab, set proposalSet, n int, start, lifeti
 	return sw, espgwtest.Start(t, l.gw, cfg)
 }
 
-// upChildren starts both sides (startV2Children), brings espgw's tunnels up and waits until
-// the partner has them all INSTALLED.
-func upChildren(t *testing.T, l *lab, set proposalSet, lifetime string) (*strongswan.Charon, strongswan.IKESA) {
-	t.Helper()
-	sw, g := startV2Children(t, l, set, v2Children, "manual", lifetime, espgwtest.Config{Datapath: "auto"})
-	if err := g.Up(connName, negotiationTimeout); err != nil {
-		t.Fatal(err)
-	}
-	return sw, waitChildren(t, sw, v2Children, negotiationTimeout)
-}
-
 // waitChildren waits until charon has one ESTABLISHED IKE_SA with n INSTALLED CHILD_SAs.
 func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Duration) strongswan.IKESA {
+	t.Helper()
+	return waitIKESA(t, sw, timeout, func(s strongswan.IKESA) error {
+		installed := 0
+		for _, ch := range s.Children {
+			if ch.State == "INSTALLED" {
+				installed++
+			}
+		}
+		if installed != n {
+			return fmt.Errorf("%d of %d CHILD_SAs INSTALLED", installed, len(s.Children))
+		}
+		return nil
+	})
+}
+
+// waitIKESA waits until charon has exactly one IKE_SA, ESTABLISHED, that ok accepts.
+func waitIKESA(t *testing.T, sw *strongswan.Charon, timeout time.Duration, ok func(strongswan.IKESA) error) strongswan.IKESA {
 	t.Helper()
 	var ike strongswan.IKESA
 	err := testutil.Poll(timeout, func() (bool, error) {
@@ -68,17 +74,9 @@ func waitChildren(t *testing.T, sw *strongswan.Charon, n int, timeout time.Durat
 		if len(sas) != 1 || sas[0].State != "ESTABLISHED" {
 			return false, fmt.Errorf("%d IKE_SAs (%+v), want 1 ESTABLISHED", len(sas), sas)
 		}
-		installed := 0
-		for _, ch := range sas[0].Children {
-			if ch.State == "INSTALLED" {
-				installed++
-			}
-		}
 		ike = sas[0]
-		if installed != n {
-			return false, fmt.Errorf("%d of %d CHILD_SAs INSTALLED", installed, len(sas[0].Children))
-		}
-		return true, nil
+		err = ok(ike)
+		return err == nil, err
 	})
 	if err != nil {
 		t.Fatalf("strongSwan: %v", err)
@@ -96,31 +94,73 @@ func pingChildren(t *testing.T, l *lab) {
 	}
 }
 
-// TestIKEv2Children: espgw negotiates 8 tunnels with strongSwan under one IKE SA, the first
-// in IKE_AUTH and the others by CREATE_CHILD_SA with PFS: the partner lists one IKE_SA with
-// 8 INSTALLED CHILD_SAs and every tunnel carries a ping.
+// TestIKEv2Children: 8 tunnels under one IKE SA, the first in IKE_AUTH and the others by
+// CREATE_CHILD_SA with PFS, in both roles: espgw brings its connection up, or strongSwan
+// initiates its 8 CHILD_SAs one after the other. The partner lists one IKE_SA with 8
+// INSTALLED CHILD_SAs and every tunnel carries a ping.
 func TestIKEv2Children(t *testing.T) {
-	t.Parallel()
-	set := v2Sets[0]
-	l := newLab(t)
-	_, ike := upChildren(t, l, set, "")
-	pingChildren(t, l)
-	for _, ch := range ike.Children {
-		t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
-	}
+	inBothRoles(t, func(t *testing.T, initiator string) {
+		set := v2Sets[0]
+		l := newLab(t)
+		sw, g := startV2Children(t, l, set, v2Children, "manual", "", espgwtest.Config{Datapath: "auto"})
+		switch initiator {
+		case byEspgwUp:
+			if err := g.Up(connName, negotiationTimeout); err != nil {
+				t.Fatal(err)
+			}
+		case byStrongSwan:
+			for i := range v2Children {
+				child := "s2s"
+				if i > 0 {
+					child = fmt.Sprintf("s2s-%d", i)
+				}
+				if err := sw.Initiate(child, negotiationTimeout); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ike := waitChildren(t, sw, v2Children, negotiationTimeout)
+		if ike.Initiator != (initiator == byStrongSwan) {
+			t.Errorf("strongSwan's IKE_SA: initiator %v, want %v", ike.Initiator, initiator == byStrongSwan)
+		}
+		pingChildren(t, l)
+		for _, ch := range ike.Children {
+			t.Logf("strongSwan CHILD_SA %s %s %08x/%08x %s %v <-> %v", ch.Name, ch.State, ch.SPIIn, ch.SPIOut, ch.Proposal(), ch.LocalTS, ch.RemoteTS)
+			if pfs := ch.Name != "s2s"; pfs != (ch.DHGroup == "MODP_2048") {
+				t.Errorf("strongSwan CHILD_SA %s: DH group %q; want MODP_2048 (PFS) by CREATE_CHILD_SA: %v", ch.Name, ch.DHGroup, pfs)
+			}
+		}
+	})
 }
 
-// TestIKEv2Rekey: under pings at 5/s, strongSwan rekeys the IKE SA and a CHILD_SA (swanctl
-// --rekey), and espgw rekeys its child SAs by their 30 s lifetime, with PFS; the partner
-// ends with one IKE_SA, the tunnels INSTALLED under new SPIs, and at most 1 % of the pings
-// are lost.
+// TestIKEv2Rekey: under pings at 5/s, spread over the 8 tunnels, espgw rekeys its child
+// SAs (30 s lifetime) and then its IKE SA (40 s ike.lifetime), both with PFS; strongSwan
+// then rekeys the IKE SA and a CHILD_SA (swanctl --rekey), and espgw rekeys its child SAs
+// again under strongSwan's IKE SA. The partner ends with one IKE_SA, the tunnels INSTALLED
+// under new SPIs, and at most 1 % of the pings are lost.
 func TestIKEv2Rekey(t *testing.T) {
 	t.Parallel()
 	set := v2Sets[0]
 	l := newLab(t)
-	sw, before := upChildren(t, l, set, "30s")
-	pings := startPings(l.gw, serviceAddr, childHost(0), 200*time.Millisecond)
-	time.Sleep(2 * time.Second)
+	sw, g := startV2Children(t, l, set, v2Children, "manual", "30s", espgwtest.Config{Datapath: "auto"},
+		func(c *espgwtest.Connection) { c.IKELifetime = "40s" })
+	if err := g.Up(connName, negotiationTimeout); err != nil {
+		t.Fatal(err)
+	}
+	before := waitChildren(t, sw, v2Children, negotiationTimeout)
+	up := time.Now()
+	var hosts []string
+	for i := range v2Children {
+		hosts = append(hosts, childHost(i))
+	}
+	pings := startPings(l.gw, serviceAddr, 200*time.Millisecond, hosts...)
+	// espgw rekeys the child SAs at 25.5-27 s, the IKE SA at 34-36 s.
+	byEspgw := waitIKESA(t, sw, 60*time.Second, func(s strongswan.IKESA) error {
+		if s.InitiatorSPI == before.InitiatorSPI || s.Initiator {
+			return fmt.Errorf("IKE_SA %016x (strongSwan initiator %v), want a new one espgw initiated", s.InitiatorSPI, s.Initiator)
+		}
+		return nil
+	})
 	if out, err := sw.Swanctl("--rekey", "--ike", "s2s"); err != nil {
 		t.Fatalf("swanctl --rekey --ike: %v\n%s", err, out)
 	}
@@ -128,23 +168,24 @@ func TestIKEv2Rekey(t *testing.T) {
 	if out, err := sw.Swanctl("--rekey", "--child", "s2s"); err != nil {
 		t.Fatalf("swanctl --rekey --child: %v\n%s", err, out)
 	}
-	time.Sleep(40 * time.Second) // espgw's child rekeys at 25.5-27 s
+	time.Sleep(time.Until(up.Add(62 * time.Second))) // espgw's second child rekeys: 51-54 s
 	after := waitChildren(t, sw, v2Children, negotiationTimeout)
 	sent, lost := pings.Stop()
-	if after.InitiatorSPI == before.InitiatorSPI {
-		t.Errorf("IKE_SA %016x not replaced", before.InitiatorSPI)
+	if after.InitiatorSPI == byEspgw.InitiatorSPI || !after.Initiator {
+		t.Errorf("IKE_SA %016x (strongSwan initiator %v): want strongSwan's rekey of espgw's %016x", after.InitiatorSPI, after.Initiator, byEspgw.InitiatorSPI)
 	}
 	old := map[uint32]bool{}
 	for _, ch := range before.Children {
 		old[ch.SPIIn] = true
 	}
 	for _, ch := range after.Children {
-		if old[ch.SPIIn] {
-			t.Errorf("CHILD_SA %s still has SPI %08x after 40 s of a 30 s lifetime", ch.Name, ch.SPIIn)
+		if old[ch.SPIIn] || ch.DHGroup != "MODP_2048" {
+			t.Errorf("CHILD_SA %s: SPI %08x, DH group %q after 62 s of a 30 s lifetime; want a new SPI, rekeyed with MODP_2048 (PFS)", ch.Name, ch.SPIIn, ch.DHGroup)
 		}
 	}
 	pingChildren(t, l)
-	t.Logf("IKE_SA %016x -> %016x; %d pings at 5/s, %d lost", before.InitiatorSPI, after.InitiatorSPI, sent, lost)
+	t.Logf("IKE_SA %016x -> %016x (espgw) -> %016x (strongSwan); %d pings at 5/s over %d tunnels, %d lost",
+		before.InitiatorSPI, byEspgw.InitiatorSPI, after.InitiatorSPI, sent, v2Children, lost)
 	if sent == 0 || lost*100 > sent {
 		t.Errorf("%d of %d pings lost across the rekeys, want at most 1 %%", lost, sent)
 	}
@@ -208,15 +249,15 @@ func TestIKEv2PFSRetry(t *testing.T) {
 	}
 }
 
-// pinger sends one echo request every interval (waiting at most a second for each reply)
-// until Stop, counting the lost ones.
+// pinger sends one echo request every interval, to each of its destinations in turn
+// (waiting at most a second for each reply), until Stop, counting the lost ones.
 type pinger struct {
 	stop       chan struct{}
 	done       chan struct{}
 	sent, lost int
 }
 
-func startPings(ns *testutil.NetNS, src, dst string, every time.Duration) *pinger {
+func startPings(ns *testutil.NetNS, src string, every time.Duration, dsts ...string) *pinger {
 	p := &pinger{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -228,6 +269,7 @@ func startPings(ns *testutil.NetNS, src, dst string, every time.Duration) *pinge
 				return
 			case <-tick.C:
 			}
+			dst := dsts[p.sent%len(dsts)]
 			p.sent++
 			if testutil.Ping(ns, src, dst, 1) != nil {
 				p.lost++

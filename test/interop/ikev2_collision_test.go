@@ -32,17 +32,19 @@ func holdEspgwIKE(t *testing.T, l *lab) (held func() int, release func()) {
 }`)
 	release = func() { _ = l.partner.Command("nft", "delete", "table", "inet", "v2hold").Run() }
 	t.Cleanup(release)
-	packets := regexp.MustCompile(`packets (\d+)`)
-	held = func() int {
-		out, _ := l.partner.Command("nft", "list", "counter", "inet", "v2hold", "held").Output()
-		m := packets.FindSubmatch(out)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(string(m[1]))
-		return n
+	return func() int { return nftCounter(l.partner, "v2hold", "held") }, release
+}
+
+// nftCounter returns the packets the named counter of the inet table in ns counted, 0 if
+// it cannot be read.
+func nftCounter(ns *testutil.NetNS, table, name string) int {
+	out, _ := ns.Command("nft", "list", "counter", "inet", table, name).Output()
+	m := regexp.MustCompile(`packets (\d+)`).FindSubmatch(out)
+	if m == nil {
+		return 0
 	}
-	return held, release
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
 }
 
 // crossRekeys waits (from 'from' on, until 'until') for espgw's next CREATE_CHILD_SA, holds
@@ -169,7 +171,7 @@ func TestIKEv2RekeyCollisions(t *testing.T) {
 			sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", tt.tweak)
 			before, child, _, _ := negotiate(t, g, sw, byEspgwUp)
 			established := time.Now()
-			pings := startPings(l.gw, serviceAddr, hostAddr, 200*time.Millisecond)
+			pings := startPings(l.gw, serviceAddr, 200*time.Millisecond, hostAddr)
 			// Holding from well before espgw's rekey costs nothing (no other IKE traffic, no liveness
 			// checks) and leaves room for a late return of negotiate on a loaded machine.
 			crossRekeys(t, l, sw, g, established.Add(tt.espgwRekeyAt-10*time.Second), established.Add(tt.espgwRekeyAt+15*time.Second))

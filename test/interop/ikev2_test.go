@@ -86,7 +86,7 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 		t.Error(err)
 	}
 	pcap := capture.Stop()
-	requireIKEv2Decrypts(t, pcap, g.Keys(t), sa.SPIIn)
+	requireIKEv2Decrypts(t, pcap, g.Keys(t), sa)
 	swIKE, swChild = sw.WaitInstalled(t, "s2s", negotiationTimeout)
 	if swChild.PacketsIn < 6 || swChild.PacketsOut < 6 {
 		t.Errorf("strongSwan's CHILD_SA counted %d packets in, %d out; want at least 6 each (3 pings each way)", swChild.PacketsIn, swChild.PacketsOut)
@@ -110,7 +110,8 @@ func testIKEv2StrongSwan(t *testing.T, set proposalSet, initiator string) {
 }
 
 // TestIKEv2WrongPSK: with different pre-shared keys IKE_AUTH fails with AUTHENTICATION_FAILED,
-// reported on both sides, whoever initiates.
+// reported on both sides, whoever initiates: the responder that cannot verify the AUTH
+// logs so and answers AUTHENTICATION_FAILED, which the initiator reports.
 func TestIKEv2WrongPSK(t *testing.T) {
 	set := v2Sets[0]
 	for _, initiator := range []string{byEspgwUp, byStrongSwan} {
@@ -126,8 +127,9 @@ func TestIKEv2WrongPSK(t *testing.T) {
 				if upErr == nil {
 					t.Fatal("espgw up succeeded with a wrong pre-shared key")
 				}
-				// charon, the responder, cannot verify our AUTH.
+				// charon, the responder, cannot verify our AUTH and says so.
 				sw.WaitLog(t, "tried 1 shared key for", pskFailTimeout)
+				sw.WaitLog(t, "generating IKE_AUTH response 1 [ N(AUTH_FAILED) ]", pskFailTimeout)
 			case byStrongSwan:
 				if err := sw.Initiate("s2s", pskFailTimeout); err == nil {
 					t.Fatal("swanctl --initiate succeeded with a wrong pre-shared key")
@@ -135,6 +137,11 @@ func TestIKEv2WrongPSK(t *testing.T) {
 				sw.WaitLog(t, "received AUTHENTICATION_FAILED notify error", pskFailTimeout)
 			}
 			requirePSKMismatch(t, g, connName, begin, pskFailTimeout)
+			why := map[string]string{byEspgwUp: "the peer answered IKE_AUTH with AUTHENTICATION_FAILED",
+				byStrongSwan: "the peer's AUTH payload does not verify with our pre-shared key (AUTHENTICATION_FAILED)"}[initiator]
+			if ts, _ := g.MustStatus(t).Tunnel(connName, tunnelName); !strings.Contains(ts.LastError, why) {
+				t.Errorf("espgw tunnel error %q, want it to say %q", ts.LastError, why)
+			}
 			requireNotEstablished(t, sw)
 			t.Logf("espgw up: %v", upErr)
 		})
@@ -142,8 +149,9 @@ func TestIKEv2WrongPSK(t *testing.T) {
 }
 
 // requireIKEv2Decrypts checks with tshark and espgw's saved keys that the IKE_AUTH exchange
-// decrypts (its AUTH payloads show) and that strongSwan's ESP to spiIn decrypts with a good ICV.
-func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn string) {
+// decrypts (its AUTH payloads show) and that the ESP of both directions of sa, strongSwan's
+// to sa's inbound SPI and espgw's to its outbound one, decrypts with a good ICV.
+func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, sa espgwtest.IPsecSA) {
 	t.Helper()
 	if len(keys.IKEv2) != 1 {
 		t.Fatalf("espgw saved %d ikev2_decryption_table entries, want 1", len(keys.IKEv2))
@@ -162,20 +170,19 @@ func requireIKEv2Decrypts(t *testing.T, pcap string, keys testutil.Keys, spiIn s
 	if n := authMethods(testutil.Keys{}); n != 0 {
 		t.Errorf("tshark without keys shows %d AUTH payloads, want 0 (they are encrypted)", n)
 	}
-	fromSwan := 0
+	spi := map[string]string{partnerAddr: sa.SPIIn, gwAddr: sa.SPIOut}
+	from := map[string]int{}
 	for _, r := range testutil.ESPRows(t, pcap, keys) {
-		if r.OuterSrc.String() != partnerAddr {
-			continue
-		}
-		fromSwan++
-		if !r.ICVGood || !r.Decrypted || fmt.Sprintf("%08x", r.SPI) != spiIn {
-			t.Errorf("ESP frame %d from strongSwan (SPI %08x): ICV good %v, decrypted %v; want both, SPI %s", r.Frame, r.SPI, r.ICVGood, r.Decrypted, spiIn)
+		src := r.OuterSrc.String()
+		from[src]++
+		if !r.ICVGood || !r.Decrypted || fmt.Sprintf("%08x", r.SPI) != spi[src] {
+			t.Errorf("ESP frame %d from %s (SPI %08x): ICV good %v, decrypted %v; want both, SPI %s", r.Frame, src, r.SPI, r.ICVGood, r.Decrypted, spi[src])
 		}
 	}
-	if fromSwan < 6 {
-		t.Errorf("%d ESP packets from strongSwan in the capture, want at least 6", fromSwan)
+	if from[partnerAddr] < 6 || from[gwAddr] < 6 {
+		t.Errorf("ESP packets in the capture: %d from strongSwan, %d from espgw; want at least 6 each", from[partnerAddr], from[gwAddr])
 	}
-	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys, %d ESP packets from strongSwan decrypted, ICV good", fromSwan)
+	t.Logf("tshark: IKE_AUTH decrypted with espgw's keys; ESP decrypted with ICV good: %d packets from strongSwan, %d from espgw", from[partnerAddr], from[gwAddr])
 }
 
 // TestIKEv2Liveness: espgw checks liveness every 2 s and strongSwan answers its empty
@@ -226,5 +233,42 @@ func TestIKEv2Liveness(t *testing.T) {
 	t.Logf("espgw removed the SAs %v after the partner died (dpd_delay 2 s, dpd_timeout 6 s)", took.Round(100*time.Millisecond))
 	if took < 4*time.Second {
 		t.Errorf("SAs removed %v after the partner died: too early to be the liveness check's doing", took.Round(100*time.Millisecond))
+	}
+}
+
+// TestIKEv2NATTForced: with nat_traversal: force espgw's NAT_DETECTION_SOURCE_IP hash is
+// deliberately wrong (RFC 7296 2.23), in both roles: strongSwan concludes that espgw sits
+// behind a NAT (swanctl nat-remote), which it does not with auto (there charon only fakes
+// its own NAT, kernel-libipsec); the IKE SA floats to 4500, the CHILD_SA is UDP-encapsulated
+// and a ping passes both ways.
+func TestIKEv2NATTForced(t *testing.T) {
+	for _, natt := range []string{"force", "auto"} {
+		for _, initiator := range []string{byEspgwUp, byStrongSwan} {
+			t.Run(natt+"/"+initiator, func(t *testing.T) {
+				t.Parallel()
+				l := newLab(t)
+				sw, g := startV2(t, l, v2Sets[1], labPSK, "manual", func(_ *strongswan.Config, c *espgwtest.Connection) { c.NATTraversal = natt })
+				swIKE, swChild, st, _ := negotiate(t, g, sw, initiator)
+				remote := swIKE.Attrs["nat-remote"] == "yes"
+				if remote != (natt == "force") || swIKE.RemotePort != 4500 || !swChild.Encap {
+					t.Errorf("swanctl IKE_SA: nat-remote %q, remote port %d, CHILD_SA encapsulated %v; want nat-remote %v, 4500, true",
+						swIKE.Attrs["nat-remote"], swIKE.RemotePort, swChild.Encap, natt == "force")
+				}
+				if ikes := st.ConnectionSAs(connName); len(ikes) != 1 || !ikes[0].NATT {
+					t.Errorf("espgw status IKE SAs %+v: want one with NAT-T", ikes)
+				}
+				for _, p := range [][2]*testutil.NetNS{{l.gw, l.host}, {l.host, l.gw}} {
+					src, dst := serviceAddr, hostAddr
+					if p[0] == l.host {
+						src, dst = dst, src
+					}
+					if err := testutil.Ping(p[0], src, dst, 2); err != nil {
+						t.Error(err)
+					}
+				}
+				t.Logf("swanctl: nat-local %q nat-remote %q nat-fake %q nat-any %q", swIKE.Attrs["nat-local"], swIKE.Attrs["nat-remote"],
+					swIKE.Attrs["nat-fake"], swIKE.Attrs["nat-any"])
+			})
+		}
 	}
 }

@@ -67,7 +67,7 @@ func (tn *tunnel) sa(from, to, me, peer *site, spi uint32, k keys) datapath.SA {
 		ReplayWindow: 32,
 		Lifetime:     tn.lifetime,
 		ReqID:        reqID,
-		Selector:     datapath.Selector{Local: me.protect, Remote: peer.protect},
+		Selectors:    []datapath.Selector{{Local: me.protect, Remote: peer.protect}},
 	}
 	if tn.encap {
 		sa.EncapSrcPort, sa.EncapDstPort = 4500, 4500

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/espgw/espgw/config"
+	"github.com/espgw/espgw/model"
 )
 
 // summary lists what TestConfigParses checks of a parsed configuration, one connection with
@@ -24,7 +25,7 @@ func summary(c *config.Config) string {
 		conn.Name, conn.LocalAddress, conn.RemoteAddress, conn.LocalID, conn.RemoteID, len(conn.PSK), conn.IKE.Version, conn.IKE.Mode,
 		conn.IKE.FormatProposals(), conn.IKE.Lifetime,
 		conn.IKE.NATTraversal, conn.IKE.DPDDelay, conn.IKE.DPDTimeout, svc,
-		tun.Name, tun.LocalSubnet, tun.RemoteSubnet, tun.Lifetime, tun.Start)
+		tun.Name, model.Prefixes(tun.LocalSubnets), model.Prefixes(tun.RemoteSubnets), tun.Lifetime, tun.Start)
 }
 
 // TestConfigParses renders Configs as Start does and reads them back with the daemon's own
