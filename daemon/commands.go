@@ -17,10 +17,13 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 	switch req.Command {
 	case control.CmdStatus:
 		st := d.status()
-		if req.Connection != "" {
+		switch {
+		case req.Connection != "":
 			if st, err = st.Connection(req.Connection); err != nil {
 				return control.Response{Error: err.Error()}
 			}
+		case req.SummaryAbove > 0 && len(st.Tunnels) > req.SummaryAbove:
+			return control.Response{Summary: st.Summary()}
 		}
 		return control.Response{Status: st}
 	case control.CmdFlows:
