@@ -14,15 +14,21 @@ import (
 )
 
 // status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
-// eBPF programs' counters.
-func (d *daemon) status() *control.Status {
+// eBPF programs' counters: of every connection, or of connection conn only (then without
+// the daemon's recent errors, as control.Status.Connection selects), which spares asking
+// the datapath for the other connections' counters.
+func (d *daemon) status(conn string) *control.Status {
 	st := d.engine.Status()
 	tunnels := d.engine.Tunnels()
 	now := time.Now()
 	out := &control.Status{Datapath: d.dp.Name(), IKESAs: []control.IKESA{}, IPsecSAs: []control.IPsecSA{}, Tunnels: []control.TunnelState{}, Errors: []control.NegotiationError{}}
+	other := func(c string) bool { return conn != "" && c != conn }
 	up := make(map[tunnelKey]bool)
 	negotiating := make(map[string]bool) // connections with a phase 1 in progress
 	for _, s := range st.IKESAs {
+		if other(s.Connection) {
+			continue
+		}
 		out.IKESAs = append(out.IKESAs, ikeSA(s))
 		if s.Established.IsZero() {
 			negotiating[s.Connection] = true
@@ -39,6 +45,9 @@ func (d *daemon) status() *control.Status {
 	lastErr := make(map[string]ike.ConnError)
 	for _, e := range st.Errors { // oldest first: the last one wins
 		lastErr[e.Connection] = e
+		if conn != "" {
+			continue
+		}
 		out.Errors = append(out.Errors, control.NegotiationError{Connection: e.Connection, Time: e.Time, Error: e.Err, Ours: e.Ours, Theirs: e.Theirs})
 	}
 	d.mu.Lock()
@@ -65,6 +74,9 @@ func (d *daemon) status() *control.Status {
 		}
 	}
 	for _, t := range tunnels {
+		if other(t.Connection) {
+			continue
+		}
 		k := tunnelKey{t.Connection, t.Tunnel}
 		ts := control.TunnelState{
 			Connection: t.Connection, Tunnel: t.Tunnel, Start: string(t.Start), State: control.TunnelDown,

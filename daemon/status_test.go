@@ -56,7 +56,8 @@ func TestStatusJSON(t *testing.T) {
 // TestStatusSummary: above the asked number of tunnels the daemon answers `status` with
 // the summary that the client would make of its whole status (as it does for an older
 // daemon), a line per connection, in a fraction of the bytes; a request without
-// summary_above (an older client) still gets the whole status.
+// summary_above (an older client) still gets the whole status; `status NAME` gets what
+// the client would select from the whole status.
 func TestStatusSummary(t *testing.T) {
 	ba, bb := bindtest.NewPair()
 	idle := "  idle:\n    local_address: 192.0.2.1\n    remote_address: 192.0.2.9\n    psk: \"SUPERPASSWORD\"\n" +
@@ -84,6 +85,18 @@ func TestStatusSummary(t *testing.T) {
 	statusJSON, _ := json.Marshal(full)
 	if len(summaryJSON)*20 > len(statusJSON) {
 		t.Errorf("summary %d bytes of JSON, status %d: want a small fraction", len(summaryJSON), len(statusJSON))
+	}
+	one, err := a.client.StatusOf(ctx, "IDLE") // the daemon selects it, matching the case
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := full.Connection("idle")
+	want.Errors = one.Errors // Connection leaves them out, the daemon sends none
+	if len(one.Errors) != 0 || !reflect.DeepEqual(one, want) {
+		t.Errorf("status idle\n%+v\nwant\n%+v", one, want)
+	}
+	if _, err := a.client.StatusOf(ctx, "nobody"); err == nil || err.Error() != `no connection "nobody" (configured: idle, mega)` {
+		t.Errorf("status nobody: %v", err)
 	}
 	if resp := a.handleRaw(t, `{"command": "status"}`); resp.Status == nil || resp.Summary != nil || len(resp.Status.Tunnels) != 31 {
 		t.Errorf("an older client's status request got %+v; want the whole status", resp)
