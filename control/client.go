@@ -131,9 +131,9 @@ func (c *Client) StatusOf(ctx context.Context, name string) (*Status, error) {
 }
 
 // Overview returns the daemon's whole status or, when it has more than above tunnels, its
-// Summary (above 0: always the status); the other is nil. The daemon builds the summary, so that 1,000 tunnels cost the
-// socket and both ends ~30 KB of JSON instead of 1.2 MB; an older daemon sends its status
-// and the summary is made here.
+// Summary (above 0: always the status); the other is nil. The daemon makes the summary,
+// so that 1,000 tunnels cost the socket and both ends 40 KB of JSON instead of 1.2 MB; an
+// older daemon sends its whole status and the summary is made here.
 func (c *Client) Overview(ctx context.Context, above int) (*Status, *Summary, error) {
 	resp, err := c.Do(ctx, Request{Command: CmdStatus, SummaryAbove: above})
 	if err != nil {

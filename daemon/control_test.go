@@ -84,32 +84,17 @@ func TestDialNotRunning(t *testing.T) {
 
 // TestControlRoundTrip checks the wire protocol, including a request that is not JSON.
 func TestControlRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "espgw.sock")
-	l, err := listenControl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		serveControl(ctx, l, handlerFunc(func(ctx context.Context, req control.Request) control.Response {
-			switch req.Command {
-			case control.CmdStatus:
-				return control.Response{Status: &control.Status{Datapath: "test", Tunnels: []control.TunnelState{{Connection: req.Connection}}}}
-			case control.CmdFlows:
-				return control.Response{Flows: &control.FlowReport{Policies: []control.Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
-					TopFlows: []control.TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
-			}
-			return control.Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
-		}), slog.New(slog.DiscardHandler))
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-
-	c, err := control.Dial(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, path := serveTest(t, handlerFunc(func(ctx context.Context, req control.Request) control.Response {
+		switch req.Command {
+		case control.CmdStatus:
+			return control.Response{Status: &control.Status{Datapath: "test", Tunnels: []control.TunnelState{{Connection: req.Connection}}}}
+		case control.CmdFlows:
+			return control.Response{Flows: &control.FlowReport{Policies: []control.Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
+				TopFlows: []control.TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
+		}
+		return control.Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
+	}))
+	ctx := context.Background()
 	st, err := c.Status(ctx)
 	if err != nil || st.Datapath != "test" {
 		t.Errorf("Status = %+v, %v", st, err)
@@ -180,7 +165,7 @@ func TestControlOverview(t *testing.T) {
 	}
 	for name, answer := range answers {
 		t.Run(name, func(t *testing.T) {
-			c := serveTest(t, handlerFunc(func(_ context.Context, req control.Request) control.Response { return answer(req) }))
+			c, _ := serveTest(t, handlerFunc(func(_ context.Context, req control.Request) control.Response { return answer(req) }))
 			ctx := context.Background()
 			gotSt, gotSum, err := c.Overview(ctx, 4)
 			if name == "empty" {
@@ -201,8 +186,9 @@ func TestControlOverview(t *testing.T) {
 	}
 }
 
-// serveTest serves h on a control socket until the test ends and returns a client for it.
-func serveTest(t *testing.T, h handler) *control.Client {
+// serveTest serves h on a control socket until the test ends and returns a client for it
+// and the socket's path.
+func serveTest(t *testing.T, h handler) (*control.Client, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "espgw.sock")
 	l, err := listenControl(path)
@@ -220,5 +206,5 @@ func serveTest(t *testing.T, h handler) *control.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, path
 }

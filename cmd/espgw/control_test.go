@@ -59,7 +59,7 @@ func TestRawJSONAsDecoded(t *testing.T) {
 // older daemon); with NAME it asks for that connection.
 func TestStatusSummaryOldAndNewDaemon(t *testing.T) {
 	st := &control.Status{Datapath: "userspace", EBPF: control.EBPFStatus{Loaded: true, NonPeerDrops: 3},
-		IKESAs: []control.IKESA{{Connection: "b", Peer: netip.MustParseAddrPort("192.0.2.7:4500"), State: "ESTABLISHED", Version: 2}},
+		IKESAs:   []control.IKESA{{Connection: "b", Peer: netip.MustParseAddrPort("192.0.2.7:4500"), State: "ESTABLISHED", Version: 2}},
 		IPsecSAs: []control.IPsecSA{{Connection: "b", Tunnel: "t1", BytesIn: 10, BytesOut: 20}}}
 	for i := range 25 {
 		ts := control.TunnelState{Connection: string(rune('a' + i%2)), Tunnel: "t" + strconv.Itoa(i), State: control.TunnelUp}
