@@ -48,12 +48,15 @@ func (d *daemon) statusAnswer(req control.Request) control.Response {
 		if err != nil {
 			return control.Response{Error: err.Error()}
 		}
-		return control.Response{Status: d.status(conn)}
+		st := d.status(conn)
+		d.addXDPPackets(st)
+		return control.Response{Status: st}
 	}
 	st := d.status("")
 	if req.SummaryAbove > 0 && len(st.Tunnels) > req.SummaryAbove {
 		return control.Response{Summary: st.Summary()}
 	}
+	d.addXDPPackets(st)
 	return control.Response{Status: st}
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // status assembles the engine's SAs, the datapath's counters, the tunnels' states and the
-// eBPF programs' counters: of every connection, or of connection conn only (then without
+// eBPF programs' counters but the per-SA ones (addXDPPackets): of every connection, or of connection conn only (then without
 // the daemon's recent errors, as control.Status.Connection selects), which spares asking
 // the datapath for the other connections' counters.
 func (d *daemon) status(conn string) *control.Status {
@@ -67,15 +67,6 @@ func (d *daemon) status(conn string) *control.Status {
 		if policies, err = d.ebpf.TunnelCounters(); err != nil {
 			out.EBPF.CountersError = err.Error()
 		}
-		if wire, err := d.ebpf.InboundPackets(); err == nil {
-			for i, sa := range out.IPsecSAs {
-				if spi, err := strconv.ParseUint(sa.SPIIn, 16, 32); err == nil {
-					if n, ok := wire[uint32(spi)]; ok {
-						out.IPsecSAs[i].XDPPacketsIn = &n
-					}
-				}
-			}
-		}
 	}
 	for _, t := range tunnels {
 		if other(t.Connection) {
@@ -108,6 +99,25 @@ func (d *daemon) status(conn string) *control.Status {
 		out.Tunnels = append(out.Tunnels, ts)
 	}
 	return out
+}
+
+// addXDPPackets sets each IPsec SA's XDPPacketsIn from the XDP program's counters (the
+// summary does not show them: reading them is a third of a status of 1,000 tunnels).
+func (d *daemon) addXDPPackets(st *control.Status) {
+	if d.ebpf == nil {
+		return
+	}
+	wire, err := d.ebpf.InboundPackets()
+	if err != nil {
+		return
+	}
+	for i, sa := range st.IPsecSAs {
+		if spi, err := strconv.ParseUint(sa.SPIIn, 16, 32); err == nil {
+			if n, ok := wire[uint32(spi)]; ok {
+				st.IPsecSAs[i].XDPPacketsIn = &n
+			}
+		}
+	}
 }
 
 // childSAs counts the child SAs of every IKE SA in st.
