@@ -12,10 +12,15 @@ import (
 
 // The client connects to the unix socket, writes one JSON Request, reads one JSON Response,
 // and the daemon closes the connection.
+//
+// The protocol grows by optional fields, each of which an older peer ignores: a daemon that
+// does not know a Request field answers as before (the Client then does the rest itself, as
+// StatusOf and Overview do), and an older client does not set it. What a client cannot make
+// sense of is an error naming the command, never a partial answer.
 
 // Commands of a Request.
 const (
-	CmdStatus = "status" // Response.Status, of Connection only if set
+	CmdStatus = "status" // Response.Status, of Connection only if set; or Response.Summary (SummaryAbove)
 	CmdUp     = "up"     // negotiate Connection (every tunnel, or Tunnel); waits for the outcome
 	CmdDown   = "down"   // delete Connection's SAs (every tunnel and the IKE SA, or Tunnel)
 	CmdReload = "reload" // re-read the configuration file, as SIGHUP does
@@ -28,14 +33,18 @@ type Request struct {
 	Connection string `json:"connection,omitempty"`
 	Tunnel     string `json:"tunnel,omitempty"`
 	Limit      int    `json:"limit,omitempty"` // flows: how many top flows; 0 = ebpf.top_flows
+	// SummaryAbove asks status without Connection for a Summary instead of the Status when
+	// the daemon has more tunnels than that; 0 = always the Status.
+	SummaryAbove int `json:"summary_above,omitempty"`
 }
 
 // Response answers a Request. Error is set when the command failed; it may span lines
 // (one per configuration problem on reload).
 type Response struct {
-	Error  string      `json:"error,omitempty"`
-	Status *Status     `json:"status,omitempty"`
-	Flows  *FlowReport `json:"flows,omitempty"`
+	Error   string      `json:"error,omitempty"`
+	Status  *Status     `json:"status,omitempty"`
+	Summary *Summary    `json:"summary,omitempty"`
+	Flows   *FlowReport `json:"flows,omitempty"`
 }
 
 // Status is what `espgw status` shows.

@@ -16,13 +16,7 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 	var err error
 	switch req.Command {
 	case control.CmdStatus:
-		st := d.status()
-		if req.Connection != "" {
-			if st, err = st.Connection(req.Connection); err != nil {
-				return control.Response{Error: err.Error()}
-			}
-		}
-		return control.Response{Status: st}
+		return d.statusAnswer(req)
 	case control.CmdFlows:
 		return control.Response{Flows: d.flowReport(req.Limit)}
 	case control.CmdUp:
@@ -44,6 +38,26 @@ func (d *daemon) handle(ctx context.Context, req control.Request) control.Respon
 	}
 	d.log.Info("control command done", "command", req.Command, "conn", req.Connection, "tunnel", req.Tunnel)
 	return control.Response{}
+}
+
+// statusAnswer is the whole status, a connection's (as the operator named it) or, above
+// req.SummaryAbove tunnels, the summary.
+func (d *daemon) statusAnswer(req control.Request) control.Response {
+	if req.Connection != "" {
+		conn, _, err := d.resolveTarget(req.Connection, "")
+		if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		st := d.status(conn)
+		d.addXDPPackets(st)
+		return control.Response{Status: st}
+	}
+	st := d.status("")
+	if req.SummaryAbove > 0 && len(st.Tunnels) > req.SummaryAbove {
+		return control.Response{Summary: st.Summary()}
+	}
+	d.addXDPPackets(st)
+	return control.Response{Status: st}
 }
 
 // up negotiates and waits, marking the tunnels connecting meanwhile.

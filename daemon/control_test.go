@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -82,32 +84,17 @@ func TestDialNotRunning(t *testing.T) {
 
 // TestControlRoundTrip checks the wire protocol, including a request that is not JSON.
 func TestControlRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "espgw.sock")
-	l, err := listenControl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		serveControl(ctx, l, handlerFunc(func(ctx context.Context, req control.Request) control.Response {
-			switch req.Command {
-			case control.CmdStatus:
-				return control.Response{Status: &control.Status{Datapath: "test", Tunnels: []control.TunnelState{{Connection: req.Connection}}}}
-			case control.CmdFlows:
-				return control.Response{Flows: &control.FlowReport{Policies: []control.Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
-					TopFlows: []control.TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
-			}
-			return control.Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
-		}), slog.New(slog.DiscardHandler))
-		close(done)
-	}()
-	defer func() { cancel(); <-done }()
-
-	c, err := control.Dial(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, path := serveTest(t, handlerFunc(func(ctx context.Context, req control.Request) control.Response {
+		switch req.Command {
+		case control.CmdStatus:
+			return control.Response{Status: &control.Status{Datapath: "test", Tunnels: []control.TunnelState{{Connection: req.Connection}}}}
+		case control.CmdFlows:
+			return control.Response{Flows: &control.FlowReport{Policies: []control.Flow{{Connection: "c", Tunnel: "t", ReqID: 7}},
+				TopFlows: []control.TopFlow{{ReqID: 7, Packets: uint64(req.Limit)}}}}
+		}
+		return control.Response{Error: "failed: " + req.Command + " " + req.Connection + "/" + req.Tunnel}
+	}))
+	ctx := context.Background()
 	st, err := c.Status(ctx)
 	if err != nil || st.Datapath != "test" {
 		t.Errorf("Status = %+v, %v", st, err)
@@ -155,4 +142,69 @@ func TestPeerAllowed(t *testing.T) {
 	if other := uint32(os.Geteuid()) + 1; other != 0 && peerAllowed(other) {
 		t.Errorf("uid %d allowed", other)
 	}
+}
+
+// TestControlOverview: `espgw status` asks for a summary above a number of tunnels. A daemon
+// that knows it answers with the Summary; one that does not (it ignores summary_above)
+// sends its Status, which the client summarizes the same way; an old client, which does not
+// ask, still gets the Status; an answer with neither is an error naming the command.
+func TestControlOverview(t *testing.T) {
+	st := &control.Status{Datapath: "test"}
+	for i := range 5 {
+		st.Tunnels = append(st.Tunnels, control.TunnelState{Connection: "c" + strconv.Itoa(i%2), Tunnel: strconv.Itoa(i), State: control.TunnelUp})
+	}
+	answers := map[string]func(control.Request) control.Response{
+		"new": func(req control.Request) control.Response {
+			if req.SummaryAbove > 0 && len(st.Tunnels) > req.SummaryAbove {
+				return control.Response{Summary: st.Summary()}
+			}
+			return control.Response{Status: st}
+		},
+		"old":   func(control.Request) control.Response { return control.Response{Status: st} },
+		"empty": func(control.Request) control.Response { return control.Response{} },
+	}
+	for name, answer := range answers {
+		t.Run(name, func(t *testing.T) {
+			c, _ := serveTest(t, handlerFunc(func(_ context.Context, req control.Request) control.Response { return answer(req) }))
+			ctx := context.Background()
+			gotSt, gotSum, err := c.Overview(ctx, 4)
+			if name == "empty" {
+				if err == nil || !strings.HasSuffix(err.Error(), ": status answer without status or summary") {
+					t.Fatalf("Overview = %v, %v, %v; want an error", gotSt, gotSum, err)
+				}
+				return
+			}
+			if err != nil || gotSt != nil || !reflect.DeepEqual(gotSum, st.Summary()) {
+				t.Errorf("Overview(4) of 5 tunnels = %+v, %+v, %v; want the summary %+v", gotSt, gotSum, err, st.Summary())
+			}
+			for _, above := range []int{5, 0} {
+				if gotSt, gotSum, err = c.Overview(ctx, above); err != nil || gotSum != nil || len(gotSt.Tunnels) != 5 {
+					t.Errorf("Overview(%d) of 5 tunnels = %+v, %+v, %v; want the status", above, gotSt, gotSum, err)
+				}
+			}
+		})
+	}
+}
+
+// serveTest serves h on a control socket until the test ends and returns a client for it
+// and the socket's path.
+func serveTest(t *testing.T, h handler) (*control.Client, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "espgw.sock")
+	l, err := listenControl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		serveControl(ctx, l, h, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := control.Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, path
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -449,4 +450,22 @@ func TestDaemonQuickModeFailureReleasesSPI(t *testing.T) {
 			t.Errorf("SPIs %x still reserved after the failed quick mode", got)
 		}
 	}
+}
+
+// handleRaw sends request as written (e.g. as an older client would) and decodes the answer.
+func (d *testDaemon) handleRaw(t testing.TB, request string) control.Response {
+	t.Helper()
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	var resp control.Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/espgw/espgw/conn/bindtest"
+	"github.com/espgw/espgw/control"
 	"github.com/espgw/espgw/datapath/datapathtest"
 )
 
@@ -36,9 +38,10 @@ func manyTunnelsYAML(local, remote string, n int, metricsAddr string) string {
 }
 
 // BenchmarkControlPlane measures, with 1 and with 1,000 tunnels up (a real engine and
-// daemon, bindtest between two of them, the fake datapath), what `espgw status` costs the
-// daemon (a control-socket round trip: build, encode, decode the whole status) and what a
-// /metrics scrape takes, in the same run. Targets (issue 13): status ≤ 200 ms, scrape ≤ 100 ms.
+// daemon, bindtest between two of them, the fake datapath), what a status costs (a
+// control-socket round trip: build, encode, decode the whole status, as `status --json`
+// or `--watch` ask), what `espgw status` costs (the summary above 20 tunnels; bytes: its
+// JSON) and what a /metrics scrape takes, in the same run. Targets (issue 13): status ≤ 200 ms, scrape ≤ 100 ms.
 //
 //	go test -run '^$' -bench ControlPlane ./daemon
 func BenchmarkControlPlane(b *testing.B) {
@@ -67,6 +70,20 @@ func BenchmarkControlPlane(b *testing.B) {
 			}
 			reportCPU(b, cpu0)
 		})
+		b.Run(fmt.Sprintf("summary/tunnels=%d", n), func(b *testing.B) {
+			var sum *control.Summary
+			cpu0 := processCPU()
+			for b.Loop() {
+				var err error
+				if _, sum, err = a.client.Overview(context.Background(), 20); err != nil { // as `espgw status` asks
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu0)
+			if sum != nil {
+				b.ReportMetric(float64(len(mustJSON(b, sum))), "bytes")
+			}
+		})
 		b.Run(fmt.Sprintf("metrics/tunnels=%d", n), func(b *testing.B) {
 			var size int
 			cpu0 := processCPU()
@@ -91,6 +108,14 @@ func processCPU() time.Duration {
 // socket or HTTP connection included (the idle daemons' own share is negligible).
 func reportCPU(b *testing.B, cpu0 time.Duration) {
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
+
+func mustJSON(b *testing.B, v any) []byte {
+	j, err := json.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return j
 }
 
 // scrapeSize GETs http://addr/metrics and returns the body's size.

@@ -60,29 +60,26 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return g.watch(cmd, time.Duration(interval*float64(time.Second)))
 			}
 			return g.withClient(cmd, queryTimeout, func(ctx context.Context, c *control.Client) error {
-				var name string
-				if len(args) == 1 {
-					name = args[0]
-				}
-				if asJSON && name == "" {
+				switch {
+				case len(args) == 1:
+					return printConnection(ctx, cmd, c, args[0], asJSON)
+				case asJSON:
 					raw, err := c.StatusJSON(ctx)
 					if err != nil {
 						return err
 					}
 					return writeRawJSON(cmd, raw)
 				}
-				st, err := c.StatusOf(ctx, name)
-				if err != nil {
-					if name != "" {
-						return fmt.Errorf("status: the daemon has %w", err)
-					}
-					return err
+				above := render.SummaryTunnels
+				if all {
+					above = 0 // the whole status
 				}
+				st, sum, err := c.Overview(ctx, above)
 				switch {
-				case asJSON:
-					return writeJSON(cmd, st)
-				case len(args) == 0 && !all && len(st.Tunnels) > render.SummaryTunnels:
-					return render.Summary(cmd.OutOrStdout(), st)
+				case err != nil:
+					return err
+				case sum != nil:
+					return render.Summary(cmd.OutOrStdout(), sum)
 				}
 				return render.Status(cmd.OutOrStdout(), st, time.Now())
 			})
@@ -93,6 +90,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh until interrupted, with rates per tunnel (in place on a terminal, one line per tunnel when piped)")
 	cmd.Flags().Float64VarP(&interval, "interval", "n", 2, "seconds between refreshes of --watch")
 	return cmd
+}
+
+// printConnection prints the status of connection name, which the daemon selects.
+func printConnection(ctx context.Context, cmd *cobra.Command, c *control.Client, name string, asJSON bool) error {
+	st, err := c.StatusOf(ctx, name)
+	if err != nil {
+		return fmt.Errorf("status: the daemon has %w", err)
+	}
+	if asJSON {
+		return writeJSON(cmd, st)
+	}
+	return render.Status(cmd.OutOrStdout(), st, time.Now())
 }
 
 func newFlowsCmd(g *globals) *cobra.Command {

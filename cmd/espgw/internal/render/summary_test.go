@@ -11,7 +11,7 @@ import (
 
 func TestRenderSummary(t *testing.T) {
 	var b bytes.Buffer
-	if err := Summary(&b, seedStatus); err != nil {
+	if err := Summary(&b, seedStatus.Summary()); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status-summary.golden", b.Bytes())
@@ -30,7 +30,7 @@ func TestRenderSummaryManyTunnels(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	if err := Summary(&b, st); err != nil {
+	if err := Summary(&b, st.Summary()); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
