@@ -99,6 +99,7 @@ func Listen(addrs []netip.Addr, opts ListenOptions) (*UDPBind, error) {
 			s.senders.New = func() any { return new(espSender) }
 			b.sockets[ap] = s
 			if port != opts.NATTPort {
+				raiseIKEBuffer(c)
 				continue
 			}
 			if opts.KernelESPInUDP {

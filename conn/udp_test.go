@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/espgw/espgw/internal/testutil"
 )
@@ -218,4 +219,20 @@ func FuzzClassifyNATT(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The IKE sockets get a receive buffer of ikeSocketBuffer (the kernel reports twice what was
+// set): a burst of MM2s from 200 peers must not overflow the default 208 KiB.
+func TestIKESocketBuffer(t *testing.T) {
+	b := listen(t, ListenOptions{}, addrA)
+	s := b.sockets[netip.AddrPortFrom(addrA, IKEPort)]
+	rc, err := s.c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int
+	rc.Control(func(fd uintptr) { size, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
+	if err != nil || size < ikeSocketBuffer {
+		t.Errorf("IKE socket SO_RCVBUF = %d, %v; want at least %d", size, err, ikeSocketBuffer)
+	}
 }

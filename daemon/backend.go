@@ -118,6 +118,8 @@ func (d *daemon) handleEvent(ev datapath.Event) {
 		hard := ev.Kind == datapath.EventHardExpire
 		d.log.Info("SA lifetime expired", "spi", fmt.Sprintf("%08x", ev.SPI), "dst", ev.Dst, "hard", hard)
 		d.engine.Expire(ev.SPI, hard)
+	case datapath.EventOutboundSwitch: // the engine's child SA is installed already
+		d.log.Debug("rekeyed tunnel switched to its new outbound SA", "reqid", ev.ReqID, "spi", fmt.Sprintf("%08x", ev.SPI), "dst", ev.Dst)
 	default:
 		d.log.Warn("unknown datapath event", "kind", ev.Kind)
 	}

@@ -25,27 +25,43 @@ const (
 	IKEv1File = "ikev1_decryption_table"
 )
 
-// maxKeyLines bounds each file; the oldest entries go first.
-const maxKeyLines = 2048
+// Each file holds the newest maxKeyLines entries and up to keySlack more: new entries are
+// appended, and the oldest dropped in one rewrite once the slack is used up, so that writing
+// n entries costs O(n) and not a rewrite of the whole table per SA.
+const (
+	maxKeyLines = 2048
+	keySlack    = maxKeyLines / 4
+)
 
 // KeyLog implements ike.KeyLogger for save_keys: it keeps Wireshark's ESP SA table and
-// IKEv1 decryption table current in a directory, so that captures can be decrypted.
+// IKEv1 and IKEv2 decryption tables current in a directory, so that captures can be decrypted.
 //
 // Entries are never removed when SAs are deleted, since captures need old keys too; only
-// the oldest go once a file holds maxKeyLines. Entries already in the files when KeyLog
-// starts are kept. Each file is replaced atomically and is readable by its owner only.
-// Methods are safe for concurrent use.
+// the oldest go once a file is full. Entries already in the files when KeyLog starts are
+// kept. A file is rewritten (atomically, readable by its owner only) at its first write and
+// when its oldest entries go; in between, each new entry is appended whole in one write, so
+// a reader always sees complete lines. Appends are not synced (a crash loses at most the
+// newest keys of a debugging aid; a disk flush per SA would slow every negotiation);
+// rewrites are, before the rename, so a crash never leaves an empty table in place of a
+// full one. Methods are safe for concurrent use.
 type KeyLog struct {
 	dir string
 	log *slog.Logger
 
-	mu  sync.Mutex
-	esp []string
-	ike []string
-	v2  ikev2Table // keylog_ikev2.go
+	mu                sync.Mutex
+	esp, ikev1, ikev2 keyTable
 }
 
 var _ ike.KeyLogger = (*KeyLog)(nil)
+
+// keyTable is one key file's entries, oldest first.
+type keyTable struct {
+	name  string // the file's name in the KeyLog's directory
+	lines []string
+	have  map[string]bool // the entries of lines
+	// written is set once the file holds exactly lines, by our rewrite: appends may follow.
+	written bool
+}
 
 // NewKeyLog creates dir (0700) if needed, loads the entries already there, and warns
 // loudly that keys are being written.
@@ -53,13 +69,15 @@ func NewKeyLog(dir string, log *slog.Logger) (*KeyLog, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("save_keys: %w", err)
 	}
-	k := &KeyLog{dir: dir, log: log}
-	var err error
-	if k.esp, err = readLines(filepath.Join(dir, ESPSAFile)); err != nil {
-		return nil, err
-	}
-	if k.ike, err = readLines(filepath.Join(dir, IKEv1File)); err != nil {
-		return nil, err
+	k := &KeyLog{dir: dir, log: log,
+		esp: keyTable{name: ESPSAFile}, ikev1: keyTable{name: IKEv1File}, ikev2: keyTable{name: IKEv2File}}
+	for _, t := range []*keyTable{&k.esp, &k.ikev1, &k.ikev2} {
+		lines, err := readLines(filepath.Join(dir, t.name))
+		if err != nil {
+			return nil, err
+		}
+		t.have = make(map[string]bool, len(lines))
+		t.push(lines...)
 	}
 	log.Warn("save_keys is on: ESP and IKE keys are written to "+dir+"; debug only, anyone reading them can decrypt the traffic",
 		"esp_sa", filepath.Join(dir, ESPSAFile), "ikev1", filepath.Join(dir, IKEv1File))
@@ -68,34 +86,59 @@ func NewKeyLog(dir string, log *slog.Logger) (*KeyLog, error) {
 
 // IKESA records the phase-1 encryption key of the IKE SA with that initiator cookie.
 func (k *KeyLog) IKESA(initiatorCookie [8]byte, encKey []byte) {
-	k.add(&k.ike, IKEv1File, IKEv1Line(initiatorCookie, encKey))
+	k.add(&k.ikev1, IKEv1Line(initiatorCookie, encKey))
 }
 
 // ChildSA records both ESP SAs of sa.
 func (k *KeyLog) ChildSA(sa *ike.ChildSA) {
 	in, out := ESPSALines(sa)
-	k.add(&k.esp, ESPSAFile, in, out)
+	k.add(&k.esp, in, out)
 }
 
-func (k *KeyLog) add(table *[]string, name string, lines ...string) {
+// add records lines in t and its file: appended if that keeps the file within bounds,
+// else (or if the append fails) by rewriting the file with the newest maxKeyLines entries.
+func (k *KeyLog) add(t *keyTable, lines ...string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	changed := false
-	for _, l := range lines {
-		if !slices.Contains(*table, l) {
-			*table = append(*table, l)
-			changed = true
-		}
-	}
-	if !changed {
+	fresh := t.push(lines...)
+	if len(fresh) == 0 {
 		return
 	}
-	if n := len(*table) - maxKeyLines; n > 0 {
-		*table = slices.Delete(*table, 0, n)
+	name := filepath.Join(k.dir, t.name)
+	if t.written && len(t.lines) <= maxKeyLines+keySlack && appendLines(name, fresh) == nil {
+		return
 	}
-	if err := writeAtomic(filepath.Join(k.dir, name), *table); err != nil {
+	t.trim()
+	err := writeAtomic(name, t.lines)
+	t.written = err == nil
+	if err != nil {
 		k.log.Error("save_keys: cannot write key file", "err", err)
 	}
+}
+
+// push adds the lines t does not have yet and returns them.
+func (t *keyTable) push(lines ...string) []string {
+	var fresh []string
+	for _, l := range lines {
+		if !t.have[l] {
+			t.have[l] = true
+			t.lines = append(t.lines, l)
+			fresh = append(fresh, l)
+		}
+	}
+	return fresh
+}
+
+// trim drops t's oldest entries beyond maxKeyLines.
+func (t *keyTable) trim() {
+	n := len(t.lines) - maxKeyLines
+	if n <= 0 {
+		return
+	}
+	for _, l := range t.lines[:n] {
+		delete(t.have, l)
+	}
+	t.lines = slices.Delete(t.lines, 0, n)
 }
 
 // IKEv1Line is an ikev1_decryption_table entry: the initiator cookie and the phase-1
@@ -203,11 +246,21 @@ func readLines(name string) ([]string, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("save_keys: read %s: %w", name, err)
 	}
-	return lines[max(0, len(lines)-maxKeyLines):], nil
+	return lines, nil
+}
+
+// appendLines appends lines to the existing file name in one write.
+func appendLines(name string, lines []string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strings.Join(lines, "\n") + "\n")
+	return errors.Join(err, f.Close())
 }
 
 // writeAtomic replaces name with lines through a temporary file (which CreateTemp makes
-// 0600) and a rename, so that a reader never sees a partial table.
+// 0600), synced and then renamed, so that a reader never sees a partial table.
 func writeAtomic(name string, lines []string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
 	if err != nil {
@@ -219,7 +272,7 @@ func writeAtomic(name string, lines []string) error {
 		w.WriteString(l)
 		w.WriteByte('\n')
 	}
-	if err := w.Flush(); err != nil {
+	if err := errors.Join(w.Flush(), tmp.Sync()); err != nil {
 		tmp.Close()
 		return err
 	}

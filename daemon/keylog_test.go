@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/espgw/espgw/ike"
@@ -15,7 +16,7 @@ import (
 	"github.com/espgw/espgw/ike/proposal"
 )
 
-func mustESP(t *testing.T, s string) proposal.ESP {
+func mustESP(t testing.TB, s string) proposal.ESP {
 	t.Helper()
 	ps, err := proposal.ParseESP(s)
 	if err != nil || len(ps) != 1 {
@@ -33,7 +34,7 @@ func seq(start byte, n int) []byte {
 	return b
 }
 
-func testChildSA(t *testing.T, prop string) *ike.ChildSA {
+func testChildSA(t testing.TB, prop string) *ike.ChildSA {
 	p := mustESP(t, prop)
 	sa := &ike.ChildSA{
 		Connection: "mega", Tunnel: "api",
@@ -116,14 +117,14 @@ func TestKeyLogFiles(t *testing.T) {
 		t.Errorf("esp_sa =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	// The IKE table keeps the newest maxKeyLines entries.
+	// The IKE table keeps the newest maxKeyLines entries, and up to keySlack more.
 	var want []string
-	for i := range maxKeyLines + 5 {
+	for i := range maxKeyLines + keySlack + 1 {
 		cookie := [8]byte{byte(i >> 8), byte(i)}
 		kl.IKESA(cookie, seq(byte(i), 24))
 		want = append(want, IKEv1Line(cookie, seq(byte(i), 24)))
 	}
-	if got := fileLines(t, filepath.Join(dir, IKEv1File)); !slices.Equal(got, want[5:]) {
+	if got := fileLines(t, filepath.Join(dir, IKEv1File)); !slices.Equal(got, want[len(want)-maxKeyLines:]) {
 		t.Errorf("ikev1 table has %d lines, first %q; want the last %d", len(got), got[0], maxKeyLines)
 	}
 
@@ -143,6 +144,115 @@ func TestKeyLogFiles(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", e.Name(), fi.Mode().Perm())
 		}
 	}
+}
+
+// TestKeyLogAppends checks the esp_sa file against the table it should hold after every
+// change: entries appended (the file is rewritten, a new inode, only at its first write and
+// when the oldest entries go), duplicates ignored, the oldest dropped in one rewrite once
+// keySlack entries are over maxKeyLines, a file deleted behind KeyLog's back written again,
+// and a restart continuing the table. No key material goes to the log, even on errors.
+func TestKeyLogAppends(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, ESPSAFile)
+	var logs bytes.Buffer
+	start := func() *KeyLog {
+		kl, err := NewKeyLog(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kl
+	}
+	kl := start()
+	var want []string // the table the file must hold
+	spi := uint32(0)
+	// add reports n new child SAs and returns their ESP lines.
+	add := func(n int) {
+		t.Helper()
+		for range n {
+			spi++
+			sa := testChildSA(t, "aes256gcm16")
+			sa.SPIIn, sa.SPIOut = spi<<1, spi<<1|1
+			kl.ChildSA(sa)
+			in, out := ESPSALines(sa)
+			want = append(want, in, out)
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		if got := fileLines(t, name); !slices.Equal(got, want) {
+			t.Fatalf("%s: esp_sa has %d lines, want %d (first %.40q, want %.40q)", what, len(got), len(want), got[0], want[0])
+		}
+	}
+
+	add(1)
+	check("first SA")
+	ino := inode(t, name)
+	add(10)
+	kl.ChildSA(testChildSA(t, "aes256gcm16")) // SPIs 0x825eed49/0xc0de
+	kl.ChildSA(testChildSA(t, "aes256gcm16")) // again: written once
+	in, out := ESPSALines(testChildSA(t, "aes256gcm16"))
+	want = append(want, in, out)
+	add((maxKeyLines+keySlack)/2 - len(want)/2)
+	check("full with slack")
+	if got := inode(t, name); got != ino {
+		t.Errorf("esp_sa rewritten (inode %d, was %d) before its slack was used up", got, ino)
+	}
+	add(1) // over the slack: the oldest go
+	want = want[len(want)-maxKeyLines:]
+	check("trimmed")
+	if got := inode(t, name); got == ino {
+		t.Error("esp_sa not rewritten when its oldest entries went")
+	}
+
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	add(1)
+	want = want[len(want)-maxKeyLines:]
+	check("after the file was deleted") // written again, the newest maxKeyLines entries
+
+	// A restart keeps the entries and appends after its first write, a rewrite.
+	kl = start()
+	add(1)
+	want = want[len(want)-maxKeyLines:]
+	check("after a restart")
+	ino = inode(t, name)
+	add(3)
+	check("after a restart, appended")
+	if got := inode(t, name); got != ino {
+		t.Errorf("esp_sa rewritten (inode %d, was %d) after the restart's first write", got, ino)
+	}
+	if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("esp_sa: %v, %v; want mode 0600", fi.Mode().Perm(), err)
+	}
+
+	// An unwritable file is logged without its keys.
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(name, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	add(1)
+	if !strings.Contains(logs.String(), "cannot write key file") {
+		t.Errorf("no error logged for an unwritable esp_sa, log:\n%s", logs.String())
+	}
+	for _, l := range want {
+		key := strings.Split(l, ",")[5]
+		if strings.Contains(logs.String(), strings.Trim(key, `"0x`)) {
+			t.Fatalf("key %s in the log:\n%s", key, logs.String())
+		}
+	}
+}
+
+// inode is the inode number of the file name: a rename gives a new one.
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
 // fileLines returns the lines of a file.
@@ -174,6 +284,22 @@ func TestIKEv2Line(t *testing.T) {
 		}
 		if got := IKEv2Line(spiI, spiR, ps[0], k); got != want {
 			t.Errorf("IKEv2Line(%s) =\n %s\nwant\n %s", prop, got, want)
+		}
+	}
+}
+
+// BenchmarkKeyLog1000 records the child SAs of 1,000 tunnels in a fresh save_keys
+// directory, as bench/setup's espgw does while it brings them up.
+func BenchmarkKeyLog1000(b *testing.B) {
+	sa := testChildSA(b, "aes256gcm16")
+	for b.Loop() {
+		kl, err := NewKeyLog(b.TempDir(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range uint32(1000) {
+			sa.SPIIn, sa.SPIOut = i<<1, i<<1|1
+			kl.ChildSA(sa)
 		}
 	}
 }

@@ -106,18 +106,21 @@ const (
 	EventSoftExpire
 	// EventHardExpire: an SA reached its hard lifetime and was removed.
 	EventHardExpire
+	// EventOutboundSwitch: a SwitchDeferrer let the outbound SA (SPI, Dst) of tunnel ReqID
+	// carry traffic; the tunnel's newest such SA does. It may name an SA deleted meanwhile.
+	EventOutboundSwitch
 )
 
 // Event is sent by a datapath to the control plane.
 type Event struct {
 	Kind     EventKind
-	ReqID    uint32   // acquire: the policy's reqid
+	ReqID    uint32   // acquire: the policy's reqid; expire, switch: the SA's
 	Selector Selector // acquire: the policy selector that matched
 	// PacketSrc and PacketDst are the addresses of the packet that caused an acquire, when the backend
 	// knows them: the IKEv2 initiator offers them first (RFC 7296 2.9).
 	PacketSrc, PacketDst netip.Addr
-	SPI                  uint32     // expire: the SA
-	Dst                  netip.Addr // expire: the SA's destination
+	SPI                  uint32     // expire, switch: the SA
+	Dst                  netip.Addr // expire, switch: the SA's destination
 }
 
 // Datapath is implemented by every backend. Methods are safe for concurrent use.
@@ -141,6 +144,19 @@ type Datapath interface {
 	Events() <-chan Event
 	// Close removes everything the backend installed.
 	Close() error
+}
+
+// SwitchDeferrer is a Datapath that makes a rekey's new outbound SA before it breaks the old
+// one: when AddSAPair installs a pair for a tunnel that has an outbound SA already, the tunnel
+// keeps sending on the older SA until the first packet opened on the new pair's inbound SA
+// (the peer has the pair installed, so what we send on it is not lost), until
+// SwitchTimeout has passed (traffic only we send), or until the older SAs are deleted,
+// whichever comes first; it then reports EventOutboundSwitch. Other datapaths (xfrm) send
+// on the new outbound SA as soon as AddSAPair returns.
+type SwitchDeferrer interface {
+	Datapath
+	// SwitchTimeout is the longest a rekeyed tunnel stays on its older outbound SA.
+	SwitchTimeout() time.Duration
 }
 
 // PolicyBatcher is a Datapath that installs many policies at once for less than one at a

@@ -30,11 +30,11 @@ const (
 // rounded up (bench/README.md). A faster machine is charged the same and so admits fewer
 // than its share of a core; a much slower one more.
 var dhCosts = map[uint16]time.Duration{
-	2:  600 * time.Microsecond,  // modp1024
-	5:  1200 * time.Microsecond, // modp1536
-	14: 2000 * time.Microsecond, // modp2048
-	15: 4000 * time.Microsecond, // modp3072
-	16: 6600 * time.Microsecond, // modp4096
+	2:  400 * time.Microsecond,  // modp1024
+	5:  550 * time.Microsecond,  // modp1536
+	14: 900 * time.Microsecond,  // modp2048
+	15: 1900 * time.Microsecond, // modp3072
+	16: 4100 * time.Microsecond, // modp4096
 	19: 60 * time.Microsecond,   // ecp256
 	20: 650 * time.Microsecond,  // ecp384
 }

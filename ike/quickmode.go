@@ -344,6 +344,7 @@ func (e *Engine) handleQM2(qm *quickMode, in *inbound) error {
 	qm.spiOut, qm.prop, qm.encap = ch.spi, ch.prop, ch.encap
 	qm.life = initiatorLifetime(&t.cfg, ch.life, ps)
 	qm.stop() // QM1 is answered; QM3 goes once the child SA is installed (installKeys)
+	e.releaseQuickModeRoom(qm)
 	sa.qm2s++
 	qm.answered = sa.qm2s
 	return qm.install()

@@ -144,15 +144,15 @@ func TestAlwaysRetriesQuickModeWithBackoff(t *testing.T) {
 	}
 }
 
-// gateRand is a random source that holds the reads of a DH private exponent (modp groups
-// read exponentBytes at once) until released, telling the test when one waits.
+// gateRand is a random source that holds the reads of a MODP private exponent until
+// released, telling the test when one waits.
 type gateRand struct {
 	waiting chan struct{}
 	release chan struct{}
 }
 
 func (g *gateRand) Read(p []byte) (int, error) {
-	if len(p) == 64 {
+	if readingDHExponent() {
 		g.waiting <- struct{}{}
 		<-g.release
 	}

@@ -3,6 +3,8 @@ package ike
 import (
 	"crypto/rand"
 	"net/netip"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,12 +384,28 @@ func TestSweet32VolumeLimit(t *testing.T) {
 	}
 }
 
-// exponentReads counts the reads of a DH exponent's size (dh's exponentBytes, 64) from
-// an engine's random source: one per key generated.
+// readingDHExponent reports whether a random source's Read was called by a MODP group's
+// GenerateKey, reading a private exponent (the same size as a nonce).
+func readingDHExponent() bool {
+	pc := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "dh.(*modpGroup).GenerateKey") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// exponentReads counts the reads of a MODP exponent from an engine's random source: one
+// per key generated.
 type exponentReads struct{ n atomic.Int32 }
 
 func (r *exponentReads) Read(p []byte) (int, error) {
-	if len(p) == 64 {
+	if readingDHExponent() {
 		r.n.Add(1)
 	}
 	return rand.Read(p)

@@ -3,6 +3,8 @@
 // espgw responder, in the same run (internal/testutil/scalelab). Root and strongSwan needed:
 //
 //	go test ./bench/setup/ -run '^$' -bench . -benchtime 1x [-setup.n 50 -setup.peers 10]
+//
+// -setup.cpuprofile FILE profiles the initiating espgw from its start on (go tool pprof FILE).
 package setup
 
 import (
@@ -21,6 +23,8 @@ var (
 	tunnels = flag.Int("setup.n", 50, "tunnels in all, a multiple of -setup.peers")
 	peers   = flag.Int("setup.peers", 10, "peers (connections; addresses of the one charon)")
 	logs    = flag.String("setup.logs", "", "directory to copy espgw.log and charon.log of each run into")
+	profile = flag.String("setup.cpuprofile", "", "write a CPU profile of the initiating espgw, from its start on, to this file")
+	profDur = flag.Duration("setup.cpuprofile.time", 4*time.Second, "how long -setup.cpuprofile samples")
 )
 
 // The proposals of test/interop's second set: DH in every main mode and (PFS) quick mode.
@@ -60,9 +64,24 @@ func BenchmarkSetup(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/n=%d/peers=%d", name, *tunnels, *peers), func(b *testing.B) {
 			for range b.N {
 				load0 := load1()
-				r := scalelab.Start(b, scalelab.Lab{Peers: *peers, Tunnels: perPeer,
-					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal})
+				lab := scalelab.Lab{Peers: *peers, Tunnels: perPeer,
+					EspgwInitiates: espgwInitiates, IKE: ikeProposal, ESP: espProposal}
+				profiled := espgwInitiates && *profile != ""
+				if profiled {
+					lab.Daemon.PProf = pprofAddr
+				}
+				r := scalelab.Start(b, lab)
+				var prof chan error
+				if profiled {
+					prof = make(chan error, 1)
+					go func() { prof <- setupProfile(r) }()
+				}
 				took, err := r.WaitInstalled(30*time.Second + time.Duration(r.N())*200*time.Millisecond)
+				if prof != nil {
+					if err := <-prof; err != nil {
+						b.Error(err)
+					}
+				}
 				keepLogs(b, r, name)
 				r.ReportUDPDrops(b)
 				b.ReportMetric((load0+load1())/2, "load1")
@@ -75,9 +94,30 @@ func BenchmarkSetup(b *testing.B) {
 				if rss, err := scalelab.RSS(r.GW.PID()); err == nil {
 					b.ReportMetric(float64(rss)/(1<<20), "espgw-RSS-MiB")
 				}
+				reportCPU(b, "espgw-cpu-s", r.GW.PID())
+				reportCPU(b, "charon-cpu-s", r.Swan.PID())
 			}
 		})
 	}
+}
+
+// reportCPU reports the CPU time process pid has used since it started (both daemons'
+// setup work: which of them is short of CPU on a shared machine).
+func reportCPU(b *testing.B, unit string, pid int) {
+	if cpu, err := scalelab.CPUTime(pid); err == nil {
+		b.ReportMetric(cpu.Seconds(), unit)
+	}
+}
+
+// setupProfile writes a CPU profile of r's espgw over -setup.cpuprofile.time to
+// -setup.cpuprofile. espgw runs with --pprof, which also samples allocations finely.
+func setupProfile(r *scalelab.Run) error {
+	path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profDur.Seconds()))
+	p, err := r.GWNS.HTTPGet(pprofAddr, path, *profDur+time.Minute)
+	if err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	return os.WriteFile(*profile, p, 0o644)
 }
 
 // tunnelsPerPeer checks the flags -PREFIX.n (n) and -PREFIX.peers and returns n / peers.

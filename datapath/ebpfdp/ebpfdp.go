@@ -4,6 +4,9 @@
 //
 //   - an SA pair goes into the datapath first, then the programs count it and mark its
 //     tunnel up; on delete the programs mark the tunnel down first, then the SA goes;
+//   - a tunnel's outbound SA in the programs is the one the datapath sends on: the newest,
+//     or, with a datapath.SwitchDeferrer, the newest it reported (EventOutboundSwitch) or
+//     that carried the tunnel from its install;
 //   - a policy goes into the datapath first, then into the classifier (fail closed until
 //     the tunnel's SA is up); on delete the datapath's policy goes first as well, so the
 //     classifier never lacks a policy the datapath still steers by.
@@ -51,6 +54,7 @@ type Datapath struct {
 	nextID   uint32
 	policies map[uint32]datapath.Policy // by classifier policy id
 	outs     map[uint32][]outSA         // by reqid: the tunnel's outbound SAs, oldest first
+	defers   bool                       // the backend is a datapath.SwitchDeferrer
 	sas      map[saKey]sa               // installed SAs, both directions
 	pending  map[uint32]time.Time       // inbound SPIs allocated but not yet installed
 }
@@ -68,10 +72,11 @@ type sa struct {
 
 // outSA is what the MSS clamp of a tunnel depends on, and its outbound SPI.
 type outSA struct {
-	spi   uint32
-	natt  bool
-	enc   datapath.Encryption
-	integ datapath.Integrity
+	spi     uint32
+	natt    bool
+	enc     datapath.Encryption
+	integ   datapath.Integrity
+	waiting bool // installed on a rekey; the backend does not send on it yet
 }
 
 // pendingSPITimeout bounds how long an allocated inbound SPI passes the XDP SPI filter
@@ -98,6 +103,7 @@ func New(dp datapath.Datapath, l *loader.Loader, opts Options, log *slog.Logger)
 	d := &Datapath{Datapath: dp, l: l, log: log, events: make(chan datapath.Event), done: make(chan struct{}), opts: opts,
 		ids: make(map[datapath.Policy]uint32), policies: make(map[uint32]datapath.Policy),
 		outs: make(map[uint32][]outSA), sas: make(map[saKey]sa), pending: make(map[uint32]time.Time)}
+	_, d.defers = dp.(datapath.SwitchDeferrer)
 	d.wg.Go(d.forwardEvents)
 	return d, nil
 }
@@ -153,8 +159,9 @@ func (d *Datapath) forgetPending(spi uint32) {
 	}
 }
 
-// AddSAPair installs p, then counts both SPIs and makes p.Out its tunnel's outbound SA.
-// A failure of the programs is logged: the SA works, only the eBPF view of it is wrong.
+// AddSAPair installs p, then counts both SPIs and makes p.Out its tunnel's outbound SA, on a
+// rekey through a SwitchDeferrer only once that reports the switch. A failure of the
+// programs is logged: the SA works, only the eBPF view of it is wrong.
 func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	if err := d.Datapath.AddSAPair(ctx, p); err != nil {
 		return err
@@ -165,7 +172,9 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	delete(d.pending, p.In.SPI)
 	d.sas[saKey{p.In.Dst, p.In.SPI}] = sa{reqID, loader.Inbound}
 	d.sas[saKey{p.Out.Dst, p.Out.SPI}] = sa{reqID, loader.Outbound}
-	d.outs[reqID] = append(d.outs[reqID], outSA{spi: p.Out.SPI, natt: p.Out.EncapDstPort != 0, enc: p.Out.Enc, integ: p.Out.Integ})
+	_, up := d.current(reqID)
+	d.outs[reqID] = append(d.outs[reqID], outSA{spi: p.Out.SPI, natt: p.Out.EncapDstPort != 0, enc: p.Out.Enc, integ: p.Out.Integ,
+		waiting: up && d.defers})
 	err := errors.Join(
 		d.l.AddSA(loader.Inbound, p.In.SPI),
 		d.l.AddSA(loader.Outbound, p.Out.SPI),
@@ -179,9 +188,10 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 
 // DeleteSA stops counting the SA and, if it is its tunnel's outbound SA, hands the tunnel
 // to its next newest outbound SA or, with none left, marks it down (a rekeyed tunnel's old
-// SA goes without either), then deletes it from the datapath: the guard stops the traffic
-// before the SA goes. The newest SA can go first when two ends negotiated the tunnel at
-// once and it lost. An allocated SPI leaves the XDP filter.
+// SA goes without either, unless the new one still waits for its switch: then it switches
+// now, as the backend does), then deletes it from the datapath: the guard stops the
+// traffic before the SA goes. The newest SA can go first when two ends negotiated the
+// tunnel at once and it lost. An allocated SPI leaves the XDP filter.
 func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) error {
 	d.mu.Lock()
 	k := saKey{dst, spi}
@@ -263,29 +273,54 @@ func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
 	return nil
 }
 
-// dropOut forgets the outbound SA spi of the tunnel reqID and reports whether it was the
-// one carrying the tunnel. Caller holds d.mu.
+// dropOut forgets the outbound SA spi of the tunnel reqID and reports whether the SA
+// carrying the tunnel changed: spi carried it, or was the last that could. Caller holds d.mu.
 func (d *Datapath) dropOut(reqID, spi uint32) bool {
 	outs := d.outs[reqID]
 	i := slices.IndexFunc(outs, func(o outSA) bool { return o.spi == spi })
 	if i < 0 {
 		return false
 	}
+	was, _ := d.current(reqID)
 	if outs = slices.Delete(outs, i, i+1); len(outs) == 0 {
 		delete(d.outs, reqID)
-	} else {
-		d.outs[reqID] = outs
+		return true
 	}
-	return i == len(outs)
+	d.outs[reqID] = outs
+	if _, up := d.current(reqID); !up {
+		outs[len(outs)-1].waiting = false // the backend switches to its newest SA now
+	}
+	return was.spi == spi
 }
 
-// current is the outbound SA carrying the tunnel reqID, its newest. Caller holds d.mu.
+// switched marks the tunnel's outbound SA that the backend reported it switched to
+// (EventOutboundSwitch) as carrying and rewrites the tunnel if its SA changed.
+func (d *Datapath) switched(ev datapath.Event) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	outs := d.outs[ev.ReqID]
+	i := slices.IndexFunc(outs, func(o outSA) bool { return o.spi == ev.SPI })
+	if i < 0 || !outs[i].waiting {
+		return nil // deleted meanwhile, or carrying since its deletion handed it the tunnel
+	}
+	was, _ := d.current(ev.ReqID)
+	outs[i].waiting = false
+	if now, _ := d.current(ev.ReqID); now.spi == was.spi {
+		return nil
+	}
+	return d.writeTunnel(ev.ReqID)
+}
+
+// current is the outbound SA carrying the tunnel reqID: its newest that is not waiting for
+// its switch. Caller holds d.mu.
 func (d *Datapath) current(reqID uint32) (outSA, bool) {
 	outs := d.outs[reqID]
-	if len(outs) == 0 {
-		return outSA{}, false
+	for i := len(outs) - 1; i >= 0; i-- {
+		if !outs[i].waiting {
+			return outs[i], true
+		}
 	}
-	return outs[len(outs)-1], true
+	return outSA{}, false
 }
 
 // writePolicy hands the loader policy id with its tunnel's SA state. Caller holds d.mu.
@@ -332,8 +367,8 @@ func (d *Datapath) reqID(id uint32) uint32 {
 	return d.policies[id].ReqID
 }
 
-// Events delivers the backend's events and, as acquires, the classifier's reports of
-// traffic for a tunnel whose SA is down.
+// Events delivers the backend's events (having followed its outbound switches) and, as
+// acquires, the classifier's reports of traffic for a tunnel whose SA is down.
 func (d *Datapath) Events() <-chan datapath.Event { return d.events }
 
 // forwardEvents merges the backend's and the classifier's events until Close.
@@ -351,6 +386,11 @@ func (d *Datapath) forwardEvents() {
 				continue
 			}
 			ev = e
+			if ev.Kind == datapath.EventOutboundSwitch {
+				if err := d.switched(ev); err != nil {
+					d.log.Error("eBPF programs count a rekeyed tunnel on its old SA", "reqid", ev.ReqID, "spi", fmt.Sprintf("%08x", ev.SPI), "err", err)
+				}
+			}
 		case e, ok := <-classifier:
 			if !ok {
 				classifier = nil

@@ -49,13 +49,19 @@ func (b *backend) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) erro
 // attached) loader.
 func open(t *testing.T, spiBase uint32, lopts loader.Options) (*Datapath, *backend, *loader.Loader) {
 	t.Helper()
+	return openAs(t, spiBase, lopts, func(b *backend) datapath.Datapath { return b })
+}
+
+// openAs is open with the backend as as makes it.
+func openAs(t *testing.T, spiBase uint32, lopts loader.Options, as func(*backend) datapath.Datapath) (*Datapath, *backend, *loader.Loader) {
+	t.Helper()
 	testutil.RequireRoot(t) // loads BPF programs
 	l, err := loader.Open(lopts)
 	if err != nil {
 		t.Fatalf("loader.Open: %v", err)
 	}
 	b := &backend{Datapath: datapathtest.New(spiBase), verdict: make(map[uint32]uint32)}
-	d, err := New(b, l, defaults, nil)
+	d, err := New(as(b), l, defaults, nil)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
@@ -66,6 +72,22 @@ func open(t *testing.T, spiBase uint32, lopts loader.Options) (*Datapath, *backe
 		}
 	})
 	return d, b, l
+}
+
+// syn is a TCP SYN (MSS 1460) from the tests' local subnet 10.10.1.0/24 to their remote
+// 10.20.0.0/24.
+var syn = pkttest.IPv4{Src: netip.MustParseAddr("10.10.1.5"), Dst: netip.MustParseAddr("10.20.0.7"), Proto: pkttest.ProtoTCP}.
+	Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
+
+// egress runs syn through l's tc egress program: its verdict and the packet as it left.
+func egress(t *testing.T, l *loader.Loader) (uint32, []byte) {
+	t.Helper()
+	opts := ebpf.RunOptions{Data: slices.Clone(syn), DataOut: make([]byte, len(syn)+64)}
+	verdict, err := l.Programs().TCEgress.Run(&opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verdict, opts.DataOut[:len(syn)]
 }
 
 // pair is a tunnel's SA pair between localAddr and remoteAddr.
@@ -96,16 +118,7 @@ func TestSALifecycle(t *testing.T) {
 	const reqID = 5
 	local, remote := netip.MustParsePrefix("10.10.1.0/24"), netip.MustParsePrefix("10.20.0.0/24")
 	pol := datapath.Policy{Selector: datapath.Selector{Local: local, Remote: remote}, ReqID: reqID, Priority: 1000}
-	syn := pkttest.IPv4{Src: netip.MustParseAddr("10.10.1.5"), Dst: netip.MustParseAddr("10.20.0.7"), Proto: pkttest.ProtoTCP}.
-		Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
-	run := func() (uint32, []byte) {
-		opts := ebpf.RunOptions{Data: slices.Clone(syn), DataOut: make([]byte, len(syn)+64)}
-		verdict, err := l.Programs().TCEgress.Run(&opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return verdict, opts.DataOut[:len(syn)]
-	}
+	run := func() (uint32, []byte) { return egress(t, l) }
 	b.probe = func() uint32 { v, _ := run(); return v }
 	a := pair(reqID, 0x100, 0x200, datapath.Enc3DESCBC, datapath.IntegHMACSHA1_96, false)
 	c := pair(reqID, 0x101, 0x201, datapath.EncAESGCM16, datapath.IntegNone, true)
@@ -214,15 +227,9 @@ func TestNewestSADeletedFirst(t *testing.T) {
 	const reqID = 7
 	pol := datapath.Policy{Selector: datapath.Selector{Local: netip.MustParsePrefix("10.10.1.0/24"),
 		Remote: netip.MustParsePrefix("10.20.0.0/24")}, ReqID: reqID, Priority: 1000}
-	syn := pkttest.IPv4{Src: netip.MustParseAddr("10.10.1.5"), Dst: netip.MustParseAddr("10.20.0.7"), Proto: pkttest.ProtoTCP}.
-		Frame(pkttest.TCP(40000, 443, pkttest.SYN, pkttest.MSS(1460), nil))
 	run := func() (uint32, uint16) {
-		opts := ebpf.RunOptions{Data: slices.Clone(syn), DataOut: make([]byte, len(syn)+64)}
-		verdict, err := l.Programs().TCEgress.Run(&opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mss, _, _ := pkttest.MSSOf(opts.DataOut[:len(syn)])
+		verdict, out := egress(t, l)
+		mss, _, _ := pkttest.MSSOf(out)
 		return verdict, mss
 	}
 	b.probe = func() uint32 { v, _ := run(); return v }

@@ -3,12 +3,13 @@
 // protocol 50. It carries traffic where the kernel has no ESP (containers, OpenVZ/LXC, or
 // kernels built without INET_ESP).
 //
-// Outbound: TUN (TSO super-packets split into segments) → SPD lookup → newest SA of the
-// policy's reqid → seal in place → batched send (conn.Bind.SendESPBatch: sendmmsg + UDP
-// GSO; sendmmsg on the raw socket). Inbound, on the receiving goroutine:
-// Bind (recvmmsg + UDP GRO) / raw socket (recvmmsg) → SAD lookup by SPI → replay check,
-// ICV, decrypt, window update (datapath/esp) → selector check → queue; then the worker:
-// batched TUN write (GRO).
+// Outbound: TUN (TSO super-packets split into segments) → SPD lookup → the SA carrying the
+// policy's reqid (after a rekey the old one until the peer has the new pair, switch.go) →
+// seal in place → batched send (conn.Bind.SendESPBatch: sendmmsg + UDP GSO; sendmmsg on
+// the raw socket). Inbound, on the receiving goroutine: Bind (recvmmsg + UDP GRO) / raw
+// socket (recvmmsg) → SAD lookup by SPI → replay check, ICV, decrypt, window update
+// (datapath/esp) → selector check (→ the first packet of a rekeyed pair switches its
+// tunnel's outbound SA) → queue; then the worker: batched TUN write (GRO).
 package userspace
 
 import (
@@ -56,18 +57,22 @@ type Options struct {
 	RouteTable, RulePriority int
 	// LifetimeInterval is how often lifetimes are checked; default 1 s.
 	LifetimeInterval time.Duration
+	// SwitchTimeout is the longest a rekeyed tunnel keeps sending on its older outbound SA
+	// while no packet arrived on the new pair (switch.go); default DefaultSwitchTimeout.
+	SwitchTimeout time.Duration
 	// Logger receives errors of the background packet loops; default discards.
 	Logger *slog.Logger
 }
 
 // Datapath implements datapath.Datapath with Go ESP over a TUN device.
 type Datapath struct {
-	opts   Options
-	tun    TUN
-	name   string
-	raw    *rawESP
-	events chan datapath.Event
-	drops  dropCounters
+	opts     Options
+	tun      TUN
+	name     string
+	raw      *rawESP
+	events   chan datapath.Event
+	switches *eventQueue // EventOutboundSwitch, raised on the packet path
+	drops    dropCounters
 
 	// policyMu serializes policy changes and with them routes, taken before mu: a batch of
 	// routes (netlink, one per policy) must not hold up AllocSPI's quick modes.
@@ -88,7 +93,7 @@ type Datapath struct {
 	once   sync.Once
 }
 
-var _ datapath.Datapath = (*Datapath)(nil)
+var _ datapath.SwitchDeferrer = (*Datapath)(nil)
 
 // ErrNoSA is returned by Counters for an SA that is not installed.
 var ErrNoSA = errors.New("userspace: no such SA")
@@ -118,6 +123,9 @@ func New(opts Options) (_ *Datapath, err error) {
 	if opts.LifetimeInterval == 0 {
 		opts.LifetimeInterval = time.Second
 	}
+	if opts.SwitchTimeout == 0 {
+		opts.SwitchTimeout = DefaultSwitchTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,6 +134,7 @@ func New(opts Options) (_ *Datapath, err error) {
 		tun:      opts.TUN,
 		routes:   opts.Routes,
 		events:   make(chan datapath.Event, 64),
+		switches: newEventQueue(),
 		reserved: make(map[uint32]netip.Addr),
 		done:     make(chan struct{}),
 		bufSize:  bufOffset + opts.MTU + esp.Headroom + esp.Tailroom + 64,
@@ -165,6 +174,7 @@ func New(opts Options) (_ *Datapath, err error) {
 	d.startInbound()
 	d.start(d.outboundLoop)
 	d.start(d.lifetimeLoop)
+	d.start(d.reportSwitches)
 	if opts.Bind != nil {
 		opts.Bind.SetESPHandler(d.receiveUDP)
 	}
@@ -208,6 +218,7 @@ func (d *Datapath) Close() error {
 			errs = append(errs, d.tun.Close())
 		}
 		d.wg.Wait()
+		d.stopSwitchTimeouts()
 		d.policyMu.Lock()
 		if d.routes != nil {
 			errs = append(errs, d.routes.Close())

@@ -203,5 +203,8 @@ func (d *Datapath) open(st *tables, pkt, dst []byte) []byte {
 		d.drops.inc(DropSelector)
 		return nil
 	}
+	if sa.pending != nil { // the peer sends on the new pair: it can open what we send on it
+		d.switchTo(sa.pending)
+	}
 	return inner
 }

@@ -38,15 +38,16 @@ func (d *Datapath) checkLifetime(now time.Time, sa *esp.SA, softSent *atomic.Boo
 		removed := d.removeSA(cfg.Dst, cfg.SPI)
 		d.mu.Unlock()
 		if removed {
-			d.emit(expireEvent(datapath.EventHardExpire, cfg))
+			d.emit(saEvent(datapath.EventHardExpire, cfg))
 		}
 	case esp.Soft:
 		if softSent.CompareAndSwap(false, true) {
-			d.emit(expireEvent(datapath.EventSoftExpire, cfg))
+			d.emit(saEvent(datapath.EventSoftExpire, cfg))
 		}
 	}
 }
 
-func expireEvent(k datapath.EventKind, cfg datapath.SA) datapath.Event {
+// saEvent is an event of kind k about the SA cfg.
+func saEvent(k datapath.EventKind, cfg datapath.SA) datapath.Event {
 	return datapath.Event{Kind: k, SPI: cfg.SPI, Dst: cfg.Dst, ReqID: cfg.ReqID}
 }

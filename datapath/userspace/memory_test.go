@@ -64,6 +64,12 @@ func (w *wireLog) setHold(f func(pkt []byte) bool) {
 // memLab connects two in-memory gateways A (outerA) and B (outerB).
 func memLab(t testing.TB) (a, b *memGateway) {
 	t.Helper()
+	return memLabSwitch(t, 0, 0)
+}
+
+// memLabSwitch is memLab with the gateways' Options.SwitchTimeout (0: the default).
+func memLabSwitch(t testing.TB, switchA, switchB time.Duration) (a, b *memGateway) {
+	t.Helper()
 	noLeaks(t)
 	ba, bb := bindtest.NewPair()
 	gws := []*memGateway{{bind: ba}, {bind: bb}}
@@ -71,7 +77,8 @@ func memLab(t testing.TB) (a, b *memGateway) {
 		g.tun = tuntest.New(fmt.Sprintf("mem%c", 'a'+i), 256)
 		g.wire = &wireLog{}
 		g.bind.SetFilter(g.wire.filter)
-		dp, err := New(Options{Bind: g.bind, TUN: g.tun, LifetimeInterval: 10 * time.Millisecond})
+		dp, err := New(Options{Bind: g.bind, TUN: g.tun, LifetimeInterval: 10 * time.Millisecond,
+			SwitchTimeout: []time.Duration{switchA, switchB}[i]})
 		if err != nil {
 			t.Fatalf("New with a channel TUN: %v", err)
 		}
@@ -319,59 +326,6 @@ func TestInMemoryReplay(t *testing.T) {
 	through(t, a, b, udpPacket(hostA, hostB, []byte("after the replays"))) // first out: nothing replayed came through
 	wantCounters(t, b, outerB, 0x1001, 6, 5)
 	wantDrops(t, b, map[DropReason]uint64{DropReplay: 5})
-}
-
-// TestInMemoryRekey hands a tunnel over to a new SA pair as the IKE engine does (the new
-// pair is added, the old one deleted later): traffic moves to the new SPIs at once, a
-// packet still in flight on the old SA opens, and after the old SA is deleted its packets
-// are unknown.
-func TestInMemoryRekey(t *testing.T) {
-	a, b := memLab(t)
-	memTunnel(t, a, b, gcm128, 0x1001, 0x2001, 1, selA)
-	through(t, a, b, udpPacket(hostA, hostB, []byte("old SA")))
-	through(t, b, a, udpPacket(hostB, hostA, []byte("old SA back")))
-
-	a.wire.setHold(func([]byte) bool { return true })
-	a.tun.Send(udpPacket(hostA, hostB, []byte("in flight")))
-	for len(a.wire.packets()) < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	a.wire.setHold(nil)
-	inFlight := a.wire.packets()[1]
-
-	pa, pb := tunnelPairs(tdesSHA1, true, 0x3001, 0x4001, 1, selA) // another transform too
-	addPairs(t, a, b, pa, pb)
-	through(t, a, b, udpPacket(hostA, hostB, []byte("new SA")))
-	through(t, b, a, udpPacket(hostB, hostA, []byte("new SA back")))
-	if got := a.wire.packets(); spiOf(got[len(got)-1]) != 0x3001 {
-		t.Fatalf("A sent SPI %#x after the rekey, want the new 0x3001", spiOf(got[len(got)-1]))
-	}
-	if got := b.wire.packets(); spiOf(got[len(got)-1]) != 0x4001 {
-		t.Fatalf("B sent SPI %#x after the rekey, want the new 0x4001", spiOf(got[len(got)-1]))
-	}
-	local, remote := netip.AddrPortFrom(outerA, conn.NATTPort), netip.AddrPortFrom(outerB, conn.NATTPort)
-	a.bind.SendESP(inFlight, local, remote)
-	if got := recvPacket(t, b); !bytes.Contains(got, []byte("in flight")) {
-		t.Fatalf("in-flight packet on the old SA: got %x", got)
-	}
-	wantCounters(t, b, outerB, 0x1001, 2, 0)
-	wantCounters(t, b, outerB, 0x3001, 1, 0)
-
-	ctx := context.Background()
-	for _, d := range []struct {
-		g   *memGateway
-		dst netip.Addr
-		spi uint32
-	}{{a, outerB, 0x1001}, {a, outerA, 0x2001}, {b, outerB, 0x1001}, {b, outerA, 0x2001}} {
-		if err := d.g.dp.DeleteSA(ctx, d.dst, d.spi); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.bind.SendESP(inFlight, local, remote)
-	through(t, a, b, udpPacket(hostA, hostB, []byte("still up")))
-	wantDrops(t, b, map[DropReason]uint64{DropUnknownSPI: 1})
-	wantCounters(t, b, outerB, 0x3001, 2, 0)
-	wantDrops(t, a, nil)
 }
 
 // TestInMemorySelectorDrops checks both ends of RFC 4301's selector rules: outbound, a

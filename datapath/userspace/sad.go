@@ -21,8 +21,9 @@ func randomUint32() (uint32, error) {
 }
 
 // AddSAPair implements datapath.Datapath: both SAs are validated and keyed before either is
-// installed. The outbound SA becomes the one its reqid's policies use (rekey: the old SA
-// stays installed until deleted, so packets in flight on it still open).
+// installed. The outbound SA becomes the one its reqid's policies use, at once for a new
+// tunnel, on a rekey once the peer has the pair (switch.go); the old SA stays installed
+// until deleted, so packets in flight on it still open.
 func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 	now := time.Now()
 	in, err := esp.NewSA(p.In, esp.Inbound, now)
@@ -60,7 +61,9 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 		return fmt.Errorf("userspace: outbound SA %v SPI %#08x: already installed", p.Out.Dst, p.Out.SPI)
 	}
 	st = st.clone()
-	st.in[p.In.SPI] = &inSA{cfg: p.In, esp: in}
+	i := &inSA{cfg: p.In, esp: in}
+	d.armSwitch(st, i, o)
+	st.in[p.In.SPI] = i
 	st.addOut(p.Out.ReqID, o)
 	delete(d.reserved, p.In.SPI)
 	d.state.Store(st)
@@ -91,7 +94,9 @@ func (d *Datapath) removeSA(dst netip.Addr, spi uint32) bool {
 	}
 	if reqid, i, ok := st.findOut(dst, spi); ok {
 		st = st.clone()
+		o := st.out[reqid][i]
 		st.removeOut(reqid, i)
+		d.outboundRemoved(st, o)
 		d.state.Store(st)
 		return true
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/espgw/espgw/datapath"
 	"github.com/espgw/espgw/datapath/esp"
@@ -15,6 +16,9 @@ type inSA struct {
 	cfg      datapath.SA
 	esp      *esp.SA
 	softSent atomic.Bool
+	// pending is the outbound SA installed with this one while it waits to carry its
+	// tunnel (switch.go); nil if it carried it from the start.
+	pending *outSA
 }
 
 // outSA is an installed outbound SA with its precomputed destination.
@@ -24,6 +28,8 @@ type outSA struct {
 	softSent      atomic.Bool
 	local, remote netip.AddrPort // ESP in UDP
 	raw           *rawDest       // raw ESP
+	carrying      atomic.Bool    // may carry the tunnel's traffic (switch.go)
+	timeout       *time.Timer    // switches to it while it waits; written and stopped under Datapath.mu
 }
 
 // policy is an installed SPD entry.
@@ -36,7 +42,7 @@ type policy struct {
 // atomic read; writers copy, modify and swap under Datapath.mu.
 type tables struct {
 	in       map[uint32]*inSA    // by SPI
-	out      map[uint32][]*outSA // by reqid, oldest first: the newest carries traffic
+	out      map[uint32][]*outSA // by reqid, oldest first: the newest carrying one carries traffic
 	outReqID map[outKey]uint32   // the reqid of each outbound SA: counters are read per SA
 	policies []*policy           // by ascending priority value
 }
@@ -65,10 +71,13 @@ func (t *tables) lookupPolicy(f *flow) *policy {
 	return nil
 }
 
-// outbound returns the SA that carries traffic for reqid, or nil.
+// outbound returns the SA that carries traffic for reqid, or nil: the newest one that may.
 func (t *tables) outbound(reqid uint32) *outSA {
-	if l := t.out[reqid]; len(l) > 0 {
-		return l[len(l)-1]
+	l := t.out[reqid]
+	for i := len(l) - 1; i >= 0; i-- {
+		if l[i].carrying.Load() {
+			return l[i]
+		}
 	}
 	return nil
 }

@@ -50,11 +50,11 @@ var ErrInvalidPublic = errors.New("invalid Diffie-Hellman public value")
 
 // groups lists every supported group in ascending ID order.
 var groups = []Group{
-	newMODP(2, modp1024),
-	newMODP(5, modp1536),
-	newMODP(14, modp2048),
-	newMODP(15, modp3072),
-	newMODP(16, modp4096),
+	newMODP(2, modp1024, exponentBitsFloor),
+	newMODP(5, modp1536, exponentBitsFloor),
+	newMODP(14, modp2048, exponentBitsFloor),
+	newMODP(15, modp3072, exponentBitsFloor),
+	newMODP(16, modp4096, exponentBitsMODP4096),
 	newECP(19, ecdh.P256(), 32),
 	newECP(20, ecdh.P384(), 48),
 }

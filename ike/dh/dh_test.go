@@ -113,27 +113,61 @@ func TestPrivateKeyRedacted(t *testing.T) {
 	}
 }
 
+// BenchmarkExchange is one side's DH of an exchange, our key pair and the shared secret:
+// what the responder DH budget (ike/dhlimit.go) charges, as cpu-µs/op.
 func BenchmarkExchange(b *testing.B) {
+	benchGroups(b, func(b *testing.B, g Group, peer []byte) {
+		k, err := g.GenerateKey(rand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := k.SharedSecret(peer); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkGenerateKey is one key pair (for MODP the exponentiation 2^x mod p).
+func BenchmarkGenerateKey(b *testing.B) {
+	benchGroups(b, func(b *testing.B, g Group, _ []byte) {
+		if _, err := g.GenerateKey(rand.Reader); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkSharedSecret is one shared secret with the same key (for MODP y^x mod p).
+func BenchmarkSharedSecret(b *testing.B) {
+	benchGroups(b, func(b *testing.B, g Group, peer []byte) {
+		if _, err := benchKeys[g.ID()].SharedSecret(peer); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchKeys are a key per group for BenchmarkSharedSecret, made by benchGroups.
+var benchKeys = map[uint16]PrivateKey{}
+
+// benchGroups runs op once per iteration for every group with a peer's public value, and
+// reports the process's CPU time per op next to the wall time: on a shared machine wall
+// time is mostly waiting for a core.
+func benchGroups(b *testing.B, op func(b *testing.B, g Group, peer []byte)) {
 	for _, id := range allIDs {
 		g := mustGroup(b, id)
 		peer, err := g.GenerateKey(rand.Reader)
 		if err != nil {
 			b.Fatal(err)
 		}
+		if benchKeys[id], err = g.GenerateKey(rand.Reader); err != nil {
+			b.Fatal(err)
+		}
+		pub := peer.Public()
 		b.Run(fmt.Sprint(id), func(b *testing.B) {
 			b.ReportAllocs()
 			cpu0 := processCPU(b)
 			for b.Loop() {
-				k, err := g.GenerateKey(rand.Reader)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := k.SharedSecret(peer.Public()); err != nil {
-					b.Fatal(err)
-				}
+				op(b, g, pub)
 			}
-			// On a shared machine wall time is mostly waiting for a core; the responder DH
-			// budget (ike/dhlimit.go) charges this.
 			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}

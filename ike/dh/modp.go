@@ -6,47 +6,57 @@ import (
 	"math/big"
 )
 
-// exponentBytes is the length of a MODP private exponent: 512 bits for every group.
-// RFC 3526 section 8 asks for an exponent of at least twice the group's strength; its
-// largest estimate, 240 bits for the 4096-bit group 16, needs 480. A fixed 512-bit
-// exponent satisfies every group and keeps group 16 about 8x cheaper than a full-size one.
-const exponentBytes = 64
+// Private exponent lengths. Finding a short exponent x from 2^x takes about 2^(bits/2)
+// steps (Pollard's lambda), so twice the group's security strength s gives x the strength of
+// the group itself, and every further bit only costs time, linearly. NIST SP 800-56A Rev. 3
+// sets that bound for its safe-prime groups (section 5.6.1.1.1: a key below 2^N with
+// N >= 2s; the strengths in appendix D: MODP-2048 112 bits, MODP-3072 128, MODP-4096 152),
+// and RFC 3526 section 8 the same rule in words. We take 2s but at least 256 bits: groups 2
+// and 5 are not among SP 800-56A's groups (too weak; 256 is above twice RFC 3526's largest
+// estimate for the 1536-bit group, 120 bits), and math/big exponentiates in whole 64-bit
+// words, so MODP-2048's 224 bits would cost what 256 do.
+const (
+	exponentBitsFloor    = 256 // groups 2, 5, 14 and 15
+	exponentBitsMODP4096 = 2 * 152
+)
 
 // modpGroup is a MODP group with generator 2 (RFC 2409 section 6, RFC 3526).
 type modpGroup struct {
-	id      uint16
-	p       *big.Int
-	pMinus1 *big.Int
-	size    int // length of p in bytes: the length of public values and shared secrets
+	id       uint16
+	p        *big.Int
+	pMinus1  *big.Int
+	size     int // length of p in bytes: the length of public values and shared secrets
+	expBytes int // length of a private exponent in bytes
 }
 
 var two = big.NewInt(2)
 
-func newMODP(id uint16, primeHex string) *modpGroup {
+func newMODP(id uint16, primeHex string, exponentBits int) *modpGroup {
 	p, ok := new(big.Int).SetString(primeHex, 16)
 	if !ok {
 		panic(fmt.Sprintf("dh: group %d: malformed prime constant", id))
 	}
 	return &modpGroup{
-		id:      id,
-		p:       p,
-		pMinus1: new(big.Int).Sub(p, big.NewInt(1)),
-		size:    (p.BitLen() + 7) / 8,
+		id:       id,
+		p:        p,
+		pMinus1:  new(big.Int).Sub(p, big.NewInt(1)),
+		size:     (p.BitLen() + 7) / 8,
+		expBytes: exponentBits / 8,
 	}
 }
 
 func (g *modpGroup) ID() uint16     { return g.id }
 func (g *modpGroup) PublicLen() int { return g.size }
 
-// GenerateKey reads a 512-bit exponent x from rand and computes 2^x mod p.
+// GenerateKey reads an exponent x of the group's length from rand and computes 2^x mod p.
 func (g *modpGroup) GenerateKey(rand io.Reader) (PrivateKey, error) {
-	buf := make([]byte, exponentBytes)
+	buf := make([]byte, g.expBytes)
 	if _, err := io.ReadFull(rand, buf); err != nil {
 		return nil, fmt.Errorf("dh: group %d: reading private exponent: %w", g.id, err)
 	}
 	x := new(big.Int).SetBytes(buf)
 	clear(buf)
-	// x < 2 happens with probability 2^-511: only a broken rand gets here.
+	// x < 2 happens with probability 2^-255 or less: only a broken rand gets here.
 	if x.Cmp(two) < 0 {
 		return nil, fmt.Errorf("dh: group %d: random source returned a degenerate exponent", g.id)
 	}

@@ -81,7 +81,7 @@ func TestMODPPrimes(t *testing.T) {
 func TestMODPPadding(t *testing.T) {
 	for _, id := range []uint16{2, 5, 14, 15, 16} {
 		g := mustGroup(t, id)
-		x := make([]byte, exponentBytes)
+		x := make([]byte, g.(*modpGroup).expBytes)
 		x[len(x)-1] = 2
 		k, err := g.GenerateKey(bytes.NewReader(x))
 		if err != nil {
@@ -100,6 +100,30 @@ func TestMODPPadding(t *testing.T) {
 		sixteen[len(sixteen)-1] = 16
 		if !bytes.Equal(z, sixteen) {
 			t.Fatalf("group %d: 4^2 = %x, want %x", id, z, sixteen)
+		}
+	}
+}
+
+// readSizes records the sizes of the reads from crypto/rand.
+type readSizes []int
+
+func (r *readSizes) Read(p []byte) (int, error) {
+	*r = append(*r, len(p))
+	return rand.Read(p)
+}
+
+// TestMODPExponentLength pins each group's private exponent length (modp.go): twice the
+// group's security strength, at least 256 bits.
+func TestMODPExponentLength(t *testing.T) {
+	for id, bits := range map[uint16]int{2: 256, 5: 256, 14: 256, 15: 256, 16: 304} {
+		var reads readSizes
+		k, err := mustGroup(t, id).GenerateKey(&reads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reads) != 1 || reads[0]*8 != bits || k.(*modpKey).x.BitLen() > bits {
+			t.Errorf("group %d: read %v bytes for an exponent of %d bits, want one read of %d bits",
+				id, reads, k.(*modpKey).x.BitLen(), bits)
 		}
 	}
 }
