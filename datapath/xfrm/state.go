@@ -2,6 +2,7 @@ package xfrm
 
 import (
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"slices"
@@ -146,10 +147,13 @@ func wipe(st *netlink.XfrmState) {
 }
 
 // stateSelector is the selector of an SA's xfrm state. The kernel picks an outbound state
-// only if its selector matches the flow (xfrm_state_find), so with several combinations it
-// is every address of their family, keeping the protocol and ports the tunnel shares; the
-// in/out policies, one per combination with the SA's reqid, still decide what enters and
-// leaves through it.
+// only if its selector matches the flow (xfrm_state_find), and drops what an inbound state
+// decrypted unless it matches (__xfrm_policy_check). With several combinations it is, per
+// side, the smallest prefix that holds all of that side's, keeping the protocol and ports
+// the tunnel shares; the policies, one per combination with the SA's reqid, tell the
+// combinations apart. A combination the tunnel's policies cover but the peer narrowed away
+// (RFC 7296 2.9) then finds no state and is dropped, instead of leaving under this SA; that
+// holds unless it lies between the negotiated prefixes of a side.
 func stateSelector(sels []datapath.Selector) datapath.Selector {
 	switch len(sels) {
 	case 0:
@@ -158,12 +162,27 @@ func stateSelector(sels []datapath.Selector) datapath.Selector {
 		return sels[0]
 	}
 	s := sels[0]
-	all := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-	if s.Local.Addr().Is6() {
-		all = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	for _, o := range sels[1:] {
+		s.Local, s.Remote = covering(s.Local, o.Local), covering(s.Remote, o.Remote)
 	}
-	s.Local, s.Remote = all, all
 	return s
+}
+
+// covering is the smallest prefix that holds both a and b; of two families, every address
+// of a's.
+func covering(a, b netip.Prefix) netip.Prefix {
+	n := min(a.Bits(), b.Bits())
+	if x, y := a.Addr().AsSlice(), b.Addr().AsSlice(); len(x) != len(y) {
+		n = 0
+	} else {
+		for i := range x {
+			if d := x[i] ^ y[i]; d != 0 {
+				n = min(n, i*8+bits.LeadingZeros8(d))
+				break
+			}
+		}
+	}
+	return netip.PrefixFrom(a.Addr(), n).Masked()
 }
 
 // selectorPolicy turns a host-oriented selector into the kernel's packet-oriented one:

@@ -165,13 +165,14 @@ func TestStateForFields(t *testing.T) {
 		{
 			// The kernel picks an outbound state only if its selector matches the flow: with
 			// two combinations, the state's must match both, the policies tell them apart.
+			// It covers no remote subnet but the negotiated one.
 			name: "several combinations", dir: dirOut,
 			mutate: func(sa *datapath.SA) {
 				other := sa.Selectors[0]
 				other.Local = netip.MustParsePrefix("10.3.0.0/24")
 				sa.Selectors = append(sa.Selectors, other)
 			},
-			wantSrc: "0.0.0.0/0", wantDst: "0.0.0.0/0", wantSport: 53, wantDpt: 5353,
+			wantSrc: "10.0.0.0/14", wantDst: "10.2.0.0/16", wantSport: 53, wantDpt: 5353,
 			wantLimits: netlink.XfrmStateLimits{ByteSoft: 1000, ByteHard: 2000, TimeSoft: 2700, TimeHard: 3600},
 		},
 	}
@@ -245,5 +246,24 @@ func TestStateForKeepsKeysOutOfErrors(t *testing.T) {
 	_, err := stateFor(sa, dirOut)
 	if err == nil || strings.Contains(err.Error(), "SECRET") {
 		t.Fatalf("stateFor error = %v, want an error without the key", err)
+	}
+}
+
+// TestCovering: the state selector of several combinations holds each side's prefixes and
+// as little else as one prefix can.
+func TestCovering(t *testing.T) {
+	for _, tt := range []struct{ a, b, want string }{
+		{"10.1.0.0/24", "10.1.1.0/24", "10.1.0.0/23"},
+		{"10.1.0.0/16", "10.1.2.0/24", "10.1.0.0/16"},
+		{"10.1.2.0/24", "10.1.0.0/16", "10.1.0.0/16"},
+		{"10.1.0.0/16", "10.3.0.0/16", "10.0.0.0/14"},
+		{"10.1.0.0/24", "10.1.0.0/24", "10.1.0.0/24"},
+		{"10.0.0.0/8", "192.168.0.0/16", "0.0.0.0/0"},
+		{"10.1.0.7/32", "10.1.0.6/32", "10.1.0.6/31"},
+		{"10.1.0.0/24", "2001:db8::/32", "0.0.0.0/0"},
+	} {
+		if got := covering(netip.MustParsePrefix(tt.a), netip.MustParsePrefix(tt.b)); got.String() != tt.want {
+			t.Errorf("covering(%s, %s) = %s, want %s", tt.a, tt.b, got, tt.want)
+		}
 	}
 }

@@ -22,6 +22,7 @@ type gwConfig struct {
 	ESPProposal  string
 	NATTraversal string // off, force or auto
 	Lifetime     string // tunnel lifetime, e.g. 8h; "" = espgwtest's default
+	IKELifetime  string // ike.lifetime, e.g. 2m; "" = espgwtest's default
 	Start        string // always, on-demand or manual
 	NoEBPF       bool   // ebpf: {enabled: false}: spares the verifier's seconds under TCG
 }
@@ -42,9 +43,9 @@ func startEspgw(tb testing.TB, cfg gwConfig) *espgwtest.Gateway {
 		Datapath: cfg.Datapath, NoEBPF: cfg.NoEBPF,
 		Connections: []espgwtest.Connection{{
 			Name: connName, Local: cfg.Local.outer.String(), Remote: cfg.Peer.outer.String(), PSK: cfg.PSK,
-			IKEVersion: cfg.IKEVersion, IKEProposal: cfg.IKEProposal, NATTraversal: cfg.NATTraversal,
+			IKEVersion: cfg.IKEVersion, IKEProposal: cfg.IKEProposal, IKELifetime: cfg.IKELifetime, NATTraversal: cfg.NATTraversal,
 			Tunnels: []espgwtest.Tunnel{{
-				Name: tunnelName, LocalSubnet: cfg.Local.protect.String(), RemoteSubnet: cfg.Peer.protect.String(),
+				Name: tunnelName, LocalSubnet: cfg.Local.subnets(), RemoteSubnet: cfg.Peer.subnets(),
 				ESPProposal: cfg.ESPProposal, Lifetime: cfg.Lifetime, Start: cfg.Start,
 			}},
 		}},

@@ -46,7 +46,7 @@ func spi(tb testing.TB, s string) uint32 {
 func swanPeer(l *lab, version int, ike, esp string) strongswan.Config {
 	return strongswan.Config{Version: version,
 		LocalAddr: l.b.outer.String(), RemoteAddr: l.a.outer.String(), PSK: labPSK,
-		IKEProposals: ike, ESPProposals: esp, LocalTS: l.b.protect.String(), RemoteTS: l.a.protect.String(),
+		IKEProposals: ike, ESPProposals: esp, LocalTS: l.b.subnets(), RemoteTS: l.a.subnets(),
 		KernelESP: true, LogLevel: 2, // no key dumps: they slow charon down under TCG
 	}
 }
@@ -60,13 +60,13 @@ func requireCrossedSPIs(tb testing.TB, sa espgwtest.IPsecSA, child strongswan.Ch
 	}
 }
 
-// countedPings is how many pings pingCounted's callers send at least.
+// countedPings is how many pings the tests send at least per flow they count on an SA.
 const countedPings = 3
 
-// pingCounted calls ping, which sends at least countedPings pings through espgw's SA pair sa,
-// and requires the kernel's packet counters of both SAs to grow by as much at both sites:
-// each SA is the outbound one on one site and the inbound one on the other.
-func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, ping func()) {
+// pingCounted calls ping, which sends at least want pings through espgw's SA pair sa, and
+// requires the kernel's packet counters of both SAs to grow by as much at both sites: each
+// SA is the outbound one on one site and the inbound one on the other.
+func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, want int, ping func()) {
 	tb.Helper()
 	type counter struct {
 		s   *site
@@ -80,8 +80,8 @@ func pingCounted(tb testing.TB, l *lab, sa espgwtest.IPsecSA, ping func()) {
 	}
 	ping()
 	for i, c := range counters {
-		if n := ipXfrmPackets(tb, c.s.ns, c.spi) - before[i]; n < countedPings {
-			tb.Errorf("netns %s: SA 0x%08x carried %d packets more, want >= %d", c.s.ns.Name(), c.spi, n, countedPings)
+		if n := ipXfrmPackets(tb, c.s.ns, c.spi) - before[i]; n < uint64(want) {
+			tb.Errorf("netns %s: SA 0x%08x carried %d packets more, want >= %d", c.s.ns.Name(), c.spi, n, want)
 		}
 	}
 }
@@ -123,7 +123,7 @@ func TestGatewayStrongswan(t *testing.T) {
 				if encap != (sa.EncapLocalPort == 4500) {
 					t.Errorf("IPsec SA encap port %d with nat_traversal %s", sa.EncapLocalPort, natt)
 				}
-				pingCounted(t, l, sa, func() { pingOverESP(t, l, encap, countedPings) })
+				pingCounted(t, l, sa, countedPings, func() { pingOverESP(t, l, encap, countedPings) })
 				g.Stop(t)
 				requireClean(t, &l.a, before)
 			})

@@ -29,6 +29,26 @@ type site struct {
 	outer   netip.Addr   // tunnel endpoint (192.0.2.0/24)
 	inner   netip.Addr   // protected host address, on lo
 	protect netip.Prefix // protected subnet
+	// A second protected subnet with a host address on lo, for tunnels with several
+	// subnets per side; unset unless addSecondSubnets set them.
+	inner2   netip.Addr
+	protect2 netip.Prefix
+}
+
+// subnets is the site's protected subnets in espgw's and swanctl's list syntax: "a" or "a,b".
+func (s *site) subnets() string {
+	if !s.protect2.IsValid() {
+		return s.protect.String()
+	}
+	return s.protect.String() + "," + s.protect2.String()
+}
+
+// hosts is the site's protected host addresses, one per subnet.
+func (s *site) hosts() []netip.Addr {
+	if !s.inner2.IsValid() {
+		return []netip.Addr{s.inner}
+	}
+	return []netip.Addr{s.inner, s.inner2}
 }
 
 // lab is two sites, a (192.0.2.1, 10.1.0.0/16) and b (192.0.2.2, 10.2.0.0/16), joined by one
@@ -50,6 +70,34 @@ func newLab(tb testing.TB) *lab {
 		s.me.ns.AddRoute(tb, s.peer.protect.String(), s.peer.outer.String(), "")
 	}
 	return l
+}
+
+// addSecondSubnets gives a the second subnet 10.3.0.0/16 and b 10.4.0.0/16, each with a
+// host on lo and routed from the other site like the first.
+func addSecondSubnets(tb testing.TB, l *lab) {
+	tb.Helper()
+	l.a.inner2, l.a.protect2 = addr("10.3.0.1"), netip.MustParsePrefix("10.3.0.0/16")
+	l.b.inner2, l.b.protect2 = addr("10.4.0.1"), netip.MustParsePrefix("10.4.0.0/16")
+	for _, s := range []struct{ me, peer *site }{{&l.a, &l.b}, {&l.b, &l.a}} {
+		s.me.ns.AddAddr(tb, "lo", s.me.inner2.String()+"/32")
+		s.me.ns.AddRoute(tb, s.peer.protect2.String(), s.peer.outer.String(), "")
+	}
+}
+
+// hostPair is a flow between the sites: from a host of a to a host of b.
+type hostPair struct{ a, b netip.Addr }
+
+func (p hostPair) String() string { return p.a.String() + " -> " + p.b.String() }
+
+// pairs is every combination of a's hosts with b's.
+func (l *lab) pairs() []hostPair {
+	var ps []hostPair
+	for _, a := range l.a.hosts() {
+		for _, b := range l.b.hosts() {
+			ps = append(ps, hostPair{a, b})
+		}
+	}
+	return ps
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -96,7 +144,18 @@ func (w *wireCapture) espCount(tb testing.TB, encap bool) int {
 // it reported "listening", so callers ask for ESP from most, not all, of their packets.
 func (w *wireCapture) requireOnlyESP(tb testing.TB, encap bool, min int) {
 	tb.Helper()
+	w.requireOnlyESPAnd(tb, encap, min, "")
+}
+
+// requireOnlyESPAnd is requireOnlyESP that also lets pass what the tcpdump filter also
+// matches, e.g. IKE; "" lets nothing else pass.
+func (w *wireCapture) requireOnlyESPAnd(tb testing.TB, encap bool, min int, also string) {
+	tb.Helper()
 	esp := espFilter(encap)
+	others := "ip and not (" + esp + ")"
+	if also != "" {
+		others = "ip and not (" + esp + " or " + also + ")"
+	}
 	count := func() int { return w.espCount(tb, encap) }
 	// tcpdump writes with a delay under TCG: give the file time to catch up before stopping.
 	if err := testutil.Poll(10*time.Second, func() (bool, error) { return count() >= min, nil }); err != nil {
@@ -108,43 +167,57 @@ func (w *wireCapture) requireOnlyESP(tb testing.TB, encap bool, min int) {
 	}
 	for _, c := range []*testutil.Capture{w.a, w.b} {
 		path := c.Stop()
-		if n := pcapCount(tb, path, "ip and not ("+esp+")"); n != 0 {
-			out, _ := exec.Command("tcpdump", "-r", path, "-nn", "ip and not ("+esp+")").Output()
-			tb.Errorf("capture %s: %d IPv4 packets besides ESP, want 0:\n%s", path, n, out)
+		if n := pcapCount(tb, path, others); n != 0 {
+			out, _ := exec.Command("tcpdump", "-r", path, "-nn", others).Output()
+			tb.Errorf("capture %s: %d IPv4 packets match %q, want 0:\n%s", path, n, others, out)
 		}
 	}
 }
 
-// pingOverESP pings b's inner address from a's: one ping that resolves the neighbours, then,
-// captured on the wire, at least pings-1 more that must only show up as ESP (in UDP with
-// encap). It returns how many pings it sent: under TCG tcpdump can miss packets for a while
-// after it reports "listening", so it keeps pinging, one at a time and at most 10 extra,
-// until the capture has seen the ESP.
+// pingOverESP pings b's inner address from a's: see pingPairsOverESP.
 func pingOverESP(tb testing.TB, l *lab, encap bool, pings int) (sent int) {
+	return pingPairsOverESP(tb, l, encap, pings, []hostPair{{l.a.inner, l.b.inner}})
+}
+
+// pingPairsOverESP pings each of pairs from a: one ping per pair that resolves the
+// neighbours, then, captured on the wire, at least pings-1 more per pair that must only show
+// up as ESP (in UDP with encap). It returns how many pings it sent: under TCG tcpdump can
+// miss packets for a while after it reports "listening", so it keeps pinging the first pair,
+// one at a time and at most 10 extra, until the capture has seen the ESP.
+func pingPairsOverESP(tb testing.TB, l *lab, encap bool, pings int, pairs []hostPair) (sent int) {
 	tb.Helper()
-	ping := func() {
-		if err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1); err != nil {
-			tb.Fatalf("through the tunnel: %v", err)
+	ping := func(p hostPair) {
+		if err := testutil.Ping(l.a.ns, p.a.String(), p.b.String(), 1); err != nil {
+			tb.Fatalf("through the tunnel, %s: %v", p, err)
 		}
 		sent++
 	}
 	// The first one resolves the neighbours, which under TCG on a loaded host can take
 	// longer than a ping's 1 s: it gets three tries.
 	for try := 1; ; try++ {
-		err := testutil.Ping(l.a.ns, l.a.inner.String(), l.b.inner.String(), 1)
+		err := testutil.Ping(l.a.ns, pairs[0].a.String(), pairs[0].b.String(), 1)
 		if err == nil {
 			break
 		}
 		if try == 3 {
-			tb.Fatalf("through the tunnel (%d tries): %v", try, err)
+			tb.Fatalf("through the tunnel, %s (%d tries): %v", pairs[0], try, err)
 		}
 	}
 	sent++
-	wire := captureWire(tb, l)
-	for i := 0; i < pings-1 || (i < pings+9 && wire.espCount(tb, encap) < pings-1); i++ {
-		ping()
+	for _, p := range pairs[1:] {
+		ping(p)
 	}
-	wire.requireOnlyESP(tb, encap, pings-1)
+	want := len(pairs) * (pings - 1)
+	wire := captureWire(tb, l)
+	for _, p := range pairs {
+		for range pings - 1 {
+			ping(p)
+		}
+	}
+	for i := 0; i < 10 && wire.espCount(tb, encap) < want; i++ {
+		ping(pairs[0])
+	}
+	wire.requireOnlyESP(tb, encap, want)
 	return sent
 }
 
@@ -192,6 +265,37 @@ func ipXfrmAlgs(tb testing.TB, ns *testutil.NetNS, spi uint32) []string {
 	}
 	slices.Sort(algs)
 	return algs
+}
+
+// ipPolicy is one SPD entry as `ip xfrm policy` shows it.
+type ipPolicy struct {
+	dir, src, dst string // e.g. "out", "10.1.0.0/16", "10.2.0.0/16"
+	reqid         int    // of its ESP template
+}
+
+var (
+	ipPolicyRE = regexp.MustCompile(`^(\S+) dst (\S+)\s+dir (\w+)`)
+	ipReqIDRE  = regexp.MustCompile(`proto esp (?:spi 0x[0-9a-f]+ )?reqid (\d+)`)
+)
+
+// ipXfrmPolicies lists the SPD of ns from `ip xfrm policy`, an oracle independent of the
+// datapath's netlink code; per-socket policies (charon's on its IKE sockets) are left out.
+func ipXfrmPolicies(tb testing.TB, ns *testutil.NetNS) []ipPolicy {
+	tb.Helper()
+	out := ns.Exec(tb, "ip", "xfrm", "policy")
+	var ps []ipPolicy
+	for _, block := range strings.Split("\n"+out, "\nsrc ")[1:] {
+		m := ipPolicyRE.FindStringSubmatch(block)
+		if m == nil {
+			continue // "socket in|out"
+		}
+		p := ipPolicy{dir: m[3], src: m[1], dst: m[2]}
+		if r := ipReqIDRE.FindStringSubmatch(block); r != nil {
+			p.reqid, _ = strconv.Atoi(r[1])
+		}
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 // xfrmAll lists the XFRM states and the policies of the SPD (in, out, fwd) of ns. Per-socket
