@@ -1,6 +1,8 @@
 package userspace
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	"github.com/espgw/espgw/datapath"
@@ -50,6 +52,37 @@ func BenchmarkInMemoryTunnel(b *testing.B) {
 			}()
 			for range b.N {
 				recvPacket(b, gb)
+			}
+		})
+	}
+}
+
+// BenchmarkInstallSA measures installing and deleting one SA pair (a tunnel set up and torn
+// down) next to n installed tunnels: its cost must not grow with n (issue 13).
+func BenchmarkInstallSA(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("existing=%d", n), func(b *testing.B) {
+			a, _ := memLab(b)
+			ctx := context.Background()
+			for i := range uint32(n) {
+				p, _ := tunnelPairs(gcm128, true, 0x10000+i, 0x20000+i, 1+i, selA)
+				if err := a.dp.AddSAPair(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p, _ := tunnelPairs(gcm128, true, 0x30000, 0x40000, uint32(n)+1, selA)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := a.dp.AddSAPair(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+				if err := a.dp.DeleteSA(ctx, p.In.Dst, p.In.SPI); err != nil {
+					b.Fatal(err)
+				}
+				if err := a.dp.DeleteSA(ctx, p.Out.Dst, p.Out.SPI); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -78,8 +78,9 @@ type Datapath struct {
 	// routes (netlink, one per policy) must not hold up AllocSPI's quick modes.
 	policyMu sync.Mutex
 	routes   Routes
-	mu       sync.Mutex // serializes writers of state, spis
-	state    atomic.Pointer[tables]
+	mu       sync.Mutex // serializes writers of sad, spd, reserved
+	sad      sad
+	spd      atomic.Pointer[spd]
 	reserved map[uint32]netip.Addr // SPIs handed out by AllocSPI, not yet installed: their local address
 
 	inQueue   chan *packetBuf
@@ -139,7 +140,7 @@ func New(opts Options) (_ *Datapath, err error) {
 		done:     make(chan struct{}),
 		bufSize:  bufOffset + opts.MTU + esp.Headroom + esp.Tailroom + 64,
 	}
-	d.state.Store(&tables{in: map[uint32]*inSA{}, out: map[uint32][]*outSA{}, outReqID: map[outKey]uint32{}})
+	d.spd.Store(&spd{})
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -242,13 +243,13 @@ func (d *Datapath) emit(ev datapath.Event) {
 func (d *Datapath) AllocSPI(ctx context.Context, local, remote netip.Addr) (uint32, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.state.Load()
 	for range 1000 {
 		spi, err := randomUint32()
 		if err != nil {
 			return 0, fmt.Errorf("userspace: SPI: %w", err)
 		}
-		if _, taken := d.reserved[spi]; spi < 256 || st.in[spi] != nil || taken {
+		_, taken := d.reserved[spi]
+		if _, installed := d.sad.in.load(spi); spi < 256 || taken || installed {
 			continue
 		}
 		d.reserved[spi] = local.Unmap()

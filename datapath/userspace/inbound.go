@@ -46,7 +46,7 @@ func (d *Datapath) receiveUDP(pkt []byte, local, remote netip.AddrPort) {
 	}
 	select {
 	case b := <-d.free:
-		b.inner = d.open(d.state.Load(), pkt, b.data)
+		b.inner = d.open(pkt, b.data)
 		d.queue(b)
 	case <-d.done:
 	}
@@ -112,7 +112,7 @@ func (d *Datapath) openRaw(b *packetBuf, truncated bool) {
 	case !ok:
 		d.drops.inc(DropMalformed)
 	default:
-		b.inner = d.open(d.state.Load(), b.data[start:b.n], nil)
+		b.inner = d.open(b.data[start:b.n], nil)
 		d.queue(b)
 		return
 	}
@@ -164,13 +164,13 @@ func (d *Datapath) inboundWorker() {
 
 // open verifies and decrypts the ESP packet pkt into dst, or in place when dst is nil, and
 // returns the inner packet, or nil after counting the reason it was dropped.
-func (d *Datapath) open(st *tables, pkt, dst []byte) []byte {
+func (d *Datapath) open(pkt, dst []byte) []byte {
 	p, err := esp.Parse(pkt)
 	if err != nil {
 		d.drops.inc(DropMalformed)
 		return nil
 	}
-	sa := st.in[p.SPI()]
+	sa, _ := d.sad.in.load(p.SPI())
 	if sa == nil {
 		d.drops.inc(DropUnknownSPI)
 		return nil

@@ -18,11 +18,10 @@ func (d *Datapath) lifetimeLoop() {
 		case <-d.done:
 			return
 		case now := <-t.C:
-			st := d.state.Load()
-			for _, in := range st.in {
+			for _, in := range d.sad.in.all() {
 				d.checkLifetime(now, in.esp, &in.softSent, in.cfg)
 			}
-			for _, l := range st.out {
+			for _, l := range d.sad.out.all() {
 				for _, o := range l {
 					d.checkLifetime(now, o.esp, &o.softSent, o.cfg)
 				}

@@ -34,9 +34,9 @@ func (d *Datapath) outboundLoop() {
 	}
 	for {
 		n, err := d.tun.Read(bufs, sizes, bufOffset)
-		st := d.state.Load()
+		pols := *d.spd.Load()
 		for i := range n {
-			if o, nh := d.classify(st, bufs[i][bufOffset:bufOffset+sizes[i]]); o != nil {
+			if o, nh := d.classify(pols, bufs[i][bufOffset:bufOffset+sizes[i]]); o != nil {
 				if o != out.sa {
 					d.flush(&out)
 					out.sa = o
@@ -106,18 +106,18 @@ func (d *Datapath) flush(q *sendQueue) {
 
 // classify finds the outbound SA for the inner packet and its ESP next header, or returns
 // nil after counting why the packet is dropped (and asking for an SA when a policy has none).
-func (d *Datapath) classify(st *tables, inner []byte) (*outSA, uint8) {
+func (d *Datapath) classify(pols spd, inner []byte) (*outSA, uint8) {
 	f, ok := parseFlow(inner)
 	if !ok {
 		d.drops.inc(DropMalformed)
 		return nil, 0
 	}
-	pol := st.lookupPolicy(&f)
+	pol := pols.lookup(&f)
 	if pol == nil {
 		d.drops.inc(DropNoPolicy)
 		return nil, 0
 	}
-	o := st.outbound(pol.p.ReqID)
+	o := d.sad.outbound(pol.p.ReqID)
 	if o == nil {
 		d.drops.inc(DropNoSA)
 		d.acquire(pol, &f)

@@ -53,20 +53,17 @@ func (d *Datapath) AddSAPair(ctx context.Context, p datapath.SAPair) error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.state.Load()
-	if st.in[p.In.SPI] != nil {
+	if _, dup := d.sad.in.load(p.In.SPI); dup {
 		return fmt.Errorf("userspace: inbound SA SPI %#08x: already installed", p.In.SPI)
 	}
-	if _, _, dup := st.findOut(p.Out.Dst, p.Out.SPI); dup {
+	if d.sad.findOut(p.Out.Dst, p.Out.SPI) != nil {
 		return fmt.Errorf("userspace: outbound SA %v SPI %#08x: already installed", p.Out.Dst, p.Out.SPI)
 	}
-	st = st.clone()
 	i := &inSA{cfg: p.In, esp: in}
-	d.armSwitch(st, i, o)
-	st.in[p.In.SPI] = i
-	st.addOut(p.Out.ReqID, o)
+	d.armSwitch(i, o)
+	d.sad.addOut(o) // before i: a packet on i may switch to o at once
+	d.sad.in.store(p.In.SPI, i)
 	delete(d.reserved, p.In.SPI)
-	d.state.Store(st)
 	return nil
 }
 
@@ -84,20 +81,13 @@ func (d *Datapath) DeleteSA(ctx context.Context, dst netip.Addr, spi uint32) err
 
 // removeSA deletes the inbound or outbound SA (dst, spi); d.mu must be held.
 func (d *Datapath) removeSA(dst netip.Addr, spi uint32) bool {
-	st := d.state.Load()
-	if in := st.in[spi]; in != nil && in.cfg.Dst == dst {
-		st = st.clone()
-		delete(st.in, spi)
+	if in, ok := d.sad.in.load(spi); ok && in.cfg.Dst == dst {
+		d.sad.in.delete(spi)
 		delete(d.reserved, spi)
-		d.state.Store(st)
 		return true
 	}
-	if reqid, i, ok := st.findOut(dst, spi); ok {
-		st = st.clone()
-		o := st.out[reqid][i]
-		st.removeOut(reqid, i)
-		d.outboundRemoved(st, o)
-		d.state.Store(st)
+	if o := d.sad.findOut(dst, spi); o != nil {
+		d.sad.removeOut(o, func(rest []*outSA) { d.outboundRemoved(o, rest) })
 		return true
 	}
 	return false
@@ -105,12 +95,11 @@ func (d *Datapath) removeSA(dst netip.Addr, spi uint32) bool {
 
 // Counters implements datapath.Datapath.
 func (d *Datapath) Counters(dst netip.Addr, spi uint32) (datapath.Counters, error) {
-	st := d.state.Load()
-	if in := st.in[spi]; in != nil && in.cfg.Dst == dst {
+	if in, ok := d.sad.in.load(spi); ok && in.cfg.Dst == dst {
 		return in.esp.Counters(), nil
 	}
-	if reqid, i, ok := st.findOut(dst, spi); ok {
-		return st.out[reqid][i].esp.Counters(), nil
+	if o := d.sad.findOut(dst, spi); o != nil {
+		return o.esp.Counters(), nil
 	}
 	return datapath.Counters{}, fmt.Errorf("userspace: SA dst %v SPI %#08x: %w", dst, spi, ErrNoSA)
 }

@@ -22,7 +22,7 @@ func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []erro
 	d.policyMu.Lock()
 	defer d.policyMu.Unlock()
 	have := make(map[datapath.Policy]bool, len(ps))
-	for _, q := range d.state.Load().policies {
+	for _, q := range *d.spd.Load() {
 		have[q.p] = true
 	}
 	var adding []int // indexes into ps
@@ -44,13 +44,13 @@ func (d *Datapath) AddPolicies(ctx context.Context, ps []datapath.Policy) []erro
 	routeErrs := d.routes.Add(sels)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := d.state.Load().clone()
+	pols := slices.Clone(*d.spd.Load())
 	for k, i := range adding {
 		if errs[i] = routeErrs[k]; errs[i] == nil {
-			st.policies = insertByPriority(st.policies, &policy{p: ps[i]})
+			pols = insertByPriority(pols, &policy{p: ps[i]})
 		}
 	}
-	d.state.Store(st)
+	d.spd.Store(&pols)
 	return errs
 }
 
@@ -70,15 +70,14 @@ func (d *Datapath) DeletePolicy(ctx context.Context, p datapath.Policy) error {
 	d.policyMu.Lock()
 	defer d.policyMu.Unlock()
 	d.mu.Lock()
-	st := d.state.Load()
-	i := slices.IndexFunc(st.policies, func(q *policy) bool { return q.p == p })
+	pols := *d.spd.Load()
+	i := slices.IndexFunc(pols, func(q *policy) bool { return q.p == p })
 	if i < 0 {
 		d.mu.Unlock()
 		return nil
 	}
-	st = st.clone()
-	st.policies = slices.Delete(st.policies, i, i+1)
-	d.state.Store(st)
+	pols = slices.Delete(slices.Clone(pols), i, i+1)
+	d.spd.Store(&pols)
 	d.mu.Unlock()
 	return d.routes.Release(p.Selector.Remote)
 }

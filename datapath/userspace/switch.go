@@ -26,10 +26,10 @@ const DefaultSwitchTimeout = 2 * time.Second
 func (d *Datapath) SwitchTimeout() time.Duration { return d.opts.SwitchTimeout }
 
 // armSwitch decides whether the outbound SA o of the pair (in, o) that is being installed
-// into st carries its tunnel at once (it is the only one) or waits for in's first packet
-// or the timeout. d.mu is held; st is not published yet.
-func (d *Datapath) armSwitch(st *tables, in *inSA, o *outSA) {
-	if st.outbound(o.cfg.ReqID) == nil {
+// carries its tunnel at once (it is the only one) or waits for in's first packet or the
+// timeout. d.mu is held; neither SA is installed yet.
+func (d *Datapath) armSwitch(in *inSA, o *outSA) {
+	if d.sad.outbound(o.cfg.ReqID) == nil {
 		o.carrying.Store(true)
 		return
 	}
@@ -37,15 +37,16 @@ func (d *Datapath) armSwitch(st *tables, in *inSA, o *outSA) {
 	o.timeout = time.AfterFunc(d.opts.SwitchTimeout, func() { d.switchTo(o) })
 }
 
-// outboundRemoved stops the timeout of the outbound SA o removed from st (not published
-// yet) and, if no SA of its tunnel that may carry traffic is left, switches to the newest
-// one: an older SA's deletion hands the tunnel on. d.mu is held.
-func (d *Datapath) outboundRemoved(st *tables, o *outSA) {
+// outboundRemoved stops the timeout of the outbound SA o that is being removed and, if no
+// SA of its tunnel that may carry traffic is left in rest (its other SAs), switches to the
+// newest one: an older SA's deletion hands the tunnel on, before the packet path misses o.
+// d.mu is held.
+func (d *Datapath) outboundRemoved(o *outSA, rest []*outSA) {
 	if o.timeout != nil {
 		o.timeout.Stop()
 	}
-	if l := st.out[o.cfg.ReqID]; len(l) > 0 && st.outbound(o.cfg.ReqID) == nil {
-		d.switchTo(l[len(l)-1])
+	if len(rest) > 0 && carrier(rest) == nil {
+		d.switchTo(rest[len(rest)-1])
 	}
 }
 
@@ -103,7 +104,7 @@ func (d *Datapath) reportSwitches() {
 func (d *Datapath) stopSwitchTimeouts() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, l := range d.state.Load().out {
+	for _, l := range d.sad.out.all() {
 		for _, o := range l {
 			if o.timeout != nil {
 				o.timeout.Stop()

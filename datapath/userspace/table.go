@@ -1,9 +1,10 @@
 package userspace
 
 import (
-	"maps"
+	"iter"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,13 +39,14 @@ type policy struct {
 	lastAcquire atomic.Int64 // unix nanoseconds
 }
 
-// tables is an immutable snapshot of the SAD and SPD: the packet path loads it with one
-// atomic read; writers copy, modify and swap under Datapath.mu.
-type tables struct {
-	in       map[uint32]*inSA    // by SPI
-	out      map[uint32][]*outSA // by reqid, oldest first: the newest carrying one carries traffic
-	outReqID map[outKey]uint32   // the reqid of each outbound SA: counters are read per SA
-	policies []*policy           // by ascending priority value
+// sad is the security association database. The packet path reads its maps without locks;
+// writers hold Datapath.mu and change one entry at a time, so an install or a delete costs
+// the same next to 10 or 1,000 tunnels (issue 13: copying the whole table per install made
+// a setup quadratic).
+type sad struct {
+	in       syncMap[uint32, *inSA]    // by SPI
+	out      syncMap[uint32, []*outSA] // by reqid, oldest first, never changed once stored: the newest carrying one carries traffic
+	outReqID syncMap[outKey, uint32]   // the reqid of each outbound SA: counters are read per SA
 }
 
 // outKey names an outbound SA.
@@ -53,17 +55,14 @@ type outKey struct {
 	spi uint32
 }
 
-func (t *tables) clone() *tables {
-	out := make(map[uint32][]*outSA, len(t.out))
-	for k, v := range t.out {
-		out[k] = slices.Clone(v)
-	}
-	return &tables{in: maps.Clone(t.in), out: out, outReqID: maps.Clone(t.outReqID), policies: slices.Clone(t.policies)}
-}
+// spd is an immutable snapshot of the SPD, by ascending priority value: the packet path
+// loads it with one atomic read; writers copy, modify and swap under Datapath.mu. Policies
+// change in batches (PolicyBatcher), so a copy per batch is cheap.
+type spd []*policy
 
-// lookupPolicy returns the first policy whose selector matches an outbound flow.
-func (t *tables) lookupPolicy(f *flow) *policy {
-	for _, p := range t.policies {
+// lookup returns the first policy whose selector matches an outbound flow.
+func (s spd) lookup(f *flow) *policy {
+	for _, p := range s {
 		if outboundMatch(&p.p.Selector, f) {
 			return p
 		}
@@ -72,8 +71,13 @@ func (t *tables) lookupPolicy(f *flow) *policy {
 }
 
 // outbound returns the SA that carries traffic for reqid, or nil: the newest one that may.
-func (t *tables) outbound(reqid uint32) *outSA {
-	l := t.out[reqid]
+func (s *sad) outbound(reqid uint32) *outSA {
+	l, _ := s.out.load(reqid)
+	return carrier(l)
+}
+
+// carrier returns the newest SA of l that may carry traffic, or nil.
+func carrier(l []*outSA) *outSA {
 	for i := len(l) - 1; i >= 0; i-- {
 		if l[i].carrying.Load() {
 			return l[i]
@@ -82,27 +86,58 @@ func (t *tables) outbound(reqid uint32) *outSA {
 	return nil
 }
 
-func (t *tables) findOut(dst netip.Addr, spi uint32) (reqid uint32, i int, ok bool) {
-	reqid, ok = t.outReqID[outKey{dst, spi}]
+// findOut returns the outbound SA (dst, spi), or nil.
+func (s *sad) findOut(dst netip.Addr, spi uint32) *outSA {
+	reqid, ok := s.outReqID.load(outKey{dst, spi})
 	if !ok {
-		return 0, 0, false
+		return nil
 	}
-	i = slices.IndexFunc(t.out[reqid], func(o *outSA) bool { return o.cfg.SPI == spi && o.cfg.Dst == dst })
-	return reqid, i, i >= 0
+	l, _ := s.out.load(reqid)
+	if i := slices.IndexFunc(l, func(o *outSA) bool { return o.cfg.SPI == spi && o.cfg.Dst == dst }); i >= 0 {
+		return l[i]
+	}
+	return nil
 }
 
-// addOut installs o as reqid's newest outbound SA.
-func (t *tables) addOut(reqid uint32, o *outSA) {
-	t.out[reqid] = append(t.out[reqid], o)
-	t.outReqID[outKey{o.cfg.Dst, o.cfg.SPI}] = reqid
+// addOut installs o as its reqid's newest outbound SA.
+func (s *sad) addOut(o *outSA) {
+	l, _ := s.out.load(o.cfg.ReqID)
+	s.outReqID.store(outKey{o.cfg.Dst, o.cfg.SPI}, o.cfg.ReqID)
+	s.out.store(o.cfg.ReqID, append(slices.Clip(l), o)) // a new array: readers may hold l
 }
 
-// removeOut deletes the i-th outbound SA of reqid.
-func (t *tables) removeOut(reqid uint32, i int) {
-	o := t.out[reqid][i]
-	delete(t.outReqID, outKey{o.cfg.Dst, o.cfg.SPI})
-	t.out[reqid] = slices.Delete(t.out[reqid], i, i+1)
-	if len(t.out[reqid]) == 0 {
-		delete(t.out, reqid)
+// removeOut deletes the outbound SA o; before, rest (its reqid's other SAs) is handed to
+// handOn, which must make one of them carry if o did.
+func (s *sad) removeOut(o *outSA, handOn func(rest []*outSA)) {
+	l, _ := s.out.load(o.cfg.ReqID)
+	rest := slices.DeleteFunc(slices.Clone(l), func(x *outSA) bool { return x == o })
+	handOn(rest)
+	if len(rest) == 0 {
+		s.out.delete(o.cfg.ReqID)
+	} else {
+		s.out.store(o.cfg.ReqID, rest)
+	}
+	s.outReqID.delete(outKey{o.cfg.Dst, o.cfg.SPI})
+}
+
+// syncMap is a typed sync.Map: loads take no lock and stores and deletes cost O(1).
+type syncMap[K comparable, V any] struct{ m sync.Map }
+
+func (s *syncMap[K, V]) load(k K) (V, bool) {
+	v, ok := s.m.Load(k)
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return v.(V), true
+}
+
+func (s *syncMap[K, V]) store(k K, v V) { s.m.Store(k, v) }
+func (s *syncMap[K, V]) delete(k K)     { s.m.Delete(k) }
+
+// all yields every entry, as sync.Map.Range does.
+func (s *syncMap[K, V]) all() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		s.m.Range(func(k, v any) bool { return yield(k.(K), v.(V)) })
 	}
 }

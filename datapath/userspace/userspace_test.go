@@ -526,7 +526,7 @@ func TestAddPolicies(t *testing.T) {
 	if err := a.dp.AddPolicy(ctx, whole); err == nil || !strings.Contains(err.Error(), "already installed") {
 		t.Errorf("AddPolicy of a policy the batch installed: %v, want already installed", err)
 	}
-	if got := len(a.dp.state.Load().policies); got != 2 {
+	if got := len(*a.dp.spd.Load()); got != 2 {
 		t.Errorf("SPD holds %d policies, want 2", got)
 	}
 }
