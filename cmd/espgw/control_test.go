@@ -80,9 +80,10 @@ func TestStatusSummaryOldAndNewDaemon(t *testing.T) {
 	}
 	out := map[string]string{}
 	for name, answer := range answers {
-		sock := fakeDaemon(t, func(req control.Request) control.Response {
+		sock := fakeDaemon(t, func(req control.Request) *control.Response {
 			asked = append(asked, req)
-			return answer(req)
+			resp := answer(req)
+			return &resp
 		})
 		code, stdout, stderr := espgw("status", "--socket", sock)
 		if code != 0 {
@@ -99,10 +100,10 @@ func TestStatusSummaryOldAndNewDaemon(t *testing.T) {
 		}
 	}
 	asked = nil
-	sock := fakeDaemon(t, func(req control.Request) control.Response {
+	sock := fakeDaemon(t, func(req control.Request) *control.Response {
 		asked = append(asked, req)
 		one, _ := st.Connection(req.Connection)
-		return control.Response{Status: one}
+		return &control.Response{Status: one}
 	})
 	if code, stdout, stderr := espgw("status", "b", "--socket", sock); code != 0 || len(asked) != 1 || asked[0].Connection != "b" ||
 		!strings.Contains(stdout, "192.0.2.7") {
@@ -111,8 +112,8 @@ func TestStatusSummaryOldAndNewDaemon(t *testing.T) {
 }
 
 // fakeDaemon answers control requests on a unix socket until the test ends, one per
-// connection as the daemon does, and returns the socket's path.
-func fakeDaemon(t *testing.T, answer func(control.Request) control.Response) string {
+// connection as the daemon does, and returns the socket's path. A nil answer hangs up.
+func fakeDaemon(t *testing.T, answer func(control.Request) *control.Response) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "espgw.sock")
 	l, err := net.Listen("unix", sock)
@@ -128,7 +129,9 @@ func fakeDaemon(t *testing.T, answer func(control.Request) control.Response) str
 			}
 			var req control.Request
 			if err := json.NewDecoder(c).Decode(&req); err == nil {
-				json.NewEncoder(c).Encode(answer(req))
+				if resp := answer(req); resp != nil {
+					json.NewEncoder(c).Encode(resp)
+				}
 			}
 			c.Close()
 		}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,35 +25,18 @@ import (
 // done has shown exactly n refreshes, however slow the machine.
 func serveStatus(t *testing.T, n uint64, done func()) *control.Client {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ctl.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		k := uint64(0)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			var req control.Request
-			if json.NewDecoder(c).Decode(&req) == nil {
-				if k++; k > n {
-					done()
-					c.Close()
-					continue
-				}
-				st := &control.Status{Datapath: "userspace",
-					IPsecSAs: []control.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c0000001", SPIOut: "c0000002",
-						BytesIn: 1000 * k, BytesOut: 1000 * k, PacketsIn: 10 * k, PacketsOut: 10 * k}},
-					Tunnels: []control.TunnelState{{Connection: "bank", Tunnel: "api", State: control.TunnelUp}}}
-				json.NewEncoder(c).Encode(control.Response{Status: st})
-			}
-			c.Close()
+	k := uint64(0)
+	path := fakeDaemon(t, func(control.Request) *control.Response {
+		if k++; k > n {
+			done()
+			return nil
 		}
-	}()
+		st := &control.Status{Datapath: "userspace",
+			IPsecSAs: []control.IPsecSA{{Connection: "bank", Tunnel: "api", SPIIn: "c0000001", SPIOut: "c0000002",
+				BytesIn: 1000 * k, BytesOut: 1000 * k, PacketsIn: 10 * k, PacketsOut: 10 * k}},
+			Tunnels: []control.TunnelState{{Connection: "bank", Tunnel: "api", State: control.TunnelUp}}}
+		return &control.Response{Status: st}
+	})
 	c, err := control.Dial(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
