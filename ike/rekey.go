@@ -37,7 +37,7 @@ func (e *Engine) armIKELifetime(sa *ikeSA) {
 	if !sa.initiator {
 		return
 	}
-	sa.rekey = e.afterFunc(e.rekeyTime(life), func() {
+	sa.rekey = e.afterFunc(e.rekeyTime(life, true), func() {
 		if sa.state != stateEstablished {
 			return
 		}
@@ -56,10 +56,10 @@ func SoftLifetime[T time.Duration | uint64](hard T, initiator bool) T {
 	return hard / 20 * 19
 }
 
-// rekeyTime is when an initiator starts replacing an IKE or child SA with that lifetime: at
-// its SoftLifetime, less a random jitter of up to 5 %.
-func (e *Engine) rekeyTime(life time.Duration) time.Duration {
-	at := SoftLifetime(life, true)
+// rekeyTime is when we start replacing an IKE or child SA with that lifetime: at its
+// SoftLifetime for our role, less a random jitter of up to 5 %.
+func (e *Engine) rekeyTime(life time.Duration, initiator bool) time.Duration {
+	at := SoftLifetime(life, initiator)
 	var b [2]byte
 	if _, err := io.ReadFull(e.opts.Rand, b[:]); err == nil {
 		at -= time.Duration(uint64(life/20) * uint64(binary.BigEndian.Uint16(b[:])) >> 16)

@@ -70,7 +70,7 @@ func TestRekeyTimeJitter(t *testing.T) {
 	life := 8 * time.Hour
 	seen := make(map[time.Duration]bool)
 	for range 50 {
-		at := e.rekeyTime(life)
+		at := e.rekeyTime(life, true)
 		if at > life*9/10 || at < life*85/100 {
 			t.Fatalf("rekey at %v of %v, want between 85 and 90 %%", at, life)
 		}

@@ -303,7 +303,7 @@ func (e *Engine) armChildLifetime(ch *childSA) {
 	spi := ch.SPIIn
 	ch.expiry = e.afterFunc(ch.Lifetime, func() { e.expire(spi, true) })
 	if ch.Initiator {
-		ch.softExpiry = e.afterFunc(e.rekeyTime(ch.Lifetime), func() { e.expire(spi, false) })
+		ch.softExpiry = e.afterFunc(e.rekeyTime(ch.Lifetime, true), func() { e.expire(spi, false) })
 	}
 }
 

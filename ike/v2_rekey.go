@@ -20,7 +20,8 @@ import (
 // The rekey's initiator is the new SA's original initiator. The child SAs move to the new
 // SA at once; the initiator then deletes the old one with an INFORMATIONAL exchange on it.
 // No reauthentication: the new keys descend from the old SK_d. The original initiator of
-// an IKE SA rekeys it at 85 to 90 % of ike.lifetime.
+// an IKE SA rekeys it at 85 to 90 % of its ike.lifetime, the original responder at 90 to
+// 95 % of its own (the peer's lifetime may be longer).
 
 // errRekeyedV2 ends an IKE SA that a rekey replaced.
 var errRekeyedV2 = errors.New("replaced by its rekeyed IKE SA")

@@ -84,7 +84,7 @@ type v2SA struct {
 	created, established, lastRecv time.Time
 	dpd                            clock.Timer
 	keepalive                      clock.Timer
-	rekey                          clock.Timer       // original initiator: replace the IKE SA (v2_rekey.go)
+	rekey                          clock.Timer       // replace the IKE SA (v2_rekey.go)
 	halfOpen                       clock.Timer       // responder: give up waiting for IKE_AUTH
 	rekeying                       bool              // our CREATE_CHILD_SA replacing it is in flight
 	race                           *rekeyRace[*v2SA] // the peer rekeying it at the same time (v2_collision.go)
@@ -378,7 +378,10 @@ func (e *Engine) establishV2(sa *v2SA, replaces *v2SA) {
 	}
 	e.startLiveness(sa)
 	e.startV2Keepalive(sa)
-	if life := sa.conn.cfg.IKE.Lifetime; sa.initiator && life > 0 {
-		sa.rekey = e.afterFunc(e.rekeyTime(life), func() { e.rekeyV2(sa) })
+	// Either side may rekey (RFC 7296 2.8); the original responder waits longer, so that
+	// with equal lifetimes the initiator's rekey comes first, and a shorter lifetime of
+	// ours holds when we answered.
+	if life := sa.conn.cfg.IKE.Lifetime; life > 0 {
+		sa.rekey = e.afterFunc(e.rekeyTime(life, sa.initiator), func() { e.rekeyV2(sa) })
 	}
 }

@@ -335,3 +335,34 @@ func TestIKEv2AcquireWhileResponding(t *testing.T) {
 		t.Errorf("B's IKE SAs %+v, want only the one A initiated", st.IKESAs)
 	}
 }
+
+// TestIKEv2ResponderRekeysIKESA: the responder's ike.lifetime (1 h) is shorter than the
+// initiator's (a day): the responder rekeys the IKE SA itself, at 90 to 95 % of its hour,
+// and the child SAs move to the new SA untouched.
+func TestIKEv2ResponderRekeysIKESA(t *testing.T) {
+	pc := pairConfig{esp: "aes128gcm16", pskA: "k", tunnels: 2, dpdDelay: time.Minute}
+	s, a, b, _, _ := v2Sim(t, pc, "aes128-sha256-modp2048", "aes128-sha256-modp2048", func(a, b *model.Connection) {
+		a.IKE.Lifetime, b.IKE.Lifetime = 24*time.Hour, time.Hour
+	})
+	s.up(a, b)
+	children := a.k.active()
+	first := a.e.Status().IKESAs[0].InitiatorCookie
+	start := s.clk.Now()
+	s.run("IKE SA replaced on both sides", time.Hour, func() bool {
+		sa, sb := a.e.Status().IKESAs, b.e.Status().IKESAs
+		return len(sa) == 1 && len(sb) == 1 && sa[0].InitiatorCookie != first &&
+			sa[0].InitiatorCookie == sb[0].InitiatorCookie && sa[0].State == "ESTABLISHED" && sb[0].State == "ESTABLISHED"
+	})
+	if got := s.elapsed(start); got < time.Hour*90/100 || got > time.Hour*95/100+DefaultRetransmit.Timeout {
+		t.Errorf("IKE SA replaced after %v, want at 90 to 95 %% of the responder's hour", got)
+	}
+	for _, n := range []*node{a, b} {
+		st := n.e.Status().IKESAs[0]
+		if len(st.ChildSAs) != 2 {
+			t.Errorf("the new IKE SA has %d child SAs, want 2", len(st.ChildSAs))
+		}
+	}
+	if got := a.k.active(); len(got) != 2 || got[0].SPIIn != children[0].SPIIn && got[0].SPIIn != children[1].SPIIn {
+		t.Errorf("child SAs changed with the IKE SA rekey: %v, were %v", got, children)
+	}
+}
