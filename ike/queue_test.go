@@ -88,9 +88,11 @@ func TestOurQuickModesPacedEngineWide(t *testing.T) {
 	w.mu.Lock()
 	most := w.most
 	w.mu.Unlock()
-	// At the start all the room is taken at once; the PFS keys are made while the first QM2s come.
-	if most > maxOurQuickModes || most < maxOurQuickModes/2 {
-		t.Errorf("%d of our QM1s unanswered at most, want %d..%d", most, maxOurQuickModes/2, maxOurQuickModes)
+	// Never more than the room. How much of it fills depends on the scheduler: the PFS keys
+	// are made while the first QM2s come back, and a place is free again at its QM2, so on a
+	// busy machine far fewer than the room can be open at once; but never one at a time.
+	if most > maxOurQuickModes || most < 2 {
+		t.Errorf("%d of our QM1s unanswered at most, want 2..%d", most, maxOurQuickModes)
 	}
 	if _, completed := maxQuickModesInFlight(ba); completed != n {
 		t.Errorf("%d quick modes completed, want %d", completed, n)
