@@ -112,8 +112,12 @@ func (d *daemon) handleEvent(ev datapath.Event) {
 			d.log.Debug("acquire ignored: tunnel has start: manual", "conn", t.Connection, "tunnel", t.Tunnel)
 			return
 		}
-		d.log.Info("traffic for tunnel: negotiating", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", ev.ReqID)
-		d.engine.AcquirePacket(ev.ReqID, ev.PacketSrc, ev.PacketDst)
+		if d.engine.AcquirePacket(ev.ReqID, ev.PacketSrc, ev.PacketDst) {
+			d.log.Info("traffic for tunnel: negotiating", "conn", t.Connection, "tunnel", t.Tunnel, "reqid", ev.ReqID)
+		} else { // e.g. a combination its child SA was narrowed away from
+			d.log.Debug("acquire ignored: the tunnel has a child SA or a negotiation under way",
+				"conn", t.Connection, "tunnel", t.Tunnel, "reqid", ev.ReqID)
+		}
 	case datapath.EventSoftExpire, datapath.EventHardExpire:
 		hard := ev.Kind == datapath.EventHardExpire
 		d.log.Info("SA lifetime expired", "spi", fmt.Sprintf("%08x", ev.SPI), "dst", ev.Dst, "hard", hard)

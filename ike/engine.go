@@ -264,12 +264,15 @@ func (e *Engine) Down(ctx context.Context, connName, tunnel string) error {
 }
 
 // Acquire brings up the tunnel with that reqid (a datapath ACQUIRE for start: on-demand).
-func (e *Engine) Acquire(reqID uint32) { e.AcquirePacket(reqID, netip.Addr{}, netip.Addr{}) }
+func (e *Engine) Acquire(reqID uint32) bool {
+	return e.AcquirePacket(reqID, netip.Addr{}, netip.Addr{})
+}
 
 // AcquirePacket is Acquire for a packet from src to dst: the IKEv2 negotiation it starts
 // offers the packet's addresses first (RFC 7296 2.9), so that a responder with several
-// tunnels for parts of ours picks the one that holds the packet.
-func (e *Engine) AcquirePacket(reqID uint32, src, dst netip.Addr) {
+// tunnels for parts of ours picks the one that holds the packet. It reports whether it
+// started a negotiation: not when the tunnel has a child SA or one under way.
+func (e *Engine) AcquirePacket(reqID uint32, src, dst netip.Addr) (started bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, c := range e.conns {
@@ -277,9 +280,11 @@ func (e *Engine) AcquirePacket(reqID uint32, src, dst netip.Addr) {
 			if t.reqID == reqID && t.child == nil && t.qm == nil && !t.v2Pending {
 				t.trigger = packet{src, dst}
 				e.startTunnel(t, nil)
+				started = true
 			}
 		}
 	}
+	return started
 }
 
 // Expire handles a lifetime event for the child SA with that SPI (inbound or outbound).

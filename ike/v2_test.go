@@ -327,12 +327,22 @@ func TestIKEv2RekeyCollision(t *testing.T) {
 // without another acquire.
 func TestIKEv2AcquireWhileResponding(t *testing.T) {
 	s, a, b, _, _ := v2Sim(t, pairConfig{esp: "aes128gcm16-modp2048", pskA: "k", tunnels: 2}, "aes128-sha256-modp2048", "aes128-sha256-modp2048")
-	a.e.Acquire(a.e.Tunnels()[0].ReqID)
+	if !a.e.Acquire(a.e.Tunnels()[0].ReqID) {
+		t.Error("A's acquire started nothing")
+	}
 	s.deliver() // B answers A's IKE_SA_INIT
-	b.e.Acquire(b.e.Tunnels()[1].ReqID)
+	if !b.e.Acquire(b.e.Tunnels()[1].ReqID) {
+		t.Error("B's acquire started nothing")
+	}
 	s.run("both tunnels up", time.Minute, func() bool { return len(a.k.active()) == 2 && len(b.k.active()) == 2 })
 	if st := b.e.Status(); len(st.IKESAs) != 1 || st.IKESAs[0].Initiator {
 		t.Errorf("B's IKE SAs %+v, want only the one A initiated", st.IKESAs)
+	}
+	// Traffic the tunnels' child SAs do not carry (narrowed away) asks again: nothing starts.
+	for _, ti := range b.e.Tunnels() {
+		if b.e.Acquire(ti.ReqID) {
+			t.Errorf("acquire for %s with its child SA up started a negotiation", ti.Tunnel)
+		}
 	}
 }
 
